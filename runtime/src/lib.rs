@@ -1,0 +1,22 @@
+//! TinyRustLM runtime: reads and verifies `.slm` models, runs a Llama-family decoder on
+//! f32/f16/q8_0/q4_0 weights, tokenizes, samples and generates text.
+//!
+//! The tree reads in the order data flows:
+//! - [`format`]: the `.slm` container (spec/slm.md): verified zero-copy reader and canonical writer;
+//! - [`model`]: numeric kernels and the forward pass (spec/determinism.md);
+//! - [`generate`]: tokenizer, sampler and the generation session.
+//!
+//! No dependencies, no unsafe code (the wasm ABI module is the one exception).
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod error;
+pub mod format;
+pub mod generate;
+pub mod limits;
+pub mod model;
+pub mod sha256;
+
+pub use error::{Error, ErrorCode, Result};

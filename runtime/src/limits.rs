@@ -1,0 +1,58 @@
+//! Every cap of the runtime, in one place. spec/slm.md (Limits) and spec/abi.md name the same
+//! constants; a value changes here and there together.
+
+/// The selector budget: no .slm file may be larger (bytes).
+pub const MAX_MODEL_BYTES: u64 = 33_554_432;
+/// Size of the fixed .slm header (bytes).
+pub const HEADER_BYTES: usize = 256;
+/// Alignment of every section and tensor payload (bytes).
+pub const ALIGNMENT: u64 = 64;
+
+/// Tensors in one directory.
+pub const MAX_TENSORS: u32 = 1024;
+/// Bytes in a tensor name.
+pub const MAX_TENSOR_NAME_BYTES: usize = 96;
+/// Dimensions of a tensor.
+pub const MAX_RANK: usize = 4;
+
+/// Vocabulary size.
+pub const MAX_VOCAB: u32 = 131_072;
+/// Model width (`dim`).
+pub const MAX_DIM: u32 = 16_384;
+/// Decoder layers.
+pub const MAX_LAYERS: u32 = 256;
+/// Attention heads.
+pub const MAX_HEADS: u32 = 256;
+/// Width of one head.
+pub const MAX_HEAD_DIM: u32 = 1024;
+/// FFN hidden width.
+pub const MAX_FFN_DIM: u32 = 65_536;
+/// Context length (positions).
+pub const MAX_CONTEXT: u32 = 32_768;
+
+/// Bytes of the whole metadata section.
+pub const MAX_METADATA_BYTES: u64 = 65_536;
+/// Metadata entries.
+pub const MAX_METADATA_ENTRIES: u32 = 64;
+/// Bytes in a metadata key.
+pub const MAX_METADATA_KEY_BYTES: usize = 64;
+/// Bytes in a metadata value.
+pub const MAX_METADATA_VALUE_BYTES: usize = 4096;
+
+/// Bytes of the whole tokenizer section.
+pub const MAX_TOKENIZER_BYTES: u64 = 8_388_608;
+/// Bytes in one token piece.
+pub const MAX_PIECE_BYTES: usize = 256;
+/// Stop tokens.
+pub const MAX_STOP_TOKENS: u32 = 16;
+/// Ranked merges of a ranked-merge BPE vocabulary.
+pub const MAX_MERGES: u32 = 262_144;
+
+/// Bytes of prompt text accepted by a generation.
+pub const MAX_PROMPT_BYTES: usize = 16_384;
+/// Bytes of text one generation may produce (the original's 64 KiB).
+pub const MAX_OUTPUT_BYTES: usize = 65_536;
+/// Tokens one generation may produce.
+pub const MAX_NEW_TOKENS: u32 = 8_192;
+/// Largest top-k.
+pub const MAX_TOP_K: u32 = 1024;
