@@ -1,0 +1,231 @@
+//! The tensor directory (spec/slm.md, Tensor directory): one entry per tensor — name, dtype, rank,
+//! dims, payload offset and length, SHA-256 of the payload — and the payload layout rules.
+
+use super::cursor::{align_up, Cursor};
+use super::header::Section;
+use super::DType;
+use crate::error::{Error, ErrorCode, Result};
+use crate::limits;
+use crate::sha256;
+use alloc::{format, string::String, vec::Vec};
+
+/// One directory entry, borrowing its name from the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TensorEntry<'a> {
+    pub name: &'a str,
+    pub dtype: DType,
+    pub rank: u8,
+    /// Outermost first (row-major shape); entries past `rank` are 1.
+    pub dims: [u32; limits::MAX_RANK],
+    /// Absolute file offset of the payload.
+    pub offset: u64,
+    pub length: u64,
+    pub digest: [u8; 32],
+    /// File offset of this entry, for error messages.
+    pub entry_offset: u64,
+}
+
+impl TensorEntry<'_> {
+    pub fn shape(&self) -> &[u32] {
+        &self.dims[..self.rank as usize]
+    }
+
+    pub fn elements(&self) -> u64 {
+        self.shape().iter().map(|&d| d as u64).product()
+    }
+}
+
+/// A name is 1..=96 bytes of `A-Z a-z 0-9 _ . -`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= limits::MAX_TENSOR_NAME_BYTES
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+}
+
+fn bad(offset: u64, message: impl Into<String>) -> Error {
+    Error::at(ErrorCode::InvalidTensorDirectory, offset, message)
+}
+
+/// Parses the directory and checks each entry and the payload layout against the data section.
+/// Does not hash payloads (see [`verify_digests`]).
+pub fn parse<'a>(file: &'a [u8], dir: Section, data: Section) -> Result<Vec<TensorEntry<'a>>> {
+    let bytes = &file[dir.offset as usize..(dir.offset + dir.length) as usize];
+    let mut c = Cursor::new(bytes, dir.offset, "tensor directory");
+    let at = c.offset();
+    let count = c.u32()?;
+    if count == 0 {
+        return Err(bad(at, "the directory lists no tensors"));
+    }
+    if count > limits::MAX_TENSORS {
+        return Err(Error::at(
+            ErrorCode::LimitExceeded,
+            at,
+            format!("{count} tensors; the limit is {}", limits::MAX_TENSORS),
+        ));
+    }
+    let mut entries: Vec<TensorEntry<'a>> = Vec::with_capacity(count as usize);
+    // The next payload must start here.
+    let mut expected = data.offset;
+    for _ in 0..count {
+        let entry_offset = c.offset();
+        let name_len = c.u16()? as usize;
+        let name_bytes = c.take(name_len)?;
+        let name = core::str::from_utf8(name_bytes)
+            .ok()
+            .filter(|n| valid_name(n))
+            .ok_or_else(|| {
+                bad(
+                    entry_offset,
+                    "tensor name is not 1..=96 bytes of A-Z a-z 0-9 _ . -",
+                )
+            })?;
+        if entries.iter().any(|e| e.name == name) {
+            return Err(Error::at(
+                ErrorCode::DuplicateName,
+                entry_offset,
+                format!("tensor {name:?} appears twice"),
+            ));
+        }
+        let dtype_at = c.offset();
+        let dtype = DType::from_code(c.u8()?).map_err(|e| Error {
+            offset: Some(dtype_at),
+            message: format!("tensor {name:?}: {}", e.message),
+            ..e
+        })?;
+        let rank_at = c.offset();
+        let rank = c.u8()?;
+        if rank == 0 || rank as usize > limits::MAX_RANK {
+            return Err(bad(
+                rank_at,
+                format!("tensor {name:?} has rank {rank}; it must be 1..=4"),
+            ));
+        }
+        let mut dims = [1u32; limits::MAX_RANK];
+        let mut elements: u64 = 1;
+        for d in dims.iter_mut().take(rank as usize) {
+            let dim_at = c.offset();
+            *d = c.u32()?;
+            if *d == 0 {
+                return Err(bad(dim_at, format!("tensor {name:?} has a zero dimension")));
+            }
+            elements = elements
+                .checked_mul(*d as u64)
+                .ok_or_else(|| bad(dim_at, format!("tensor {name:?} element count overflows")))?;
+        }
+        let inner = dims[rank as usize - 1] as usize;
+        if inner % dtype.block_elems() != 0 {
+            return Err(Error::at(
+                ErrorCode::ShapeMismatch,
+                rank_at,
+                format!(
+                    "tensor {name:?}: innermost dimension {inner} is not a multiple of the {} block of {} elements",
+                    dtype.name(),
+                    dtype.block_elems()
+                ),
+            ));
+        }
+        let offset_at = c.offset();
+        let offset = c.u64()?;
+        let length_at = c.offset();
+        let length = c.u64()?;
+        let digest: [u8; 32] = c.array()?;
+        let want = dtype.bytes_for(elements).ok_or_else(|| {
+            bad(length_at, format!("tensor {name:?} byte size overflows"))
+        })?;
+        if length != want {
+            return Err(bad(
+                length_at,
+                format!(
+                    "tensor {name:?} has {length} bytes; {elements} {} elements take {want}",
+                    dtype.name()
+                ),
+            ));
+        }
+        if offset % limits::ALIGNMENT != 0 {
+            return Err(Error::at(
+                ErrorCode::Misaligned,
+                offset_at,
+                format!(
+                    "tensor {name:?} payload offset {offset} is not a multiple of {}",
+                    limits::ALIGNMENT
+                ),
+            ));
+        }
+        if offset != expected {
+            return Err(Error::at(
+                ErrorCode::LayoutViolation,
+                offset_at,
+                format!(
+                    "tensor {name:?} payload starts at {offset}; payloads are packed in directory order, so it must start at {expected}"
+                ),
+            ));
+        }
+        let end = offset
+            .checked_add(length)
+            .filter(|&e| e <= data.offset + data.length)
+            .ok_or_else(|| {
+                Error::at(
+                    ErrorCode::LayoutViolation,
+                    length_at,
+                    format!("tensor {name:?} payload runs past the end of the data section"),
+                )
+            })?;
+        entries.push(TensorEntry {
+            name,
+            dtype,
+            rank,
+            dims,
+            offset,
+            length,
+            digest,
+            entry_offset,
+        });
+        // Padding up to the next payload (or to the end of the section) must be zero.
+        let data_end = data.offset + data.length;
+        let next = align_up(end).unwrap_or(u64::MAX).min(data_end);
+        if let Some(i) = file[end as usize..next as usize].iter().position(|&b| b != 0) {
+            return Err(Error::at(
+                ErrorCode::NonZeroPadding,
+                end + i as u64,
+                format!("padding after tensor {name:?} is not zero"),
+            ));
+        }
+        expected = align_up(end).unwrap_or(u64::MAX);
+    }
+    c.finish()?;
+    let last_end = entries
+        .last()
+        .map(|e| e.offset + e.length)
+        .unwrap_or(data.offset);
+    if last_end != data.offset + data.length {
+        return Err(Error::at(
+            ErrorCode::LayoutViolation,
+            last_end,
+            format!(
+                "the data section has {} bytes after the last payload",
+                data.offset + data.length - last_end
+            ),
+        ));
+    }
+    Ok(entries)
+}
+
+/// Hashes every payload and compares with its directory digest, in directory order.
+pub fn verify_digests(file: &[u8], entries: &[TensorEntry<'_>]) -> Result<()> {
+    for e in entries {
+        let payload = &file[e.offset as usize..(e.offset + e.length) as usize];
+        if sha256::sha256(payload) != e.digest {
+            return Err(Error::at(
+                ErrorCode::TensorDigestMismatch,
+                e.offset,
+                format!(
+                    "tensor {:?}: the SHA-256 of its {} payload bytes does not match the directory",
+                    e.name, e.length
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
