@@ -4,3 +4,5 @@
 pub mod bench;
 pub mod gguf;
 pub mod llama2c_tokenizer;
+pub mod fixtures;
+pub mod inspect;
