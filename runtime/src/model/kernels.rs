@@ -1,1 +1,402 @@
-//! (to be written)
+//! Dot products and matrix-vector products for every weight dtype, in the reduction order of
+//! spec/determinism.md (Kernels). The loops are written so the optimizer can vectorize them
+//! without changing a single rounding, and so that later SIMD versions can match them bit for
+//! bit.
+
+use alloc::vec::Vec;
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::format::dtype::{DType, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
+use crate::model::quant::{dequantize, f16_to_f32, quantize_act_q8_0, BlockQ8};
+
+/// Accumulator lanes of the f32/f16 dot products: element i is added to lane `i % LANES`, then
+/// the lanes are combined by halving. This one constant fixes the order (a power of two).
+pub const LANES: usize = 16;
+
+const _: () = assert!(LANES.is_power_of_two());
+
+/// Combines the lanes by halving: for w = LANES/2, ..., 2, 1: lane k += lane k+w for k < w.
+#[inline(always)]
+fn reduce_lanes(mut acc: [f32; LANES]) -> f32 {
+    let mut w = LANES / 2;
+    while w > 0 {
+        let (lo, hi) = acc.split_at_mut(w);
+        for (a, &b) in lo.iter_mut().zip(hi.iter()) {
+            *a += b;
+        }
+        w /= 2;
+    }
+    acc[0]
+}
+
+/// The lane-ordered dot product of a row of `EB`-byte elements (decoded by `load`) with `x`.
+#[inline(always)]
+fn lane_dot<const EB: usize>(row: &[u8], x: &[f32], load: impl Fn(&[u8]) -> f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let mut rows = row.chunks_exact(EB * LANES);
+    let mut xs = x.chunks_exact(LANES);
+    for (r, v) in (&mut rows).zip(&mut xs) {
+        for ((a, e), &b) in acc.iter_mut().zip(r.chunks_exact(EB)).zip(v) {
+            *a += load(e) * b;
+        }
+    }
+    for ((a, e), &b) in acc
+        .iter_mut()
+        .zip(rows.remainder().chunks_exact(EB))
+        .zip(xs.remainder())
+    {
+        *a += load(e) * b;
+    }
+    reduce_lanes(acc)
+}
+
+/// Dot product of two f32 vectors in the lane order (spec/determinism.md). Only the first
+/// `min(a.len(), b.len())` elements are used; callers pass equal lengths.
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let mut ac = a.chunks_exact(LANES);
+    let mut bc = b.chunks_exact(LANES);
+    for (x, y) in (&mut ac).zip(&mut bc) {
+        for ((s, &p), &q) in acc.iter_mut().zip(x).zip(y) {
+            *s += p * q;
+        }
+    }
+    for ((s, &p), &q) in acc.iter_mut().zip(ac.remainder()).zip(bc.remainder()) {
+        *s += p * q;
+    }
+    reduce_lanes(acc)
+}
+
+/// Dot product of an f32 row stored as little-endian bytes with `x`, in the order of
+/// [`dot_f32`]. Uses `min(row.len() / 4, x.len())` elements.
+pub fn dot_f32_row(row: &[u8], x: &[f32]) -> f32 {
+    lane_dot::<4>(row, x, |e| f32::from_le_bytes([e[0], e[1], e[2], e[3]]))
+}
+
+/// Dot product of an f16 row (little-endian bytes) with `x`: each weight is widened exactly to
+/// f32, then the order of [`dot_f32`] applies. Uses `min(row.len() / 2, x.len())` elements.
+pub fn dot_f16_row(row: &[u8], x: &[f32]) -> f32 {
+    lane_dot::<2>(row, x, |e| f16_to_f32(u16::from_le_bytes([e[0], e[1]])))
+}
+
+/// The f16 scale at the start of a q8_0/q4_0 block, as f32.
+#[inline(always)]
+fn block_scale(blk: &[u8]) -> f32 {
+    f16_to_f32(u16::from_le_bytes([blk[0], blk[1]]))
+}
+
+/// Dot product of a q8_0 row (34-byte blocks) with a q8_0-quantized activation: per block the
+/// exact integer sum of code products, then `acc = acc + sumi as f32 * (d_w * d_x)`, blocks in
+/// order, acc starting at +0. Uses `min(row blocks, act.len())` blocks.
+pub fn dot_q8_0_row(row: &[u8], act: &[BlockQ8]) -> f32 {
+    let mut acc = 0.0f32;
+    for (blk, a) in row.chunks_exact(Q8_0_BLOCK_BYTES).zip(act) {
+        let mut sumi = 0i32;
+        for (&w, &x) in blk[2..].iter().zip(a.qs.iter()) {
+            sumi += i32::from(w as i8) * i32::from(x);
+        }
+        acc += sumi as f32 * (block_scale(blk) * a.d);
+    }
+    acc
+}
+
+/// Dot product of a q4_0 row (18-byte blocks) with a q8_0-quantized activation, in the order of
+/// [`dot_q8_0_row`]; weight code j of a block is `(byte j & 15) - 8` for j < 16 and
+/// `(byte j-16 >> 4) - 8` for j >= 16.
+pub fn dot_q4_0_row(row: &[u8], act: &[BlockQ8]) -> f32 {
+    let mut acc = 0.0f32;
+    for (blk, a) in row.chunks_exact(Q4_0_BLOCK_BYTES).zip(act) {
+        let (xlo, xhi) = a.qs.split_at(QK / 2);
+        let mut sumi = 0i32;
+        for ((&w, &x0), &x1) in blk[2..].iter().zip(xlo).zip(xhi) {
+            let w0 = i32::from(w & 0x0f) - 8;
+            let w1 = i32::from(w >> 4) - 8;
+            sumi += w0 * i32::from(x0) + w1 * i32::from(x1);
+        }
+        acc += sumi as f32 * (block_scale(blk) * a.d);
+    }
+    acc
+}
+
+/// A row-major `[rows, cols]` weight matrix in its storage bytes (little-endian).
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    pub dtype: DType,
+    pub rows: usize,
+    pub cols: usize,
+    pub bytes: &'a [u8],
+}
+
+impl<'a> MatRef<'a> {
+    /// A checked matrix view: `cols` is a whole number of blocks of `dtype` (`ShapeMismatch`
+    /// otherwise) and `bytes` is exactly `rows` rows long (`InvalidLength` otherwise).
+    pub fn new(dtype: DType, rows: usize, cols: usize, bytes: &'a [u8]) -> Result<MatRef<'a>> {
+        let m = MatRef {
+            dtype,
+            rows,
+            cols,
+            bytes,
+        };
+        m.check()?;
+        Ok(m)
+    }
+
+    /// Bytes of one row.
+    fn row_bytes(&self) -> Result<usize> {
+        let be = self.dtype.block_elems();
+        if self.cols % be != 0 {
+            return Err(Error::new(
+                ErrorCode::ShapeMismatch,
+                alloc::format!(
+                    "{} columns are not a whole number of {be}-element {} blocks",
+                    self.cols,
+                    self.dtype.name()
+                ),
+            ));
+        }
+        (self.cols / be)
+            .checked_mul(self.dtype.block_bytes())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::InvalidLength,
+                    alloc::format!("{} columns overflow the address space", self.cols),
+                )
+            })
+    }
+
+    /// Re-validates the fields (they are public): the constructor's checks.
+    pub fn check(&self) -> Result<()> {
+        let row = self.row_bytes()?;
+        if row.checked_mul(self.rows) != Some(self.bytes.len()) {
+            return Err(Error::new(
+                ErrorCode::InvalidLength,
+                alloc::format!(
+                    "a [{}, {}] {} matrix is not {} bytes long",
+                    self.rows,
+                    self.cols,
+                    self.dtype.name(),
+                    self.bytes.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The storage bytes of row `r` (after [`MatRef::check`] passed and for `r < rows`).
+    fn row(&self, r: usize, row_bytes: usize) -> &'a [u8] {
+        let start = r * row_bytes;
+        &self.bytes[start..start + row_bytes]
+    }
+}
+
+/// Preallocated room for one quantized activation vector, so [`matvec`] never allocates.
+#[derive(Clone, Debug)]
+pub struct ActScratch {
+    blocks: Vec<BlockQ8>,
+}
+
+impl ActScratch {
+    /// Room for activations of up to `max_cols` elements (`OutOfMemory` if it cannot be had).
+    pub fn new(max_cols: usize) -> Result<ActScratch> {
+        let n = max_cols.div_ceil(QK);
+        let mut blocks = Vec::new();
+        blocks.try_reserve_exact(n).map_err(|_| {
+            Error::new(
+                ErrorCode::OutOfMemory,
+                alloc::format!("no memory for a {max_cols}-element activation scratch"),
+            )
+        })?;
+        blocks.resize(n, BlockQ8::ZERO);
+        Ok(ActScratch { blocks })
+    }
+
+    /// The largest activation length this scratch holds.
+    pub fn max_cols(&self) -> usize {
+        self.blocks.len() * QK
+    }
+}
+
+/// `out = w · x` for a `[rows, cols]` matrix of any dtype (spec/determinism.md, Kernels): row r
+/// is the dot product of row r with `x` in the order of its dtype. For q8_0/q4_0 weights `x` is
+/// quantized once per call with [`quantize_act_q8_0`] into `scratch`.
+///
+/// Errors: `w` fails [`MatRef::check`]; `x.len() != cols` or `out.len() != rows`
+/// (`ShapeMismatch`); `scratch` too small for `cols` (`InvalidLength`).
+pub fn matvec(out: &mut [f32], w: &MatRef, x: &[f32], scratch: &mut ActScratch) -> Result<()> {
+    w.check()?;
+    if x.len() != w.cols || out.len() != w.rows {
+        return Err(Error::new(
+            ErrorCode::ShapeMismatch,
+            alloc::format!(
+                "matvec of a [{}, {}] matrix with {} inputs into {} outputs",
+                w.rows,
+                w.cols,
+                x.len(),
+                out.len()
+            ),
+        ));
+    }
+    let rb = w.row_bytes()?;
+    match w.dtype {
+        DType::F32 => {
+            for (o, row) in out.iter_mut().zip(w.bytes.chunks_exact(rb.max(1))) {
+                *o = dot_f32_row(row, x);
+            }
+        }
+        DType::F16 => {
+            for (o, row) in out.iter_mut().zip(w.bytes.chunks_exact(rb.max(1))) {
+                *o = dot_f16_row(row, x);
+            }
+        }
+        DType::Q8_0 | DType::Q4_0 => {
+            let nb = w.cols / QK;
+            if nb > scratch.blocks.len() {
+                return Err(Error::new(
+                    ErrorCode::InvalidLength,
+                    alloc::format!(
+                        "activation scratch holds {} values, the matrix has {} columns",
+                        scratch.max_cols(),
+                        w.cols
+                    ),
+                ));
+            }
+            let act = &mut scratch.blocks[..nb];
+            quantize_act_q8_0(x, act)?;
+            let dot = if w.dtype == DType::Q8_0 {
+                dot_q8_0_row
+            } else {
+                dot_q4_0_row
+            };
+            for (o, row) in out.iter_mut().zip(w.bytes.chunks_exact(rb.max(1))) {
+                *o = dot(row, act);
+            }
+        }
+    }
+    if rb == 0 {
+        // Zero columns: every row's dot product is the empty sum.
+        out.fill(0.0);
+    }
+    Ok(())
+}
+
+/// Dequantizes row `row` of `w` into `out` (an embedding lookup).
+///
+/// Errors: `w` fails [`MatRef::check`]; `row >= rows` (`InvalidTokenId`); `out.len() != cols`
+/// (`ShapeMismatch`).
+pub fn row_to_f32(w: &MatRef, row: usize, out: &mut [f32]) -> Result<()> {
+    w.check()?;
+    if row >= w.rows {
+        return Err(Error::new(
+            ErrorCode::InvalidTokenId,
+            alloc::format!("row {row} of a {}-row matrix", w.rows),
+        ));
+    }
+    if out.len() != w.cols {
+        return Err(Error::new(
+            ErrorCode::ShapeMismatch,
+            alloc::format!("row of {} columns into {} outputs", w.cols, out.len()),
+        ));
+    }
+    let rb = w.row_bytes()?;
+    dequantize(w.dtype, w.row(row, rb), out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::quant::{f32_to_f16, quantize_q4_0, quantize_q8_0};
+    use alloc::vec;
+
+    fn le_f32(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn lane_order_is_observable() {
+        // 1e8 in lane 0 and lane 8, and 1.0 in lane 1: lanes first (1e8 + 1e8), then 1 is lost
+        // only when added to 2e8; a left-to-right sum would lose it against 1e8 as well.
+        let mut a = [0.0f32; 17];
+        a[0] = 1e8;
+        a[1] = 1.0;
+        a[16] = -1e8; // same lane as a[0]: cancels exactly first
+        let b = [1.0f32; 17];
+        assert_eq!(dot_f32(&a, &b), 1.0);
+        // Sequential order would give (1e8 + 1) - 1e8 = 0.
+        assert_eq!(a.iter().fold(0.0f32, |s, v| s + v), 0.0);
+    }
+
+    #[test]
+    fn dtype_rows_agree_on_exact_values() {
+        let w: Vec<f32> = (0..64).map(|i| (i % 7) as f32 - 3.0).collect();
+        let x: Vec<f32> = (0..64).map(|i| (i % 5) as f32 * 0.5).collect();
+        let exact: f32 = w.iter().zip(&x).map(|(a, b)| a * b).sum();
+        assert_eq!(dot_f32(&w, &x), exact);
+        assert_eq!(dot_f32_row(&le_f32(&w), &x), exact);
+        let h: Vec<u8> = w
+            .iter()
+            .flat_map(|&v| f32_to_f16(v).to_le_bytes())
+            .collect();
+        assert_eq!(dot_f16_row(&h, &x), exact);
+    }
+
+    #[test]
+    fn quantized_matvec_small_exact() {
+        // Values that quantize exactly (power-of-two scales), so the result is the exact sum.
+        let mut w8: Vec<f32> = (0..64).map(|i| ((i * 29) % 255) as f32 - 127.0).collect();
+        w8[0] = 127.0; // d = 1 in both blocks
+        w8[32] = -127.0;
+        let w4: Vec<f32> = (0..64)
+            .map(|i| ((i * 5) % 16) as f32 * 0.25 - 2.0)
+            .collect();
+        let mut x: Vec<f32> = (0..64)
+            .map(|i| ((i * 13) % 200) as f32 / 16.0 - 6.0)
+            .collect();
+        x[0] = 127.0 / 16.0; // d_x = 1/16 in both blocks
+        x[32] = -127.0 / 16.0;
+        let mut q8 = vec![0u8; 2 * 34];
+        quantize_q8_0(&w8, &mut q8).unwrap();
+        let mut q4 = vec![0u8; 2 * 18];
+        quantize_q4_0(&w4, &mut q4).unwrap();
+        let mut scratch = ActScratch::new(64).unwrap();
+        for (dtype, bytes, w) in [(DType::Q8_0, &q8, &w8), (DType::Q4_0, &q4, &w4)] {
+            let m = MatRef::new(dtype, 1, 64, bytes).unwrap();
+            let mut out = [0.0f32; 1];
+            matvec(&mut out, &m, &x, &mut scratch).unwrap();
+            let exact: f64 = w.iter().zip(&x).map(|(a, b)| *a as f64 * *b as f64).sum();
+            assert_eq!(out[0] as f64, exact, "{dtype:?}");
+            let mut row = [0.0f32; 64];
+            row_to_f32(&m, 0, &mut row).unwrap();
+            assert_eq!(&row[..], &w[..], "{dtype:?}");
+        }
+    }
+
+    #[test]
+    fn shapes_are_checked() {
+        let bytes = [0u8; 34];
+        assert_eq!(
+            MatRef::new(DType::Q8_0, 1, 16, &bytes).unwrap_err().code,
+            ErrorCode::ShapeMismatch
+        );
+        assert_eq!(
+            MatRef::new(DType::Q8_0, 2, 32, &bytes).unwrap_err().code,
+            ErrorCode::InvalidLength
+        );
+        let m = MatRef::new(DType::Q8_0, 1, 32, &bytes).unwrap();
+        let mut small = ActScratch::new(31).unwrap();
+        assert_eq!(small.max_cols(), 32);
+        let mut tiny = ActScratch::new(0).unwrap();
+        let e = matvec(&mut [0.0], &m, &[0.0; 32], &mut tiny).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidLength);
+        let e = matvec(&mut [0.0; 2], &m, &[0.0; 32], &mut small).unwrap_err();
+        assert_eq!(e.code, ErrorCode::ShapeMismatch);
+        let e = row_to_f32(&m, 1, &mut [0.0; 32]).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidTokenId);
+        let bad = MatRef {
+            dtype: DType::F32,
+            rows: usize::MAX,
+            cols: 2,
+            bytes: &bytes,
+        };
+        assert_eq!(bad.check().unwrap_err().code, ErrorCode::InvalidLength);
+    }
+}
