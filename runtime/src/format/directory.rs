@@ -131,9 +131,9 @@ pub fn parse<'a>(file: &'a [u8], dir: Section, data: Section) -> Result<Vec<Tens
         let length_at = c.offset();
         let length = c.u64()?;
         let digest: [u8; 32] = c.array()?;
-        let want = dtype.bytes_for(elements).ok_or_else(|| {
-            bad(length_at, format!("tensor {name:?} byte size overflows"))
-        })?;
+        let want = dtype
+            .bytes_for(elements)
+            .ok_or_else(|| bad(length_at, format!("tensor {name:?} byte size overflows")))?;
         if length != want {
             return Err(bad(
                 length_at,
@@ -185,7 +185,10 @@ pub fn parse<'a>(file: &'a [u8], dir: Section, data: Section) -> Result<Vec<Tens
         // Padding up to the next payload (or to the end of the section) must be zero.
         let data_end = data.offset + data.length;
         let next = align_up(end).unwrap_or(u64::MAX).min(data_end);
-        if let Some(i) = file[end as usize..next as usize].iter().position(|&b| b != 0) {
+        if let Some(i) = file[end as usize..next as usize]
+            .iter()
+            .position(|&b| b != 0)
+        {
             return Err(Error::at(
                 ErrorCode::NonZeroPadding,
                 end + i as u64,

@@ -118,7 +118,10 @@ impl Config {
             return Err(Error::at(
                 ErrorCode::InvalidHeader,
                 64,
-                format!("rope_theta {} is not a finite positive number", self.rope_theta),
+                format!(
+                    "rope_theta {} is not a finite positive number",
+                    self.rope_theta
+                ),
             ));
         }
         if !(self.rms_eps.is_finite() && self.rms_eps > 0.0) {
@@ -155,7 +158,8 @@ pub struct Sections {
 }
 
 impl Sections {
-    pub const NAMES: [&'static str; 4] = ["metadata", "tokenizer", "tensor directory", "tensor data"];
+    pub const NAMES: [&'static str; 4] =
+        ["metadata", "tokenizer", "tensor directory", "tensor data"];
 
     pub fn as_array(&self) -> [Section; 4] {
         [self.metadata, self.tokenizer, self.directory, self.data]
@@ -245,11 +249,7 @@ pub fn check_prefix(bytes: &[u8], total_len: u64) -> Result<()> {
 /// the whole file (known to a streaming reader before all bytes arrive).
 pub fn parse_header(bytes: &[u8], total_len: u64) -> Result<Header> {
     check_prefix(bytes, total_len)?;
-    let mut c = Cursor::new(
-        &bytes[..bytes.len().min(limits::HEADER_BYTES)],
-        0,
-        "header",
-    );
+    let mut c = Cursor::new(&bytes[..bytes.len().min(limits::HEADER_BYTES)], 0, "header");
     let _magic: [u8; 8] = c.array()?;
     let _major = c.u16()?;
     let version_minor = c.u16()?;
@@ -361,7 +361,12 @@ fn check_layout(sections: &Sections, file_bytes: u64) -> Result<()> {
         limits::MAX_MODEL_BYTES,
     ];
     let mut expected = limits::HEADER_BYTES as u64;
-    for (i, (s, max)) in sections.as_array().iter().zip(limits_by_section).enumerate() {
+    for (i, (s, max)) in sections
+        .as_array()
+        .iter()
+        .zip(limits_by_section)
+        .enumerate()
+    {
         let field = 80 + 16 * i as u64;
         let name = Sections::NAMES[i];
         if s.offset % limits::ALIGNMENT != 0 {
@@ -379,7 +384,10 @@ fn check_layout(sections: &Sections, file_bytes: u64) -> Result<()> {
             return Err(Error::at(
                 ErrorCode::LayoutViolation,
                 field,
-                format!("{name} section starts at {}; it must start at {expected}", s.offset),
+                format!(
+                    "{name} section starts at {}; it must start at {expected}",
+                    s.offset
+                ),
             ));
         }
         if s.length > max {
@@ -400,7 +408,11 @@ fn check_layout(sections: &Sections, file_bytes: u64) -> Result<()> {
             end
         } else {
             align_up(end).ok_or_else(|| {
-                Error::at(ErrorCode::LayoutViolation, field + 8, "section end overflows")
+                Error::at(
+                    ErrorCode::LayoutViolation,
+                    field + 8,
+                    "section end overflows",
+                )
             })?
         };
     }
@@ -418,7 +430,12 @@ fn check_layout(sections: &Sections, file_bytes: u64) -> Result<()> {
 }
 
 /// Encodes a header. The digest field is written as given (the writer fills it last).
-pub fn encode_header(config: &Config, sections: &Sections, file_bytes: u64, digest: &[u8; 32]) -> [u8; 256] {
+pub fn encode_header(
+    config: &Config,
+    sections: &Sections,
+    file_bytes: u64,
+    digest: &[u8; 32],
+) -> [u8; 256] {
     let mut h = [0u8; 256];
     let mut put = |off: usize, b: &[u8]| h[off..off + b.len()].copy_from_slice(b);
     put(0, &MAGIC);

@@ -90,12 +90,15 @@ pub fn slots(c: &Config) -> Vec<Slot> {
 pub fn check(c: &Config, entries: &[TensorEntry<'_>]) -> Result<()> {
     let slots = slots(c);
     for slot in &slots {
-        let e = entries.iter().find(|e| e.name == slot.name).ok_or_else(|| {
-            Error::new(
-                ErrorCode::MissingTensor,
-                format!("the llama architecture needs tensor {:?}", slot.name),
-            )
-        })?;
+        let e = entries
+            .iter()
+            .find(|e| e.name == slot.name)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::MissingTensor,
+                    format!("the llama architecture needs tensor {:?}", slot.name),
+                )
+            })?;
         if e.shape() != slot.shape.as_slice() {
             return Err(Error::at(
                 ErrorCode::ShapeMismatch,
@@ -120,7 +123,10 @@ pub fn check(c: &Config, entries: &[TensorEntry<'_>]) -> Result<()> {
             ));
         }
     }
-    if let Some(extra) = entries.iter().find(|e| !slots.iter().any(|s| s.name == e.name)) {
+    if let Some(extra) = entries
+        .iter()
+        .find(|e| !slots.iter().any(|s| s.name == e.name))
+    {
         let why = if extra.name == "output.weight" {
             " (the header's tied-classifier flag says there is none)"
         } else {

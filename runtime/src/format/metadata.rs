@@ -117,7 +117,10 @@ pub fn encode(entries: &[(String, String)]) -> Result<Vec<u8>> {
     out.extend_from_slice(&(sorted.len() as u32).to_le_bytes());
     for (key, value) in sorted {
         if key.len() > u16::MAX as usize || value.len() > u32::MAX as usize {
-            return Err(Error::new(ErrorCode::LimitExceeded, "metadata entry too long"));
+            return Err(Error::new(
+                ErrorCode::LimitExceeded,
+                "metadata entry too long",
+            ));
         }
         out.extend_from_slice(&(key.len() as u16).to_le_bytes());
         out.extend_from_slice(key.as_bytes());

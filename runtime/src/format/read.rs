@@ -85,7 +85,10 @@ impl<'a> Slm<'a> {
     }
 
     pub fn metadata(&self, key: &str) -> Option<&'a str> {
-        self.metadata.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+        self.metadata
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
     }
 
     /// The whole-file digest (from the header; verified).
@@ -103,11 +106,17 @@ fn check_section_padding(bytes: &[u8], s: &Sections) -> Result<()> {
     let secs = s.as_array();
     for pair in secs.windows(2) {
         let (end, next) = (pair[0].offset + pair[0].length, pair[1].offset);
-        if let Some(i) = bytes[end as usize..next as usize].iter().position(|&b| b != 0) {
+        if let Some(i) = bytes[end as usize..next as usize]
+            .iter()
+            .position(|&b| b != 0)
+        {
             return Err(Error::at(
                 ErrorCode::NonZeroPadding,
                 end + i as u64,
-                format!("padding byte at {} between sections is not zero", end + i as u64),
+                format!(
+                    "padding byte at {} between sections is not zero",
+                    end + i as u64
+                ),
             ));
         }
     }

@@ -27,7 +27,12 @@ pub fn parse(bytes: &[u8], base: u64, vocab_size: u32) -> Result<Vocab> {
         1 => TokenizerKind::ByteLevel,
         2 => TokenizerKind::SentencePiece,
         3 => TokenizerKind::RankedMerge,
-        other => return Err(invalid(at, format!("tokenizer kind {other} is not 1, 2 or 3"))),
+        other => {
+            return Err(invalid(
+                at,
+                format!("tokenizer kind {other} is not 1, 2 or 3"),
+            ))
+        }
     };
     let at = c.offset();
     let n = c.u32()?;
@@ -67,7 +72,10 @@ pub fn parse(bytes: &[u8], base: u64, vocab_size: u32) -> Result<Vocab> {
         return Err(Error::at(
             ErrorCode::LimitExceeded,
             at,
-            format!("{n_stop} stop tokens; the limit is {}", limits::MAX_STOP_TOKENS),
+            format!(
+                "{n_stop} stop tokens; the limit is {}",
+                limits::MAX_STOP_TOKENS
+            ),
         ));
     }
     let mut stop = Vec::with_capacity(n_stop as usize);

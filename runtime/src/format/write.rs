@@ -44,7 +44,10 @@ pub fn write(model: &ModelFile) -> Result<Vec<u8>> {
     let mut data_len: u64 = 0;
     let mut payload_offsets = Vec::with_capacity(model.tensors.len());
     for (i, t) in model.tensors.iter().enumerate() {
-        let elements = t.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64));
+        let elements = t
+            .shape
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d as u64));
         let want = elements.and_then(|e| t.dtype.bytes_for(e));
         if want != Some(t.bytes.len() as u64) {
             return Err(Error::new(
@@ -62,7 +65,9 @@ pub fn write(model: &ModelFile) -> Result<Vec<u8>> {
             data_len = align_up(data_len).ok_or_else(too_big)?;
         }
         payload_offsets.push(data_len);
-        data_len = data_len.checked_add(t.bytes.len() as u64).ok_or_else(too_big)?;
+        data_len = data_len
+            .checked_add(t.bytes.len() as u64)
+            .ok_or_else(too_big)?;
     }
     let (sections, file_len) =
         Sections::canonical([meta.len() as u64, tok.len() as u64, dir_len, data_len])
@@ -89,7 +94,10 @@ pub fn write(model: &ModelFile) -> Result<Vec<u8>> {
     for (t, rel) in model.tensors.iter().zip(&payload_offsets) {
         let offset = sections.data.offset + rel;
         if t.name.len() > u16::MAX as usize || t.shape.len() > u8::MAX as usize {
-            return Err(Error::new(ErrorCode::LimitExceeded, "tensor name or rank too large"));
+            return Err(Error::new(
+                ErrorCode::LimitExceeded,
+                "tensor name or rank too large",
+            ));
         }
         dir.extend_from_slice(&(t.name.len() as u16).to_le_bytes());
         dir.extend_from_slice(t.name.as_bytes());
