@@ -400,3 +400,10 @@ mod tests {
         assert_eq!(bad.check().unwrap_err().code, ErrorCode::InvalidLength);
     }
 }
+
+impl ActScratch {
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.blocks.len() * core::mem::size_of::<BlockQ8>()
+    }
+}

@@ -1,6 +1,11 @@
-//! Numbers: f16 and ggml-compatible block quantization, the runtime's own math functions, the
-//! dot-product and matrix-vector kernels, and (later) the forward pass.
+//! Numbers and the network: f16 and ggml-compatible block quantization, the runtime's own math
+//! functions, the dot-product and matrix-vector kernels, the loaded weights and the forward pass.
 
+pub mod forward;
 pub mod kernels;
 pub mod math;
 pub mod quant;
+pub mod weights;
+
+pub use forward::{forward, State};
+pub use weights::Model;
