@@ -7,3 +7,4 @@ pub mod gguf;
 pub mod inspect;
 pub mod llama2c_tokenizer;
 pub mod llama2c;
+pub mod run;

@@ -24,6 +24,45 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Convert a third-party checkpoint into .slm.
+    Convert {
+        #[command(subcommand)]
+        from: ConvertFrom,
+    },
+    /// Generate text: prints exactly what llama2.c's run.c prints for the same model, prompt and
+    /// greedy settings (prompt pieces, then generated pieces); statistics go to stderr.
+    Run {
+        /// The model (default: the built-in fixture).
+        file: Option<PathBuf>,
+        #[arg(long, default_value = "")]
+        prompt: String,
+        /// New tokens to generate (llama2.c's -n counts the prompt too: -n N with a prompt of
+        /// P tokens generates N - P + 1).
+        #[arg(long, default_value_t = 256)]
+        max_tokens: u32,
+        /// 0 = greedy.
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f32,
+        #[arg(long)]
+        top_k: Option<u32>,
+        #[arg(long, default_value_t = 0.9)]
+        top_p: f32,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// KV cache positions (0 = the model's max context).
+        #[arg(long, default_value_t = 0)]
+        context: u32,
+    },
+    /// Print the token ids of a text, space-separated.
+    Tokenize {
+        /// A .slm model.
+        file: PathBuf,
+        #[arg(long)]
+        text: String,
+        /// Do not prepend BOS even if the tokenizer asks for it.
+        #[arg(long)]
+        no_bos: bool,
+    },
     /// Regenerate the corpus fixtures from corpus/recipes.json (or, with --check, require the
     /// committed files to be byte-identical to a fresh build).
     Fixtures {
@@ -33,6 +72,26 @@ enum Command {
         #[arg(long, default_value_os_t = fixtures::corpus_dir())]
         dir: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum ConvertFrom {
+    /// A llama2.c checkpoint (legacy v0, v1 or v2) and its tokenizer.bin.
+    Llama2c {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        tokenizer: PathBuf,
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
+}
+
+fn parse_dtype(name: &str) -> Result<runtime::format::DType> {
+    runtime::format::DType::from_name(name)
+        .with_context(|| format!("unknown dtype {name:?} (f32, f16, q8_0, q4_0)"))
 }
 
 fn read_model(file: &Option<PathBuf>) -> Result<Vec<u8>> {
@@ -74,6 +133,73 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 print!("{}", inspect::report_text(&slm));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Convert { from } => match from {
+            ConvertFrom::Llama2c {
+                model,
+                tokenizer,
+                dtype,
+                output,
+            } => {
+                let dtype = parse_dtype(&dtype)?;
+                let m = std::fs::read(&model).with_context(|| format!("reading {}", model.display()))?;
+                let t = std::fs::read(&tokenizer)
+                    .with_context(|| format!("reading {}", tokenizer.display()))?;
+                let source = model
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let converted = harness::llama2c::convert(&m, &t, dtype, &source)?;
+                let bytes = runtime::format::write(&converted.model)
+                    .map_err(|e| anyhow::anyhow!("{}", inspect::describe_error(&e)))?;
+                std::fs::write(&output, &bytes)
+                    .with_context(|| format!("writing {}", output.display()))?;
+                if !converted.kept_f32.is_empty() {
+                    eprintln!(
+                        "note: kept f32 (rows are not whole 32-element blocks): {}",
+                        converted.kept_f32.join(", ")
+                    );
+                }
+                eprintln!(
+                    "wrote {} ({} bytes, sha256 {})",
+                    output.display(),
+                    bytes.len(),
+                    runtime::sha256::to_hex(&runtime::format::file_digest(&bytes))
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+        },
+        Command::Run {
+            file,
+            prompt,
+            max_tokens,
+            temperature,
+            top_k,
+            top_p,
+            seed,
+            context,
+        } => {
+            let bytes = read_model(&file)?;
+            let settings = runtime::generate::sampler::SamplerSettings {
+                temperature,
+                top_k,
+                top_p,
+                seed,
+                max_new_tokens: max_tokens,
+            };
+            harness::run::run_to_stdout(bytes, prompt.as_bytes(), settings, context)
+        }
+        Command::Tokenize { file, text, no_bos } => {
+            let bytes = read_model(&Some(file))?;
+            let slm = inspect::verify(&bytes).map_err(|e| anyhow::anyhow!("{}", inspect::describe_error(&e)))?;
+            let tok = runtime::generate::tokenizer::Tokenizer::new(&slm.vocab)
+                .map_err(|e| anyhow::anyhow!("{}", inspect::describe_error(&e)))?;
+            let mut ids = Vec::new();
+            tok.encode(text.as_bytes(), tok.add_bos() && !no_bos, &mut ids)
+                .map_err(|e| anyhow::anyhow!("{}", inspect::describe_error(&e)))?;
+            let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+            println!("{}", ids.join(" "));
             Ok(ExitCode::SUCCESS)
         }
         Command::Fixtures { check, dir } => {

@@ -1,0 +1,83 @@
+//! `tinyrustlm run`: stream a generation to stdout exactly as llama2.c's run.c prints it.
+
+use crate::inspect::describe_error;
+use anyhow::{anyhow, Result};
+use runtime::generate::sampler::SamplerSettings;
+use runtime::generate::tokenizer::is_run_c_printable;
+use runtime::generate::{Finish, Session, Step};
+use runtime::model::Model;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Instant;
+
+fn rt(e: runtime::Error) -> anyhow::Error {
+    anyhow!("{}", describe_error(&e))
+}
+
+/// Writes a piece as run.c's `safe_printf` does: a one-byte piece that is neither printable nor
+/// whitespace is dropped.
+fn print_piece(out: &mut impl Write, piece: &[u8]) -> std::io::Result<()> {
+    if is_run_c_printable(piece) {
+        out.write_all(piece)?;
+    }
+    Ok(())
+}
+
+/// Loads `bytes`, generates, and prints prompt pieces then generated pieces to stdout, a final
+/// newline, and statistics to stderr.
+pub fn run_to_stdout(
+    bytes: Vec<u8>,
+    prompt: &[u8],
+    settings: SamplerSettings,
+    context: u32,
+) -> Result<ExitCode> {
+    let t0 = Instant::now();
+    let model = Model::load(bytes).map_err(rt)?;
+    let mut session = Session::new(model, context).map_err(rt)?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+
+    let t1 = Instant::now();
+    session.start(prompt, settings).map_err(rt)?;
+    // run.c prints each prompt token's piece as it feeds the next one.
+    let prompt_tokens = session.prompt_tokens().to_vec();
+    for pair in prompt_tokens.windows(2) {
+        let piece = session.model().tokenizer.decode(Some(pair[0]), pair[1]).map_err(rt)?;
+        print_piece(&mut out, piece)?;
+    }
+    out.flush()?;
+    let t2 = Instant::now();
+    let finish = loop {
+        match session.step() {
+            Ok(Step::Token { text, .. }) => {
+                print_piece(&mut out, &session.text()[text])?;
+                out.flush()?;
+            }
+            Ok(Step::Finished(f)) => break f,
+            Err(e) => {
+                writeln!(out)?;
+                return Err(rt(e));
+            }
+        }
+    };
+    writeln!(out)?;
+    let d = session.diagnostics();
+    let gen_s = t2.elapsed().as_secs_f64();
+    eprintln!(
+        "model {} | load+verify {:.1} ms | prompt {} tokens in {:.1} ms | generated {} tokens in {:.1} ms ({:.1} tok/s) | finish: {}{}",
+        &runtime::sha256::to_hex(&d.model_digest)[..16],
+        load_s * 1e3,
+        d.prompt_tokens,
+        (t2 - t1).as_secs_f64() * 1e3,
+        d.generated_tokens,
+        gen_s * 1e3,
+        d.generated_tokens as f64 / gen_s.max(1e-9),
+        finish.name(),
+        match finish {
+            Finish::Stop(id) => format!(" (token {id})"),
+            _ => String::new(),
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
