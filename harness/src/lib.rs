@@ -8,3 +8,4 @@ pub mod inspect;
 pub mod llama2c_tokenizer;
 pub mod llama2c;
 pub mod run;
+pub mod engine;

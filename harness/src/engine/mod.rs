@@ -1,0 +1,80 @@
+//! Engines: the same generation driven through different executions of the runtime — the native
+//! library, the .wasm module under wasmtime, and (later) Node and browsers. Harness commands
+//! take `--engine` and compare what engines produce bit for bit.
+
+pub mod native;
+
+use runtime::generate::sampler::SamplerSettings;
+use serde::Serialize;
+
+/// A failure as every engine reports it: the runtime's stable error code and its message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EngineError {
+    pub code: u32,
+    pub message: String,
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = runtime::ErrorCode::from_u32(self.code)
+            .map(|c| c.name())
+            .unwrap_or("unknown");
+        write!(f, "error {} {}: {}", self.code, name, self.message)
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+impl From<runtime::Error> for EngineError {
+    fn from(e: runtime::Error) -> EngineError {
+        EngineError {
+            code: e.code as u32,
+            message: crate::inspect::describe_error(&e),
+        }
+    }
+}
+
+/// One generation to run.
+#[derive(Clone, Debug)]
+pub struct GenRequest {
+    pub prompt: Vec<u8>,
+    pub settings: SamplerSettings,
+}
+
+/// What a generation produced, as compared across engines.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GenResult {
+    pub prompt_tokens: Vec<u32>,
+    pub tokens: Vec<u32>,
+    /// Generated text bytes (raw decoded pieces).
+    #[serde(serialize_with = "lossy_text")]
+    pub text: Vec<u8>,
+    /// Hex SHA-256 of the logits of every sampling step (spec/abi.md, Diagnostics).
+    pub logits_digest: String,
+    /// The cumulative logits digest after each step, to name the first diverging step.
+    #[serde(skip)]
+    pub step_digests: Vec<String>,
+    /// Why generation ended: stop, max_tokens, context_full, cancelled.
+    pub finish: String,
+}
+
+fn lossy_text<S: serde::Serializer>(text: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&String::from_utf8_lossy(text))
+}
+
+/// Facts about a loaded model an engine reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ModelInfo {
+    pub digest: String,
+    pub bytes: u64,
+}
+
+/// An execution of the runtime.
+pub trait Engine {
+    /// "native", "wasmtime", "node", ...
+    fn name(&self) -> String;
+    /// Loads (and fully verifies) a model, replacing any loaded one.
+    fn load(&mut self, bytes: &[u8]) -> Result<ModelInfo, EngineError>;
+    /// Runs one generation on the loaded model, step by step, to its end.
+    fn generate(&mut self, req: &GenRequest) -> Result<GenResult, EngineError>;
+}
