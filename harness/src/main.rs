@@ -63,6 +63,11 @@ enum Command {
         #[arg(long)]
         no_bos: bool,
     },
+    /// Measure throughput (medians with spread, against a baseline in the same run).
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
     /// Regenerate the corpus fixtures from corpus/recipes.json (or, with --check, require the
     /// committed files to be byte-identical to a fresh build).
     Fixtures {
@@ -71,6 +76,27 @@ enum Command {
         /// The corpus directory.
         #[arg(long, default_value_os_t = fixtures::corpus_dir())]
         dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// The runtime's SHA-256 against the `sha2` crate.
+    Sha256 {
+        /// MiB of data to hash per run.
+        #[arg(long, default_value_t = 32)]
+        mib: usize,
+        /// Timed runs per implementation (after one warm-up run).
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Tokenizer encoding speed on 1 MB of text.
+    Tokenizer {
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -200,6 +226,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("{}", inspect::describe_error(&e)))?;
             let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
             println!("{}", ids.join(" "));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { what } => {
+            match what {
+                BenchWhat::Sha256 { mib, runs, json } => harness::bench::sha256::run(mib, runs, json)?,
+                BenchWhat::Tokenizer { json } => harness::bench::tokenizer::run(json)?,
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Fixtures { check, dir } => {
