@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 /// builds from it before use (the tokenizer).
 pub fn verify(bytes: &[u8]) -> Result<Slm<'_>, runtime::Error> {
     let slm = Slm::parse(bytes)?;
-    // TODO(tokenizer merge): runtime::generate::tokenizer::Tokenizer::new(&slm.vocab)?;
+    runtime::generate::tokenizer::Tokenizer::new(&slm.vocab)?;
     Ok(slm)
 }
 
