@@ -43,8 +43,7 @@ static LLAMA2: LazyLock<Option<(Vocab, Tokenizer)>> = LazyLock::new(|| {
 
 /// stories260K's 512-token vocabulary.
 static TOK512: LazyLock<Option<(Vocab, Tokenizer)>> = LazyLock::new(|| {
-    let vocab =
-        read_tokenizer_bin(&shared_file("models/stories260K/tok512.bin")?, 512).unwrap();
+    let vocab = read_tokenizer_bin(&shared_file("models/stories260K/tok512.bin")?, 512).unwrap();
     let tok = Tokenizer::new(&vocab).unwrap();
     Some((vocab, tok))
 });
@@ -98,7 +97,10 @@ impl<'a> RunC<'a> {
             let c = c.encode_utf8(&mut buf).as_bytes();
             match lookup(c) {
                 Some(id) => tokens.push(id),
-                None => tokens.extend(c.iter().map(|b| lookup(format!("<0x{b:02X}>").as_bytes()).unwrap())),
+                None => tokens.extend(
+                    c.iter()
+                        .map(|b| lookup(format!("<0x{b:02X}>").as_bytes()).unwrap()),
+                ),
             }
         }
         loop {
@@ -128,7 +130,10 @@ fn ranked_merge_reference(vocab: &Vocab, text: &[u8]) -> Vec<u32> {
     loop {
         let mut best: Option<(usize, usize)> = None; // (rank, position)
         for i in 0..tokens.len().saturating_sub(1) {
-            let rank = vocab.merges.iter().position(|&m| m == (tokens[i], tokens[i + 1]));
+            let rank = vocab
+                .merges
+                .iter()
+                .position(|&m| m == (tokens[i], tokens[i + 1]));
             if let Some(rank) = rank {
                 if best.is_none_or(|(r, _)| rank < r) {
                     best = Some((rank, i));
@@ -137,7 +142,11 @@ fn ranked_merge_reference(vocab: &Vocab, text: &[u8]) -> Vec<u32> {
         }
         let Some((rank, i)) = best else { break };
         let (l, r) = vocab.merges[rank];
-        let joined = [vocab.pieces[l as usize].clone(), vocab.pieces[r as usize].clone()].concat();
+        let joined = [
+            vocab.pieces[l as usize].clone(),
+            vocab.pieces[r as usize].clone(),
+        ]
+        .concat();
         tokens[i] = id_of(&joined);
         tokens.remove(i + 1);
     }
@@ -150,7 +159,8 @@ fn ranked_merge_reference(vocab: &Vocab, text: &[u8]) -> Vec<u32> {
 /// A llama2.c-shaped SentencePiece vocabulary: `<unk>`, BOS, EOS, the 256 byte tokens, then
 /// `extra` (piece, score) as Normal tokens.
 fn sp_vocab(extra: &[(&str, f32)]) -> Vocab {
-    let mut pieces: Vec<Vec<u8>> = vec![b"<unk>".to_vec(), b"\n<s>\n".to_vec(), b"\n</s>\n".to_vec()];
+    let mut pieces: Vec<Vec<u8>> =
+        vec![b"<unk>".to_vec(), b"\n<s>\n".to_vec(), b"\n</s>\n".to_vec()];
     let mut types = vec![TokenType::Unknown, TokenType::Control, TokenType::Control];
     for b in 0..=255u8 {
         pieces.push(format!("<0x{b:02X}>").into_bytes());
@@ -225,8 +235,10 @@ fn ranked_vocab(extra: &[&str], merges: &[(&str, &str)]) -> Vocab {
 }
 
 fn ids(tok: &Tokenizer, pieces: &[&str]) -> Vec<u32> {
-    let table: HashMap<&[u8], u32> =
-        (0..tok.vocab_size()).rev().map(|id| (tok.piece(id).unwrap(), id)).collect();
+    let table: HashMap<&[u8], u32> = (0..tok.vocab_size())
+        .rev()
+        .map(|id| (tok.piece(id).unwrap(), id))
+        .collect();
     pieces.iter().map(|p| table[p.as_bytes()]).collect()
 }
 
@@ -268,7 +280,9 @@ fn llama_cpp_spm_cases() {
 
 #[test]
 fn llama2c_vocab_maps_like_run_c() {
-    let Some((vocab, tok)) = LLAMA2.as_ref() else { return };
+    let Some((vocab, tok)) = LLAMA2.as_ref() else {
+        return;
+    };
     assert_eq!(tok.vocab_size(), 32000);
     assert_eq!((tok.bos(), tok.eos()), (Some(1), Some(2)));
     assert!(tok.is_stop(1) && !tok.is_stop(2));
@@ -282,7 +296,11 @@ fn llama2c_vocab_maps_like_run_c() {
         vocab.pieces.iter().map(Vec::as_slice).collect();
     for piece in &vocab.pieces[259..] {
         let s = std::str::from_utf8(piece).unwrap();
-        assert!(s.chars().all(|c| is_piece.contains(c.to_string().as_bytes())), "{s:?}");
+        assert!(
+            s.chars()
+                .all(|c| is_piece.contains(c.to_string().as_bytes())),
+            "{s:?}"
+        );
         assert!(!piece.starts_with(b"<0x"));
     }
     assert_eq!(
@@ -294,7 +312,9 @@ fn llama2c_vocab_maps_like_run_c() {
 
 #[test]
 fn llama2c_vocab_matches_run_c_on_prose() {
-    let Some((vocab, tok)) = LLAMA2.as_ref() else { return };
+    let Some((vocab, tok)) = LLAMA2.as_ref() else {
+        return;
+    };
     let reference = RunC::new(vocab);
     let texts = [
         "Once upon a time, there was a little girl named Lily. She loved to play outside.",
@@ -305,14 +325,20 @@ fn llama2c_vocab_matches_run_c_on_prose() {
     ];
     for text in texts {
         for bos in [false, true] {
-            assert_eq!(encode(tok, text.as_bytes(), bos), reference.encode(text, bos), "{text:?}");
+            assert_eq!(
+                encode(tok, text.as_bytes(), bos),
+                reference.encode(text, bos),
+                "{text:?}"
+            );
         }
     }
 }
 
 #[test]
 fn tok512_loads_and_round_trips() {
-    let Some((vocab, tok)) = TOK512.as_ref() else { return };
+    let Some((vocab, tok)) = TOK512.as_ref() else {
+        return;
+    };
     assert_eq!(tok.vocab_size(), 512);
     let reference = RunC::new(vocab);
     let texts = [
@@ -325,7 +351,11 @@ fn tok512_loads_and_round_trips() {
         let ids = encode(tok, text.as_bytes(), true);
         assert_eq!(ids[0], 1);
         assert_eq!(ids, reference.encode(text, true), "{text:?}");
-        assert_eq!(decode_all(tok, Some(ids[0]), &ids[1..]), text.as_bytes(), "{text:?}");
+        assert_eq!(
+            decode_all(tok, Some(ids[0]), &ids[1..]),
+            text.as_bytes(),
+            "{text:?}"
+        );
     }
     assert_eq!(encode(tok, b"", true), vec![1]);
     assert_eq!(encode(tok, b"", false), Vec::<u32>::new());
@@ -352,8 +382,11 @@ fn random_sp_vocab() -> impl Strategy<Value = Vocab> {
         0..40,
     );
     (single, multi).prop_map(|(single, multi)| {
-        let mut extra: Vec<(String, f32)> =
-            PIECE_CHARS.iter().map(|c| c.to_string()).zip(single).collect();
+        let mut extra: Vec<(String, f32)> = PIECE_CHARS
+            .iter()
+            .map(|c| c.to_string())
+            .zip(single)
+            .collect();
         extra.extend(multi.into_iter().filter(|(p, _)| p.chars().count() >= 2));
         let extra: Vec<(&str, f32)> = extra.iter().map(|(p, s)| (p.as_str(), *s)).collect();
         sp_vocab(&extra)
@@ -444,7 +477,10 @@ fn sentencepiece_byte_fallback_and_unk() {
     let vocab = sp_vocab(&[(" ", -1.0), ("a", -1.0)]);
     let tok = Tokenizer::new(&vocab).unwrap();
     // 'é' is no piece: its two UTF-8 bytes become <0xC3> <0xA9>.
-    assert_eq!(encode(&tok, "aé".as_bytes(), false), vec![259, 260, 3 + 0xC3, 3 + 0xA9]);
+    assert_eq!(
+        encode(&tok, "aé".as_bytes(), false),
+        vec![259, 260, 3 + 0xC3, 3 + 0xA9]
+    );
     let mut no_fallback = vocab.clone();
     no_fallback.byte_fallback = false;
     let tok = Tokenizer::new(&no_fallback).unwrap();
@@ -456,7 +492,10 @@ fn byte_level_encodes_any_bytes() {
     let tok = Tokenizer::new(&byte_level_vocab()).unwrap();
     let text = [0xffu8, 0x00, b'a', 0xc3];
     assert_eq!(encode(&tok, &text, true), vec![256, 255, 0, 97, 195]);
-    assert_eq!(decode_all(&tok, None, &[256, 255, 0, 97, 195]), [b"<bos>".as_slice(), &text].concat());
+    assert_eq!(
+        decode_all(&tok, None, &[256, 255, 0, 97, 195]),
+        [b"<bos>".as_slice(), &text].concat()
+    );
     // No space is stripped after BOS in a byte-level vocabulary.
     assert_eq!(tok.decode(Some(256), 32).unwrap(), b" ");
     assert!(tok.is_stop(257));
@@ -464,13 +503,19 @@ fn byte_level_encodes_any_bytes() {
 
 #[test]
 fn ranked_merge_applies_lowest_rank_first() {
-    let vocab = ranked_vocab(&["bc", "ab", "abc", "aa"], &[("b", "c"), ("a", "b"), ("a", "bc"), ("a", "a")]);
+    let vocab = ranked_vocab(
+        &["bc", "ab", "abc", "aa"],
+        &[("b", "c"), ("a", "b"), ("a", "bc"), ("a", "a")],
+    );
     let tok = Tokenizer::new(&vocab).unwrap();
     assert_eq!(encode(&tok, b"abc", false), ids(&tok, &["abc"]));
     assert_eq!(encode(&tok, b"abd", false), ids(&tok, &["ab", "d"]));
     assert_eq!(encode(&tok, b"aaa", false), ids(&tok, &["aa", "a"]));
     assert_eq!(encode(&tok, b"", false), Vec::<u32>::new());
-    assert_eq!(decode_all(&tok, None, &encode(&tok, b"aabcd", false)), b"aabcd");
+    assert_eq!(
+        decode_all(&tok, None, &encode(&tok, b"aabcd", false)),
+        b"aabcd"
+    );
 }
 
 #[test]
@@ -491,7 +536,11 @@ fn invalid_utf8_and_long_prompts_are_rejected() {
         assert!(tok.encode(&long[1..], false, &mut Vec::new()).is_ok());
     }
     let err = rm.encode(b"a", true, &mut Vec::new()).unwrap_err();
-    assert_eq!(err.code, ErrorCode::InvalidArgument, "BOS asked of a vocabulary without one");
+    assert_eq!(
+        err.code,
+        ErrorCode::InvalidArgument,
+        "BOS asked of a vocabulary without one"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -515,7 +564,10 @@ fn decode_rules() {
     // Control tokens decode to their piece.
     assert_eq!(tok.decode(None, 2).unwrap(), b"\n</s>\n");
     for bad in [tok.vocab_size(), u32::MAX] {
-        assert_eq!(tok.decode(None, bad).unwrap_err().code, ErrorCode::InvalidTokenId);
+        assert_eq!(
+            tok.decode(None, bad).unwrap_err().code,
+            ErrorCode::InvalidTokenId
+        );
         assert_eq!(tok.piece(bad).unwrap_err().code, ErrorCode::InvalidTokenId);
     }
     // Without a dummy prefix nothing is stripped.
@@ -545,7 +597,10 @@ fn rejects(vocab: &Vocab, message: &str) {
         Ok(_) => panic!("accepted a vocabulary that should fail with {message:?}"),
         Err(e) => {
             assert_eq!(e.code, ErrorCode::InvalidTokenizer, "{e}");
-            assert!(e.message.contains(message), "{e} does not mention {message:?}");
+            assert!(
+                e.message.contains(message),
+                "{e} does not mention {message:?}"
+            );
         }
     }
 }
@@ -633,7 +688,13 @@ fn new_rejects_bad_sentencepiece_vocabularies() {
 #[test]
 fn new_handles_duplicate_pieces_deterministically() {
     // Two ids hold "ab": encoding yields the first; both decode to "ab".
-    let vocab = sp_vocab(&[(" ", -1.0), ("a", -1.0), ("b", -1.0), ("ab", -1.0), ("ab", 5.0)]);
+    let vocab = sp_vocab(&[
+        (" ", -1.0),
+        ("a", -1.0),
+        ("b", -1.0),
+        ("ab", -1.0),
+        ("ab", 5.0),
+    ]);
     let tok = Tokenizer::new(&vocab).unwrap();
     // The first id's score decides as well: " ab" stays " " + "ab" with id 262.
     assert_eq!(encode(&tok, b"ab", false), vec![259, 262]);
@@ -697,7 +758,14 @@ fn new_never_panics_on_arbitrary_vocabularies() {
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(256));
     let strategy = (
         0u32..4,
-        prop::collection::vec((prop::collection::vec(any::<u8>(), 0..4), 0u8..8, any::<f32>()), 0..300),
+        prop::collection::vec(
+            (
+                prop::collection::vec(any::<u8>(), 0..4),
+                0u8..8,
+                any::<f32>(),
+            ),
+            0..300,
+        ),
         prop::collection::vec((0u32..320, 0u32..320), 0..8),
         prop::option::of(0u32..320),
         any::<[bool; 3]>(),
@@ -713,7 +781,10 @@ fn new_never_panics_on_arbitrary_vocabularies() {
             let vocab = Vocab {
                 kind,
                 pieces: tokens.iter().map(|t| t.0.clone()).collect(),
-                types: tokens.iter().map(|t| TokenType::from_code(t.1).unwrap_or(TokenType::Byte)).collect(),
+                types: tokens
+                    .iter()
+                    .map(|t| TokenType::from_code(t.1).unwrap_or(TokenType::Byte))
+                    .collect(),
                 scores: tokens.iter().map(|t| t.2).collect(),
                 merges,
                 bos: special,
@@ -749,8 +820,11 @@ fn new_never_panics_on_arbitrary_vocabularies() {
 
 /// A well-formed tokenizer.bin: `<unk>`, `<s>`, `</s>`, the byte tokens, then `extra`.
 fn tokenizer_bin(extra: &[(&str, f32)]) -> (Vec<u8>, u32) {
-    let mut tokens: Vec<(Vec<u8>, f32)> =
-        vec![(b"<unk>".to_vec(), 0.0), (b"\n<s>\n".to_vec(), 0.0), (b"\n</s>\n".to_vec(), 0.0)];
+    let mut tokens: Vec<(Vec<u8>, f32)> = vec![
+        (b"<unk>".to_vec(), 0.0),
+        (b"\n<s>\n".to_vec(), 0.0),
+        (b"\n</s>\n".to_vec(), 0.0),
+    ];
     tokens.extend((0..=255u8).map(|b| (format!("<0x{b:02X}>").into_bytes(), 0.0)));
     tokens.extend(extra.iter().map(|(p, s)| (p.as_bytes().to_vec(), *s)));
     let max = tokens.iter().map(|t| t.0.len()).max().unwrap() as i32;
@@ -766,7 +840,10 @@ fn tokenizer_bin(extra: &[(&str, f32)]) -> (Vec<u8>, u32) {
 fn bin_rejects(bytes: &[u8], vocab_size: u32, message: &str) {
     let err = read_tokenizer_bin(bytes, vocab_size).expect_err(message);
     let text = format!("{err:#}");
-    assert!(text.contains(message), "{text:?} does not mention {message:?}");
+    assert!(
+        text.contains(message),
+        "{text:?} does not mention {message:?}"
+    );
 }
 
 #[test]
@@ -801,7 +878,11 @@ fn read_tokenizer_bin_rejects_malformed_files() {
     bin_rejects(&patch(0, (-1i32).to_le_bytes()), n, "max_token_length -1");
     bin_rejects(&patch(0, 257i32.to_le_bytes()), n, "max_token_length 257");
     bin_rejects(&patch(0, 5i32.to_le_bytes()), n, "is not in 0..=5");
-    bin_rejects(&patch(last + 4, (-1i32).to_le_bytes()), n, "piece length -1");
+    bin_rejects(
+        &patch(last + 4, (-1i32).to_le_bytes()),
+        n,
+        "piece length -1",
+    );
     bin_rejects(&patch(last + 4, 7i32.to_le_bytes()), n, "piece length 7");
     for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
         bin_rejects(&patch(last, bad.to_le_bytes()), n, "is not finite");

@@ -302,7 +302,10 @@ impl Tokenizer {
         }
         if add_bos {
             let bos = self.bos.ok_or_else(|| {
-                Error::new(ErrorCode::InvalidArgument, "the vocabulary has no bos token")
+                Error::new(
+                    ErrorCode::InvalidArgument,
+                    "the vocabulary has no bos token",
+                )
             })?;
             out.push(bos);
         }

@@ -55,10 +55,9 @@ pub(super) fn encode(tok: &Tokenizer, text: &[u8], out: &mut Vec<u32>) {
         })
         .collect();
 
-    let mut heap = BinaryHeap::with_capacity(symbols.len());
-    for right in 1..n {
-        push_candidate(tok, &symbols, right - 1, right, &mut heap);
-    }
+    let mut heap: BinaryHeap<Candidate> = (1..n)
+        .filter_map(|right| candidate(tok, &symbols, right - 1, right))
+        .collect();
     while let Some(c) = heap.pop() {
         let (l, r) = (&symbols[c.left as usize], &symbols[c.right as usize]);
         // A symbol's id only changes to a longer piece, so equal ids mean unchanged symbols.
@@ -73,10 +72,10 @@ pub(super) fn encode(tok: &Tokenizer, text: &[u8], out: &mut Vec<u32>) {
         let before = left.prev;
         if after != NONE {
             symbols[after as usize].prev = c.left;
-            push_candidate(tok, &symbols, c.left, after, &mut heap);
+            heap.extend(candidate(tok, &symbols, c.left, after));
         }
         if before != NONE {
-            push_candidate(tok, &symbols, before, c.left, &mut heap);
+            heap.extend(candidate(tok, &symbols, before, c.left));
         }
     }
 
@@ -88,23 +87,16 @@ pub(super) fn encode(tok: &Tokenizer, text: &[u8], out: &mut Vec<u32>) {
     }
 }
 
-/// Pushes the pair (`left`, `right`) if a merge joins their ids.
-fn push_candidate(
-    tok: &Tokenizer,
-    symbols: &[Symbol],
-    left: u32,
-    right: u32,
-    heap: &mut BinaryHeap<Candidate>,
-) {
+/// The pair (`left`, `right`) if a merge joins their ids.
+fn candidate(tok: &Tokenizer, symbols: &[Symbol], left: u32, right: u32) -> Option<Candidate> {
     let (left_id, right_id) = (symbols[left as usize].id, symbols[right as usize].id);
-    if let Some(merge) = tok.merges.get(left_id, right_id) {
-        heap.push(Candidate {
-            rank: merge.rank,
-            left,
-            right,
-            left_id,
-            right_id,
-            result: merge.result,
-        });
-    }
+    let merge = tok.merges.get(left_id, right_id)?;
+    Some(Candidate {
+        rank: merge.rank,
+        left,
+        right,
+        left_id,
+        right_id,
+        result: merge.result,
+    })
 }

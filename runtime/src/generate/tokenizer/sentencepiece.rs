@@ -74,10 +74,9 @@ pub(super) fn encode(tok: &Tokenizer, text: &[u8], out: &mut Vec<u32>) {
         start = end;
     }
 
-    let mut heap = BinaryHeap::with_capacity(symbols.len());
-    for left in 1..symbols.len() as u32 {
-        push_candidate(tok, text, &symbols, left - 1, left, &mut heap);
-    }
+    let mut heap: BinaryHeap<Candidate> = (1..symbols.len() as u32)
+        .filter_map(|right| candidate(tok, text, &symbols, right - 1, right))
+        .collect();
     while let Some(c) = heap.pop() {
         let (l, r) = (&symbols[c.left as usize], &symbols[c.right as usize]);
         if l.start == l.end || r.start == r.end || l.next != c.right || r.end - l.start != c.len {
@@ -93,10 +92,10 @@ pub(super) fn encode(tok: &Tokenizer, text: &[u8], out: &mut Vec<u32>) {
         }
         let before = symbols[c.left as usize].prev;
         if before != NONE {
-            push_candidate(tok, text, &symbols, before, c.left, &mut heap);
+            heap.extend(candidate(tok, text, &symbols, before, c.left));
         }
         if after != NONE {
-            push_candidate(tok, text, &symbols, c.left, after, &mut heap);
+            heap.extend(candidate(tok, text, &symbols, c.left, after));
         }
     }
 
@@ -116,28 +115,26 @@ pub(super) fn encode(tok: &Tokenizer, text: &[u8], out: &mut Vec<u32>) {
     }
 }
 
-/// Pushes the pair (`left`, `right`) if their concatenation is a piece.
-fn push_candidate(
+/// The pair (`left`, `right`) if their concatenation is a piece.
+fn candidate(
     tok: &Tokenizer,
     text: &[u8],
     symbols: &[Symbol],
     left: u32,
     right: u32,
-    heap: &mut BinaryHeap<Candidate>,
-) {
+) -> Option<Candidate> {
     let start = symbols[left as usize].start as usize;
     let end = symbols[right as usize].end as usize;
     if end - start > tok.max_piece_len {
-        return;
+        return None;
     }
-    if let Some(id) = tok.lookup(&text[start..end]) {
-        heap.push(Candidate {
-            key: tok.score_keys[id as usize],
-            left,
-            right,
-            len: (end - start) as u32,
-        });
-    }
+    let id = tok.lookup(&text[start..end])?;
+    Some(Candidate {
+        key: tok.score_keys[id as usize],
+        left,
+        right,
+        len: (end - start) as u32,
+    })
 }
 
 /// Length of the UTF-8 sequence starting with `lead` (the text is valid UTF-8).

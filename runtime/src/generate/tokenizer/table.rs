@@ -75,10 +75,24 @@ fn capacity_for(n: usize) -> Result<usize> {
         .ok_or_else(|| Error::new(ErrorCode::InvalidTokenizer, "table too large"))
 }
 
-/// Piece bytes → the lowest id holding them. Empty pieces are not indexed.
+/// Piece bytes → the lowest id holding them. Empty pieces are not indexed. Each slot keeps the
+/// high half of the key's hash beside the id, so most mismatches cost no byte comparison. Keys of
+/// one or two ASCII bytes — most lookups when encoding prose — are answered from a dense array.
 pub(super) struct PieceTable {
-    slots: Vec<u32>,
+    /// (hash tag, id); `id == NONE` marks an empty slot.
+    slots: Vec<(u32, u32)>,
     mask: usize,
+    /// Id (or `NONE`) of every ASCII key `[a]` at `a`, and `[a, b]` at `128 + 128 a + b`.
+    ascii: Vec<u32>,
+}
+
+/// Index of a one- or two-byte ASCII key in [`PieceTable::ascii`].
+fn ascii_index(key: &[u8]) -> Option<usize> {
+    match *key {
+        [a] if a < 128 => Some(usize::from(a)),
+        [a, b] if a < 128 && b < 128 => Some(128 + 128 * usize::from(a) + usize::from(b)),
+        _ => None,
+    }
 }
 
 impl PieceTable {
@@ -86,39 +100,62 @@ impl PieceTable {
     pub(super) fn build(pieces: &Pieces) -> Result<PieceTable> {
         let cap = capacity_for(pieces.len())?;
         let mut table = PieceTable {
-            slots: vec![NONE; cap],
+            slots: vec![(0, NONE); cap],
             mask: cap - 1,
+            ascii: Vec::new(),
         };
         for id in 0..pieces.len() as u32 {
             let piece = pieces.get(id).unwrap_or_default();
             if piece.is_empty() {
                 continue;
             }
-            let mut slot = hash_bytes(piece) as usize & table.mask;
+            let h = hash_bytes(piece);
+            let tag = (h >> 32) as u32;
+            let mut slot = h as usize & table.mask;
             loop {
-                let held = table.slots[slot];
+                let (held_tag, held) = table.slots[slot];
                 if held == NONE {
-                    table.slots[slot] = id;
+                    table.slots[slot] = (tag, id);
                     break;
                 }
-                if pieces.get(held) == Some(piece) {
+                if held_tag == tag && pieces.get(held) == Some(piece) {
                     break; // duplicate: keep the first id
                 }
                 slot = (slot + 1) & table.mask;
             }
         }
+        let ascii: Vec<u32> = (0..128u8)
+            .map(|a| table.hashed(pieces, &[a]))
+            .chain(
+                (0..128u8)
+                    .flat_map(|a| (0..128u8).map(move |b| [a, b]))
+                    .map(|key| table.hashed(pieces, &key)),
+            )
+            .map(|id| id.unwrap_or(NONE))
+            .collect();
+        table.ascii = ascii;
         Ok(table)
     }
 
     /// The id whose piece is exactly `key`.
     pub(super) fn get(&self, pieces: &Pieces, key: &[u8]) -> Option<u32> {
-        let mut slot = hash_bytes(key) as usize & self.mask;
+        match ascii_index(key) {
+            Some(i) => Some(self.ascii[i]).filter(|&id| id != NONE),
+            None => self.hashed(pieces, key),
+        }
+    }
+
+    /// [`Self::get`] through the hash slots only.
+    fn hashed(&self, pieces: &Pieces, key: &[u8]) -> Option<u32> {
+        let h = hash_bytes(key);
+        let tag = (h >> 32) as u32;
+        let mut slot = h as usize & self.mask;
         loop {
-            let held = self.slots[slot];
+            let (held_tag, held) = self.slots[slot];
             if held == NONE {
                 return None;
             }
-            if pieces.get(held) == Some(key) {
+            if held_tag == tag && pieces.get(held) == Some(key) {
                 return Some(held);
             }
             slot = (slot + 1) & self.mask;
