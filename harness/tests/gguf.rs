@@ -268,6 +268,9 @@ fn header_rules() {
     let mut b = good.clone();
     put_u64(&mut b, 16, u64::MAX);
     expect_err(&b, K::TooManyKvs, 16);
+    // Both counts bad: the tensor count is checked first, as ggml does.
+    put_u64(&mut b, 8, u64::MAX);
+    expect_err(&b, K::TooManyTensors, 8);
     let mut b = good.clone();
     put_u64(&mut b, 16, (good.len() as u64 - 24) / 14 + 1);
     expect_err(&b, K::TooManyKvs, 16);

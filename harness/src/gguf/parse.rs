@@ -155,22 +155,22 @@ impl<'a> Gguf<'a> {
         }
         let n_tensors = c.u64("tensor_count")?;
         let n_kv = c.u64("kv_count")?;
-        if n_kv > c.remaining() / MIN_KV_BYTES {
-            return Err(GgufError::new(
-                K::TooManyKvs,
-                16,
-                format!(
-                    "kv_count {n_kv} cannot fit in the {} bytes left",
-                    c.remaining()
-                ),
-            ));
-        }
         if n_tensors > c.remaining() / MIN_TENSOR_INFO_BYTES {
             return Err(GgufError::new(
                 K::TooManyTensors,
                 8,
                 format!(
                     "tensor_count {n_tensors} cannot fit in the {} bytes left",
+                    c.remaining()
+                ),
+            ));
+        }
+        if n_kv > c.remaining() / MIN_KV_BYTES {
+            return Err(GgufError::new(
+                K::TooManyKvs,
+                16,
+                format!(
+                    "kv_count {n_kv} cannot fit in the {} bytes left",
                     c.remaining()
                 ),
             ));
