@@ -176,7 +176,7 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint> {
         }
     };
     let elems = |shape: &[u32]| shape.iter().map(|&d| d as usize).product::<usize>();
-    let mut push_layers = |r: &mut Reader<'_>,
+    let push_layers = |r: &mut Reader<'_>,
                            t: &mut Vec<(String, Vec<u32>, Vec<f32>)>,
                            what: &str,
                            group: Option<usize>|
