@@ -2,10 +2,10 @@
 //! `tinyrustlm` CLI.
 
 pub mod bench;
+pub mod engine;
 pub mod fixtures;
 pub mod gguf;
 pub mod inspect;
-pub mod llama2c_tokenizer;
 pub mod llama2c;
+pub mod llama2c_tokenizer;
 pub mod run;
-pub mod engine;

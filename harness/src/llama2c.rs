@@ -96,7 +96,10 @@ fn read_params(r: &mut Reader<'_>, legacy: bool) -> Result<Params> {
     let n_kv_heads = positive(r.i32("n_kv_heads")?, "n_kv_heads")?;
     let vocab = r.i32("vocab_size")?;
     let seq_len = positive(r.i32("seq_len")?, "seq_len")?;
-    ensure!(vocab != 0 && vocab != i32::MIN, "checkpoint header: vocab_size is {vocab}");
+    ensure!(
+        vocab != 0 && vocab != i32::MIN,
+        "checkpoint header: vocab_size is {vocab}"
+    );
     ensure!(
         dim % n_heads == 0 && n_heads % n_kv_heads == 0,
         "checkpoint header: dim {dim}, n_heads {n_heads}, n_kv_heads {n_kv_heads} are inconsistent"
@@ -117,7 +120,11 @@ fn read_params(r: &mut Reader<'_>, legacy: bool) -> Result<Params> {
 /// Parses a checkpoint of any supported version. Every size is checked against the file; a file
 /// with bytes left over is refused.
 pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint> {
-    ensure!(bytes.len() >= 28, "not a llama2.c checkpoint: {} bytes", bytes.len());
+    ensure!(
+        bytes.len() >= 28,
+        "not a llama2.c checkpoint: {} bytes",
+        bytes.len()
+    );
     let mut r = Reader { bytes, pos: 0 };
     let magic = u32::from_le_bytes(bytes[..4].try_into().unwrap());
     let (version, mut params, group_size) = if magic == MAGIC_V1 {
@@ -140,7 +147,9 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint> {
             None
         };
         ensure!(
-            r.take(HEADER_V1 - r.pos, "header padding")?.iter().all(|&b| b == 0),
+            r.take(HEADER_V1 - r.pos, "header padding")?
+                .iter()
+                .all(|&b| b == 0),
             "checkpoint header padding is not zero"
         );
         (version as u32, params, group)
@@ -177,9 +186,9 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint> {
     };
     let elems = |shape: &[u32]| shape.iter().map(|&d| d as usize).product::<usize>();
     let push_layers = |r: &mut Reader<'_>,
-                           t: &mut Vec<(String, Vec<u32>, Vec<f32>)>,
-                           what: &str,
-                           group: Option<usize>|
+                       t: &mut Vec<(String, Vec<u32>, Vec<f32>)>,
+                       what: &str,
+                       group: Option<usize>|
      -> Result<()> {
         for l in 0..layers {
             let shape = layer_shapes(what);
@@ -205,44 +214,99 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint> {
     let embd_n = checked(vocab, dim)?;
     match version {
         0 => {
-            t.push(("token_embd.weight".into(), embd_shape.clone(), r.f32s(embd_n, "token_embd")?));
-            for what in ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_down", "ffn_up"] {
+            t.push((
+                "token_embd.weight".into(),
+                embd_shape.clone(),
+                r.f32s(embd_n, "token_embd")?,
+            ));
+            for what in [
+                "attn_norm",
+                "attn_q",
+                "attn_k",
+                "attn_v",
+                "attn_output",
+                "ffn_norm",
+                "ffn_gate",
+                "ffn_down",
+                "ffn_up",
+            ] {
                 push_layers(&mut r, &mut t, what, None)?;
             }
-            t.push(("output_norm.weight".into(), vec![p.dim], r.f32s(dim, "rms_final")?));
+            t.push((
+                "output_norm.weight".into(),
+                vec![p.dim],
+                r.f32s(dim, "rms_final")?,
+            ));
             // freq_cis_real and freq_cis_imag: seq_len × head/2 floats each, unused.
             let n = checked(p.seq_len as usize, head / 2)?;
             r.take(checked(n, 8)?, "freq_cis")?;
             if !p.shared_classifier {
-                t.push(("output.weight".into(), embd_shape, r.f32s(embd_n, "classifier")?));
+                t.push((
+                    "output.weight".into(),
+                    embd_shape,
+                    r.f32s(embd_n, "classifier")?,
+                ));
             }
         }
         1 => {
             push_layers(&mut r, &mut t, "attn_norm", None)?;
             push_layers(&mut r, &mut t, "ffn_norm", None)?;
-            t.push(("output_norm.weight".into(), vec![p.dim], r.f32s(dim, "rms_final")?));
-            t.push(("token_embd.weight".into(), embd_shape.clone(), r.f32s(embd_n, "token_embd")?));
+            t.push((
+                "output_norm.weight".into(),
+                vec![p.dim],
+                r.f32s(dim, "rms_final")?,
+            ));
+            t.push((
+                "token_embd.weight".into(),
+                embd_shape.clone(),
+                r.f32s(embd_n, "token_embd")?,
+            ));
             for what in matrices {
                 push_layers(&mut r, &mut t, what, None)?;
             }
             if !p.shared_classifier {
-                t.push(("output.weight".into(), embd_shape, r.f32s(embd_n, "classifier")?));
+                t.push((
+                    "output.weight".into(),
+                    embd_shape,
+                    r.f32s(embd_n, "classifier")?,
+                ));
             }
         }
         _ => {
             let g = group_size.unwrap() as usize;
-            for n in [dim, checked(dim, dim)?, checked(kv_dim, dim)?, checked(hidden, dim)?, embd_n] {
-                ensure!(n % g == 0, "v2 group size {g} does not divide a tensor of {n} elements");
+            for n in [
+                dim,
+                checked(dim, dim)?,
+                checked(kv_dim, dim)?,
+                checked(hidden, dim)?,
+                embd_n,
+            ] {
+                ensure!(
+                    n % g == 0,
+                    "v2 group size {g} does not divide a tensor of {n} elements"
+                );
             }
             push_layers(&mut r, &mut t, "attn_norm", None)?;
             push_layers(&mut r, &mut t, "ffn_norm", None)?;
-            t.push(("output_norm.weight".into(), vec![p.dim], r.f32s(dim, "rms_final")?));
-            t.push(("token_embd.weight".into(), embd_shape.clone(), r.q80(embd_n, g, "token_embd")?));
+            t.push((
+                "output_norm.weight".into(),
+                vec![p.dim],
+                r.f32s(dim, "rms_final")?,
+            ));
+            t.push((
+                "token_embd.weight".into(),
+                embd_shape.clone(),
+                r.q80(embd_n, g, "token_embd")?,
+            ));
             for what in matrices {
                 push_layers(&mut r, &mut t, what, Some(g))?;
             }
             if !p.shared_classifier {
-                t.push(("output.weight".into(), embd_shape, r.q80(embd_n, g, "classifier")?));
+                t.push((
+                    "output.weight".into(),
+                    embd_shape,
+                    r.q80(embd_n, g, "classifier")?,
+                ));
             }
         }
     }
@@ -270,7 +334,12 @@ pub struct Converted {
 /// Converts a checkpoint and its tokenizer.bin into a model file with matrices stored as
 /// `dtype` (norms stay f32). Tensors whose rows are not whole blocks stay f32 when a block type
 /// is asked for, and are listed in the provenance.
-pub fn convert(model_bytes: &[u8], tokenizer_bytes: &[u8], dtype: DType, source: &str) -> Result<Converted> {
+pub fn convert(
+    model_bytes: &[u8],
+    tokenizer_bytes: &[u8],
+    dtype: DType,
+    source: &str,
+) -> Result<Converted> {
     let ck = read_checkpoint(model_bytes)?;
     let p = ck.params;
     let vocab = read_tokenizer_bin(tokenizer_bytes, p.vocab_size)?;
@@ -289,15 +358,28 @@ pub fn convert(model_bytes: &[u8], tokenizer_bytes: &[u8], dtype: DType, source:
         tied_classifier: p.shared_classifier,
     };
     let mut kept_f32 = Vec::new();
-    let mut by_name: std::collections::HashMap<String, (Vec<u32>, Vec<f32>)> =
-        ck.tensors.into_iter().map(|(n, s, v)| (n, (s, v))).collect();
+    let mut by_name: std::collections::HashMap<String, (Vec<u32>, Vec<f32>)> = ck
+        .tensors
+        .into_iter()
+        .map(|(n, s, v)| (n, (s, v)))
+        .collect();
     let mut tensors = Vec::new();
     for slot in llama::slots(&config) {
         let (shape, values) = by_name
             .remove(&slot.name)
             .with_context(|| format!("checkpoint lacks {}", slot.name))?;
-        ensure!(shape == slot.shape, "{}: shape {:?} ≠ {:?}", slot.name, shape, slot.shape);
-        let mut dt = if slot.role == llama::Role::Norm { DType::F32 } else { dtype };
+        ensure!(
+            shape == slot.shape,
+            "{}: shape {:?} ≠ {:?}",
+            slot.name,
+            shape,
+            slot.shape
+        );
+        let mut dt = if slot.role == llama::Role::Norm {
+            DType::F32
+        } else {
+            dtype
+        };
         if *shape.last().unwrap() as usize % dt.block_elems() != 0 {
             kept_f32.push(slot.name.clone());
             dt = DType::F32;
@@ -332,7 +414,10 @@ pub fn convert(model_bytes: &[u8], tokenizer_bytes: &[u8], dtype: DType, source:
         ("name".to_string(), source.to_string()),
         ("kind".to_string(), "converted".to_string()),
         ("source".to_string(), source.to_string()),
-        ("converter".to_string(), format!("tinyrustlm convert llama2c {}", env!("CARGO_PKG_VERSION"))),
+        (
+            "converter".to_string(),
+            format!("tinyrustlm convert llama2c {}", env!("CARGO_PKG_VERSION")),
+        ),
         ("provenance".to_string(), provenance),
     ];
     Ok(Converted {

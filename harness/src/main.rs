@@ -169,7 +169,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 output,
             } => {
                 let dtype = parse_dtype(&dtype)?;
-                let m = std::fs::read(&model).with_context(|| format!("reading {}", model.display()))?;
+                let m = std::fs::read(&model)
+                    .with_context(|| format!("reading {}", model.display()))?;
                 let t = std::fs::read(&tokenizer)
                     .with_context(|| format!("reading {}", tokenizer.display()))?;
                 let source = model
@@ -218,7 +219,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Tokenize { file, text, no_bos } => {
             let bytes = read_model(&Some(file))?;
-            let slm = inspect::verify(&bytes).map_err(|e| anyhow::anyhow!("{}", inspect::describe_error(&e)))?;
+            let slm = inspect::verify(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}", inspect::describe_error(&e)))?;
             let tok = runtime::generate::tokenizer::Tokenizer::new(&slm.vocab)
                 .map_err(|e| anyhow::anyhow!("{}", inspect::describe_error(&e)))?;
             let mut ids = Vec::new();
@@ -230,7 +232,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Bench { what } => {
             match what {
-                BenchWhat::Sha256 { mib, runs, json } => harness::bench::sha256::run(mib, runs, json)?,
+                BenchWhat::Sha256 { mib, runs, json } => {
+                    harness::bench::sha256::run(mib, runs, json)?
+                }
                 BenchWhat::Tokenizer { json } => harness::bench::tokenizer::run(json)?,
             }
             Ok(ExitCode::SUCCESS)

@@ -43,7 +43,11 @@ pub fn run_to_stdout(
     // run.c prints each prompt token's piece as it feeds the next one.
     let prompt_tokens = session.prompt_tokens().to_vec();
     for pair in prompt_tokens.windows(2) {
-        let piece = session.model().tokenizer.decode(Some(pair[0]), pair[1]).map_err(rt)?;
+        let piece = session
+            .model()
+            .tokenizer
+            .decode(Some(pair[0]), pair[1])
+            .map_err(rt)?;
         print_piece(&mut out, piece)?;
     }
     out.flush()?;

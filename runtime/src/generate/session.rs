@@ -151,7 +151,9 @@ impl Session {
         self.reset();
         let sampler = Sampler::new(self.model.config.vocab_size as usize, settings)?;
         let add_bos = self.model.tokenizer.add_bos();
-        self.model.tokenizer.encode(prompt, add_bos, &mut self.prompt)?;
+        self.model
+            .tokenizer
+            .encode(prompt, add_bos, &mut self.prompt)?;
         if self.prompt.is_empty() {
             self.reset();
             return Err(Error::new(
@@ -230,10 +232,7 @@ impl Session {
         if self.text.len() + piece.len() > limits::MAX_OUTPUT_BYTES {
             return Err(Error::new(
                 ErrorCode::OutputBufferExceeded,
-                alloc::format!(
-                    "the output would exceed {} bytes",
-                    limits::MAX_OUTPUT_BYTES
-                ),
+                alloc::format!("the output would exceed {} bytes", limits::MAX_OUTPUT_BYTES),
             ));
         }
         let start = self.text.len();
@@ -299,7 +298,11 @@ impl Session {
         Diagnostics {
             prompt_tokens: self.prompt.len(),
             generated_tokens: self.generated.len() as u32,
-            kv_len: if self.phase == Phase::Idle { 0 } else { self.pos },
+            kv_len: if self.phase == Phase::Idle {
+                0
+            } else {
+                self.pos
+            },
             context: self.state.context,
             scratch_bytes: self.state.bytes(),
             weight_dtype: self.model.weight_dtype(),

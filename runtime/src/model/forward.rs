@@ -50,11 +50,7 @@ impl State {
     /// max_context; more than max_context is `ContextExceeded`.
     pub fn new(model: &Model, context: u32) -> Result<State> {
         let c = &model.config;
-        let context = if context == 0 {
-            c.max_context
-        } else {
-            context
-        };
+        let context = if context == 0 { c.max_context } else { context };
         if context > c.max_context {
             return Err(Error::new(
                 ErrorCode::ContextExceeded,
@@ -162,7 +158,10 @@ pub fn forward<'s>(model: &Model, s: &'s mut State, token: u32, pos: usize) -> R
     if token >= c.vocab_size {
         return Err(Error::new(
             ErrorCode::InvalidTokenId,
-            alloc::format!("token {token} is outside the vocabulary of {}", c.vocab_size),
+            alloc::format!(
+                "token {token} is outside the vocabulary of {}",
+                c.vocab_size
+            ),
         ));
     }
     if pos >= s.context {
@@ -183,7 +182,12 @@ pub fn forward<'s>(model: &Model, s: &'s mut State, token: u32, pos: usize) -> R
     kernels::row_to_f32(&model.mat(&model.embedding), token as usize, &mut s.x)?;
 
     // The angles of this position, shared by every head and layer.
-    for ((cs, sn), &f) in s.rope_cos.iter_mut().zip(s.rope_sin.iter_mut()).zip(&s.rope_freq) {
+    for ((cs, sn), &f) in s
+        .rope_cos
+        .iter_mut()
+        .zip(s.rope_sin.iter_mut())
+        .zip(&s.rope_freq)
+    {
         let angle = pos as f32 * f;
         *cs = cos_f32(angle);
         *sn = sin_f32(angle);
@@ -192,7 +196,12 @@ pub fn forward<'s>(model: &Model, s: &'s mut State, token: u32, pos: usize) -> R
 
     for (l, lw) in model.layers.iter().enumerate() {
         // Attention.
-        rmsnorm(&mut s.xb[..dim], &s.x, norm_bytes(model, &lw.attn_norm), eps);
+        rmsnorm(
+            &mut s.xb[..dim],
+            &s.x,
+            norm_bytes(model, &lw.attn_norm),
+            eps,
+        );
         let slot = (l * s.context + pos) * kv_dim;
         matvec(&mut s.q, &model.mat(&lw.wq), &s.xb[..dim], &mut s.act)?;
         matvec(
@@ -252,7 +261,17 @@ pub fn forward<'s>(model: &Model, s: &'s mut State, token: u32, pos: usize) -> R
         }
     }
 
-    rmsnorm(&mut s.xb[..dim], &s.x, norm_bytes(model, &model.final_norm), eps);
-    matvec(&mut s.logits, &model.mat(&model.classifier), &s.xb[..dim], &mut s.act)?;
+    rmsnorm(
+        &mut s.xb[..dim],
+        &s.x,
+        norm_bytes(model, &model.final_norm),
+        eps,
+    );
+    matvec(
+        &mut s.logits,
+        &model.mat(&model.classifier),
+        &s.xb[..dim],
+        &mut s.act,
+    )?;
     Ok(&s.logits)
 }

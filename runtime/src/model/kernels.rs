@@ -210,6 +210,11 @@ impl ActScratch {
         Ok(ActScratch { blocks })
     }
 
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.blocks.len() * core::mem::size_of::<BlockQ8>()
+    }
+
     /// The largest activation length this scratch holds.
     pub fn max_cols(&self) -> usize {
         self.blocks.len() * QK
@@ -398,12 +403,5 @@ mod tests {
             bytes: &bytes,
         };
         assert_eq!(bad.check().unwrap_err().code, ErrorCode::InvalidLength);
-    }
-}
-
-impl ActScratch {
-    /// Bytes held.
-    pub fn bytes(&self) -> usize {
-        self.blocks.len() * core::mem::size_of::<BlockQ8>()
     }
 }

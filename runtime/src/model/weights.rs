@@ -147,6 +147,9 @@ impl Model {
 
     /// The dtype of the layer matrices (the first layer's query projection), for diagnostics.
     pub fn weight_dtype(&self) -> DType {
-        self.layers.first().map(|l| l.wq.dtype).unwrap_or(self.embedding.dtype)
+        self.layers
+            .first()
+            .map(|l| l.wq.dtype)
+            .unwrap_or(self.embedding.dtype)
     }
 }
