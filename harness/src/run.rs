@@ -31,12 +31,26 @@ pub fn run_to_stdout(
     settings: SamplerSettings,
     context: u32,
 ) -> Result<ExitCode> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let stats = run_c_output(bytes, prompt, settings, context, &mut out)?;
+    eprintln!("{stats}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Loads `bytes`, generates, and writes what llama2.c's run.c prints (prompt pieces, generated
+/// pieces, a final newline) to `out`, flushing after every piece. Returns a statistics line.
+pub fn run_c_output(
+    bytes: Vec<u8>,
+    prompt: &[u8],
+    settings: SamplerSettings,
+    context: u32,
+    out: &mut impl Write,
+) -> Result<String> {
     let t0 = Instant::now();
     let model = Model::load(bytes).map_err(rt)?;
     let mut session = Session::new(model, context).map_err(rt)?;
     let load_s = t0.elapsed().as_secs_f64();
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
 
     let t1 = Instant::now();
     session.start(prompt, settings).map_err(rt)?;
@@ -48,14 +62,14 @@ pub fn run_to_stdout(
             .tokenizer
             .decode(Some(pair[0]), pair[1])
             .map_err(rt)?;
-        print_piece(&mut out, piece)?;
+        print_piece(out, piece)?;
     }
     out.flush()?;
     let t2 = Instant::now();
     let finish = loop {
         match session.step() {
             Ok(Step::Token { text, .. }) => {
-                print_piece(&mut out, &session.text()[text])?;
+                print_piece(out, &session.text()[text])?;
                 out.flush()?;
             }
             Ok(Step::Finished(f)) => break f,
@@ -68,7 +82,7 @@ pub fn run_to_stdout(
     writeln!(out)?;
     let d = session.diagnostics();
     let gen_s = t2.elapsed().as_secs_f64();
-    eprintln!(
+    Ok(format!(
         "model {} | load+verify {:.1} ms | prompt {} tokens in {:.1} ms | generated {} tokens in {:.1} ms ({:.1} tok/s) | finish: {}{}",
         &runtime::sha256::to_hex(&d.model_digest)[..16],
         load_s * 1e3,
@@ -82,6 +96,5 @@ pub fn run_to_stdout(
             Finish::Stop(id) => format!(" (token {id})"),
             _ => String::new(),
         }
-    );
-    Ok(ExitCode::SUCCESS)
+    ))
 }
