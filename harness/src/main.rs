@@ -93,6 +93,17 @@ enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
+    /// Prefill and decode tok/s, load ms and peak heap for generated models of the stories15M and
+    /// stories42M shapes, every dtype.
+    Model {
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Only this shape (stories15M or stories42M).
+        #[arg(long)]
+        shape: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Tokenizer encoding speed on 1 MB of text.
     Tokenizer {
         #[arg(long)]
@@ -236,6 +247,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     harness::bench::sha256::run(mib, runs, json)?
                 }
                 BenchWhat::Tokenizer { json } => harness::bench::tokenizer::run(json)?,
+                BenchWhat::Model { runs, shape, json } => {
+                    harness::bench::model::run(runs, shape.as_deref(), json, &heap::peak)?
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -253,6 +267,48 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
 }
+
+/// Counts heap bytes in use and their peak, for `bench model`.
+mod heap {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+    static CURRENT: AtomicUsize = AtomicUsize::new(0);
+    static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+    pub struct Counting;
+
+    // SAFETY: forwards every call to the system allocator unchanged; only counts sizes.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let p = unsafe { System.alloc(layout) };
+            if !p.is_null() {
+                let now = CURRENT.fetch_add(layout.size(), Relaxed) + layout.size();
+                PEAK.fetch_max(now, Relaxed);
+            }
+            p
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            unsafe { System.dealloc(ptr, layout) };
+            CURRENT.fetch_sub(layout.size(), Relaxed);
+        }
+    }
+
+    /// `reset`: peak := bytes in use now, returned; otherwise the peak since the last reset.
+    pub fn peak(reset: bool) -> Option<usize> {
+        if reset {
+            let now = CURRENT.load(Relaxed);
+            PEAK.store(now, Relaxed);
+            Some(now)
+        } else {
+            Some(PEAK.load(Relaxed))
+        }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: heap::Counting = heap::Counting;
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {

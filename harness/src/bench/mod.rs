@@ -2,6 +2,7 @@
 //! measured in the same run. Never used by tests for timing.
 
 pub mod sha256;
+pub mod model;
 pub mod tokenizer;
 
 use std::time::Instant;
