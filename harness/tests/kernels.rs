@@ -25,11 +25,11 @@ fn spec_dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lane = [0.0f32; 16];
     for i in 0..a.len() {
         let p = a[i] * b[i];
-        lane[i % 16] = lane[i % 16] + p;
+        lane[i % 16] += p;
     }
     for w in [8, 4, 2, 1] {
         for k in 0..w {
-            lane[k] = lane[k] + lane[k + w];
+            lane[k] += lane[k + w];
         }
     }
     lane[0]
@@ -61,7 +61,7 @@ fn spec_dot_quant(dtype: DType, row: &[u8], act: &[BlockQ8]) -> f32 {
         let blk = &row[b * bb..(b + 1) * bb];
         let c = codes(dtype, blk);
         let sumi: i32 = (0..QK).map(|j| c[j] * a.qs[j] as i32).sum();
-        acc = acc + sumi as f32 * (scale(blk) * a.d);
+        acc += sumi as f32 * (scale(blk) * a.d);
     }
     acc
 }
