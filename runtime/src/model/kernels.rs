@@ -20,29 +20,42 @@ const _: () = assert!(LANES.is_power_of_two());
 fn reduce_lanes(mut acc: [f32; LANES]) -> f32 {
     let mut w = LANES / 2;
     while w > 0 {
-        let (lo, hi) = acc.split_at_mut(w);
-        for (a, &b) in lo.iter_mut().zip(hi.iter()) {
-            *a += b;
+        for k in 0..w {
+            acc[k] += acc[k + w];
         }
         w /= 2;
     }
     acc[0]
 }
 
-/// The lane-ordered dot product of a row of `EB`-byte elements (decoded by `load`) with `x`.
+/// One step of the lane order: lane k += w[k] * x[k] (product rounded first). Fixed-size
+/// arrays and a whole-array update (rather than an in-place loop, which LLVM leaves scalar) so
+/// the optimizer maps the lanes onto SIMD registers.
 #[inline(always)]
-fn lane_dot<const EB: usize>(row: &[u8], x: &[f32], load: impl Fn(&[u8]) -> f32) -> f32 {
+fn accumulate(acc: &mut [f32; LANES], w: &[f32; LANES], x: &[f32; LANES]) {
+    *acc = core::array::from_fn(|k| acc[k] + w[k] * x[k]);
+}
+
+/// The lane-ordered dot product of a row of `CB / LANES`-byte elements with `x`: whole chunks of
+/// LANES elements are decoded by `decode`, the remainder element by element by `load`.
+#[inline(always)]
+fn lane_dot<const CB: usize>(
+    row: &[u8],
+    x: &[f32],
+    decode: impl Fn(&[u8; CB]) -> [f32; LANES],
+    load: impl Fn(&[u8]) -> f32,
+) -> f32 {
     let mut acc = [0.0f32; LANES];
-    let mut rows = row.chunks_exact(EB * LANES);
+    let mut rows = row.chunks_exact(CB);
     let mut xs = x.chunks_exact(LANES);
     for (r, v) in (&mut rows).zip(&mut xs) {
-        for ((a, e), &b) in acc.iter_mut().zip(r.chunks_exact(EB)).zip(v) {
-            *a += load(e) * b;
+        if let (Some(r), Some(v)) = (r.first_chunk::<CB>(), v.first_chunk::<LANES>()) {
+            accumulate(&mut acc, &decode(r), v);
         }
     }
     for ((a, e), &b) in acc
         .iter_mut()
-        .zip(rows.remainder().chunks_exact(EB))
+        .zip(rows.remainder().chunks_exact(CB / LANES))
         .zip(xs.remainder())
     {
         *a += load(e) * b;
@@ -57,8 +70,8 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let mut ac = a.chunks_exact(LANES);
     let mut bc = b.chunks_exact(LANES);
     for (x, y) in (&mut ac).zip(&mut bc) {
-        for ((s, &p), &q) in acc.iter_mut().zip(x).zip(y) {
-            *s += p * q;
+        if let (Some(x), Some(y)) = (x.first_chunk::<LANES>(), y.first_chunk::<LANES>()) {
+            accumulate(&mut acc, x, y);
         }
     }
     for ((s, &p), &q) in acc.iter_mut().zip(ac.remainder()).zip(bc.remainder()) {
@@ -70,19 +83,35 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 /// Dot product of an f32 row stored as little-endian bytes with `x`, in the order of
 /// [`dot_f32`]. Uses `min(row.len() / 4, x.len())` elements.
 pub fn dot_f32_row(row: &[u8], x: &[f32]) -> f32 {
-    lane_dot::<4>(row, x, |e| f32::from_le_bytes([e[0], e[1], e[2], e[3]]))
+    lane_dot::<{ 4 * LANES }>(
+        row,
+        x,
+        |c| {
+            core::array::from_fn(|k| {
+                f32::from_le_bytes([c[4 * k], c[4 * k + 1], c[4 * k + 2], c[4 * k + 3]])
+            })
+        },
+        |e| f32::from_le_bytes([e[0], e[1], e[2], e[3]]),
+    )
 }
 
 /// Dot product of an f16 row (little-endian bytes) with `x`: each weight is widened exactly to
 /// f32, then the order of [`dot_f32`] applies. Uses `min(row.len() / 2, x.len())` elements.
 pub fn dot_f16_row(row: &[u8], x: &[f32]) -> f32 {
-    lane_dot::<2>(row, x, |e| f16_to_f32(u16::from_le_bytes([e[0], e[1]])))
+    lane_dot::<{ 2 * LANES }>(
+        row,
+        x,
+        |c| core::array::from_fn(|k| f16_to_f32(u16::from_le_bytes([c[2 * k], c[2 * k + 1]]))),
+        |e| f16_to_f32(u16::from_le_bytes([e[0], e[1]])),
+    )
 }
 
-/// The f16 scale at the start of a q8_0/q4_0 block, as f32.
+/// Splits a q8_0/q4_0 block into its f16 scale (as f32) and its `N` code bytes. `None` only for
+/// a block of the wrong length, which `chunks_exact` never yields.
 #[inline(always)]
-fn block_scale(blk: &[u8]) -> f32 {
-    f16_to_f32(u16::from_le_bytes([blk[0], blk[1]]))
+fn split_block<const N: usize>(blk: &[u8]) -> Option<(f32, &[u8; N])> {
+    let (d, qs) = blk.split_first_chunk::<2>()?;
+    Some((f16_to_f32(u16::from_le_bytes(*d)), qs.first_chunk::<N>()?))
 }
 
 /// Dot product of a q8_0 row (34-byte blocks) with a q8_0-quantized activation: per block the
@@ -91,11 +120,14 @@ fn block_scale(blk: &[u8]) -> f32 {
 pub fn dot_q8_0_row(row: &[u8], act: &[BlockQ8]) -> f32 {
     let mut acc = 0.0f32;
     for (blk, a) in row.chunks_exact(Q8_0_BLOCK_BYTES).zip(act) {
+        let Some((dw, qs)) = split_block::<QK>(blk) else {
+            break;
+        };
         let mut sumi = 0i32;
-        for (&w, &x) in blk[2..].iter().zip(a.qs.iter()) {
+        for (&w, &x) in qs.iter().zip(a.qs.iter()) {
             sumi += i32::from(w as i8) * i32::from(x);
         }
-        acc += sumi as f32 * (block_scale(blk) * a.d);
+        acc += sumi as f32 * (dw * a.d);
     }
     acc
 }
@@ -106,14 +138,17 @@ pub fn dot_q8_0_row(row: &[u8], act: &[BlockQ8]) -> f32 {
 pub fn dot_q4_0_row(row: &[u8], act: &[BlockQ8]) -> f32 {
     let mut acc = 0.0f32;
     for (blk, a) in row.chunks_exact(Q4_0_BLOCK_BYTES).zip(act) {
+        let Some((dw, qs)) = split_block::<{ QK / 2 }>(blk) else {
+            break;
+        };
         let (xlo, xhi) = a.qs.split_at(QK / 2);
         let mut sumi = 0i32;
-        for ((&w, &x0), &x1) in blk[2..].iter().zip(xlo).zip(xhi) {
+        for ((&w, &x0), &x1) in qs.iter().zip(xlo).zip(xhi) {
             let w0 = i32::from(w & 0x0f) - 8;
             let w1 = i32::from(w >> 4) - 8;
             sumi += w0 * i32::from(x0) + w1 * i32::from(x1);
         }
-        acc += sumi as f32 * (block_scale(blk) * a.d);
+        acc += sumi as f32 * (dw * a.d);
     }
     acc
 }
