@@ -369,11 +369,13 @@ pub fn parse_header(bytes: &[u8], total_len: u64) -> Result<Header> {
 /// one at the first 64-byte boundary after the previous one's end, the last ending at the end of
 /// the file; per-section size limits.
 fn check_layout(sections: &Sections, file_bytes: u64) -> Result<()> {
+    // The directory and data sections have no limit of their own: the budget bounds the file,
+    // and a section longer than the file is a layout violation (spec/slm.md, Header).
     let limits_by_section = [
         limits::MAX_METADATA_BYTES,
         limits::MAX_TOKENIZER_BYTES,
-        limits::MAX_MODEL_BYTES,
-        limits::MAX_MODEL_BYTES,
+        u64::MAX,
+        u64::MAX,
     ];
     let mut expected = limits::HEADER_BYTES as u64;
     for (i, (s, max)) in sections
@@ -559,5 +561,16 @@ mod tests {
             failure(head_dim_and_context),
             (ErrorCode::InvalidHeader, Some(52))
         );
+    }
+
+    #[test]
+    fn a_section_longer_than_the_file_is_a_layout_violation() {
+        // Data section (table entry at 128) with a length far beyond the file and the budget.
+        let huge =
+            |h: &mut [u8; 256]| h[136..144].copy_from_slice(&(u64::MAX - 1000).to_le_bytes());
+        assert_eq!(failure(huge), (ErrorCode::LayoutViolation, Some(136)));
+        let directory =
+            |h: &mut [u8; 256]| h[120..128].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        assert_eq!(failure(directory), (ErrorCode::LayoutViolation, Some(120)));
     }
 }
