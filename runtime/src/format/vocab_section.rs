@@ -201,9 +201,9 @@ pub fn encode(v: &Vocab) -> Result<Vec<u8>> {
     for s in [v.bos, v.eos, v.pad, v.unk] {
         put(s.unwrap_or(NONE_ID));
     }
-    let flags = (v.add_bos as u32) * FLAG_ADD_BOS
-        | (v.add_dummy_prefix as u32) * FLAG_DUMMY_PREFIX
-        | (v.byte_fallback as u32) * FLAG_BYTE_FALLBACK;
+    let flags = ((v.add_bos as u32) * FLAG_ADD_BOS)
+        | ((v.add_dummy_prefix as u32) * FLAG_DUMMY_PREFIX)
+        | ((v.byte_fallback as u32) * FLAG_BYTE_FALLBACK);
     put(flags);
     put(v.stop.len() as u32);
     for &s in &v.stop {
