@@ -6,3 +6,4 @@ pub mod fixtures;
 pub mod gguf;
 pub mod inspect;
 pub mod llama2c_tokenizer;
+pub mod malformed;
