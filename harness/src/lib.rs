@@ -8,4 +8,5 @@ pub mod gguf;
 pub mod inspect;
 pub mod llama2c;
 pub mod llama2c_tokenizer;
+pub mod malformed;
 pub mod run;

@@ -1,6 +1,6 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use harness::{fixtures, inspect};
+use harness::{fixtures, inspect, malformed};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -68,8 +68,9 @@ enum Command {
         #[command(subcommand)]
         what: BenchWhat,
     },
-    /// Regenerate the corpus fixtures from corpus/recipes.json (or, with --check, require the
-    /// committed files to be byte-identical to a fresh build).
+    /// Regenerate the corpus fixtures from corpus/recipes.json and the malformed-file matrix in
+    /// corpus/malformed/ (or, with --check, require the committed files to be byte-identical to
+    /// a fresh build).
     Fixtures {
         #[arg(long)]
         check: bool,
@@ -254,7 +255,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Fixtures { check, dir } => {
-            let touched = fixtures::generate(&dir, check)?;
+            let mut touched = fixtures::generate(&dir, check)?;
+            touched.extend(malformed::generate(&dir.join("malformed"), check)?);
             if check {
                 if !touched.is_empty() {
                     bail!("fixtures differ from their recipes: {}", touched.join(", "));

@@ -47,7 +47,7 @@ error_codes! {
     InvalidHeader = 6,
     /// The tensor directory is malformed (bad entry, rank, dims, unordered payloads).
     InvalidTensorDirectory = 7,
-    /// A tensor the architecture requires is absent, or one it does not know is present.
+    /// A tensor the architecture requires is absent (an unknown extra one is `InvalidTensorDirectory`).
     MissingTensor = 8,
     /// A tensor's shape differs from what the header implies.
     ShapeMismatch = 9,

@@ -1,8 +1,8 @@
 //! Benchmarks (`tinyrustlm bench ...`): medians with their spread, and ratios to a baseline
 //! measured in the same run. Never used by tests for timing.
 
-pub mod sha256;
 pub mod model;
+pub mod sha256;
 pub mod tokenizer;
 
 use std::time::Instant;

@@ -168,8 +168,7 @@ pub fn measure_native(
     let baseline = peak(true).map(|current| current - file_bytes);
     let model = Model::load(bytes).map_err(rt)?;
     let mut session = Session::new(model, 0).map_err(rt)?;
-    let kv_cache_bytes =
-        2 * 4 * (shape.n_layers * shape.context * shape.dim) as usize;
+    let kv_cache_bytes = 2 * 4 * (shape.n_layers * shape.context * shape.dim) as usize;
 
     // Prefill: a prompt of BOS + 127 bytes runs 127 tokens through the model in `start`.
     let prompt: Vec<u8> = (0..127).map(|i| b'a' + (i % 26) as u8).collect();
@@ -215,7 +214,10 @@ pub fn run(
     peak: &dyn Fn(bool) -> Option<usize>,
 ) -> Result<()> {
     let mut rows = Vec::new();
-    for shape in SHAPES.iter().filter(|s| only_shape.is_none_or(|o| o == s.name)) {
+    for shape in SHAPES
+        .iter()
+        .filter(|s| only_shape.is_none_or(|o| o == s.name))
+    {
         for dtype in DType::ALL {
             let row = measure_native(shape, dtype, runs, peak)?;
             if !json {
@@ -245,7 +247,9 @@ pub fn run(
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        println!("(median of {runs} runs, spread min..max; one thread; decode = greedy steps after BOS)");
+        println!(
+            "(median of {runs} runs, spread min..max; one thread; decode = greedy steps after BOS)"
+        );
     }
     Ok(())
 }

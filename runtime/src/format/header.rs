@@ -50,9 +50,15 @@ impl Config {
         self.n_kv_heads * self.head_dim
     }
 
-    /// Checks every rule of spec/slm.md on the shape fields. `base` is the file offset of the
-    /// header, for error offsets.
+    /// Checks every rule of spec/slm.md on the architecture and shape fields, in the order of
+    /// the header table (the first failing field is reported, at that field's offset).
     pub fn validate(&self) -> Result<()> {
+        self.check_arch()?;
+        self.check_shape()
+    }
+
+    /// The architecture id (offset 24).
+    fn check_arch(&self) -> Result<()> {
         if self.arch != ARCH_LLAMA {
             return Err(Error::at(
                 ErrorCode::UnsupportedArchitecture,
@@ -60,32 +66,17 @@ impl Config {
                 format!("architecture id {} is not llama (1)", self.arch),
             ));
         }
-        let fields: [(&str, u32, u32, u64); 8] = [
-            ("vocab_size", self.vocab_size, limits::MAX_VOCAB, 32),
-            ("dim", self.dim, limits::MAX_DIM, 36),
-            ("n_layers", self.n_layers, limits::MAX_LAYERS, 40),
-            ("n_heads", self.n_heads, limits::MAX_HEADS, 44),
-            ("n_kv_heads", self.n_kv_heads, limits::MAX_HEADS, 48),
-            ("head_dim", self.head_dim, limits::MAX_HEAD_DIM, 52),
-            ("ffn_dim", self.ffn_dim, limits::MAX_FFN_DIM, 56),
-            ("max_context", self.max_context, limits::MAX_CONTEXT, 60),
-        ];
-        for (name, value, max, offset) in fields {
-            if value == 0 {
-                return Err(Error::at(
-                    ErrorCode::InvalidHeader,
-                    offset,
-                    format!("{name} is 0"),
-                ));
-            }
-            if value > max {
-                return Err(Error::at(
-                    ErrorCode::LimitExceeded,
-                    offset,
-                    format!("{name} {value} exceeds the limit {max}"),
-                ));
-            }
-        }
+        Ok(())
+    }
+
+    /// The shape fields (offsets 32..72), field by field in table order: range, then the
+    /// field's relation to the fields before it.
+    fn check_shape(&self) -> Result<()> {
+        in_range("vocab_size", self.vocab_size, limits::MAX_VOCAB, 32)?;
+        in_range("dim", self.dim, limits::MAX_DIM, 36)?;
+        in_range("n_layers", self.n_layers, limits::MAX_LAYERS, 40)?;
+        in_range("n_heads", self.n_heads, limits::MAX_HEADS, 44)?;
+        in_range("n_kv_heads", self.n_kv_heads, limits::MAX_HEADS, 48)?;
         if self.n_heads % self.n_kv_heads != 0 {
             return Err(Error::at(
                 ErrorCode::InvalidHeader,
@@ -96,6 +87,7 @@ impl Config {
                 ),
             ));
         }
+        in_range("head_dim", self.head_dim, limits::MAX_HEAD_DIM, 52)?;
         if self.head_dim % 2 != 0 {
             return Err(Error::at(
                 ErrorCode::InvalidHeader,
@@ -114,6 +106,8 @@ impl Config {
                 ),
             ));
         }
+        in_range("ffn_dim", self.ffn_dim, limits::MAX_FFN_DIM, 56)?;
+        in_range("max_context", self.max_context, limits::MAX_CONTEXT, 60)?;
         if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
             return Err(Error::at(
                 ErrorCode::InvalidHeader,
@@ -133,6 +127,25 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A shape field must be 1..=max: 0 is `InvalidHeader`, above is `LimitExceeded`.
+fn in_range(name: &str, value: u32, max: u32, offset: u64) -> Result<()> {
+    if value == 0 {
+        return Err(Error::at(
+            ErrorCode::InvalidHeader,
+            offset,
+            format!("{name} is 0"),
+        ));
+    }
+    if value > max {
+        return Err(Error::at(
+            ErrorCode::LimitExceeded,
+            offset,
+            format!("{name} {value} exceeds the limit {max}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Where one section lies: absolute offset and byte length.
@@ -298,27 +311,6 @@ pub fn parse_header(bytes: &[u8], total_len: u64) -> Result<Header> {
             format!("the header says the file has {file_bytes} bytes; it has {total_len}"),
         ));
     }
-    if flags & !KNOWN_FLAGS != 0 {
-        return Err(Error::at(
-            ErrorCode::ReservedNonZero,
-            28,
-            format!("unknown flag bits {:#x}", flags & !KNOWN_FLAGS),
-        ));
-    }
-    if reserved_a != 0 {
-        return Err(Error::at(
-            ErrorCode::ReservedNonZero,
-            72,
-            "reserved header bytes 72..80 are not zero",
-        ));
-    }
-    if let Some(i) = reserved_b.iter().position(|&b| b != 0) {
-        return Err(Error::at(
-            ErrorCode::ReservedNonZero,
-            144 + i as u64,
-            "reserved header bytes 144..224 are not zero",
-        ));
-    }
     let config = Config {
         arch,
         vocab_size,
@@ -333,7 +325,30 @@ pub fn parse_header(bytes: &[u8], total_len: u64) -> Result<Header> {
         rms_eps,
         tied_classifier: flags & FLAG_TIED_CLASSIFIER != 0,
     };
-    config.validate()?;
+    // Table order: architecture, flags, shape fields, then the reserved bytes.
+    config.check_arch()?;
+    if flags & !KNOWN_FLAGS != 0 {
+        return Err(Error::at(
+            ErrorCode::ReservedNonZero,
+            28,
+            format!("unknown flag bits {:#x}", flags & !KNOWN_FLAGS),
+        ));
+    }
+    config.check_shape()?;
+    if reserved_a != 0 {
+        return Err(Error::at(
+            ErrorCode::ReservedNonZero,
+            72,
+            "reserved header bytes 72..80 are not zero",
+        ));
+    }
+    if let Some(i) = reserved_b.iter().position(|&b| b != 0) {
+        return Err(Error::at(
+            ErrorCode::ReservedNonZero,
+            144 + i as u64,
+            "reserved header bytes 144..224 are not zero",
+        ));
+    }
     let sections = Sections {
         metadata: sections[0],
         tokenizer: sections[1],
@@ -354,11 +369,13 @@ pub fn parse_header(bytes: &[u8], total_len: u64) -> Result<Header> {
 /// one at the first 64-byte boundary after the previous one's end, the last ending at the end of
 /// the file; per-section size limits.
 fn check_layout(sections: &Sections, file_bytes: u64) -> Result<()> {
+    // The directory and data sections have no limit of their own: the budget bounds the file,
+    // and a section longer than the file is a layout violation (spec/slm.md, Header).
     let limits_by_section = [
         limits::MAX_METADATA_BYTES,
         limits::MAX_TOKENIZER_BYTES,
-        limits::MAX_MODEL_BYTES,
-        limits::MAX_MODEL_BYTES,
+        u64::MAX,
+        u64::MAX,
     ];
     let mut expected = limits::HEADER_BYTES as u64;
     for (i, (s, max)) in sections
@@ -471,4 +488,89 @@ pub fn encode_header(
     }
     put(DIGEST_OFFSET, digest);
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A valid header of a file with four empty sections, passed through `edit`, then parsed.
+    fn parse_edited(edit: impl Fn(&mut [u8; 256])) -> Result<Header> {
+        let config = Config {
+            arch: ARCH_LLAMA,
+            vocab_size: 8,
+            dim: 32,
+            n_layers: 1,
+            n_heads: 2,
+            n_kv_heads: 1,
+            head_dim: 16,
+            ffn_dim: 32,
+            max_context: 16,
+            rope_theta: 10000.0,
+            rms_eps: 1e-5,
+            tied_classifier: true,
+        };
+        let (sections, len) = Sections::canonical([0; 4]).unwrap();
+        let mut h = encode_header(&config, &sections, len, &[0; 32]);
+        edit(&mut h);
+        parse_header(&h, len)
+    }
+
+    fn put_u32(h: &mut [u8; 256], at: usize, v: u32) {
+        h[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    }
+
+    fn failure(edit: impl Fn(&mut [u8; 256])) -> (ErrorCode, Option<u64>) {
+        let e = parse_edited(edit).unwrap_err();
+        (e.code, e.offset)
+    }
+
+    #[test]
+    fn header_fields_fail_in_table_order() {
+        assert!(parse_edited(|_| {}).is_ok());
+        // architecture (24) before flags (28)
+        let arch_and_flags = |h: &mut [u8; 256]| {
+            put_u32(h, 24, 2);
+            put_u32(h, 28, 2);
+        };
+        assert_eq!(
+            failure(arch_and_flags),
+            (ErrorCode::UnsupportedArchitecture, Some(24))
+        );
+        // shape fields before the reserved bytes
+        let vocab_and_reserved = |h: &mut [u8; 256]| {
+            put_u32(h, 32, 0);
+            h[72] = 1;
+        };
+        assert_eq!(
+            failure(vocab_and_reserved),
+            (ErrorCode::InvalidHeader, Some(32))
+        );
+        // n_kv_heads (48) not dividing n_heads is reported before a zero ffn_dim (56)
+        let kv_and_ffn = |h: &mut [u8; 256]| {
+            put_u32(h, 48, 3);
+            put_u32(h, 56, 0);
+        };
+        assert_eq!(failure(kv_and_ffn), (ErrorCode::InvalidHeader, Some(48)));
+        // an odd head_dim (52) is reported before a context over the limit (60)
+        let head_dim_and_context = |h: &mut [u8; 256]| {
+            put_u32(h, 52, 15);
+            put_u32(h, 60, u32::MAX);
+        };
+        assert_eq!(
+            failure(head_dim_and_context),
+            (ErrorCode::InvalidHeader, Some(52))
+        );
+    }
+
+    #[test]
+    fn a_section_longer_than_the_file_is_a_layout_violation() {
+        // Data section (table entry at 128) with a length far beyond the file and the budget.
+        let huge =
+            |h: &mut [u8; 256]| h[136..144].copy_from_slice(&(u64::MAX - 1000).to_le_bytes());
+        assert_eq!(failure(huge), (ErrorCode::LayoutViolation, Some(136)));
+        let directory =
+            |h: &mut [u8; 256]| h[120..128].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        assert_eq!(failure(directory), (ErrorCode::LayoutViolation, Some(120)));
+    }
 }

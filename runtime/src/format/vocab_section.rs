@@ -142,6 +142,15 @@ pub fn parse(bytes: &[u8], base: u64, vocab_size: u32) -> Result<Vocab> {
         scores.push(score);
         types.push(ty);
     }
+    // Each merge takes 8 bytes: as for the tokens, refuse a count the section cannot hold before
+    // allocating for it.
+    if (n_merges as u64) * 8 > c.remaining() as u64 {
+        return Err(Error::at(
+            ErrorCode::Truncated,
+            c.offset(),
+            format!("the tokenizer section is too short for {n_merges} merges"),
+        ));
+    }
     let mut merges = Vec::with_capacity(n_merges as usize);
     for _ in 0..n_merges {
         let at = c.offset();

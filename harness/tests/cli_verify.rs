@@ -1,0 +1,151 @@
+//! The `tinyrustlm` binary: `verify` accepts the corpus and rejects damaged copies with the right
+//! code; `inspect --json` reports what the file holds.
+
+use harness::fixtures;
+use runtime::format::Slm;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn tinyrustlm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tinyrustlm"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn verify(path: &Path) -> Output {
+    tinyrustlm(&["verify", path.to_str().unwrap()])
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A file in the temp directory, removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str, bytes: &[u8]) -> TempFile {
+        let path =
+            std::env::temp_dir().join(format!("tinyrustlm-cli-{}-{name}", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn corpus_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(fixtures::corpus_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "slm"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn verify_accepts_every_corpus_file() {
+    let files = corpus_files();
+    assert!(files.len() >= 9, "corpus/*.slm: {files:?}");
+    for f in files {
+        let o = verify(&f);
+        assert!(o.status.success(), "{}: {}", f.display(), stderr(&o));
+        assert!(String::from_utf8_lossy(&o.stdout).starts_with("ok: "));
+    }
+}
+
+#[test]
+fn verify_rejects_a_truncated_copy() {
+    let bytes = std::fs::read(fixtures::corpus_dir().join("byte-mha-tied-q4_0.slm")).unwrap();
+    let tmp = TempFile::new("truncated.slm", &bytes[..bytes.len() - 100]);
+    let o = verify(&tmp.0);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("error 16 Truncated"), "{}", stderr(&o));
+}
+
+#[test]
+fn verify_rejects_a_flipped_payload_byte_naming_the_tensor() {
+    let mut bytes = std::fs::read(fixtures::corpus_dir().join("byte-mha-tied-q4_0.slm")).unwrap();
+    let (at, name) = {
+        let slm = Slm::parse(&bytes).unwrap();
+        let t = slm.tensor("blk.1.ffn_up.weight").unwrap();
+        (t.offset as usize + 7, t.name.to_string())
+    };
+    bytes[at] ^= 0x10;
+    let tmp = TempFile::new("flipped.slm", &bytes);
+    let o = verify(&tmp.0);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("error 22 TensorDigestMismatch"), "{err}");
+    assert!(err.contains(&name), "{err}");
+}
+
+#[test]
+fn verify_reports_each_malformed_case_with_its_code() {
+    let dir = fixtures::corpus_dir().join("malformed");
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let base = verify(&dir.join(manifest["base"]["file"].as_str().unwrap()));
+    assert!(base.status.success(), "base: {}", stderr(&base));
+    let mut wrong = Vec::new();
+    for case in manifest["cases"].as_array().unwrap() {
+        let Some(file) = case["file"].as_str() else {
+            continue;
+        };
+        let o = verify(&dir.join(file));
+        let want = format!(
+            "error {} {}",
+            case["code"],
+            case["code_name"].as_str().unwrap()
+        );
+        if o.status.code() != Some(1) || !stderr(&o).contains(&want) {
+            wrong.push(format!(
+                "{file}: want {want}, got {:?} {}",
+                o.status.code(),
+                stderr(&o)
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn inspect_json_reports_the_file() {
+    let path = fixtures::corpus_dir().join("spm-gqa-untied-q8_0.slm");
+    let bytes = std::fs::read(&path).unwrap();
+    let slm = Slm::parse(&bytes).unwrap();
+    let o = tinyrustlm(&["inspect", "--json", path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: Value = serde_json::from_slice(&o.stdout).expect("inspect --json prints JSON");
+    assert_eq!(r["format"], "slm 2.0");
+    assert_eq!(r["file_bytes"], bytes.len() as u64);
+    assert_eq!(r["sha256"], runtime::sha256::to_hex(&slm.digest()));
+    assert_eq!(
+        r["budget"]["headroom_bytes"],
+        runtime::limits::MAX_MODEL_BYTES - bytes.len() as u64
+    );
+    let c = &slm.header.config;
+    assert_eq!(r["config"]["architecture"], "llama");
+    assert_eq!(r["config"]["vocab_size"], c.vocab_size);
+    assert_eq!(r["config"]["n_kv_heads"], c.n_kv_heads);
+    assert_eq!(r["config"]["tied_classifier"], c.tied_classifier);
+    assert_eq!(r["metadata"]["name"], "spm-gqa-untied-q8_0");
+    assert_eq!(r["tokenizer"]["kind"], "sentencepiece");
+    assert_eq!(r["tokenizer"]["tokens"], c.vocab_size);
+    assert_eq!(r["sections"].as_array().unwrap().len(), 4);
+    let tensors = r["tensors"].as_array().unwrap();
+    assert_eq!(tensors.len(), slm.tensors.len());
+    for (t, e) in tensors.iter().zip(&slm.tensors) {
+        assert_eq!(t["name"], e.name);
+        assert_eq!(t["dtype"], e.dtype.name());
+        assert_eq!(t["bytes"], e.length);
+        assert_eq!(t["sha256"], runtime::sha256::to_hex(&e.digest));
+    }
+}

@@ -1,0 +1,423 @@
+//! The `.slm` reader against spec/slm.md: every malformed case gets exactly its error code, the
+//! committed corpora match their generators, the writer round-trips, and no input makes the reader
+//! panic or accept a damaged file.
+
+use harness::{fixtures, inspect, malformed};
+use proptest::prelude::*;
+use runtime::format::{self, Slm};
+use runtime::sha256::sha256;
+use runtime::{limits, ErrorCode};
+use std::ops::Range;
+use std::sync::OnceLock;
+
+#[test]
+fn every_malformed_case_reports_its_code() {
+    let cases = malformed::cases();
+    let mut mismatches = Vec::new();
+    for c in &cases {
+        let got = match inspect::verify(&c.bytes) {
+            Ok(_) => "accepted".to_string(),
+            Err(e) if e.code == c.expected => continue,
+            Err(e) => inspect::describe_error(&e),
+        };
+        mismatches.push(format!(
+            "  {}: expected {} {} ({}), got {got}",
+            c.name, c.expected as u32, c.expected, c.rule
+        ));
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} malformed cases are misreported:\n{}",
+        mismatches.len(),
+        cases.len(),
+        mismatches.join("\n")
+    );
+}
+
+#[test]
+fn malformed_cases_are_well_formed_and_small() {
+    let cases = malformed::cases();
+    let mut names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), cases.len(), "case names are unique");
+    for c in &cases {
+        assert!(
+            c.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'),
+            "{}: file-safe name",
+            c.name
+        );
+        assert!(
+            !c.rule.is_empty() && !c.rule.contains('\n'),
+            "{}: one-line rule",
+            c.name
+        );
+        if c.stored() {
+            assert!(
+                c.bytes.len() <= 16 * 1024,
+                "{}: {} bytes",
+                c.name,
+                c.bytes.len()
+            );
+        }
+    }
+    // Exactly one case is not stored: the over-budget one.
+    let unstored: Vec<&str> = cases
+        .iter()
+        .filter(|c| !c.stored())
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(unstored, ["budget-exceeded"]);
+    // Determinism: a second build gives the same bytes.
+    let again = malformed::cases();
+    assert!(cases.iter().zip(&again).all(|(a, b)| a.bytes == b.bytes));
+}
+
+#[test]
+fn digest_mismatches_name_the_tensor() {
+    for c in malformed::cases() {
+        if c.expected != ErrorCode::TensorDigestMismatch {
+            continue;
+        }
+        let e = Slm::parse(&c.bytes).unwrap_err();
+        let named = ["blk.0.ffn_down.weight", "output_norm.weight"]
+            .iter()
+            .any(|t| e.message.contains(&format!("{t:?}")) && c.rule.contains(t));
+        assert!(named, "{}: {e}", c.name);
+    }
+}
+
+#[test]
+fn malformed_base_is_valid_and_identical_to_the_writer() {
+    let base = malformed::base_bytes();
+    let written = format::write(&malformed::base_model()).expect("the base is valid");
+    assert_eq!(
+        base, written,
+        "the matrix's assembler and the writer disagree"
+    );
+    inspect::verify(&base).expect("the base verifies");
+}
+
+#[test]
+fn committed_malformed_corpus_is_current() {
+    let dir = fixtures::corpus_dir().join("malformed");
+    let differing = malformed::generate(&dir, true).unwrap();
+    assert!(
+        differing.is_empty(),
+        "corpus/malformed/ differs from harness/src/malformed.rs (run `tinyrustlm fixtures`): {differing:?}"
+    );
+}
+
+#[test]
+fn corpus_fixtures_parse_and_match_their_recipes() {
+    let dir = fixtures::corpus_dir();
+    let recipes = fixtures::load_recipes(&dir).unwrap();
+    for r in &recipes.fixtures {
+        let committed = std::fs::read(dir.join(format!("{}.slm", r.name))).unwrap();
+        let slm = inspect::verify(&committed)
+            .unwrap_or_else(|e| panic!("{}: {}", r.name, inspect::describe_error(&e)));
+        assert_eq!(slm.metadata("name"), Some(r.name.as_str()));
+        let fresh = fixtures::build_bytes(r).unwrap();
+        assert!(
+            fresh == committed,
+            "corpus/{}.slm differs from its recipe",
+            r.name
+        );
+    }
+}
+
+#[test]
+fn writer_round_trips_every_recipe() {
+    let recipes = fixtures::load_recipes(&fixtures::corpus_dir()).unwrap();
+    for r in &recipes.fixtures {
+        let model = fixtures::build(r).unwrap();
+        let bytes = format::write(&model).unwrap();
+        assert_eq!(
+            bytes,
+            format::write(&model).unwrap(),
+            "{}: deterministic",
+            r.name
+        );
+        let slm = Slm::parse(&bytes).unwrap();
+        assert_eq!(slm.header.config, model.config, "{}: config", r.name);
+        let mut meta: Vec<(&str, &str)> = model
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        meta.sort();
+        assert_eq!(slm.metadata, meta, "{}: metadata", r.name);
+        assert_eq!(slm.vocab, model.vocab, "{}: vocab", r.name);
+        assert_eq!(slm.tensors.len(), model.tensors.len(), "{}", r.name);
+        for (e, t) in slm.tensors.iter().zip(&model.tensors) {
+            assert_eq!(e.name, t.name);
+            assert_eq!((e.dtype, e.shape()), (t.dtype, &t.shape[..]), "{}", t.name);
+            assert!(slm.payload(e) == t.bytes, "{}: payload", t.name);
+            assert_eq!(e.digest, sha256(&t.bytes), "{}: digest", t.name);
+        }
+    }
+}
+
+#[test]
+fn budget_is_checked_before_anything_else() {
+    let too_big = vec![0u8; limits::MAX_MODEL_BYTES as usize + 1];
+    assert_eq!(
+        Slm::parse(&too_big).unwrap_err().code,
+        ErrorCode::BudgetExceeded
+    );
+    // A valid model padded past the budget is refused for its size, not its content.
+    let mut padded = malformed::base_bytes();
+    padded.resize(limits::MAX_MODEL_BYTES as usize + 1, 0);
+    assert_eq!(
+        Slm::parse(&padded).unwrap_err().code,
+        ErrorCode::BudgetExceeded
+    );
+    // Exactly the budget is allowed by the budget rule (and fails later, on the magic).
+    let at_budget = &too_big[..limits::MAX_MODEL_BYTES as usize];
+    assert_eq!(
+        Slm::parse(at_budget).unwrap_err().code,
+        ErrorCode::InvalidModelMagic
+    );
+}
+
+/// Every byte of `file` flipped in turn (xor `mask`) must be refused.
+fn assert_every_flip_refused(name: &str, file: &[u8], mask: u8) {
+    let mut bytes = file.to_vec();
+    let mut accepted = Vec::new();
+    for i in 0..bytes.len() {
+        bytes[i] ^= mask;
+        if Slm::parse(&bytes).is_ok() {
+            accepted.push(i);
+        }
+        bytes[i] ^= mask;
+    }
+    assert!(
+        accepted.is_empty(),
+        "{name}: accepted with byte(s) {accepted:?} flipped"
+    );
+}
+
+#[test]
+fn any_single_flipped_byte_is_refused() {
+    let base = malformed::base_bytes();
+    assert_every_flip_refused("malformed base", &base, 0x01);
+    assert_every_flip_refused("malformed base", &base, 0x80);
+    let small = std::fs::read(fixtures::corpus_dir().join("byte-mha-tied-q4_0.slm")).unwrap();
+    assert_every_flip_refused("byte-mha-tied-q4_0", &small, 0xff);
+}
+
+// ---- property tests: no input makes the reader panic ----
+
+/// The valid files the mutations start from: the matrix base and the smallest ranked-merge
+/// fixture (so the merge list is exercised too).
+fn seeds() -> &'static [Vec<u8>] {
+    static SEEDS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    SEEDS.get_or_init(|| {
+        let ranked = std::fs::read(fixtures::corpus_dir().join("ranked-gqa1-tied-q8_0.slm"));
+        vec![malformed::base_bytes(), ranked.unwrap()]
+    })
+}
+
+/// A tensor's payload range and the offset of its digest in the directory.
+type DigestField = (Range<usize>, usize);
+
+/// Per seed: every tensor's [`DigestField`].
+fn digest_fields() -> &'static [Vec<DigestField>] {
+    static FIELDS: OnceLock<Vec<Vec<DigestField>>> = OnceLock::new();
+    FIELDS.get_or_init(|| {
+        seeds()
+            .iter()
+            .map(|s| {
+                let slm = Slm::parse(s).unwrap();
+                slm.tensors
+                    .iter()
+                    .map(|t| {
+                        let at =
+                            t.entry_offset as usize + 2 + t.name.len() + 2 + 4 * t.rank as usize;
+                        (t.offset as usize..(t.offset + t.length) as usize, at + 16)
+                    })
+                    .collect()
+            })
+            .collect()
+    })
+}
+
+/// Recomputes the seed's tensor digests (where they still fit) and the file digest, so that a
+/// mutation is judged by the structural checks rather than caught by a digest.
+fn redigest_all(seed: usize, bytes: &mut [u8]) {
+    for (payload, field) in &digest_fields()[seed] {
+        if payload.end <= bytes.len() && field + 32 <= bytes.len() {
+            let d = sha256(&bytes[payload.clone()]);
+            bytes[*field..field + 32].copy_from_slice(&d);
+        }
+    }
+    malformed::redigest(bytes);
+}
+
+/// Parses; an error must point inside the input.
+fn parse_checked(bytes: &[u8]) -> Result<bool, TestCaseError> {
+    match Slm::parse(bytes) {
+        Ok(_) => Ok(true),
+        Err(e) => {
+            if let Some(o) = e.offset {
+                prop_assert!(
+                    o <= bytes.len() as u64,
+                    "offset beyond {} bytes: {e}",
+                    bytes.len()
+                );
+            }
+            Ok(false)
+        }
+    }
+}
+
+/// Header field offsets: every 4-byte boundary of the 256-byte header.
+fn header_offset() -> impl Strategy<Value = usize> {
+    (0usize..64).prop_map(|i| 4 * i)
+}
+
+fn interesting_u64() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        Just(0u64),
+        Just(1),
+        Just(u32::MAX as u64),
+        Just(u64::MAX),
+        0u64..70_000,
+        any::<u64>(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        parse_checked(&bytes)?;
+    }
+
+    #[test]
+    fn bytes_after_magic_and_version_never_panic(
+        minor in prop_oneof![Just(0u16), any::<u16>()],
+        tail in proptest::collection::vec(any::<u8>(), 0..1024),
+    ) {
+        let mut bytes = format::header::MAGIC.to_vec();
+        bytes.extend_from_slice(&2u16.to_le_bytes());
+        bytes.extend_from_slice(&minor.to_le_bytes());
+        bytes.extend_from_slice(&tail);
+        parse_checked(&bytes)?;
+    }
+
+    #[test]
+    fn valid_header_then_noise_never_panics(seed in 0usize..2, noise in any::<u64>()) {
+        let s = &seeds()[seed];
+        let mut bytes = s[..256].to_vec();
+        let mut rng = fixtures::SplitMix64(noise);
+        bytes.extend((256..s.len()).map(|_| rng.next_u64() as u8));
+        parse_checked(&bytes)?;
+    }
+
+    #[test]
+    fn bit_flips_are_refused(
+        seed in 0usize..2,
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..8), 1..8),
+        redigest in any::<bool>(),
+    ) {
+        let mut bytes = seeds()[seed].clone();
+        for (i, bit) in &flips {
+            let i = i.index(bytes.len());
+            bytes[i] ^= 1 << bit;
+        }
+        if redigest {
+            redigest_all(seed, &mut bytes);
+            parse_checked(&bytes)?;
+        } else {
+            let accepted = parse_checked(&bytes)?;
+            prop_assert!(!accepted || bytes == seeds()[seed], "a damaged file was accepted");
+        }
+    }
+
+    #[test]
+    fn truncation_is_refused(seed in 0usize..2, cut in any::<prop::sample::Index>()) {
+        let s = &seeds()[seed];
+        let len = cut.index(s.len());
+        let e = Slm::parse(&s[..len]).unwrap_err();
+        prop_assert!(e.code == ErrorCode::Truncated, "cut at {len}: {e}");
+    }
+
+    #[test]
+    fn field_overwrites_never_panic(
+        seed in 0usize..2,
+        in_header in any::<bool>(),
+        at_header in header_offset(),
+        at_directory in any::<prop::sample::Index>(),
+        wide in any::<bool>(),
+        value in interesting_u64(),
+        redigest in any::<bool>(),
+    ) {
+        let mut bytes = seeds()[seed].clone();
+        let dir = Slm::parse(&bytes).unwrap().header.sections.directory;
+        let at = if in_header {
+            at_header
+        } else {
+            dir.offset as usize + at_directory.index(dir.length as usize - 8)
+        };
+        if wide {
+            let at = at.min(248);
+            bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        } else {
+            bytes[at..at + 4].copy_from_slice(&(value as u32).to_le_bytes());
+        }
+        if redigest {
+            redigest_all(seed, &mut bytes);
+        }
+        parse_checked(&bytes)?;
+    }
+
+    #[test]
+    fn swapped_sections_never_panic(
+        seed in 0usize..2,
+        i in 0usize..4,
+        j in 0usize..4,
+        redigest in any::<bool>(),
+    ) {
+        let mut bytes = seeds()[seed].clone();
+        let (a, b) = (80 + 16 * i, 80 + 16 * j);
+        let entry: [u8; 16] = bytes[a..a + 16].try_into().unwrap();
+        bytes.copy_within(b..b + 16, a);
+        bytes[b..b + 16].copy_from_slice(&entry);
+        if redigest {
+            redigest_all(seed, &mut bytes);
+        }
+        let accepted = parse_checked(&bytes)?;
+        prop_assert!(!accepted || i == j, "sections {i} and {j} swapped, yet accepted");
+    }
+
+    #[test]
+    fn inserted_or_removed_bytes_never_panic(
+        seed in 0usize..2,
+        at in any::<prop::sample::Index>(),
+        insert in proptest::collection::vec(any::<u8>(), 0..80),
+        remove in 0usize..80,
+        fix_length in any::<bool>(),
+        redigest in any::<bool>(),
+    ) {
+        let mut bytes = seeds()[seed].clone();
+        let at = at.index(bytes.len());
+        let remove = remove.min(bytes.len() - at);
+        bytes.splice(at..at + remove, insert.iter().copied());
+        if fix_length && bytes.len() >= 24 {
+            let n = bytes.len() as u64;
+            bytes[16..24].copy_from_slice(&n.to_le_bytes());
+        }
+        if redigest {
+            redigest_all(seed, &mut bytes);
+        }
+        let accepted = parse_checked(&bytes)?;
+        prop_assert!(
+            !accepted || bytes == seeds()[seed] || redigest,
+            "a changed file was accepted without re-digesting"
+        );
+    }
+}
