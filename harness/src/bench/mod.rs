@@ -43,6 +43,10 @@ impl Stats {
 
     /// Throughput (units per second) at the median, and its spread (at the slowest and fastest run).
     pub fn rate(&self, units: f64) -> (f64, f64, f64) {
-        (units / self.median_s, units / self.max_s, units / self.min_s)
+        (
+            units / self.median_s,
+            units / self.max_s,
+            units / self.min_s,
+        )
     }
 }
