@@ -1,0 +1,59 @@
+//! Golden snapshots (golden/*.snap): token ids, text and logits digests of every corpus fixture
+//! for the standard prompt set and sampling settings. The same snapshot is asserted for every
+//! engine available in the test build. CI runs with INSTA_UPDATE=no: an unreviewed change fails.
+
+use harness::conformance::{run_cases, standard_cases};
+use harness::engine::native::NativeEngine;
+use harness::engine::Engine;
+use harness::fixtures::{corpus_dir, load_recipes};
+
+/// New tokens per case: enough to exercise sampling, small enough to keep the suite fast.
+const MAX_NEW: u32 = 24;
+
+fn engines() -> Vec<Box<dyn Engine>> {
+    vec![Box::new(NativeEngine::default())]
+}
+
+fn ids(ids: &[u32]) -> String {
+    ids.iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn golden_token_streams_of_every_fixture_in_every_engine() {
+    let dir = corpus_dir();
+    let recipes = load_recipes(&dir).unwrap();
+    let cases = standard_cases(MAX_NEW);
+    for recipe in &recipes.fixtures {
+        let bytes = std::fs::read(dir.join(format!("{}.slm", recipe.name))).unwrap();
+        for mut engine in engines() {
+            engine.load(&bytes).unwrap();
+            let results = run_cases(engine.as_mut(), &cases);
+            let snapshot: Vec<serde_json::Value> = cases
+                .iter()
+                .zip(&results)
+                .map(|(case, r)| match r {
+                    Ok(r) => serde_json::json!({
+                        "case": case.name,
+                        "prompt_tokens": ids(&r.prompt_tokens),
+                        "tokens": ids(&r.tokens),
+                        "text": String::from_utf8_lossy(&r.text),
+                        "logits_digest": r.logits_digest,
+                        "finish": r.finish,
+                    }),
+                    Err(e) => serde_json::json!({"case": case.name, "error": e.code}),
+                })
+                .collect();
+            insta::with_settings!({
+                snapshot_path => "../../golden",
+                prepend_module_to_snapshot => false,
+                snapshot_suffix => "",
+                omit_expression => true,
+            }, {
+                insta::assert_json_snapshot!(recipe.name.clone(), snapshot);
+            });
+        }
+    }
+}
