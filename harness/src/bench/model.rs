@@ -202,6 +202,19 @@ pub fn measure_native(
     })
 }
 
+/// Approximate file size of a shape in a dtype (matrices in the dtype, norms f32).
+fn estimate_bytes(shape: &Shape, dtype: DType) -> u64 {
+    let (d, f, l, v) = (
+        shape.dim as u64,
+        shape.ffn_dim as u64,
+        shape.n_layers as u64,
+        shape.vocab as u64,
+    );
+    let matrix_elems = v * d + l * (4 * d * d + 3 * d * f);
+    let per_block = dtype.block_bytes() as u64;
+    matrix_elems / dtype.block_elems() as u64 * per_block + (2 * l + 1) * d * 4
+}
+
 fn mib(b: usize) -> f64 {
     b as f64 / 1048576.0
 }
@@ -219,6 +232,19 @@ pub fn run(
         .filter(|s| only_shape.is_none_or(|o| o == s.name))
     {
         for dtype in DType::ALL {
+            let bytes_estimate = estimate_bytes(shape, dtype);
+            if bytes_estimate > runtime::limits::MAX_MODEL_BYTES {
+                if !json {
+                    println!(
+                        "{:<11} {:<5} skipped: about {:.1} MiB, over the {} MiB model budget",
+                        shape.name,
+                        dtype.name(),
+                        bytes_estimate as f64 / 1048576.0,
+                        runtime::limits::MAX_MODEL_BYTES / 1048576
+                    );
+                }
+                continue;
+            }
             let row = measure_native(shape, dtype, runs, peak)?;
             if !json {
                 let (p, pmin, pmax) = row.prefill_tok_s;
