@@ -207,9 +207,9 @@ pub fn convert(bytes: &[u8], dtype: DTypeChoice, source: &str) -> Result<Convert
         .map_err(|e| anyhow!("the model's shape is not runnable: {e}"))?;
 
     let slots = llama::slots(&config);
-    if let Some(extra) = g.tensors().iter().find(|t| {
-        !slots.iter().any(|s| s.name == t.name()) && !(tied && t.name() == "output.weight")
-    }) {
+    // A deduplicated output.weight is the one tensor a tied model may carry besides its slots.
+    let expected = |name: &str| slots.iter().any(|s| s.name == name) || name == "output.weight";
+    if let Some(extra) = g.tensors().iter().find(|t| !expected(t.name())) {
         bail!(
             "tensor {:?} is not part of the llama architecture (not supported)",
             extra.name()
