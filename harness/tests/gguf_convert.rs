@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use harness::gguf::convert::{convert, DTypeChoice};
+use harness::gguf::write::{GgufWriter, RawValue};
 use harness::gguf::{llama_vocab, GgmlType, Gguf};
 use runtime::format::{write, DType, Slm, TensorData};
 use runtime::generate::sampler::SamplerSettings;
@@ -436,4 +437,142 @@ fn gguf_py_unsupported_types_and_architectures_are_refused() {
             assert!(err.contains("blk.0.ffn_up.weight"), "{err}");
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refusals and decisions on GGUFs written here (no Python needed)
+
+/// A small llama GGUF (dim 32, `layers` layers, 2 heads, 1 kv head, ffn `ffn`, 260 tokens) with
+/// zero f32 weights; `edit` may change the tensor list (name, ggml dims, type, bytes) and
+/// `extra` adds metadata.
+fn llama_file(
+    layers: u32,
+    ffn: u64,
+    extra: &[(&str, RawValue)],
+    edit: impl FnOnce(&mut Vec<(String, Vec<u64>, GgmlType, Vec<u8>)>),
+) -> Vec<u8> {
+    let mut tokens: Vec<String> = vec!["<unk>".into(), "<s>".into(), "</s>".into()];
+    tokens.extend((0..=255).map(|b| format!("<0x{b:02X}>")));
+    tokens.push("\u{2581}a".into());
+    let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    let mut w = GgufWriter::new(3);
+    w.kv("general.architecture", RawValue::str("llama"))
+        .kv("llama.embedding_length", RawValue::u32(32))
+        .kv("llama.block_count", RawValue::u32(layers))
+        .kv("llama.feed_forward_length", RawValue::u32(ffn as u32))
+        .kv("llama.attention.head_count", RawValue::u32(2))
+        .kv("llama.attention.head_count_kv", RawValue::u32(1))
+        .kv("llama.context_length", RawValue::u32(1_000_000))
+        .kv("tokenizer.ggml.model", RawValue::str("llama"))
+        .kv("tokenizer.ggml.tokens", RawValue::str_array(&refs));
+    for (k, v) in extra {
+        w.kv(k, v.clone());
+    }
+    let f32s = |dims: &[u64]| vec![0u8; 4 * dims.iter().product::<u64>() as usize];
+    let n = tokens.len() as u64;
+    let mut tensors = vec![("token_embd.weight".to_string(), vec![32, n])];
+    for l in 0..layers {
+        for (what, dims) in [
+            ("attn_norm", vec![32]),
+            ("attn_q", vec![32, 32]),
+            ("attn_k", vec![32, 16]),
+            ("attn_v", vec![32, 16]),
+            ("attn_output", vec![32, 32]),
+            ("ffn_norm", vec![32]),
+            ("ffn_gate", vec![32, ffn]),
+            ("ffn_down", vec![ffn, 32]),
+            ("ffn_up", vec![32, ffn]),
+        ] {
+            tensors.push((format!("blk.{l}.{what}.weight"), dims));
+        }
+    }
+    tensors.push(("output_norm.weight".to_string(), vec![32]));
+    let mut tensors: Vec<_> = tensors
+        .into_iter()
+        .map(|(name, dims)| {
+            let data = f32s(&dims);
+            (name, dims, GgmlType::F32, data)
+        })
+        .collect();
+    edit(&mut tensors);
+    for (name, dims, ty, data) in tensors {
+        w.tensor(&name, &dims, ty, data);
+    }
+    w.finish().bytes
+}
+
+#[track_caller]
+fn refusal(bytes: &[u8]) -> String {
+    match convert(bytes, DTypeChoice::Keep, "t.gguf") {
+        Ok(_) => panic!("converted"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[test]
+fn decisions_and_refusals_on_hand_written_ggufs() {
+    // Tied (no output.weight); the context is capped at the runtime's limit, with a note.
+    let c = convert(&llama_file(1, 64, &[], |_| {}), DTypeChoice::Keep, "t.gguf").unwrap();
+    assert!(c.model.config.tied_classifier);
+    assert_eq!(c.model.config.max_context, runtime::limits::MAX_CONTEXT);
+    assert!(c
+        .notes
+        .iter()
+        .any(|n| n.contains("context capped from 1000000")));
+    write(&c.model).unwrap();
+
+    // An output.weight that differs from token_embd.weight stays a separate classifier.
+    let untied = llama_file(1, 64, &[], |t| {
+        let mut data = vec![0u8; 4 * 32 * 260];
+        data[0] = 1;
+        t.push(("output.weight".into(), vec![32, 260], GgmlType::F32, data));
+    });
+    let c = convert(&untied, DTypeChoice::Keep, "t.gguf").unwrap();
+    assert!(!c.model.config.tied_classifier);
+
+    // Requantizing rows that are not whole blocks keeps them f32 (ffn_down's rows of 48).
+    let c = convert(
+        &llama_file(1, 48, &[], |_| {}),
+        DTypeChoice::To(DType::Q4_0),
+        "t.gguf",
+    )
+    .unwrap();
+    assert_eq!(c.kept_f32, vec!["blk.0.ffn_down.weight".to_string()]);
+
+    let missing = llama_file(1, 64, &[], |t| t.retain(|x| x.0 != "blk.0.attn_k.weight"));
+    assert!(refusal(&missing).contains("needs tensor \"blk.0.attn_k.weight\""));
+    let extra = llama_file(1, 64, &[], |t| {
+        t.push((
+            "rope_freqs.weight".into(),
+            vec![8],
+            GgmlType::F32,
+            vec![0; 32],
+        ))
+    });
+    assert!(refusal(&extra).contains("\"rope_freqs.weight\" is not part of"));
+    // attn_q stored with its dimensions in our order instead of ggml's.
+    let swapped = llama_file(1, 64, &[], |t| {
+        let k = t.iter_mut().find(|x| x.0 == "blk.0.attn_k.weight").unwrap();
+        k.1 = vec![16, 32];
+    });
+    assert!(refusal(&swapped).contains("blk.0.attn_k.weight\" has shape [32, 16]"));
+    let q5 = llama_file(1, 64, &[], |t| {
+        let up = t.iter_mut().find(|x| x.0 == "blk.0.ffn_up.weight").unwrap();
+        up.2 = GgmlType::Q5_0;
+        up.3 = vec![0; 64 / 32 * 22 * 32];
+    });
+    assert!(refusal(&q5).contains("ggml type q5_0"));
+    let scaled = llama_file(
+        1,
+        64,
+        &[("llama.rope.scaling.type", RawValue::str("linear"))],
+        |_| {},
+    );
+    assert!(refusal(&scaled).contains("rope scaling 'linear'"));
+    let moe = llama_file(1, 64, &[("llama.expert_count", RawValue::u32(8))], |_| {});
+    assert!(refusal(&moe).contains("mixture-of-experts"));
+    // Too big for the .slm budget: refused before any tensor is converted.
+    let huge = llama_file(2, 65_536, &[], |_| {});
+    assert!(refusal(&huge).contains("a .slm model is at most 33554432 bytes"));
+    assert!(refusal(b"not a gguf").contains("not a valid GGUF file"));
 }

@@ -216,9 +216,11 @@ pub fn convert(bytes: &[u8], dtype: DTypeChoice, source: &str) -> Result<Convert
         );
     }
 
+    // First decide every tensor's dtype and check the total against the budget, so an
+    // oversized model is refused before anything is dequantized.
     let mut kept_f32 = Vec::new();
-    let mut widened = Vec::new();
-    let mut tensors = Vec::with_capacity(slots.len());
+    let mut plans = Vec::with_capacity(slots.len());
+    let mut total: u64 = 0;
     for slot in slots {
         let t = g
             .tensor(&slot.name)
@@ -248,6 +250,21 @@ pub fn convert(bytes: &[u8], dtype: DTypeChoice, source: &str) -> Result<Convert
             kept_f32.push(slot.name.clone());
             dst = DType::F32;
         }
+        total = dst
+            .bytes_for(t.n_elements())
+            .and_then(|b| total.checked_add(b))
+            .context("tensor sizes overflow")?;
+        plans.push((slot, t, src, dst, shape));
+    }
+    ensure!(
+        total <= limits::MAX_MODEL_BYTES,
+        "the tensors would take {total} bytes; a .slm model is at most {} bytes",
+        limits::MAX_MODEL_BYTES
+    );
+
+    let mut widened = Vec::new();
+    let mut tensors = Vec::with_capacity(plans.len());
+    for (slot, t, src, dst, shape) in plans {
         let bytes = if dst == src {
             t.data().to_vec()
         } else {
