@@ -1,5 +1,6 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use harness::gguf::convert::DTypeChoice;
 use harness::{fixtures, inspect, malformed};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,7 +56,7 @@ enum Command {
     },
     /// Print the token ids of a text, space-separated.
     Tokenize {
-        /// A .slm model.
+        /// A .slm model, or a llama GGUF (vocabulary-only files too).
         file: PathBuf,
         #[arg(long)]
         text: String,
@@ -125,11 +126,62 @@ enum ConvertFrom {
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
     },
+    /// A llama.cpp GGUF of architecture llama (f32, f16, q8_0 and q4_0 tensors).
+    Gguf {
+        #[arg(long)]
+        model: PathBuf,
+        /// `keep` copies every tensor's bytes unchanged; a dtype requantizes the matrices.
+        #[arg(long, default_value = "keep")]
+        dtype: String,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
 }
 
 fn parse_dtype(name: &str) -> Result<runtime::format::DType> {
     runtime::format::DType::from_name(name)
         .with_context(|| format!("unknown dtype {name:?} (f32, f16, q8_0, q4_0)"))
+}
+
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Writes a converted model and reports it on stderr.
+fn write_converted(
+    model: &runtime::format::ModelFile,
+    notes: &[String],
+    output: &std::path::Path,
+) -> Result<ExitCode> {
+    let bytes = runtime::format::write(model)
+        .map_err(|e| anyhow::anyhow!("{}", inspect::describe_error(&e)))?;
+    std::fs::write(output, &bytes).with_context(|| format!("writing {}", output.display()))?;
+    for note in notes {
+        eprintln!("note: {note}");
+    }
+    eprintln!(
+        "wrote {} ({} bytes, sha256 {})",
+        output.display(),
+        bytes.len(),
+        runtime::sha256::to_hex(&runtime::format::file_digest(&bytes))
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The vocabulary of a .slm model (verified completely) or of a llama GGUF.
+fn read_vocab(path: &std::path::Path) -> Result<runtime::format::Vocab> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    // GGUF files start with the magic "GGUF"; .slm files with 0x89 "SLM".
+    if bytes.starts_with(b"GGUF") {
+        let g = harness::gguf::Gguf::parse(&bytes)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        return harness::gguf::llama_vocab(&g);
+    }
+    let slm =
+        inspect::verify(&bytes).map_err(|e| anyhow::anyhow!("{}", inspect::describe_error(&e)))?;
+    Ok(slm.vocab)
 }
 
 fn read_model(file: &Option<PathBuf>) -> Result<Vec<u8>> {
@@ -185,28 +237,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .with_context(|| format!("reading {}", model.display()))?;
                 let t = std::fs::read(&tokenizer)
                     .with_context(|| format!("reading {}", tokenizer.display()))?;
-                let source = model
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let converted = harness::llama2c::convert(&m, &t, dtype, &source)?;
-                let bytes = runtime::format::write(&converted.model)
-                    .map_err(|e| anyhow::anyhow!("{}", inspect::describe_error(&e)))?;
-                std::fs::write(&output, &bytes)
-                    .with_context(|| format!("writing {}", output.display()))?;
+                let converted = harness::llama2c::convert(&m, &t, dtype, &file_name(&model))?;
+                let mut notes = Vec::new();
                 if !converted.kept_f32.is_empty() {
-                    eprintln!(
-                        "note: kept f32 (rows are not whole 32-element blocks): {}",
+                    notes.push(format!(
+                        "kept f32 (rows are not whole 32-element blocks): {}",
                         converted.kept_f32.join(", ")
-                    );
+                    ));
                 }
-                eprintln!(
-                    "wrote {} ({} bytes, sha256 {})",
-                    output.display(),
-                    bytes.len(),
-                    runtime::sha256::to_hex(&runtime::format::file_digest(&bytes))
-                );
-                Ok(ExitCode::SUCCESS)
+                write_converted(&converted.model, &notes, &output)
+            }
+            ConvertFrom::Gguf {
+                model,
+                dtype,
+                output,
+            } => {
+                let choice = DTypeChoice::from_name(&dtype).with_context(|| {
+                    format!("unknown dtype {dtype:?} (keep, f32, f16, q8_0, q4_0)")
+                })?;
+                let m = std::fs::read(&model)
+                    .with_context(|| format!("reading {}", model.display()))?;
+                let converted = harness::gguf::convert::convert(&m, choice, &file_name(&model))
+                    .with_context(|| format!("converting {}", model.display()))?;
+                write_converted(&converted.model, &converted.notes, &output)
             }
         },
         Command::Run {
@@ -230,10 +283,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             harness::run::run_to_stdout(bytes, prompt.as_bytes(), settings, context)
         }
         Command::Tokenize { file, text, no_bos } => {
-            let bytes = read_model(&Some(file))?;
-            let slm = inspect::verify(&bytes)
-                .map_err(|e| anyhow::anyhow!("{}", inspect::describe_error(&e)))?;
-            let tok = runtime::generate::tokenizer::Tokenizer::new(&slm.vocab)
+            let vocab = read_vocab(&file)?;
+            let tok = runtime::generate::tokenizer::Tokenizer::new(&vocab)
                 .map_err(|e| anyhow::anyhow!("{}", inspect::describe_error(&e)))?;
             let mut ids = Vec::new();
             tok.encode(text.as_bytes(), tok.add_bos() && !no_bos, &mut ids)

@@ -4,6 +4,7 @@
 //! [`Gguf::parse`] accepts exactly the files ggml's `gguf_init_from_file_impl` accepts, with the
 //! deviations listed on it; every refusal is a [`GgufError`] naming the rule and the byte offset.
 
+pub mod convert;
 mod error;
 mod llama;
 mod parse;
