@@ -2,6 +2,7 @@
 //! `tinyrustlm` CLI.
 
 pub mod bench;
+pub mod check;
 pub mod conformance;
 pub mod engine;
 pub mod fixtures;

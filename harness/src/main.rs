@@ -18,6 +18,20 @@ enum Command {
     /// Verify a .slm file completely (structure, shapes, tokenizer, every SHA-256).
     /// Exit 0 when valid; otherwise print the error code, name, byte offset and message.
     Verify { file: PathBuf },
+    /// The conformance run: verify, load in every available engine, run the standard prompt
+    /// set, compare token streams and logits digests bit for bit, check the budget.
+    Check {
+        /// The model (default: the built-in fixture).
+        file: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        /// Engines to compare, comma-separated (default: every available one).
+        #[arg(long, value_delimiter = ',')]
+        engine: Vec<String>,
+        /// New tokens per case.
+        #[arg(long, default_value_t = 24)]
+        max_tokens: u32,
+    },
     /// Show a verified file: header, metadata, tokenizer, tensors, budget headroom.
     Inspect {
         /// The model (default: the built-in fixture).
@@ -211,6 +225,49 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     Ok(ExitCode::from(1))
                 }
             }
+        }
+        Command::Check {
+            file,
+            json,
+            engine,
+            max_tokens,
+        } => {
+            let bytes = read_model(&file)?;
+            let names: Vec<String> = if engine.is_empty() {
+                harness::engine::ENGINE_NAMES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            } else {
+                engine
+            };
+            let mut engines = Vec::new();
+            for n in &names {
+                match harness::engine::by_name(n)? {
+                    Some(e) => engines.push(e),
+                    None => eprintln!("note: engine {n} is not available here; skipped"),
+                }
+            }
+            let report = harness::check::check(
+                &bytes,
+                &mut engines,
+                max_tokens,
+                harness::engine::wasm_module_bytes(),
+            );
+            let name = file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| format!("built-in {}", fixtures::DEFAULT_MODEL_NAME));
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", harness::check::render(&report, &name));
+            }
+            Ok(if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Inspect { file, json } => {
             let bytes = read_model(&file)?;

@@ -78,3 +78,22 @@ pub trait Engine {
     /// Runs one generation on the loaded model, step by step, to its end.
     fn generate(&mut self, req: &GenRequest) -> Result<GenResult, EngineError>;
 }
+
+/// Engine names `--engine` accepts, in the order `check` runs them (the first is the reference).
+pub const ENGINE_NAMES: &[&str] = &["native"];
+
+/// The engine called `name`, or None when it cannot run on this machine.
+pub fn by_name(name: &str) -> anyhow::Result<Option<Box<dyn Engine>>> {
+    match name {
+        "native" => Ok(Some(Box::new(native::NativeEngine::default()))),
+        other => anyhow::bail!(
+            "unknown engine {other:?} (known: {})",
+            ENGINE_NAMES.join(", ")
+        ),
+    }
+}
+
+/// Size of the built .wasm module, when the build has one.
+pub fn wasm_module_bytes() -> Option<u64> {
+    None
+}
