@@ -15,6 +15,9 @@ use crate::fixtures::SplitMix64;
 
 /// Power-iteration steps per component.
 pub const POWER_ITERATIONS: usize = 64;
+/// A component whose σ is at most this fraction of the first component's ends the
+/// factorisation (what is left is rounding noise, below f32 precision).
+pub const FACTOR_TOLERANCE: f64 = 1e-7;
 /// Seed of component k's start vector: `FACTOR_SEED + k` (SplitMix64, values in [-1, 1)).
 pub const FACTOR_SEED: u64 = 0x5eed_a1c0;
 
@@ -32,7 +35,8 @@ fn norm(v: &[f64]) -> f64 {
 /// A rank-≤`rank` factorisation M ≈ B·A of the row-major `rows × cols` matrix `m`: for each
 /// component k, start from SplitMix64(FACTOR_SEED + k), iterate u = M v / |M v|,
 /// v = Mᵀ u / |Mᵀ u| POWER_ITERATIONS times, take σ = |M v|, u = M v / σ, then deflate
-/// M ← M − σ u vᵀ. Stops early when the residual is zero. All in f64, sums in index order.
+/// M ← M − σ u vᵀ. Stops early when σ ≤ FACTOR_TOLERANCE × σ₀ (or is zero). All in f64, sums
+/// in index order.
 /// Returns (rank found, A [rank, cols], B [rows, rank]) in f32 with B = σ u.
 pub fn factor(m: &[f32], rows: usize, cols: usize, rank: usize) -> (u32, Vec<f32>, Vec<f32>) {
     let mut m: Vec<f64> = m.iter().map(|&x| x as f64).collect();
@@ -66,7 +70,8 @@ pub fn factor(m: &[f32], rows: usize, cols: usize, rank: usize) -> (u32, Vec<f32
         }
         let mut u = mv(&m, &v);
         let sigma = norm(&u);
-        if sigma == 0.0 || !sigma.is_finite() {
+        let first = us.first().map_or(sigma, |c| c.0);
+        if sigma == 0.0 || !sigma.is_finite() || sigma <= FACTOR_TOLERANCE * first {
             break;
         }
         u.iter_mut().for_each(|x| *x /= sigma);
