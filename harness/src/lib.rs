@@ -1,6 +1,7 @@
 //! The TinyRustLM harness: fixture recipes, converters, engines and the checks behind the
 //! `tinyrustlm` CLI.
 
+pub mod adapter;
 pub mod bench;
 pub mod check;
 pub mod conformance;

@@ -83,6 +83,11 @@ enum Command {
         #[command(subcommand)]
         what: BenchWhat,
     },
+    /// Make, inspect and apply adapters (spec/adapters.md).
+    Adapter {
+        #[command(subcommand)]
+        what: AdapterWhat,
+    },
     /// Regenerate the corpus fixtures from corpus/recipes.json and the malformed-file matrix in
     /// corpus/malformed/ (or, with --check, require the committed files to be byte-identical to
     /// a fresh build).
@@ -93,6 +98,107 @@ enum Command {
         #[arg(long, default_value_os_t = fixtures::corpus_dir())]
         dir: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum AdapterWhat {
+    /// The task delta between two checkpoints of one layout, as an adapter bound to BASE.
+    Diff {
+        base: PathBuf,
+        tuned: PathBuf,
+        /// adp1 (dense), asp1 (sparse) or alr1 (low-rank).
+        #[arg(long)]
+        kind: String,
+        /// The ALR1 rank cap.
+        #[arg(long, default_value_t = 4)]
+        rank: u32,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
+    /// Verify an adapter and show its header and records.
+    Inspect {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply a module plan to a base model and write the receipt. Modules are read from the
+    /// plan's directory by their names.
+    Apply {
+        base: PathBuf,
+        plan: PathBuf,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
+}
+
+fn runtime_err(e: runtime::Error) -> anyhow::Error {
+    anyhow::anyhow!("{}", inspect::describe_error(&e))
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn adapter_command(what: AdapterWhat) -> Result<ExitCode> {
+    use runtime::adapter::{Adapter, AdapterKind, Plan};
+    match what {
+        AdapterWhat::Diff {
+            base,
+            tuned,
+            kind,
+            rank,
+            output,
+        } => {
+            let kind = AdapterKind::from_name(&kind)
+                .with_context(|| format!("unknown adapter kind {kind:?} (adp1, asp1, alr1)"))?;
+            let bytes = harness::adapter::diff::diff(&read(&base)?, &read(&tuned)?, kind, rank)?;
+            std::fs::write(&output, &bytes)
+                .with_context(|| format!("writing {}", output.display()))?;
+            let digest = runtime::adapter::format::file_digest(&bytes);
+            eprintln!(
+                "wrote {} ({} bytes, sha256 {})",
+                output.display(),
+                bytes.len(),
+                runtime::sha256::to_hex(&digest)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        AdapterWhat::Inspect { file, json } => {
+            let bytes = read(&file)?;
+            let a = Adapter::parse(&bytes).map_err(runtime_err)?;
+            if json {
+                let r = harness::adapter::report(&a, bytes.len());
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", harness::adapter::report_text(&a, bytes.len()));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AdapterWhat::Apply { base, plan, output } => {
+            let mut model = runtime::model::Model::load(read(&base)?).map_err(runtime_err)?;
+            let plan_bytes = read(&plan)?;
+            let p = Plan::parse(&plan_bytes).map_err(runtime_err)?;
+            let dir = plan.parent().unwrap_or(std::path::Path::new("."));
+            let modules = p
+                .modules
+                .iter()
+                .map(|m| read(&dir.join(&m.name)))
+                .collect::<Result<Vec<_>>>()?;
+            let refs: Vec<&[u8]> = modules.iter().map(|m| &m[..]).collect();
+            let receipt = runtime::adapter::apply_plan(&mut model, &plan_bytes, &refs)
+                .map_err(runtime_err)?;
+            let bytes = receipt.to_bytes();
+            std::fs::write(&output, &bytes)
+                .with_context(|| format!("writing {}", output.display()))?;
+            eprintln!(
+                "applied {} module(s), {} tensor(s) assembled; receipt sha256 {}",
+                receipt.modules.len(),
+                receipt.assembled_tensors,
+                runtime::sha256::to_hex(&receipt.digest())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -362,6 +468,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Adapter { what } => adapter_command(what),
         Command::Fixtures { check, dir } => {
             let mut touched = fixtures::generate(&dir, check)?;
             touched.extend(malformed::generate(&dir.join("malformed"), check)?);

@@ -4,7 +4,8 @@
 //! The tree reads in the order data flows:
 //! - [`format`]: the `.slm` container (spec/slm.md): verified zero-copy reader and canonical writer;
 //! - [`model`]: numeric kernels and the forward pass (spec/determinism.md);
-//! - [`generate`]: tokenizer, sampler and the generation session.
+//! - [`generate`]: tokenizer, sampler and the generation session;
+//! - [`adapter`]: ADP1/ASP1/ALR1 adapters, module plans and receipts (spec/adapters.md).
 //!
 //! No dependencies, no unsafe code (the wasm ABI module is the one exception).
 #![no_std]
@@ -12,6 +13,7 @@
 
 extern crate alloc;
 
+pub mod adapter;
 pub mod error;
 pub mod format;
 pub mod generate;
