@@ -101,7 +101,8 @@ error_codes! {
     OutOfMemory = 33,
     /// An argument is invalid in a way no more specific code covers.
     InvalidArgument = 34,
-    /// A tensor holds a value the runtime refuses (NaN or infinity in a norm weight, f16 scale).
+    /// A value the runtime refuses: NaN or infinity given to a quantizer, in an adapter, or in an
+    /// assembled (adapted) tensor.
     NonFiniteValue = 35,
     /// The data does not start with an adapter magic (`ADP1`, `ASP1`, `ALR1`; spec/adapters.md).
     InvalidAdapterMagic = 36,
