@@ -73,3 +73,12 @@ pub const MAX_ADAPTER_RANK: u32 = 256;
 pub const MAX_PLAN_MODULES: usize = 16;
 /// Bytes of a plan or receipt (canonical text).
 pub const MAX_PLAN_BYTES: usize = 8192;
+
+// abi (spec/abi.md, Host buffers).
+
+/// Bytes of one host buffer (`trlm_alloc`): a whole model fits in one.
+pub const MAX_ABI_BUFFER_BYTES: u32 = 33_554_432;
+/// Bytes of all live host buffers together.
+pub const MAX_ABI_BUFFER_TOTAL_BYTES: u64 = 67_108_864;
+/// Live host buffers.
+pub const MAX_ABI_BUFFERS: usize = 1024;
