@@ -204,7 +204,9 @@ pub fn render(r: &CheckReport, name: &str) -> String {
             );
         }
     }
-    if r.problems.is_empty() && r.ok {
+    if let (Err(e), true) = (&r.verify, r.problems.is_empty()) {
+        let _ = writeln!(s, "\nREJECTED by every engine with the same code: {e}");
+    } else if r.problems.is_empty() && r.ok {
         let _ = writeln!(
             s,
             "\nOK: {} cases, {} engines, token streams and logits digests bit-identical",

@@ -4,6 +4,7 @@
 
 use harness::conformance::{run_cases, standard_cases};
 use harness::engine::native::NativeEngine;
+use harness::engine::wasmtime::WasmtimeEngine;
 use harness::engine::Engine;
 use harness::fixtures::{corpus_dir, load_recipes};
 
@@ -11,7 +12,11 @@ use harness::fixtures::{corpus_dir, load_recipes};
 const MAX_NEW: u32 = 24;
 
 fn engines() -> Vec<Box<dyn Engine>> {
-    vec![Box::new(NativeEngine::default())]
+    let wasm = harness::engine::wasmtime::wasm_bytes().expect("the build produces the module");
+    vec![
+        Box::new(NativeEngine::default()),
+        Box::new(WasmtimeEngine::new(&wasm).expect("the module instantiates")),
+    ]
 }
 
 fn ids(ids: &[u32]) -> String {

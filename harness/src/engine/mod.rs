@@ -20,7 +20,12 @@ impl std::fmt::Display for EngineError {
         let name = runtime::ErrorCode::from_u32(self.code)
             .map(|c| c.name())
             .unwrap_or("unknown");
-        write!(f, "error {} {}: {}", self.code, name, self.message)
+        // Messages from the runtime already read "error CODE Name[ at byte N]: ...".
+        if self.message.starts_with(&format!("error {} ", self.code)) {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "error {} {}: {}", self.code, name, self.message)
+        }
     }
 }
 
@@ -81,12 +86,15 @@ pub trait Engine {
 }
 
 /// Engine names `--engine` accepts, in the order `check` runs them (the first is the reference).
-pub const ENGINE_NAMES: &[&str] = &["native"];
+pub const ENGINE_NAMES: &[&str] = &["native", "wasmtime"];
 
 /// The engine called `name`, or None when it cannot run on this machine.
 pub fn by_name(name: &str) -> anyhow::Result<Option<Box<dyn Engine>>> {
     match name {
         "native" => Ok(Some(Box::new(native::NativeEngine::default()))),
+        "wasmtime" => Ok(Some(Box::new(wasmtime::WasmtimeEngine::new(
+            &wasmtime::wasm_bytes()?,
+        )?))),
         other => anyhow::bail!(
             "unknown engine {other:?} (known: {})",
             ENGINE_NAMES.join(", ")
@@ -96,5 +104,7 @@ pub fn by_name(name: &str) -> anyhow::Result<Option<Box<dyn Engine>>> {
 
 /// Size of the built .wasm module, when the build has one.
 pub fn wasm_module_bytes() -> Option<u64> {
-    None
+    std::fs::metadata(wasmtime::wasm_path())
+        .ok()
+        .map(|m| m.len())
 }
