@@ -223,6 +223,9 @@ enum BenchWhat {
         /// Only this shape (stories15M or stories42M).
         #[arg(long)]
         shape: Option<String>,
+        /// Engines, comma-separated (native, wasmtime).
+        #[arg(long, value_delimiter = ',', default_value = "native,wasmtime")]
+        engine: Vec<String>,
         #[arg(long)]
         json: bool,
     },
@@ -462,8 +465,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     harness::bench::sha256::run(mib, runs, json)?
                 }
                 BenchWhat::Tokenizer { json } => harness::bench::tokenizer::run(json)?,
-                BenchWhat::Model { runs, shape, json } => {
-                    harness::bench::model::run(runs, shape.as_deref(), json, &heap::peak)?
+                BenchWhat::Model {
+                    runs,
+                    shape,
+                    engine,
+                    json,
+                } => {
+                    harness::bench::model::run(runs, shape.as_deref(), &engine, json, &heap::peak)?
                 }
             }
             Ok(ExitCode::SUCCESS)
