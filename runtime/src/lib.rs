@@ -4,14 +4,23 @@
 //! The tree reads in the order data flows:
 //! - [`format`]: the `.slm` container (spec/slm.md): verified zero-copy reader and canonical writer;
 //! - [`model`]: numeric kernels and the forward pass (spec/determinism.md);
-//! - [`generate`]: tokenizer, sampler and the generation session.
+//! - [`generate`]: tokenizer, sampler and the generation session;
+//! - `abi` (feature `abi`): the raw WebAssembly ABI (spec/abi.md).
 //!
-//! No dependencies, no unsafe code (the wasm ABI module is the one exception).
+//! No dependencies, no unsafe code (the ABI's `#[no_mangle]` exports are the one exception).
 #![no_std]
-#![forbid(unsafe_code)]
+#![cfg_attr(not(feature = "abi"), forbid(unsafe_code))]
+#![cfg_attr(feature = "abi", deny(unsafe_code))]
 
 extern crate alloc;
+/// The ABI build links `std`: on wasm32-unknown-unknown it supplies the allocator and the panic
+/// handler a cdylib needs.
+#[cfg(feature = "abi")]
+extern crate std;
 
+#[cfg(feature = "abi")]
+#[allow(unsafe_code)]
+pub mod abi;
 pub mod error;
 pub mod format;
 pub mod generate;

@@ -56,3 +56,12 @@ pub const MAX_OUTPUT_BYTES: usize = 65_536;
 pub const MAX_NEW_TOKENS: u32 = 8_192;
 /// Largest top-k.
 pub const MAX_TOP_K: u32 = 1024;
+
+// abi (spec/abi.md, Host buffers).
+
+/// Bytes of one host buffer (`trlm_alloc`): a whole model fits in one.
+pub const MAX_ABI_BUFFER_BYTES: u32 = 33_554_432;
+/// Bytes of all live host buffers together.
+pub const MAX_ABI_BUFFER_TOTAL_BYTES: u64 = 67_108_864;
+/// Live host buffers.
+pub const MAX_ABI_BUFFERS: usize = 1024;
