@@ -2,6 +2,7 @@
 //! `tinyrustlm` CLI.
 
 pub mod bench;
+pub mod browsers;
 pub mod conformance;
 pub mod engine;
 pub mod fixtures;
@@ -11,3 +12,5 @@ pub mod llama2c;
 pub mod llama2c_tokenizer;
 pub mod malformed;
 pub mod run;
+pub mod serve;
+pub mod smoke;
