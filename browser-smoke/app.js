@@ -166,12 +166,30 @@ async function setUp() {
 }
 
 // ---- unattended modes ----
+/** Longest wait for one report POST before it is sent again, and how often it is tried. */
+const POST_TIMEOUT_MS = 10000;
+const POST_TRIES = 3;
+
+/** POSTs a report to the runner (again, on a new request, if one hangs or fails). */
 async function post(report) {
-  await fetch('report', {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ run: RUN, user_agent: navigator.userAgent, ...report }),
-  });
+  const body = JSON.stringify({ run: RUN, user_agent: navigator.userAgent, ...report });
+  for (let attempt = 1; ; attempt++) {
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), POST_TIMEOUT_MS);
+    try {
+      const resp = await fetch('report', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body,
+        signal: abort.signal,
+      });
+      if (resp.ok || attempt >= POST_TRIES) return;
+    } catch (e) {
+      if (attempt >= POST_TRIES) return;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
 }
 
 function selectedModels() {
@@ -234,14 +252,16 @@ async function smokeOverlong(doc) {
 async function smokeSteps(doc) {
   const model = await loadDefault();
   const steps = [];
-  const pendingPosts = [];
+  // One report after each step, sent in order, one at a time.
+  let posted = Promise.resolve();
   const ans = await call({ cmd: 'generate', request: doc.steps, perStep: true }, (ev) => {
     if (ev.type !== 'step') return;
     const { id, type, ...step } = ev;
     steps.push(step);
-    pendingPosts.push(post({ kind: 'step', index: steps.length - 1, step }));
+    const index = steps.length - 1;
+    posted = posted.then(() => post({ kind: 'step', index, step }));
   });
-  await Promise.all(pendingPosts);
+  await posted;
   return { model: model.name, ok: ans.ok, code: ans.ok ? 0 : ans.code, steps, result: ans.ok ? ans.result : null };
 }
 

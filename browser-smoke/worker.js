@@ -16,11 +16,17 @@ let stopRequested = false;
 /** Longest a generation runs between two yields to the event loop (ms). */
 const YIELD_MS = 25;
 
+// One channel for the whole worker: a channel created per yield can be collected before its
+// message arrives (seen in Firefox: the generation then never resumes).
+const yieldChannel = new MessageChannel();
+const yieldWaiters = [];
+yieldChannel.port1.onmessage = () => yieldWaiters.shift()();
+
+/** Lets queued messages (Stop) run, without the delay of a timer. */
 function yieldToEvents() {
   return new Promise((resolve) => {
-    const ch = new MessageChannel();
-    ch.port1.onmessage = () => resolve();
-    ch.port2.postMessage(0);
+    yieldWaiters.push(resolve);
+    yieldChannel.port2.postMessage(0);
   });
 }
 

@@ -11,7 +11,15 @@ use harness::fixtures::{corpus_dir, load_recipes};
 const MAX_NEW: u32 = 24;
 
 fn engines() -> Vec<Box<dyn Engine>> {
-    vec![Box::new(NativeEngine::default())]
+    let mut engines: Vec<Box<dyn Engine>> = vec![Box::new(NativeEngine::default())];
+    match harness::smoke::wasm_module_path() {
+        Some(wasm) if harness::engine::node::node_available() => engines.push(Box::new(
+            harness::engine::node::NodeEngine::spawn(&wasm).expect("starting the node engine"),
+        )),
+        Some(_) => eprintln!("node engine skipped: no node executable"),
+        None => eprintln!("node engine skipped: no wasm module (TRLM_WASM_PATH)"),
+    }
+    engines
 }
 
 fn ids(ids: &[u32]) -> String {
