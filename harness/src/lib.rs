@@ -3,6 +3,7 @@
 
 pub mod adapter;
 pub mod bench;
+pub mod browsers;
 pub mod check;
 pub mod conformance;
 pub mod engine;
@@ -13,3 +14,5 @@ pub mod llama2c;
 pub mod llama2c_tokenizer;
 pub mod malformed;
 pub mod run;
+pub mod serve;
+pub mod smoke;

@@ -88,6 +88,40 @@ enum Command {
         #[command(subcommand)]
         what: AdapterWhat,
     },
+    /// Serve the browser smoke page (browser-smoke/), the wasm module and the corpus on
+    /// 127.0.0.1; reports the page POSTs are printed as JSON lines.
+    Serve {
+        #[arg(long, default_value_t = 8787)]
+        port: u16,
+        /// The static root.
+        #[arg(long, default_value_os_t = harness::smoke::smoke_dir())]
+        root: PathBuf,
+        /// Only 127.0.0.1 is accepted.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
+        /// The corpus served under /corpus/.
+        #[arg(long, default_value_os_t = fixtures::corpus_dir())]
+        corpus: PathBuf,
+    },
+    /// Run the smoke page headless in every installed browser (and the Node engine) and compare
+    /// token ids, logits digests and error codes with the native engine. Exit 1 on any
+    /// divergence or missing report.
+    Browsers {
+        #[arg(long)]
+        json: bool,
+        /// Engines, comma-separated: chromium, firefox, node (default: all installed).
+        #[arg(long, value_delimiter = ',')]
+        only: Option<Vec<String>>,
+        /// Registry models, comma-separated (default: all).
+        #[arg(long, value_delimiter = ',')]
+        models: Option<Vec<String>>,
+        /// Save a PNG of the page after a generation in each browser into this directory.
+        #[arg(long)]
+        screenshot: Option<PathBuf>,
+        /// Seconds to wait for one browser's report.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
     /// Regenerate the corpus fixtures from corpus/recipes.json and the malformed-file matrix in
     /// corpus/malformed/ (or, with --check, require the committed files to be byte-identical to
     /// a fresh build).
@@ -477,6 +511,55 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Adapter { what } => adapter_command(what),
+        Command::Serve {
+            port,
+            root,
+            bind,
+            corpus,
+        } => {
+            let bind: std::net::IpAddr = bind
+                .parse()
+                .with_context(|| format!("--bind {bind:?} is not an IP address"))?;
+            let server = harness::serve::RunningServer::start(harness::serve::ServeConfig {
+                bind,
+                port,
+                root,
+                corpus,
+                ..Default::default()
+            })?;
+            println!("serving {}", server.url("/"));
+            for report in server.reports() {
+                println!("{report}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Browsers {
+            json,
+            only,
+            models,
+            screenshot,
+            timeout,
+        } => {
+            let opts = harness::browsers::Options {
+                only,
+                models,
+                screenshot,
+                timeout: std::time::Duration::from_secs(timeout),
+                ..Default::default()
+            };
+            let outcome = harness::browsers::run(&opts)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&outcome)?);
+            } else {
+                print!("{}", outcome.table());
+            }
+            let ran_any = !outcome.engines.is_empty();
+            Ok(if outcome.passed() && ran_any {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::Fixtures { check, dir } => {
             let mut touched = fixtures::generate(&dir, check)?;
             touched.extend(malformed::generate(&dir.join("malformed"), check)?);

@@ -13,10 +13,18 @@ const MAX_NEW: u32 = 24;
 
 fn engines() -> Vec<Box<dyn Engine>> {
     let wasm = harness::engine::wasmtime::wasm_bytes().expect("the build produces the module");
-    vec![
+    let mut engines: Vec<Box<dyn Engine>> = vec![
         Box::new(NativeEngine::default()),
         Box::new(WasmtimeEngine::new(&wasm).expect("the module instantiates")),
-    ]
+    ];
+    match harness::smoke::wasm_module_path() {
+        Some(wasm) if harness::engine::node::node_available() => engines.push(Box::new(
+            harness::engine::node::NodeEngine::spawn(&wasm).expect("starting the node engine"),
+        )),
+        Some(_) => eprintln!("node engine skipped: no node executable"),
+        None => eprintln!("node engine skipped: no wasm module (TRLM_WASM_PATH)"),
+    }
+    engines
 }
 
 fn ids(ids: &[u32]) -> String {

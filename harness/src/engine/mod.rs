@@ -3,6 +3,7 @@
 //! take `--engine` and compare what engines produce bit for bit.
 
 pub mod native;
+pub mod node;
 pub mod wasmtime;
 
 use runtime::generate::sampler::SamplerSettings;

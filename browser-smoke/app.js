@@ -1,0 +1,325 @@
+// app.js: the page. Lists the models of registry.json, streams the chosen one into the worker
+// with a progress bar, streams generated text into the page (textContent only) and shows
+// diagnostics. With ?smoke=MODES it runs unattended and POSTs a report to /report:
+//   1          the standard cases (/cases.json) on every registry model (or ?only=a,b)
+//   malformed  every file of corpus/malformed/manifest.json through the chunked path
+//   missing    a model route that does not exist (404)
+//   overlong   a prompt longer than the context
+//   steps      one generation step by step, a report after each step
+// ?demo=1 loads the default model and generates once (for screenshots: an image request to
+// /hold keeps the load event back until the generation was reported).
+
+const params = new URLSearchParams(location.search);
+const RUN = params.get('run') || '';
+const $ = (id) => document.getElementById(id);
+
+// ---- the worker, as promises ----
+const worker = new Worker('worker.js', { type: 'module' });
+let nextId = 1;
+const pending = new Map();
+worker.onmessage = (ev) => {
+  const m = ev.data;
+  const p = pending.get(m.id);
+  if (!p) return;
+  if (m.type) {
+    if (p.onEvent) p.onEvent(m);
+    return;
+  }
+  pending.delete(m.id);
+  p.resolve(m);
+};
+
+/** Sends a command; resolves with its answer ({ok, ...}); events go to onEvent. */
+function call(msg, onEvent) {
+  const id = nextId++;
+  return new Promise((resolve) => {
+    pending.set(id, { resolve, onEvent });
+    worker.postMessage({ id, ...msg });
+  });
+}
+
+async function getJson(url) {
+  const resp = await fetch(url);
+  if (!resp.ok) throw new Error(`${url}: HTTP ${resp.status}`);
+  return resp.json();
+}
+
+function f32Bits(x) {
+  const v = new DataView(new ArrayBuffer(4));
+  v.setFloat32(0, x, true);
+  return v.getUint32(0, true);
+}
+
+function hexOf(bytes) {
+  let s = '';
+  for (const b of bytes) s += (b < 16 ? '0' : '') + b.toString(16);
+  return s;
+}
+
+// ---- interactive page ----
+let registry = null;
+let decoder = null;
+
+function setStatus(text, isError) {
+  const el = $('load-status');
+  el.textContent = text;
+  el.classList.toggle('error', Boolean(isError));
+}
+
+function showDiagnostics(entries) {
+  const dl = $('diagnostics');
+  dl.replaceChildren();
+  for (const [k, v] of entries) {
+    const dt = document.createElement('dt');
+    dt.textContent = k;
+    const dd = document.createElement('dd');
+    dd.textContent = v === null || v === undefined ? '—' : String(v);
+    dl.append(dt, dd);
+  }
+}
+
+let lastLoad = null;
+
+async function loadSelected() {
+  const model = registry.models.find((m) => m.name === $('model').value);
+  $('generate').disabled = true;
+  $('progress').value = 0;
+  setStatus(`loading ${model.name}…`);
+  const ans = await call({ cmd: 'load', url: model.path, sha256: model.sha256, bytes: model.bytes }, (ev) => {
+    if (ev.type === 'progress' && ev.total > 0) $('progress').value = ev.received / ev.total;
+  });
+  if (!ans.ok) {
+    lastLoad = null;
+    setStatus(`not loaded: error ${ans.code}: ${ans.message}`, true);
+    showDiagnostics([['model', model.name], ['error', `${ans.code} ${ans.message}`]]);
+    return ans;
+  }
+  lastLoad = ans;
+  setStatus(`loaded ${model.name}`);
+  $('generate').disabled = false;
+  showDiagnostics([
+    ['model', model.name],
+    ['bytes', ans.bytes],
+    ['digest', ans.digest],
+    ['dtype', ans.dtype],
+    ['load ms', ans.load_ms],
+    ['context', ans.context],
+  ]);
+  return ans;
+}
+
+async function generateFromForm() {
+  const topK = Number($('top-k').value);
+  const request = {
+    prompt: $('prompt').value,
+    temperature_bits: f32Bits(Number($('temperature').value)),
+    top_k: topK > 0 ? topK : null,
+    top_p_bits: f32Bits(Number($('top-p').value)),
+    seed: String($('seed').value || '1'),
+    max_new_tokens: Number($('max-tokens').value),
+  };
+  $('output').textContent = '';
+  decoder = new TextDecoder('utf-8');
+  $('generate').disabled = true;
+  $('stop').disabled = false;
+  const ans = await call({ cmd: 'generate', request }, (ev) => {
+    if (ev.type === 'piece') $('output').textContent += decoder.decode(ev.bytes, { stream: true });
+  });
+  $('output').textContent += decoder.decode();
+  $('stop').disabled = true;
+  $('generate').disabled = false;
+  if (!ans.ok) {
+    setStatus(`generation failed: error ${ans.code}: ${ans.message}`, true);
+    return ans;
+  }
+  const d = ans.diagnostics;
+  showDiagnostics([
+    ['model', $('model').value],
+    ['bytes', d.model_bytes],
+    ['digest', d.model_digest],
+    ['dtype', d.dtype],
+    ['load ms', lastLoad ? lastLoad.load_ms : null],
+    ['tok/s (page)', ans.tok_s],
+    ['KV length', `${d.kv_len} / ${d.context}`],
+    ['prompt tokens', d.prompt_tokens],
+    ['generated tokens', d.generated_tokens],
+    ['finish', ans.finish],
+    ['logits digest', d.logits_digest],
+  ]);
+  return ans;
+}
+
+async function setUp() {
+  const init = await call({ cmd: 'init', wasmUrl: 'wasm/trlm.wasm' });
+  if (!init.ok) throw new Error(`module: ${init.message}`);
+  registry = await getJson('registry.json');
+  for (const m of registry.models) {
+    const opt = document.createElement('option');
+    opt.value = m.name;
+    opt.textContent = `${m.name} (${m.dtype}, ${m.bytes} bytes)`;
+    $('model').append(opt);
+  }
+  $('model').value = registry.default;
+  $('load').onclick = () => loadSelected();
+  $('generate').onclick = () => generateFromForm();
+  $('stop').onclick = () => worker.postMessage({ cmd: 'stop' });
+}
+
+// ---- unattended modes ----
+/** Longest wait for one report POST before it is sent again, and how often it is tried. */
+const POST_TIMEOUT_MS = 10000;
+const POST_TRIES = 3;
+
+/** POSTs a report to the runner (again, on a new request, if one hangs or fails). */
+async function post(report) {
+  const body = JSON.stringify({ run: RUN, user_agent: navigator.userAgent, ...report });
+  for (let attempt = 1; ; attempt++) {
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), POST_TIMEOUT_MS);
+    try {
+      const resp = await fetch('report', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body,
+        signal: abort.signal,
+      });
+      if (resp.ok || attempt >= POST_TRIES) return;
+    } catch (e) {
+      if (attempt >= POST_TRIES) return;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+function selectedModels() {
+  const only = params.get('only');
+  if (!only) return registry.models;
+  const names = only.split(',');
+  return registry.models.filter((m) => names.includes(m.name));
+}
+
+async function smokeCases(doc) {
+  const out = [];
+  for (const model of selectedModels()) {
+    setStatus(`smoke: ${model.name}`);
+    const load = await call({ cmd: 'load', url: model.path, sha256: model.sha256, bytes: model.bytes });
+    const entry = { name: model.name, load, cases: [] };
+    out.push(entry);
+    if (!load.ok) continue;
+    for (const c of doc.cases) {
+      const ans = await call({ cmd: 'generate', request: c, digests: true });
+      entry.cases.push(
+        ans.ok
+          ? { name: c.name, ok: true, result: ans.result, tok_s: ans.tok_s }
+          : { name: c.name, ok: false, code: ans.code, message: ans.message },
+      );
+    }
+  }
+  return out;
+}
+
+async function smokeMalformed() {
+  const manifest = await getJson('corpus/malformed/manifest.json');
+  const out = [];
+  for (const c of manifest.cases) {
+    const ans = c.file === null
+      ? await call({ cmd: 'begin', total: c.bytes })
+      : await call({ cmd: 'load', url: `corpus/malformed/${c.file}` });
+    out.push({ name: c.name, file: c.file, bytes: c.bytes, ok: ans.ok, code: ans.ok ? 0 : ans.code, message: ans.message || '' });
+  }
+  return out;
+}
+
+async function smokeMissing() {
+  const ans = await call({ cmd: 'load', url: 'corpus/missing-model.slm', sha256: null });
+  return { ok: ans.ok, code: ans.ok ? 0 : ans.code, http_status: ans.http_status };
+}
+
+async function loadDefault() {
+  const model = registry.models.find((m) => m.name === (params.get('model') || registry.default));
+  const ans = await call({ cmd: 'load', url: model.path, sha256: model.sha256, bytes: model.bytes });
+  if (!ans.ok) throw new Error(`loading ${model.name}: error ${ans.code}: ${ans.message}`);
+  return model;
+}
+
+async function smokeOverlong(doc) {
+  const model = await loadDefault();
+  const ans = await call({ cmd: 'generate', request: doc.overlong });
+  return { model: model.name, ok: ans.ok, code: ans.ok ? 0 : ans.code, message: ans.message || '' };
+}
+
+async function smokeSteps(doc) {
+  const model = await loadDefault();
+  const steps = [];
+  // One report after each step, sent in order, one at a time.
+  let posted = Promise.resolve();
+  const ans = await call({ cmd: 'generate', request: doc.steps, perStep: true }, (ev) => {
+    if (ev.type !== 'step') return;
+    const { id, type, ...step } = ev;
+    steps.push(step);
+    const index = steps.length - 1;
+    posted = posted.then(() => post({ kind: 'step', index, step }));
+  });
+  await posted;
+  return { model: model.name, ok: ans.ok, code: ans.ok ? 0 : ans.code, steps, result: ans.ok ? ans.result : null };
+}
+
+async function smoke(modes) {
+  const report = { kind: 'final', modes: {} };
+  try {
+    const doc = await getJson('cases.json');
+    for (const mode of modes) {
+      if (mode === '1') report.modes.cases = await smokeCases(doc);
+      else if (mode === 'malformed') report.modes.malformed = await smokeMalformed();
+      else if (mode === 'missing') report.modes.missing = await smokeMissing();
+      else if (mode === 'overlong') report.modes.overlong = await smokeOverlong(doc);
+      else if (mode === 'steps') report.modes.steps = await smokeSteps(doc);
+      else throw new Error(`unknown smoke mode ${mode}`);
+    }
+  } catch (e) {
+    report.fatal = String(e && e.message ? e.message : e);
+  }
+  setStatus('smoke done');
+  await post(report);
+  window.close();
+}
+
+/** Holds the load event (and a headless --screenshot) until the demo was reported: added
+ * while the module script runs, before the load event can fire. */
+function holdLoadEvent() {
+  const hold = new Image();
+  hold.alt = '';
+  hold.hidden = true;
+  hold.src = `hold?run=${encodeURIComponent(RUN)}`;
+  document.body.append(hold);
+}
+
+async function demo() {
+  try {
+    $('model').value = params.get('model') || registry.default;
+    const load = await loadSelected();
+    const gen = load.ok ? await generateFromForm() : load;
+    await post({ kind: 'demo', ok: gen.ok, tok_s: gen.tok_s || null, load_ms: load.load_ms || null });
+  } catch (e) {
+    await post({ kind: 'demo', ok: false, fatal: String(e) });
+  }
+}
+
+async function main() {
+  try {
+    await setUp();
+  } catch (e) {
+    setStatus(`cannot start: ${e.message}`, true);
+    if (params.has('smoke')) {
+      await post({ kind: 'final', fatal: String(e.message), modes: {} });
+      window.close();
+    }
+    return;
+  }
+  if (params.has('smoke')) await smoke(params.get('smoke').split(','));
+  else if (params.get('demo') === '1') await demo();
+}
+
+if (params.get('demo') === '1') holdLoadEvent();
+main();

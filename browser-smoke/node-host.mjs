@@ -1,0 +1,72 @@
+// node-host.mjs: the Node engine. Hosts the runtime's wasm module through trlm.js and speaks a
+// line-based JSON protocol: one request object per stdin line, one answer object per stdout line.
+//
+//   node node-host.mjs MODULE.wasm
+//   -> {"ok":true,"ready":true,"abi_version":1}
+//   {"op":"set_context","positions":N}                       -> {"ok":true}
+//   {"op":"load","b64":BASE64}                                -> {"ok":true,"digest":HEX,"bytes":N}
+//   {"op":"generate","prompt_b64":B64,"temperature_bits":U32,"top_k":N|null,"top_p_bits":U32,
+//    "seed":"DECIMAL","max_new_tokens":N}
+//     -> {"ok":true,"prompt_tokens":[..],"tokens":[..],"text_hex":HEX,"logits_digest":HEX,
+//         "step_digests":[..],"finish":NAME}
+//   any failure -> {"ok":false,"code":N,"message":TEXT}   (code 0: not a runtime error)
+//
+// Uses only Node's standard library; no npm packages.
+
+import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { instantiate, TrlmError } from './trlm.js';
+
+const wasmPath = process.argv[2];
+if (!wasmPath) {
+  process.stderr.write('usage: node node-host.mjs MODULE.wasm\n');
+  process.exit(2);
+}
+
+const trlm = await instantiate(readFileSync(wasmPath));
+let context = 0;
+
+function reply(obj) {
+  process.stdout.write(JSON.stringify(obj) + '\n');
+}
+
+function handle(req) {
+  switch (req.op) {
+    case 'set_context':
+      context = req.positions >>> 0;
+      return {};
+    case 'load': {
+      const bytes = new Uint8Array(Buffer.from(req.b64, 'base64'));
+      // As the native engine: the previous model goes first, then the context applies.
+      trlm.unload();
+      trlm.setContext(context);
+      trlm.load(bytes);
+      const d = trlm.diagnostics();
+      return { digest: d.model_digest, bytes: d.model_bytes };
+    }
+    case 'generate': {
+      trlm.setSampling({
+        temperatureBits: req.temperature_bits,
+        topK: req.top_k,
+        topPBits: req.top_p_bits,
+        seed: req.seed,
+        maxNewTokens: req.max_new_tokens,
+      });
+      trlm.start(new Uint8Array(Buffer.from(req.prompt_b64, 'base64')));
+      return trlm.runToEnd(false);
+    }
+    default:
+      throw new TrlmError(0, `unknown op ${JSON.stringify(req.op)}`);
+  }
+}
+
+reply({ ok: true, ready: true, abi_version: trlm.call('trlm_abi_version') });
+for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) {
+  if (line.trim() === '') continue;
+  try {
+    reply({ ok: true, ...handle(JSON.parse(line)) });
+  } catch (e) {
+    const code = e instanceof TrlmError ? e.code : 0;
+    reply({ ok: false, code, message: String(e && e.message ? e.message : e) });
+  }
+}

@@ -1,0 +1,351 @@
+// trlm.js: a small wrapper over the runtime's raw WebAssembly ABI (spec/abi.md), usable in a Web
+// Worker and in Node. It does no model math: every number that matters is computed inside the
+// module and read from linear memory as little-endian u32. Settings that are floats travel as
+// their f32 bit patterns (cases.json) and are turned into the exact same f32 here.
+
+/** The ABI version this wrapper speaks. */
+export const ABI_VERSION = 1;
+
+/** Output kinds (spec/abi.md, Outputs). */
+export const OUTPUT = { TEXT: 1, TOKENS: 2, PROMPT_TOKENS: 3, DIAGNOSTICS: 4, ERROR: 5 };
+
+/** Step record states, by number (spec/abi.md, trlm_step). */
+export const STATE_NAMES = ['token', 'stop', 'max_tokens', 'context_full', 'cancelled', 'failed'];
+
+/** Error codes the page itself assigns (the runtime's ErrorCode numbers, spec/errors.md). */
+export const CODE = { FILE_DIGEST_MISMATCH: 21, INVALID_STATE: 29 };
+
+/** Bytes per trlm_load_chunk call. */
+export const LOAD_CHUNK_BYTES = 64 * 1024;
+
+/** Offset and length of the file digest field in a .slm header (spec/slm.md). */
+const DIGEST_FIELD = [224, 32];
+
+/** `top_k` value meaning "no top-k". */
+const TOP_K_OFF = 0xffffffff;
+
+/** A refusal by the module: its stable error code and message. */
+export class TrlmError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.code = code;
+  }
+}
+
+/** The f32 whose bit pattern is `bits` (exact: every f32 is a JS number). */
+export function f32FromBits(bits) {
+  const view = new DataView(new ArrayBuffer(4));
+  view.setUint32(0, bits >>> 0, true);
+  return view.getFloat32(0, true);
+}
+
+/** Lowercase hex of bytes. */
+export function toHex(bytes) {
+  let s = '';
+  for (const b of bytes) s += (b < 16 ? '0' : '') + b.toString(16);
+  return s;
+}
+
+/** Instantiates the module (bytes or an ArrayBuffer) with an empty import object. */
+export async function instantiate(wasm) {
+  const { instance } = await WebAssembly.instantiate(wasm, {});
+  return new Trlm(instance);
+}
+
+/** One instance of the module. */
+export class Trlm {
+  constructor(instance) {
+    this.exports = instance.exports;
+    this.memory = instance.exports.memory;
+    this.stepBuf = 0;
+    const version = this.call('trlm_abi_version');
+    if (version !== ABI_VERSION) {
+      throw new TrlmError(0, `module ABI version ${version}, wrapper speaks ${ABI_VERSION}`);
+    }
+  }
+
+  /** Calls export `name`; its i32 result as u32. */
+  call(name, ...args) {
+    return this.exports[name](...args) >>> 0;
+  }
+
+  /** Throws the module's last error when `status` is not 0. */
+  check(status) {
+    if (status !== 0) throw new TrlmError(status, this.lastErrorMessage());
+  }
+
+  bytes() {
+    // A fresh view each time: memory growth detaches the old buffer.
+    return new Uint8Array(this.memory.buffer);
+  }
+
+  /** A host buffer of `len` bytes (len >= 1). */
+  alloc(len) {
+    const ptr = this.call('trlm_alloc', len);
+    if (ptr === 0) {
+      const code = this.call('trlm_last_error_code');
+      throw new TrlmError(code, this.lastErrorMessage());
+    }
+    return ptr;
+  }
+
+  free(ptr, len) {
+    this.check(this.call('trlm_free', ptr, len));
+  }
+
+  write(ptr, data) {
+    this.bytes().set(data, ptr);
+  }
+
+  /** A copy of `len` bytes at `ptr`. */
+  read(ptr, len) {
+    return this.bytes().slice(ptr, ptr + len);
+  }
+
+  /** The u32 little-endian at `ptr`. */
+  readU32(ptr) {
+    const b = this.bytes();
+    return (b[ptr] | (b[ptr + 1] << 8) | (b[ptr + 2] << 16) | (b[ptr + 3] << 24)) >>> 0;
+  }
+
+  /** Runs `fn(ptr)` with a host buffer holding `data`, freed afterwards. */
+  withBuffer(data, fn) {
+    const cap = data.length > 0 ? data.length : 1;
+    const ptr = this.alloc(cap);
+    try {
+      this.write(ptr, data);
+      return fn(ptr);
+    } finally {
+      this.free(ptr, cap);
+    }
+  }
+
+  /** Output `kind` as bytes; throws when the module refuses. */
+  output(kind) {
+    const len = this.call('trlm_output_len', kind);
+    if (len === 0xffffffff) {
+      const code = this.call('trlm_last_error_code');
+      throw new TrlmError(code, kind === OUTPUT.ERROR ? '' : this.lastErrorMessage());
+    }
+    if (len === 0) return new Uint8Array(0);
+    const ptr = this.alloc(len);
+    try {
+      this.check(this.call('trlm_output_copy', kind, ptr, len));
+      return this.read(ptr, len);
+    } finally {
+      this.free(ptr, len);
+    }
+  }
+
+  /** Output `kind` as u32 little-endian words. */
+  words(kind) {
+    const b = this.output(kind);
+    const out = [];
+    for (let i = 0; i + 4 <= b.length; i += 4) {
+      out.push((b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24)) >>> 0);
+    }
+    return out;
+  }
+
+  lastErrorMessage() {
+    try {
+      return new TextDecoder().decode(this.output(OUTPUT.ERROR));
+    } catch (e) {
+      return `(no message: ${e.message})`;
+    }
+  }
+
+  /** The diagnostics document (integers and hex strings only). */
+  diagnostics() {
+    return JSON.parse(new TextDecoder().decode(this.output(OUTPUT.DIAGNOSTICS)));
+  }
+
+  /**
+   * Starts a chunked load of a `total`-byte file. `expectDigest` (hex), when given, must equal
+   * the file's digest field: checked as soon as the header arrived, before activation.
+   */
+  beginLoad(total, expectDigest) {
+    return new Loader(this, total, expectDigest);
+  }
+
+  /** Loads a whole file through the chunked path. */
+  load(data, expectDigest) {
+    const loader = this.beginLoad(data.length, expectDigest);
+    loader.push(data);
+    loader.finish();
+  }
+
+  unload() {
+    this.check(this.call('trlm_unload'));
+  }
+
+  setContext(positions) {
+    this.check(this.call('trlm_set_context', positions));
+  }
+
+  /**
+   * Sampling settings: `temperatureBits` and `topPBits` are f32 bit patterns, `topK` a number or
+   * null, `seed` a decimal string (u64), `maxNewTokens` a number.
+   */
+  setSampling(s) {
+    const seed = BigInt.asIntN(64, BigInt(s.seed));
+    const topK = s.topK === null || s.topK === undefined ? TOP_K_OFF : s.topK;
+    this.check(
+      this.call(
+        'trlm_set_sampling',
+        f32FromBits(s.temperatureBits),
+        topK | 0,
+        f32FromBits(s.topPBits),
+        seed,
+        s.maxNewTokens,
+      ),
+    );
+  }
+
+  /** Starts a generation from prompt bytes (UTF-8). */
+  start(prompt) {
+    this.check(this.withBuffer(prompt, (ptr) => this.call('trlm_start', ptr, prompt.length)));
+  }
+
+  /** One step: { token, state, textStart, textEnd } (token null when the record has none). */
+  step() {
+    if (this.stepBuf === 0) this.stepBuf = this.alloc(16);
+    this.check(this.call('trlm_step', this.stepBuf));
+    const token = this.readU32(this.stepBuf);
+    return {
+      token: token === 0xffffffff ? null : token,
+      state: this.readU32(this.stepBuf + 4),
+      textStart: this.readU32(this.stepBuf + 8),
+      textEnd: this.readU32(this.stepBuf + 12),
+    };
+  }
+
+  /** The text bytes in [start, end) of the text output. */
+  textRange(start, end) {
+    if (end <= start) return new Uint8Array(0);
+    return this.output(OUTPUT.TEXT).slice(start, end);
+  }
+
+  cancel() {
+    this.check(this.call('trlm_cancel'));
+  }
+
+  reset() {
+    this.check(this.call('trlm_reset'));
+  }
+
+  /**
+   * Runs the started generation to its end. `onStep(record, diagnostics)` is called after every
+   * step when `perStep` is set (diagnostics read each step, for the cumulative logits digest).
+   * Returns what every engine reports (conformance::GenResult).
+   */
+  runToEnd(perStep, onStep) {
+    const stepDigests = [];
+    let rec;
+    for (;;) {
+      rec = this.step();
+      const d = this.diagnostics();
+      if (rec.state === 0) stepDigests.push(d.logits_digest);
+      else if (d.logit_steps > stepDigests.length) stepDigests.push(d.logits_digest);
+      if (perStep && onStep) onStep(rec, d);
+      if (rec.state !== 0) break;
+    }
+    return this.result(stepDigests, rec.state);
+  }
+
+  /** The outputs of the ended generation. */
+  result(stepDigests, state) {
+    return {
+      prompt_tokens: this.words(OUTPUT.PROMPT_TOKENS),
+      tokens: this.words(OUTPUT.TOKENS),
+      text_hex: toHex(this.output(OUTPUT.TEXT)),
+      logits_digest: this.diagnostics().logits_digest,
+      step_digests: stepDigests,
+      finish: STATE_NAMES[state] || `state ${state}`,
+    };
+  }
+}
+
+/** The smaller of two sizes (this file calls no Math functions: all model math is in the module). */
+function smaller(a, b) {
+  return a < b ? a : b;
+}
+
+/** A chunked load in progress (trlm_load_begin / chunk / finish). */
+export class Loader {
+  constructor(trlm, total, expectDigest) {
+    this.trlm = trlm;
+    this.total = total;
+    this.received = 0;
+    this.expectDigest = expectDigest || null;
+    this.header = new Uint8Array(smaller(total, DIGEST_FIELD[0] + DIGEST_FIELD[1]));
+    this.done = false;
+    trlm.check(trlm.call('trlm_load_begin', total));
+    this.cap = total > 0 ? smaller(LOAD_CHUNK_BYTES, total) : 1;
+    this.buf = 0;
+  }
+
+  /** Appends bytes (any length; fed in LOAD_CHUNK_BYTES pieces). Throws on refusal. */
+  push(data) {
+    if (this.done) throw new TrlmError(CODE.INVALID_STATE, 'the load has ended');
+    try {
+      if (this.buf === 0) this.buf = this.trlm.alloc(this.cap);
+      for (let off = 0; off < data.length; off += this.cap) {
+        const piece = data.subarray(off, smaller(off + this.cap, data.length));
+        if (this.received < this.header.length) {
+          const n = smaller(piece.length, this.header.length - this.received);
+          this.header.set(piece.subarray(0, n), this.received);
+        }
+        this.trlm.write(this.buf, piece);
+        this.trlm.check(this.trlm.call('trlm_load_chunk', this.buf, piece.length));
+        this.received += piece.length;
+        this.checkDigestField();
+      }
+    } catch (e) {
+      this.end(true);
+      throw e;
+    }
+  }
+
+  /** Once the header arrived: its digest field against the expected digest. */
+  checkDigestField() {
+    const [at, len] = DIGEST_FIELD;
+    if (!this.expectDigest || this.received < at + len || this.digestChecked) return;
+    this.digestChecked = true;
+    const field = toHex(this.header.subarray(at, at + len));
+    if (field !== this.expectDigest) {
+      throw new TrlmError(
+        CODE.FILE_DIGEST_MISMATCH,
+        `file digest ${field} differs from the registry's ${this.expectDigest}`,
+      );
+    }
+  }
+
+  /** Verifies the whole file and activates it. */
+  finish() {
+    try {
+      if (this.expectDigest && !this.digestChecked) {
+        throw new TrlmError(CODE.FILE_DIGEST_MISMATCH, 'the file ended before its digest field');
+      }
+      this.end(false);
+      this.trlm.check(this.trlm.call('trlm_load_finish'));
+    } catch (e) {
+      this.end(true);
+      throw e;
+    }
+  }
+
+  /** Abandons the load. */
+  abort() {
+    this.end(true);
+  }
+
+  end(abort) {
+    if (this.buf !== 0) {
+      this.trlm.call('trlm_free', this.buf, this.cap);
+      this.buf = 0;
+    }
+    if (abort && !this.done) this.trlm.call('trlm_load_abort');
+    this.done = true;
+  }
+}

@@ -1,0 +1,173 @@
+// worker.js: runs the module in a Web Worker so the page never freezes. Messages in:
+//   {id, cmd: 'init', wasmUrl}
+//   {id, cmd: 'load', url, sha256, bytes} streams the file with fetch + a reader into the
+//                                         chunked loader; posts {type: 'progress'} on the way
+//   {id, cmd: 'begin', total}             only trlm_load_begin (a size the module refuses)
+//   {id, cmd: 'generate', request, digests, perStep}
+//   {cmd: 'stop'}                         cancels the running generation
+// Every command with an id is answered once: {id, ok: true, ...} or {id, ok: false, code,
+// message[, http_status]}. Events on the way: {id, type: 'progress' | 'piece' | 'step', ...}.
+
+import { instantiate, TrlmError, STATE_NAMES } from './trlm.js';
+
+let trlm = null;
+let stopRequested = false;
+
+/** Longest a generation runs between two yields to the event loop (ms). */
+const YIELD_MS = 25;
+
+// One channel for the whole worker: a channel created per yield can be collected before its
+// message arrives (seen in Firefox: the generation then never resumes).
+const yieldChannel = new MessageChannel();
+const yieldWaiters = [];
+yieldChannel.port1.onmessage = () => yieldWaiters.shift()();
+
+/** Lets queued messages (Stop) run, without the delay of a timer. */
+function yieldToEvents() {
+  return new Promise((resolve) => {
+    yieldWaiters.push(resolve);
+    yieldChannel.port2.postMessage(0);
+  });
+}
+
+async function init(msg) {
+  const resp = await fetch(msg.wasmUrl);
+  if (!resp.ok) throw Object.assign(new Error(`module: HTTP ${resp.status}`), { http: resp.status });
+  trlm = await instantiate(await resp.arrayBuffer());
+  return { abi_version: trlm.call('trlm_abi_version') };
+}
+
+async function load(msg, post) {
+  const t0 = performance.now();
+  const resp = await fetch(msg.url);
+  if (!resp.ok) {
+    throw Object.assign(new Error(`${msg.url}: HTTP ${resp.status}`), { http: resp.status });
+  }
+  const length = resp.headers.get('Content-Length');
+  const total = length !== null ? Number(length) : msg.bytes;
+  if (!Number.isInteger(total)) throw new TrlmError(0, `${msg.url}: the response has no length`);
+  trlm.unload();
+  const loader = trlm.beginLoad(total, msg.sha256 || null);
+  const reader = resp.body.getReader();
+  let received = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      loader.push(value);
+      received += value.length;
+      post({ type: 'progress', received, total });
+    }
+    loader.finish();
+  } catch (e) {
+    loader.abort();
+    reader.cancel().catch(() => {});
+    throw e;
+  }
+  const d = trlm.diagnostics();
+  return {
+    digest: d.model_digest,
+    bytes: d.model_bytes,
+    dtype: d.dtype,
+    context: d.context,
+    load_ms: Math.round(performance.now() - t0),
+  };
+}
+
+async function generate(msg, post) {
+  const r = msg.request;
+  trlm.setSampling({
+    temperatureBits: r.temperature_bits,
+    topK: r.top_k,
+    topPBits: r.top_p_bits,
+    seed: r.seed,
+    maxNewTokens: r.max_new_tokens,
+  });
+  const prompt = r.prompt_hex !== undefined ? fromHex(r.prompt_hex) : new TextEncoder().encode(r.prompt);
+  trlm.start(prompt);
+  stopRequested = false;
+  const stepDigests = [];
+  let rec;
+  let shown = 0;
+  let produced = 0;
+  const t0 = performance.now();
+  let lastYield = t0;
+  for (;;) {
+    if (stopRequested) {
+      stopRequested = false;
+      trlm.cancel();
+    }
+    rec = trlm.step();
+    if (rec.state === 0) produced += 1;
+    if (msg.digests || msg.perStep) {
+      const d = trlm.diagnostics();
+      if (rec.state === 0 || d.logit_steps > stepDigests.length) stepDigests.push(d.logits_digest);
+      if (msg.perStep) {
+        post({
+          type: 'step',
+          token: rec.token,
+          state: rec.state,
+          text_start: rec.textStart,
+          text_end: rec.textEnd,
+          kv_len: d.kv_len,
+          logit_steps: d.logit_steps,
+          logits_digest: d.logits_digest,
+        });
+      }
+    }
+    const now = performance.now();
+    if (rec.state !== 0 || now - lastYield > YIELD_MS) {
+      if (rec.textEnd > shown) {
+        post({ type: 'piece', bytes: trlm.textRange(shown, rec.textEnd) });
+        shown = rec.textEnd;
+      }
+      if (rec.state !== 0) break;
+      await yieldToEvents();
+      lastYield = performance.now();
+    }
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const result = trlm.result(stepDigests, rec.state);
+  return {
+    result,
+    finish: STATE_NAMES[rec.state],
+    tok_s: seconds > 0 ? Math.round((produced / seconds) * 10) / 10 : null,
+    diagnostics: trlm.diagnostics(),
+  };
+}
+
+function fromHex(h) {
+  const out = new Uint8Array(h.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(h.substr(2 * i, 2), 16);
+  return out;
+}
+
+self.onmessage = async (ev) => {
+  const msg = ev.data;
+  if (msg.cmd === 'stop') {
+    stopRequested = true;
+    return;
+  }
+  const post = (event) => self.postMessage({ id: msg.id, ...event });
+  try {
+    let answer;
+    if (msg.cmd === 'init') answer = await init(msg);
+    else if (!trlm) throw new TrlmError(0, 'the module is not instantiated');
+    else if (msg.cmd === 'load') answer = await load(msg, post);
+    else if (msg.cmd === 'begin') {
+      trlm.check(trlm.call('trlm_load_begin', msg.total));
+      trlm.call('trlm_load_abort');
+      answer = {};
+    } else if (msg.cmd === 'generate') answer = await generate(msg, post);
+    else throw new TrlmError(0, `unknown command ${msg.cmd}`);
+    self.postMessage({ id: msg.id, ok: true, ...answer });
+  } catch (e) {
+    self.postMessage({
+      id: msg.id,
+      ok: false,
+      code: e instanceof TrlmError ? e.code : 0,
+      message: String(e && e.message ? e.message : e),
+      http_status: e && e.http ? e.http : null,
+    });
+  }
+};

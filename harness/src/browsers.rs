@@ -1,0 +1,555 @@
+//! `tinyrustlm browsers`: runs the smoke page (browser-smoke/) headless in every installed
+//! browser, and the Node engine, and compares what they report with the native engine: token
+//! ids and logits digests of every registry model × standard case, and the error codes of the
+//! failure modes (malformed files, a missing model, an overlong prompt, step-by-step reports).
+//!
+//! Each browser starts on a fresh temporary profile with the flags and prefs of
+//! shared/notes BROWSERS.md (no traffic beyond 127.0.0.1), in its own process group, which the
+//! runner kills by the PID it started.
+
+pub mod launch;
+
+use crate::conformance::{first_divergence, standard_cases};
+use crate::engine::native::NativeEngine;
+use crate::engine::node::{node_available, NodeEngine};
+use crate::engine::{Engine, EngineError, GenResult};
+use crate::serve::{RunningServer, ServeConfig};
+use crate::smoke::{self, overlong_prompt, steps_case, SMOKE_MAX_NEW};
+use anyhow::{bail, Context, Result};
+use launch::Browser;
+use serde::Serialize;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The smoke modes one browser launch runs.
+pub const ALL_MODES: &str = "1,malformed,missing,overlong,steps";
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Engines to run: "chromium", "firefox", "node" (None: every one available).
+    pub only: Option<Vec<String>>,
+    /// Registry models to run (None: all).
+    pub models: Option<Vec<String>>,
+    /// Smoke modes, comma-separated ([`ALL_MODES`]).
+    pub modes: String,
+    /// Longest wait for one browser's report.
+    pub timeout: Duration,
+    /// Save a PNG of the page after a generation in each browser here.
+    pub screenshot: Option<PathBuf>,
+    /// The server's settings (the corpus it serves, the module).
+    pub serve: ServeConfig,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            only: None,
+            models: None,
+            modes: ALL_MODES.into(),
+            timeout: Duration::from_secs(120),
+            screenshot: None,
+            serve: ServeConfig::default(),
+        }
+    }
+}
+
+/// One comparison against the native engine.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub engine: String,
+    pub model: String,
+    pub case: String,
+    /// Token ids equal (None when the row compares error codes).
+    pub tokens_equal: Option<bool>,
+    /// Logits digests (cumulative per step) equal.
+    pub digests_equal: Option<bool>,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// Everything one run found.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Outcome {
+    /// The engines that ran.
+    pub engines: Vec<String>,
+    /// The engines asked for but not installed.
+    pub skipped: Vec<String>,
+    pub rows: Vec<Row>,
+    /// Page throughput reported per engine and model (tok/s of the last case).
+    pub tok_s: Vec<(String, String, f64)>,
+    /// Screenshots written.
+    pub screenshots: Vec<PathBuf>,
+}
+
+impl Outcome {
+    /// True when every row matched.
+    pub fn passed(&self) -> bool {
+        self.rows.iter().all(|r| r.ok)
+    }
+
+    /// The rows that failed.
+    pub fn failures(&self) -> Vec<&Row> {
+        self.rows.iter().filter(|r| !r.ok).collect()
+    }
+
+    /// The parity table as text.
+    pub fn table(&self) -> String {
+        let yn = |b: Option<bool>| match b {
+            Some(true) => "equal",
+            Some(false) => "DIFFER",
+            None => "-",
+        };
+        let mut s = format!(
+            "{:<9} {:<22} {:<28} {:<7} {:<7} {}\n",
+            "engine", "model", "case", "tokens", "digests", "result"
+        );
+        for r in &self.rows {
+            s += &format!(
+                "{:<9} {:<22} {:<28} {:<7} {:<7} {}{}\n",
+                r.engine,
+                r.model,
+                r.case,
+                yn(r.tokens_equal),
+                yn(r.digests_equal),
+                if r.ok { "ok" } else { "FAIL" },
+                if r.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", r.detail)
+                }
+            );
+        }
+        let failed = self.failures().len();
+        s += &format!(
+            "engines: {}; skipped: {}; {} rows, {} failed\n",
+            self.engines.join(", "),
+            if self.skipped.is_empty() {
+                "none".into()
+            } else {
+                self.skipped.join(", ")
+            },
+            self.rows.len(),
+            failed
+        );
+        for (engine, model, t) in &self.tok_s {
+            s += &format!("page tok/s: {engine} {model}: {t}\n");
+        }
+        s
+    }
+}
+
+/// What the native engine gives for the inputs the page runs.
+struct Expected {
+    /// Registry models: name, load result, results of the standard cases.
+    models: Vec<(
+        String,
+        Result<(), EngineError>,
+        Vec<Result<GenResult, EngineError>>,
+    )>,
+    /// Malformed manifest cases: name, native load code (0 = loaded).
+    malformed: Vec<(String, u32)>,
+    /// The overlong prompt on the default model: the native code.
+    overlong: u32,
+    /// The steps case on the default model.
+    steps: GenResult,
+}
+
+fn native_code(bytes: Vec<u8>) -> u32 {
+    match NativeEngine::default().load(&bytes) {
+        Ok(_) => 0,
+        Err(e) => e.code,
+    }
+}
+
+fn expected(opts: &Options, registry: &Value) -> Result<Expected> {
+    let corpus = &opts.serve.corpus;
+    let cases = standard_cases(SMOKE_MAX_NEW);
+    let mut models = Vec::new();
+    for m in selected_models(opts, registry)? {
+        let path = m["path"].as_str().context("registry path")?;
+        let rel = path
+            .strip_prefix("corpus/")
+            .context("registry path under corpus/")?;
+        let bytes = std::fs::read(corpus.join(rel)).with_context(|| format!("reading {rel}"))?;
+        let mut engine = NativeEngine::default();
+        let load = engine.load(&bytes).map(|_| ());
+        let results = if load.is_ok() {
+            crate::conformance::run_cases(&mut engine, &cases)
+        } else {
+            Vec::new()
+        };
+        models.push((m["name"].as_str().unwrap_or_default().into(), load, results));
+    }
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(corpus.join("malformed/manifest.json")).context("malformed manifest")?,
+    )?;
+    let mut malformed = Vec::new();
+    for c in manifest["cases"].as_array().context("manifest cases")? {
+        let bytes = match c["file"].as_str() {
+            Some(f) => std::fs::read(corpus.join("malformed").join(f))?,
+            None => vec![0; c["bytes"].as_u64().context("bytes")? as usize],
+        };
+        malformed.push((
+            c["name"].as_str().unwrap_or_default().into(),
+            native_code(bytes),
+        ));
+    }
+    let default = default_model_bytes(corpus, registry)?;
+    let mut engine = NativeEngine::default();
+    engine.load(&default).map_err(anyhow::Error::msg)?;
+    let overlong = steps_case();
+    let mut req = overlong.request();
+    req.prompt = overlong_prompt();
+    let overlong = match engine.generate(&req) {
+        Ok(_) => 0,
+        Err(e) => e.code,
+    };
+    let steps = engine
+        .generate(&steps_case().request())
+        .map_err(anyhow::Error::msg)?;
+    Ok(Expected {
+        models,
+        malformed,
+        overlong,
+        steps,
+    })
+}
+
+fn default_model_bytes(corpus: &Path, registry: &Value) -> Result<Vec<u8>> {
+    let name = registry["default"].as_str().context("registry default")?;
+    Ok(std::fs::read(corpus.join(format!("{name}.slm")))?)
+}
+
+fn selected_models<'a>(opts: &Options, registry: &'a Value) -> Result<Vec<&'a Value>> {
+    let all = registry["models"].as_array().context("registry models")?;
+    Ok(all
+        .iter()
+        .filter(|m| {
+            opts.models
+                .as_ref()
+                .is_none_or(|names| names.iter().any(|n| Some(n.as_str()) == m["name"].as_str()))
+        })
+        .collect())
+}
+
+fn wanted(opts: &Options, engine: &str) -> bool {
+    opts.only
+        .as_ref()
+        .is_none_or(|o| o.iter().any(|e| e == engine))
+}
+
+/// Runs the smoke page in every wanted browser and the Node engine against the native engine.
+pub fn run(opts: &Options) -> Result<Outcome> {
+    if opts.serve.wasm.is_none() {
+        bail!("no wasm module: build the harness (harness/build.rs sets TRLM_WASM_PATH) or set TRLM_WASM_PATH");
+    }
+    let registry: Value = serde_json::from_slice(
+        &std::fs::read(opts.serve.root.join(smoke::REGISTRY_FILE)).context("registry.json")?,
+    )?;
+    let expected = expected(opts, &registry)?;
+    let server = RunningServer::start(opts.serve.clone())?;
+    let mut out = Outcome::default();
+    for browser in [Browser::Chromium, Browser::Firefox] {
+        if !wanted(opts, browser.name()) {
+            continue;
+        }
+        let Some(exe) = browser.find() else {
+            out.skipped.push(browser.name().into());
+            continue;
+        };
+        out.engines.push(browser.name().into());
+        let run_id = launch::run_id(browser.name());
+        let query = format!(
+            "/?smoke={}&run={run_id}{}",
+            opts.modes,
+            opts.models
+                .as_ref()
+                .map(|m| format!("&only={}", m.join(",")))
+                .unwrap_or_default()
+        );
+        let reports = launch::run_until_report(
+            browser,
+            &exe,
+            &server,
+            &server.url(&query),
+            &run_id,
+            opts.timeout,
+        )?;
+        compare_report(browser.name(), &reports, &expected, &mut out);
+        if let Some(dir) = &opts.screenshot {
+            let png = launch::screenshot(browser, &exe, &server, dir, opts.timeout)?;
+            out.screenshots.push(png);
+        }
+    }
+    if wanted(opts, "node") {
+        match opts.serve.wasm.as_deref() {
+            Some(wasm) if node_available() => {
+                out.engines.push("node".into());
+                run_node(wasm, opts, &registry, &expected, &mut out)?;
+            }
+            _ => out.skipped.push("node".into()),
+        }
+    }
+    server.shutdown();
+    Ok(out)
+}
+
+fn row(engine: &str, model: &str, case: &str) -> Row {
+    Row {
+        engine: engine.into(),
+        model: model.into(),
+        case: case.into(),
+        tokens_equal: None,
+        digests_equal: None,
+        ok: false,
+        detail: String::new(),
+    }
+}
+
+/// A row comparing one generation with native's.
+fn gen_row(engine: &str, model: &str, case: &str, got: &GenResult, want: &GenResult) -> Row {
+    let mut r = row(engine, model, case);
+    r.tokens_equal = Some(got.tokens == want.tokens && got.prompt_tokens == want.prompt_tokens);
+    r.digests_equal =
+        Some(got.step_digests == want.step_digests && got.logits_digest == want.logits_digest);
+    match first_divergence(got, want) {
+        None => r.ok = true,
+        Some(d) => r.detail = d,
+    }
+    r
+}
+
+/// A row comparing an error code with native's.
+fn code_row(engine: &str, model: &str, case: &str, got: Option<u64>, want: u32) -> Row {
+    let mut r = row(engine, model, case);
+    r.ok = got == Some(u64::from(want));
+    r.detail = match got {
+        Some(g) => format!("code {g}, native {want}"),
+        None => format!("no code reported, native {want}"),
+    };
+    r
+}
+
+fn compare_report(engine: &str, reports: &[Value], exp: &Expected, out: &mut Outcome) {
+    let Some(fin) = reports.iter().find(|r| r["kind"] == "final") else {
+        let mut r = row(engine, "-", "report");
+        r.detail = format!(
+            "no final report arrived ({} step reports)",
+            reports.iter().filter(|r| r["kind"] == "step").count()
+        );
+        out.rows.push(r);
+        return;
+    };
+    if let Some(fatal) = fin["fatal"].as_str() {
+        let mut r = row(engine, "-", "page");
+        r.detail = format!("the page failed: {fatal}");
+        out.rows.push(r);
+    }
+    let modes = &fin["modes"];
+    if let Some(models) = modes["cases"].as_array() {
+        compare_cases(engine, models, exp, out);
+    }
+    if let Some(list) = modes["malformed"].as_array() {
+        for (name, want) in &exp.malformed {
+            let got = list.iter().find(|c| c["name"] == name.as_str());
+            out.rows.push(code_row(
+                engine,
+                "malformed",
+                name,
+                got.and_then(|c| c["code"].as_u64()),
+                *want,
+            ));
+        }
+    }
+    let missing = &modes["missing"];
+    if !missing.is_null() {
+        let mut r = row(engine, "missing", "http 404");
+        r.ok = missing["ok"] == false && missing["http_status"] == 404;
+        r.detail = format!("ok {}, http {}", missing["ok"], missing["http_status"]);
+        out.rows.push(r);
+    }
+    let overlong = &modes["overlong"];
+    if !overlong.is_null() {
+        let model = overlong["model"].as_str().unwrap_or("-");
+        out.rows.push(code_row(
+            engine,
+            model,
+            "overlong prompt",
+            overlong["code"].as_u64(),
+            exp.overlong,
+        ));
+    }
+    let steps = &modes["steps"];
+    if !steps.is_null() {
+        compare_steps(engine, steps, reports, exp, out);
+    }
+}
+
+fn compare_cases(engine: &str, models: &[Value], exp: &Expected, out: &mut Outcome) {
+    let cases = standard_cases(SMOKE_MAX_NEW);
+    for (name, load, results) in &exp.models {
+        let Some(m) = models.iter().find(|m| m["name"] == name.as_str()) else {
+            let mut r = row(engine, name, "load");
+            r.detail = "model missing from the report".into();
+            out.rows.push(r);
+            continue;
+        };
+        if let Err(e) = load {
+            out.rows.push(code_row(
+                engine,
+                name,
+                "load",
+                m["load"]["code"].as_u64(),
+                e.code,
+            ));
+            continue;
+        }
+        if m["load"]["ok"] != true {
+            let mut r = row(engine, name, "load");
+            r.detail = format!("load failed: {}", m["load"]);
+            out.rows.push(r);
+            continue;
+        }
+        let got_cases = m["cases"].as_array().cloned().unwrap_or_default();
+        let mut last_tok_s = None;
+        for (case, want) in cases.iter().zip(results) {
+            let got = got_cases.iter().find(|c| c["name"] == case.name);
+            let r = match (got, want) {
+                (Some(g), Ok(w)) if g["ok"] == true => match smoke::parse_result(&g["result"]) {
+                    Ok(res) => {
+                        last_tok_s = g["tok_s"].as_f64().or(last_tok_s);
+                        gen_row(engine, name, case.name, &res, w)
+                    }
+                    Err(e) => {
+                        let mut r = row(engine, name, case.name);
+                        r.detail = format!("unreadable result: {e:#}");
+                        r
+                    }
+                },
+                (Some(g), Err(e)) => code_row(engine, name, case.name, g["code"].as_u64(), e.code),
+                (Some(g), Ok(_)) => {
+                    let mut r = row(engine, name, case.name);
+                    r.detail = format!("failed: {} {}", g["code"], g["message"]);
+                    r
+                }
+                (None, _) => {
+                    let mut r = row(engine, name, case.name);
+                    r.detail = "case missing from the report".into();
+                    r
+                }
+            };
+            out.rows.push(r);
+        }
+        if let Some(t) = last_tok_s {
+            out.tok_s.push((engine.into(), name.clone(), t));
+        }
+    }
+}
+
+fn compare_steps(
+    engine: &str,
+    steps: &Value,
+    reports: &[Value],
+    exp: &Expected,
+    out: &mut Outcome,
+) {
+    let model = steps["model"].as_str().unwrap_or("-");
+    let list = steps["steps"].as_array().cloned().unwrap_or_default();
+    let digests: Vec<String> = list
+        .iter()
+        .filter(|s| s["state"] == 0 || s["logit_steps"].as_u64() > Some(0))
+        .map(|s| s["logits_digest"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let tokens: Vec<u64> = list
+        .iter()
+        .filter(|s| s["state"] == 0)
+        .filter_map(|s| s["token"].as_u64())
+        .collect();
+    let mut r = row(engine, model, "steps");
+    let want_tokens: Vec<u64> = exp.steps.tokens.iter().map(|&t| u64::from(t)).collect();
+    r.tokens_equal = Some(tokens == want_tokens);
+    // Every step record carries the cumulative digest: the distinct ones, in order, are native's
+    // per-step digests.
+    let mut distinct = digests.clone();
+    distinct.dedup();
+    r.digests_equal = Some(distinct == exp.steps.step_digests);
+    // A report sent again (after a hung POST) counts once.
+    let mut indexes: Vec<u64> = reports
+        .iter()
+        .filter(|p| p["kind"] == "step")
+        .filter_map(|p| p["index"].as_u64())
+        .collect();
+    indexes.sort_unstable();
+    indexes.dedup();
+    let posted = indexes.len();
+    r.ok = r.tokens_equal == Some(true) && r.digests_equal == Some(true) && posted == list.len();
+    r.detail = format!("{} steps, {posted} step reports", list.len());
+    out.rows.push(r);
+}
+
+fn run_node(
+    wasm: &Path,
+    opts: &Options,
+    registry: &Value,
+    exp: &Expected,
+    out: &mut Outcome,
+) -> Result<()> {
+    let corpus = &opts.serve.corpus;
+    let mut node = NodeEngine::spawn(wasm)?;
+    let cases = standard_cases(SMOKE_MAX_NEW);
+    for (name, load, results) in &exp.models {
+        let bytes = std::fs::read(corpus.join(format!("{name}.slm")))?;
+        match (node.load(&bytes), load) {
+            (Ok(_), Ok(())) => {}
+            (got, want) => {
+                let code = got.err().map(|e| u64::from(e.code));
+                let want = want.as_ref().err().map(|e| e.code).unwrap_or(0);
+                out.rows
+                    .push(code_row("node", name, "load", code.or(Some(0)), want));
+                continue;
+            }
+        }
+        let t0 = Instant::now();
+        for (case, want) in cases.iter().zip(results) {
+            let r = match (node.generate(&case.request()), want) {
+                (Ok(g), Ok(w)) => gen_row("node", name, case.name, &g, w),
+                (got, want) => code_row(
+                    "node",
+                    name,
+                    case.name,
+                    Some(got.err().map(|e| u64::from(e.code)).unwrap_or(0)),
+                    want.as_ref().err().map(|e| e.code).unwrap_or(0),
+                ),
+            };
+            out.rows.push(r);
+        }
+        let _ = t0;
+    }
+    if opts.modes.split(',').any(|m| m == "malformed") {
+        let manifest: Value =
+            serde_json::from_slice(&std::fs::read(corpus.join("malformed/manifest.json"))?)?;
+        for (c, (name, want)) in manifest["cases"]
+            .as_array()
+            .context("manifest cases")?
+            .iter()
+            .zip(&exp.malformed)
+        {
+            let bytes = match c["file"].as_str() {
+                Some(f) => std::fs::read(corpus.join("malformed").join(f))?,
+                None => vec![0; c["bytes"].as_u64().unwrap_or(0) as usize],
+            };
+            let got = node.load(&bytes).err().map(|e| e.code).unwrap_or(0);
+            out.rows.push(code_row(
+                "node",
+                "malformed",
+                name,
+                Some(u64::from(got)),
+                *want,
+            ));
+        }
+    }
+    let _ = registry;
+    Ok(())
+}

@@ -1,0 +1,324 @@
+//! `tinyrustlm serve` against raw HTTP requests on an ephemeral 127.0.0.1 port: every rejection
+//! (bind address, traversal forms, methods, header and body caps), MIME types, the security
+//! headers, and reports reaching the runner's channel.
+
+use harness::serve::{RunningServer, ServeConfig, MAX_HEADER_BYTES, MAX_REPORT_BYTES};
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A served directory tree in a temporary folder: root/{index.html, app.js, .hidden},
+/// corpus/{m.slm, notes.txt, malformed/manifest.json}, a secret file beside both, and a
+/// symlink in root pointing at the secret.
+struct Tree {
+    dir: PathBuf,
+}
+
+impl Tree {
+    fn new(tag: &str) -> Tree {
+        let dir = std::env::temp_dir().join(format!("trlm-serve-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for d in ["root/sub", "corpus/malformed"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        let files: [(&str, &[u8]); 9] = [
+            ("root/index.html", b"<!doctype html><p>index</p>"),
+            ("root/app.js", b"export {};"),
+            ("root/style.css", b"p{}"),
+            ("root/sub/data.json", b"{}"),
+            ("root/.hidden", b"hidden"),
+            ("corpus/m.slm", b"\x89SLM model bytes"),
+            ("corpus/notes.txt", b"not served"),
+            ("corpus/malformed/manifest.json", b"{\"cases\":[]}"),
+            ("secret.txt", b"SECRET"),
+        ];
+        for (p, data) in files {
+            std::fs::write(dir.join(p), data).unwrap();
+        }
+        std::fs::write(dir.join("module.wasm"), b"\0asm\x01\0\0\0").unwrap();
+        std::os::unix::fs::symlink(dir.join("secret.txt"), dir.join("root/link.txt")).unwrap();
+        Tree { dir }
+    }
+
+    fn config(&self) -> ServeConfig {
+        ServeConfig {
+            root: self.dir.join("root"),
+            corpus: self.dir.join("corpus"),
+            wasm: Some(self.dir.join("module.wasm")),
+            ..ServeConfig::default()
+        }
+    }
+
+    fn start(&self) -> RunningServer {
+        RunningServer::start(self.config()).unwrap()
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+struct Reply {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// Sends raw bytes and reads the whole reply (the request asks the server to close).
+fn raw(addr: SocketAddr, request: &[u8]) -> Reply {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut buf = Vec::new();
+    // The server may close while the client still writes; what it answered is what counts.
+    let _ = s.read_to_end(&mut buf);
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no reply head in {:?}", String::from_utf8_lossy(&buf)));
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    Reply {
+        status,
+        head,
+        body: buf[split + 4..].to_vec(),
+    }
+}
+
+fn request(addr: SocketAddr, method: &str, target: &str) -> Reply {
+    raw(
+        addr,
+        format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+}
+
+fn post(addr: SocketAddr, target: &str, body: &[u8]) -> Reply {
+    let mut req = format!(
+        "POST {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    raw(addr, &req)
+}
+
+#[test]
+fn binds_loopback_only() {
+    let tree = Tree::new("bind");
+    for addr in ["0.0.0.0", "::", "::1", "127.0.0.2", "192.168.1.1"] {
+        let cfg = ServeConfig {
+            bind: addr.parse::<IpAddr>().unwrap(),
+            ..tree.config()
+        };
+        let err = RunningServer::start(cfg).err().expect(addr).to_string();
+        assert!(err.contains("127.0.0.1 only"), "{addr}: {err}");
+    }
+    let server = tree.start();
+    assert_eq!(server.addr().ip().to_string(), "127.0.0.1");
+    assert_ne!(server.addr().port(), 0);
+}
+
+#[test]
+fn serves_files_with_types_and_security_headers() {
+    let tree = Tree::new("files");
+    let server = tree.start();
+    let a = server.addr();
+    for (target, mime, body) in [
+        (
+            "/",
+            "text/html; charset=utf-8",
+            &b"<!doctype html><p>index</p>"[..],
+        ),
+        (
+            "/index.html?smoke=1",
+            "text/html; charset=utf-8",
+            b"<!doctype html><p>index</p>",
+        ),
+        ("/app.js", "text/javascript; charset=utf-8", b"export {};"),
+        ("/style.css", "text/css; charset=utf-8", b"p{}"),
+        ("/sub/data.json", "application/json", b"{}"),
+        (
+            "/corpus/m.slm",
+            "application/octet-stream",
+            b"\x89SLM model bytes",
+        ),
+        (
+            "/corpus/malformed/manifest.json",
+            "application/json",
+            b"{\"cases\":[]}",
+        ),
+        ("/wasm/trlm.wasm", "application/wasm", b"\0asm\x01\0\0\0"),
+    ] {
+        let r = request(a, "GET", target);
+        assert_eq!(r.status, 200, "{target}");
+        assert_eq!(r.body, body, "{target}");
+        assert_eq!(r.header("Content-Type").as_deref(), Some(mime), "{target}");
+        assert_eq!(
+            r.header("Content-Length"),
+            Some(body.len().to_string()),
+            "{target}"
+        );
+        assert_eq!(r.header("Cache-Control").as_deref(), Some("no-store"));
+        assert_eq!(
+            r.header("Cross-Origin-Opener-Policy").as_deref(),
+            Some("same-origin")
+        );
+        assert_eq!(
+            r.header("Cross-Origin-Embedder-Policy").as_deref(),
+            Some("require-corp")
+        );
+        assert_eq!(
+            r.header("X-Content-Type-Options").as_deref(),
+            Some("nosniff")
+        );
+    }
+    let head = request(a, "HEAD", "/app.js");
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    // The standard cases are generated.
+    let cases = request(a, "GET", "/cases.json");
+    assert_eq!(cases.status, 200);
+    let doc: serde_json::Value = serde_json::from_slice(&cases.body).unwrap();
+    assert_eq!(doc["cases"].as_array().unwrap().len(), 12);
+}
+
+#[test]
+fn refuses_traversal_and_paths_outside_the_roots() {
+    let tree = Tree::new("traversal");
+    let server = tree.start();
+    let a = server.addr();
+    for target in [
+        "/../secret.txt",
+        "/sub/../../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/%2E%2E/secret.txt",
+        "/.%2e/secret.txt",
+        "/sub%2f..%2f..%2fsecret.txt",
+        "/..%5csecret.txt",
+        "/..\\secret.txt",
+        "/a%00b",
+        "//127.0.0.1/secret.txt",
+        "http://127.0.0.1/secret.txt",
+        "http://example.com/index.html",
+        "/index.html%",
+        "/sub//data.json",
+        "/./index.html",
+        "/corpus/../secret.txt",
+    ] {
+        let r = request(a, "GET", target);
+        assert!(
+            r.status == 400 || r.status == 404,
+            "{target}: {} {:?}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(!r.body.windows(6).any(|w| w == b"SECRET"), "{target}");
+        assert_eq!(
+            r.header("X-Content-Type-Options").as_deref(),
+            Some("nosniff")
+        );
+    }
+    // Inside the root but leading outside it, hidden, unknown, or not a corpus model: 404.
+    for target in [
+        "/link.txt",
+        "/.hidden",
+        "/nope.html",
+        "/sub",
+        "/corpus/notes.txt",
+        "/corpus/missing.slm",
+        "/corpus/malformed/other.json",
+        "/wasm/other.wasm",
+    ] {
+        assert_eq!(request(a, "GET", target).status, 404, "{target}");
+    }
+}
+
+#[test]
+fn only_get_and_head_for_files_and_only_post_for_reports() {
+    let tree = Tree::new("methods");
+    let server = tree.start();
+    let a = server.addr();
+    for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+        let r = request(a, method, "/index.html");
+        assert_eq!(r.status, 405, "{method}");
+        assert_eq!(r.header("Allow").as_deref(), Some("GET, HEAD"));
+    }
+    let r = request(a, "GET", "/report");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("Allow").as_deref(), Some("POST"));
+}
+
+#[test]
+fn caps_headers_and_bodies() {
+    let tree = Tree::new("caps");
+    let server = tree.start();
+    let a = server.addr();
+    let big = "x".repeat(MAX_HEADER_BYTES);
+    let r = raw(
+        a,
+        format!("GET / HTTP/1.1\r\nHost: {a}\r\nX-Big: {big}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 431);
+    // Announced too large: refused before reading.
+    let r = raw(
+        a,
+        format!(
+            "POST /report HTTP/1.1\r\nHost: {a}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            MAX_REPORT_BYTES + 1
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 413);
+    // Sent too large.
+    let mut body = b"{\"pad\":\"".to_vec();
+    body.resize(MAX_REPORT_BYTES + 16, b'a');
+    assert_eq!(post(a, "/report", &body).status, 413);
+    // A body on a GET.
+    let r = raw(
+        a,
+        format!("GET / HTTP/1.1\r\nHost: {a}\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc")
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 413);
+}
+
+#[test]
+fn reports_reach_the_runner() {
+    let tree = Tree::new("reports");
+    let server = tree.start();
+    let a = server.addr();
+    assert_eq!(post(a, "/report", b"not json").status, 400);
+    for i in 0..3 {
+        let r = post(
+            a,
+            "/report",
+            format!("{{\"run\":\"r\",\"i\":{i}}}").as_bytes(),
+        );
+        assert_eq!(r.status, 204);
+        assert_eq!(r.header("Cache-Control").as_deref(), Some("no-store"));
+    }
+    for i in 0..3 {
+        let got = server
+            .reports()
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(got["i"], i);
+    }
+    // A hold for a run whose report arrived answers at once.
+    assert_eq!(request(a, "GET", "/hold?run=r").status, 204);
+    server.shutdown();
+}

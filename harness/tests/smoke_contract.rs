@@ -1,0 +1,238 @@
+//! The browser smoke page's contract, checked without a browser: same-origin relative assets
+//! only, every ABI export trlm.js calls exists in the built module with the signature of
+//! spec/abi.md, and the registry lists exactly the corpus fixtures with their true size and
+//! digest, each served by `tinyrustlm serve`.
+
+use harness::fixtures::corpus_dir;
+use harness::serve::{RunningServer, ServeConfig};
+use harness::smoke::{registry_text, smoke_dir, wasm_module_path, REGISTRY_FILE};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+use wasmparser::{Parser, Payload, ValType};
+
+/// The page's own files.
+const PAGE_FILES: &[&str] = &[
+    "index.html",
+    "style.css",
+    "app.js",
+    "worker.js",
+    "trlm.js",
+    "node-host.mjs",
+];
+
+#[test]
+fn page_references_only_same_origin_relative_assets() {
+    let dir = smoke_dir();
+    for f in PAGE_FILES {
+        let text = std::fs::read_to_string(dir.join(f)).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            for bad in ["http://", "https://", "ws://", "wss://"] {
+                assert!(!line.contains(bad), "{f}:{}: {bad} in {line:?}", n + 1);
+            }
+            // A scheme-relative URL ("//host/...") in a string or attribute.
+            for quote in ['"', '\'', '`', '('] {
+                let needle = format!("{quote}//");
+                assert!(
+                    !line.contains(&needle),
+                    "{f}:{}: scheme-relative URL in {line:?}",
+                    n + 1
+                );
+            }
+            for bad in [
+                "import(",
+                "importScripts(",
+                "eval(",
+                "new Function(",
+                ".innerHTML",
+            ] {
+                assert!(!line.contains(bad), "{f}:{}: {bad} in {line:?}", n + 1);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_wrapper_does_no_math_in_javascript() {
+    let text = std::fs::read_to_string(smoke_dir().join("trlm.js")).unwrap();
+    assert!(!text.contains("Math."), "trlm.js calls a Math function");
+}
+
+/// spec/abi.md: every export as (params, results).
+fn abi_signatures() -> BTreeMap<&'static str, (Vec<ValType>, Vec<ValType>)> {
+    use ValType::{F32, I32, I64};
+    let sig = |p: &[ValType]| (p.to_vec(), vec![I32]);
+    BTreeMap::from([
+        ("trlm_abi_version", sig(&[])),
+        ("trlm_last_error_code", sig(&[])),
+        ("trlm_alloc", sig(&[I32])),
+        ("trlm_free", sig(&[I32, I32])),
+        ("trlm_load", sig(&[I32, I32])),
+        ("trlm_load_begin", sig(&[I32])),
+        ("trlm_load_chunk", sig(&[I32, I32])),
+        ("trlm_load_finish", sig(&[])),
+        ("trlm_load_abort", sig(&[])),
+        ("trlm_unload", sig(&[])),
+        ("trlm_set_context", sig(&[I32])),
+        ("trlm_set_sampling", sig(&[F32, I32, F32, I64, I32])),
+        ("trlm_start", sig(&[I32, I32])),
+        ("trlm_step", sig(&[I32])),
+        ("trlm_cancel", sig(&[])),
+        ("trlm_reset", sig(&[])),
+        ("trlm_output_len", sig(&[I32])),
+        ("trlm_output_copy", sig(&[I32, I32, I32])),
+    ])
+}
+
+/// The module's imports (count) and exported functions with their signatures.
+fn module_exports(wasm: &[u8]) -> (usize, BTreeMap<String, (Vec<ValType>, Vec<ValType>)>) {
+    let mut types = Vec::new();
+    let mut funcs = Vec::new();
+    let mut imports = 0;
+    let mut exports = Vec::new();
+    for payload in Parser::new(0).parse_all(wasm) {
+        match payload.unwrap() {
+            Payload::TypeSection(r) => {
+                for t in r.into_iter_err_on_gc_types() {
+                    let t = t.unwrap();
+                    types.push((t.params().to_vec(), t.results().to_vec()));
+                }
+            }
+            Payload::ImportSection(r) => imports += r.count() as usize,
+            Payload::FunctionSection(r) => {
+                for f in r {
+                    funcs.push(f.unwrap());
+                }
+            }
+            Payload::ExportSection(r) => {
+                for e in r {
+                    let e = e.unwrap();
+                    if e.kind == wasmparser::ExternalKind::Func {
+                        exports.push((e.name.to_string(), e.index));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let map = exports
+        .into_iter()
+        .map(|(name, index)| {
+            let ty = funcs[(index as usize) - imports];
+            (name, types[ty as usize].clone())
+        })
+        .collect();
+    (imports, map)
+}
+
+/// `'trlm_...'` names called from a JavaScript file.
+fn called_exports(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for part in text.split('\'').skip(1).step_by(2) {
+        if part.starts_with("trlm_") && part.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            out.push(part.to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn every_export_the_wrapper_calls_exists_with_its_signature() {
+    let Some(path) = wasm_module_path() else {
+        eprintln!("skipping: no wasm module (TRLM_WASM_PATH unset)");
+        return;
+    };
+    let wasm = std::fs::read(path).unwrap();
+    let (imports, exports) = module_exports(&wasm);
+    assert_eq!(imports, 0, "the module must have no imports");
+    let spec = abi_signatures();
+    let mut called = Vec::new();
+    for f in ["trlm.js", "worker.js", "app.js", "node-host.mjs"] {
+        called.extend(called_exports(
+            &std::fs::read_to_string(smoke_dir().join(f)).unwrap(),
+        ));
+    }
+    assert!(called.len() >= 10, "found only {called:?}");
+    for name in &called {
+        let want = spec
+            .get(name.as_str())
+            .unwrap_or_else(|| panic!("{name} is not in spec/abi.md"));
+        let got = exports
+            .get(name)
+            .unwrap_or_else(|| panic!("the module does not export {name}"));
+        assert_eq!(got, want, "signature of {name}");
+    }
+}
+
+#[test]
+fn registry_is_generated_from_the_corpus() {
+    let path = smoke_dir().join(REGISTRY_FILE);
+    let fresh = registry_text(&corpus_dir()).unwrap();
+    if std::env::var_os("TRLM_BLESS").is_some() {
+        std::fs::write(&path, &fresh).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        committed, fresh,
+        "browser-smoke/registry.json is stale: rerun this test with TRLM_BLESS=1"
+    );
+}
+
+/// A GET over a raw socket: (status, body).
+fn get(addr: std::net::SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (code, buf[split + 4..].to_vec())
+}
+
+#[test]
+fn every_registry_route_serves_its_file_with_size_and_digest() {
+    let registry: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(smoke_dir().join(REGISTRY_FILE)).unwrap()).unwrap();
+    let server = RunningServer::start(ServeConfig::default()).unwrap();
+    let models = registry["models"].as_array().unwrap();
+    assert!(!models.is_empty());
+    for m in models {
+        let route = m["path"].as_str().unwrap();
+        assert!(!route.starts_with('/') && !route.contains("//"), "{route}");
+        let (code, body) = get(server.addr(), &format!("/{route}"));
+        assert_eq!(code, 200, "{route}");
+        assert_eq!(body.len() as u64, m["bytes"].as_u64().unwrap(), "{route}");
+        let digest = runtime::sha256::to_hex(&runtime::format::file_digest(&body));
+        assert_eq!(digest, m["sha256"].as_str().unwrap(), "{route}");
+    }
+    let default = registry["default"].as_str().unwrap();
+    assert!(models.iter().any(|m| m["name"] == default));
+    server.shutdown();
+}
+
+#[test]
+fn cases_json_is_the_standard_set() {
+    let server = RunningServer::start(ServeConfig::default()).unwrap();
+    let (code, body) = get(server.addr(), "/cases.json");
+    assert_eq!(code, 200);
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let cases = harness::conformance::standard_cases(harness::smoke::SMOKE_MAX_NEW);
+    let served = doc["cases"].as_array().unwrap();
+    assert_eq!(served.len(), cases.len());
+    for (s, c) in served.iter().zip(&cases) {
+        assert_eq!(s["name"], c.name);
+        assert_eq!(s["prompt"], c.prompt);
+        assert_eq!(s["temperature_bits"], c.temperature.to_bits());
+        assert_eq!(s["top_p_bits"], c.top_p.to_bits());
+        assert_eq!(s["seed"], c.seed.to_string());
+        assert_eq!(s["max_new_tokens"], c.max_new_tokens);
+    }
+    server.shutdown();
+}
