@@ -87,7 +87,7 @@ pub trait Engine {
 }
 
 /// Engine names `--engine` accepts, in the order `check` runs them (the first is the reference).
-pub const ENGINE_NAMES: &[&str] = &["native", "wasmtime"];
+pub const ENGINE_NAMES: &[&str] = &["native", "wasmtime", "node"];
 
 /// The engine called `name`, or None when it cannot run on this machine.
 pub fn by_name(name: &str) -> anyhow::Result<Option<Box<dyn Engine>>> {
@@ -96,6 +96,12 @@ pub fn by_name(name: &str) -> anyhow::Result<Option<Box<dyn Engine>>> {
         "wasmtime" => Ok(Some(Box::new(wasmtime::WasmtimeEngine::new(
             &wasmtime::wasm_bytes()?,
         )?))),
+        "node" => {
+            if !node::node_available() {
+                return Ok(None);
+            }
+            Ok(Some(Box::new(node::NodeEngine::spawn(&wasmtime::wasm_path())?)))
+        }
         other => anyhow::bail!(
             "unknown engine {other:?} (known: {})",
             ENGINE_NAMES.join(", ")
