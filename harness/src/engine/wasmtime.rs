@@ -268,20 +268,21 @@ impl AbiInstance {
     }
 
     /// Loads `bytes` through `trlm_load_begin` / `trlm_load_chunk` / `trlm_load_finish` in
-    /// `chunk`-byte pieces; stops at the first refused call and returns its status. No load is
-    /// in progress afterwards.
+    /// `chunk`-byte pieces; stops at the first refused call and returns its status. Unless the
+    /// chunk buffer could not be allocated (then nothing was begun), no load is in progress
+    /// afterwards.
     pub fn load_chunked(&mut self, bytes: &[u8], chunk: usize) -> anyhow::Result<u32> {
-        let status = self.load_begin(u32::try_from(bytes.len())?)?;
-        if status != 0 {
-            return Ok(status);
-        }
+        // The chunk buffer comes first: when it cannot be had, no load was begun (a load in
+        // progress stays as it was) and the last error still tells why.
         let cap = u32::try_from(chunk.clamp(1, bytes.len().max(1)))?;
         let buf = self.alloc(cap)?;
         if buf == 0 {
-            // No buffer for the chunks: end the load (its memory too) and report why.
-            let code = self.last_error_code()?;
-            self.load_abort()?;
-            return Ok(code);
+            return self.last_error_code();
+        }
+        let status = self.load_begin(u32::try_from(bytes.len())?)?;
+        if status != 0 {
+            self.free(buf, cap)?;
+            return Ok(status);
         }
         for piece in bytes.chunks(cap as usize) {
             self.write(buf, piece)?;
