@@ -140,14 +140,17 @@ impl Outcome {
     }
 }
 
+/// A registry model's name, its load result, and the results of the standard cases.
+type ModelOutcome = (
+    String,
+    Result<(), EngineError>,
+    Vec<Result<GenResult, EngineError>>,
+);
+
 /// What the native engine gives for the inputs the page runs.
 struct Expected {
-    /// Registry models: name, load result, results of the standard cases.
-    models: Vec<(
-        String,
-        Result<(), EngineError>,
-        Vec<Result<GenResult, EngineError>>,
-    )>,
+    /// Registry models, in registry order.
+    models: Vec<ModelOutcome>,
     /// Malformed manifest cases: name, native load code (0 = loaded).
     malformed: Vec<(String, u32)>,
     /// The overlong prompt on the default model: the native code.

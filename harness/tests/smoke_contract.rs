@@ -86,7 +86,10 @@ fn abi_signatures() -> BTreeMap<&'static str, (Vec<ValType>, Vec<ValType>)> {
 }
 
 /// The module's imports (count) and exported functions with their signatures.
-fn module_exports(wasm: &[u8]) -> (usize, BTreeMap<String, (Vec<ValType>, Vec<ValType>)>) {
+/// An export's parameter and result types.
+type Signature = (Vec<ValType>, Vec<ValType>);
+
+fn module_exports(wasm: &[u8]) -> (usize, BTreeMap<String, Signature>) {
     let mut types = Vec::new();
     let mut funcs = Vec::new();
     let mut imports = 0;

@@ -100,7 +100,9 @@ pub fn by_name(name: &str) -> anyhow::Result<Option<Box<dyn Engine>>> {
             if !node::node_available() {
                 return Ok(None);
             }
-            Ok(Some(Box::new(node::NodeEngine::spawn(&wasmtime::wasm_path())?)))
+            Ok(Some(Box::new(node::NodeEngine::spawn(
+                &wasmtime::wasm_path(),
+            )?)))
         }
         other => anyhow::bail!(
             "unknown engine {other:?} (known: {})",
