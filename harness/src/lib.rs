@@ -1,8 +1,10 @@
 //! The TinyRustLM harness: fixture recipes, converters, engines and the checks behind the
 //! `tinyrustlm` CLI.
 
+pub mod adapter;
 pub mod bench;
 pub mod browsers;
+pub mod check;
 pub mod conformance;
 pub mod engine;
 pub mod fixtures;

@@ -18,6 +18,20 @@ enum Command {
     /// Verify a .slm file completely (structure, shapes, tokenizer, every SHA-256).
     /// Exit 0 when valid; otherwise print the error code, name, byte offset and message.
     Verify { file: PathBuf },
+    /// The conformance run: verify, load in every available engine, run the standard prompt
+    /// set, compare token streams and logits digests bit for bit, check the budget.
+    Check {
+        /// The model (default: the built-in fixture).
+        file: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        /// Engines to compare, comma-separated (default: every available one).
+        #[arg(long, value_delimiter = ',')]
+        engine: Vec<String>,
+        /// New tokens per case.
+        #[arg(long, default_value_t = 24)]
+        max_tokens: u32,
+    },
     /// Show a verified file: header, metadata, tokenizer, tensors, budget headroom.
     Inspect {
         /// The model (default: the built-in fixture).
@@ -103,6 +117,11 @@ enum Command {
         #[arg(long, default_value_t = 120)]
         timeout: u64,
     },
+    /// Make, inspect and apply adapters (spec/adapters.md).
+    Adapter {
+        #[command(subcommand)]
+        what: AdapterWhat,
+    },
     /// Regenerate the corpus fixtures from corpus/recipes.json and the malformed-file matrix in
     /// corpus/malformed/ (or, with --check, require the committed files to be byte-identical to
     /// a fresh build).
@@ -113,6 +132,107 @@ enum Command {
         #[arg(long, default_value_os_t = fixtures::corpus_dir())]
         dir: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum AdapterWhat {
+    /// The task delta between two checkpoints of one layout, as an adapter bound to BASE.
+    Diff {
+        base: PathBuf,
+        tuned: PathBuf,
+        /// adp1 (dense), asp1 (sparse) or alr1 (low-rank).
+        #[arg(long)]
+        kind: String,
+        /// The ALR1 rank cap.
+        #[arg(long, default_value_t = 4)]
+        rank: u32,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
+    /// Verify an adapter and show its header and records.
+    Inspect {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply a module plan to a base model and write the receipt. Modules are read from the
+    /// plan's directory by their names.
+    Apply {
+        base: PathBuf,
+        plan: PathBuf,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
+}
+
+fn runtime_err(e: runtime::Error) -> anyhow::Error {
+    anyhow::anyhow!("{}", inspect::describe_error(&e))
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn adapter_command(what: AdapterWhat) -> Result<ExitCode> {
+    use runtime::adapter::{Adapter, AdapterKind, Plan};
+    match what {
+        AdapterWhat::Diff {
+            base,
+            tuned,
+            kind,
+            rank,
+            output,
+        } => {
+            let kind = AdapterKind::from_name(&kind)
+                .with_context(|| format!("unknown adapter kind {kind:?} (adp1, asp1, alr1)"))?;
+            let bytes = harness::adapter::diff::diff(&read(&base)?, &read(&tuned)?, kind, rank)?;
+            std::fs::write(&output, &bytes)
+                .with_context(|| format!("writing {}", output.display()))?;
+            let digest = runtime::adapter::format::file_digest(&bytes);
+            eprintln!(
+                "wrote {} ({} bytes, sha256 {})",
+                output.display(),
+                bytes.len(),
+                runtime::sha256::to_hex(&digest)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        AdapterWhat::Inspect { file, json } => {
+            let bytes = read(&file)?;
+            let a = Adapter::parse(&bytes).map_err(runtime_err)?;
+            if json {
+                let r = harness::adapter::report(&a, bytes.len());
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", harness::adapter::report_text(&a, bytes.len()));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AdapterWhat::Apply { base, plan, output } => {
+            let mut model = runtime::model::Model::load(read(&base)?).map_err(runtime_err)?;
+            let plan_bytes = read(&plan)?;
+            let p = Plan::parse(&plan_bytes).map_err(runtime_err)?;
+            let dir = plan.parent().unwrap_or(std::path::Path::new("."));
+            let modules = p
+                .modules
+                .iter()
+                .map(|m| read(&dir.join(&m.name)))
+                .collect::<Result<Vec<_>>>()?;
+            let refs: Vec<&[u8]> = modules.iter().map(|m| &m[..]).collect();
+            let receipt = runtime::adapter::apply_plan(&mut model, &plan_bytes, &refs)
+                .map_err(runtime_err)?;
+            let bytes = receipt.to_bytes();
+            std::fs::write(&output, &bytes)
+                .with_context(|| format!("writing {}", output.display()))?;
+            eprintln!(
+                "applied {} module(s), {} tensor(s) assembled; receipt sha256 {}",
+                receipt.modules.len(),
+                receipt.assembled_tensors,
+                runtime::sha256::to_hex(&receipt.digest())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -137,6 +257,9 @@ enum BenchWhat {
         /// Only this shape (stories15M or stories42M).
         #[arg(long)]
         shape: Option<String>,
+        /// Engines, comma-separated (native, wasmtime).
+        #[arg(long, value_delimiter = ',', default_value = "native,wasmtime")]
+        engine: Vec<String>,
         #[arg(long)]
         json: bool,
     },
@@ -246,6 +369,49 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
+        Command::Check {
+            file,
+            json,
+            engine,
+            max_tokens,
+        } => {
+            let bytes = read_model(&file)?;
+            let names: Vec<String> = if engine.is_empty() {
+                harness::engine::ENGINE_NAMES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            } else {
+                engine
+            };
+            let mut engines = Vec::new();
+            for n in &names {
+                match harness::engine::by_name(n)? {
+                    Some(e) => engines.push(e),
+                    None => eprintln!("note: engine {n} is not available here; skipped"),
+                }
+            }
+            let report = harness::check::check(
+                &bytes,
+                &mut engines,
+                max_tokens,
+                harness::engine::wasm_module_bytes(),
+            );
+            let name = file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| format!("built-in {}", fixtures::DEFAULT_MODEL_NAME));
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", harness::check::render(&report, &name));
+            }
+            Ok(if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::Inspect { file, json } => {
             let bytes = read_model(&file)?;
             let slm = match inspect::verify(&bytes) {
@@ -333,8 +499,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     harness::bench::sha256::run(mib, runs, json)?
                 }
                 BenchWhat::Tokenizer { json } => harness::bench::tokenizer::run(json)?,
-                BenchWhat::Model { runs, shape, json } => {
-                    harness::bench::model::run(runs, shape.as_deref(), json, &heap::peak)?
+                BenchWhat::Model {
+                    runs,
+                    shape,
+                    engine,
+                    json,
+                } => {
+                    harness::bench::model::run(runs, shape.as_deref(), &engine, json, &heap::peak)?
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -388,6 +559,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        Command::Adapter { what } => adapter_command(what),
         Command::Fixtures { check, dir } => {
             let mut touched = fixtures::generate(&dir, check)?;
             touched.extend(malformed::generate(&dir.join("malformed"), check)?);

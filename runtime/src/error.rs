@@ -101,8 +101,31 @@ error_codes! {
     OutOfMemory = 33,
     /// An argument is invalid in a way no more specific code covers.
     InvalidArgument = 34,
-    /// A tensor holds a value the runtime refuses (NaN or infinity in a norm weight, f16 scale).
+    /// A value the runtime refuses: NaN or infinity given to a quantizer, in an adapter, or in an
+    /// assembled (adapted) tensor.
     NonFiniteValue = 35,
+    /// The data does not start with an adapter magic (`ADP1`, `ASP1`, `ALR1`; spec/adapters.md).
+    InvalidAdapterMagic = 36,
+    /// The adapter format major version is not one this reader implements, or its minor is newer.
+    UnsupportedAdapterVersion = 37,
+    /// An adapter header field or tensor record is malformed (sizes, names, order, rank, counts).
+    InvalidAdapter = 38,
+    /// The adapter is bound to another base: its layout or tokenizer digest differs from the model's.
+    AdapterBaseMismatch = 39,
+    /// A sparse (ASP1) element index is not below the tensor's element count.
+    SparseIndexOutOfRange = 40,
+    /// Sparse (ASP1) element indices are not strictly increasing (unsorted or duplicated).
+    SparseIndexOrder = 41,
+    /// A module plan or receipt is malformed (spec/adapters.md, canonical text).
+    InvalidPlan = 42,
+    /// The plan names another base model than the loaded one (file digests differ).
+    PlanBaseMismatch = 43,
+    /// A module's bytes differ from the plan's entry (count, size or SHA-256).
+    ModuleDigestMismatch = 44,
+    /// The receipt of an assembly differs from the one the host pinned.
+    ReceiptMismatch = 45,
+    /// Generation is refused: the session requires a plan that is not applied.
+    AdaptersRequired = 46,
 }
 
 impl fmt::Display for ErrorCode {

@@ -5,6 +5,7 @@
 //! - [`format`]: the `.slm` container (spec/slm.md): verified zero-copy reader and canonical writer;
 //! - [`model`]: numeric kernels and the forward pass (spec/determinism.md);
 //! - [`generate`]: tokenizer, sampler and the generation session;
+//! - [`adapter`]: ADP1/ASP1/ALR1 adapters, module plans and receipts (spec/adapters.md);
 //! - `abi` (feature `abi`): the raw WebAssembly ABI (spec/abi.md).
 //!
 //! No dependencies, no unsafe code (the ABI's `#[no_mangle]` exports are the one exception).
@@ -21,6 +22,7 @@ extern crate std;
 #[cfg(feature = "abi")]
 #[allow(unsafe_code)]
 pub mod abi;
+pub mod adapter;
 pub mod error;
 pub mod format;
 pub mod generate;

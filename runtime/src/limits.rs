@@ -57,6 +57,23 @@ pub const MAX_NEW_TOKENS: u32 = 8_192;
 /// Largest top-k.
 pub const MAX_TOP_K: u32 = 1024;
 
+// Adapters and module plans (spec/adapters.md, Limits).
+
+/// Largest adapter file the runtime reads (bytes): the model budget.
+pub const MAX_ADAPTER_BYTES: u64 = 33_554_432;
+/// The selector's adapter auto-apply budget (bytes): larger adapters are never applied unasked.
+pub const ADAPTER_AUTO_APPLY_BYTES: u64 = 1_048_576;
+/// Size of the fixed adapter header (bytes).
+pub const ADAPTER_HEADER_BYTES: usize = 128;
+/// Tensor records in one adapter.
+pub const MAX_ADAPTER_TENSORS: u32 = 1024;
+/// Rank of one low-rank (ALR1) record.
+pub const MAX_ADAPTER_RANK: u32 = 256;
+/// Modules in one plan.
+pub const MAX_PLAN_MODULES: usize = 16;
+/// Bytes of a plan or receipt (canonical text).
+pub const MAX_PLAN_BYTES: usize = 8192;
+
 // abi (spec/abi.md, Host buffers).
 
 /// Bytes of one host buffer (`trlm_alloc`): a whole model fits in one.

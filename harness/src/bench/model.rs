@@ -215,6 +215,84 @@ fn estimate_bytes(shape: &Shape, dtype: DType) -> u64 {
     matrix_elems / dtype.block_elems() as u64 * per_block + (2 * l + 1) * d * 4
 }
 
+/// Measures the .wasm module under wasmtime on one model, through the raw ABI (chunked load,
+/// start, step) without reading diagnostics between steps. Peak memory is the instance's linear
+/// memory size.
+pub fn measure_wasmtime(
+    module: &crate::engine::wasmtime::WasmModule,
+    shape: &Shape,
+    dtype: DType,
+    runs: usize,
+) -> Result<Row> {
+    use crate::engine::wasmtime::{AbiInstance, WasmLimits, LOAD_CHUNK_BYTES};
+    let bytes = build(shape, dtype)?;
+    let ok = |what: &str, status: u32| -> Result<()> {
+        anyhow::ensure!(status == 0, "wasm {what} failed with code {status}");
+        Ok(())
+    };
+    let mut inst = AbiInstance::new(module, WasmLimits::default())?;
+    let load_ms = {
+        let mut times = Vec::new();
+        for _ in 0..runs {
+            let t = std::time::Instant::now();
+            ok("load", inst.load_chunked(&bytes, LOAD_CHUNK_BYTES)?)?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        times.sort_by(f64::total_cmp);
+        Stats {
+            runs,
+            median_s: times[runs / 2],
+            min_s: times[0],
+            max_s: times[runs - 1],
+        }
+    };
+    let out = inst.alloc(16)?;
+    let prompt: Vec<u8> = (0..127).map(|i| b'a' + (i % 26) as u8).collect();
+    let prompt_ptr = inst.alloc_with(&prompt)?;
+    let prefill_tokens = prompt.len();
+    let mut failure = None;
+    let prefill = Stats::measure(runs, || {
+        let r = inst
+            .set_sampling(0.0, u32::MAX, 1.0, 1, 1)
+            .and_then(|_| inst.start(prompt_ptr, prompt.len() as u32));
+        if !matches!(r, Ok(0)) {
+            failure = Some(format!("prefill: {r:?}"));
+        }
+    });
+    let decode_tokens = shape.context / 2;
+    let decode = Stats::measure(runs, || {
+        let r = inst
+            .set_sampling(0.0, u32::MAX, 1.0, 1, decode_tokens)
+            .and_then(|_| inst.start(prompt_ptr, 0));
+        if !matches!(r, Ok(0)) {
+            failure = Some(format!("start: {r:?}"));
+            return;
+        }
+        for _ in 0..decode_tokens {
+            if !matches!(inst.step(out), Ok(0)) {
+                failure = Some("step failed".into());
+                return;
+            }
+        }
+    });
+    if let Some(f) = failure {
+        anyhow::bail!("wasmtime {}: {f}", shape.name);
+    }
+    Ok(Row {
+        shape: shape.name,
+        dtype: dtype.name(),
+        engine: "wasmtime".into(),
+        file_bytes: bytes.len(),
+        kv_cache_bytes: 2 * 4 * (shape.n_layers * shape.context * shape.dim) as usize,
+        load_ms,
+        prefill_tokens,
+        prefill_tok_s: prefill.rate(prefill_tokens as f64),
+        decode_tokens,
+        decode_tok_s: decode.rate(decode_tokens as f64),
+        peak_heap_bytes: Some(inst.memory_size()),
+    })
+}
+
 fn mib(b: usize) -> f64 {
     b as f64 / 1048576.0
 }
@@ -223,10 +301,19 @@ fn mib(b: usize) -> f64 {
 pub fn run(
     runs: usize,
     only_shape: Option<&str>,
+    engines: &[String],
     json: bool,
     peak: &dyn Fn(bool) -> Option<usize>,
 ) -> Result<()> {
-    let mut rows = Vec::new();
+    let module = if engines.iter().any(|e| e == "wasmtime") {
+        Some(crate::engine::wasmtime::WasmModule::compile(
+            &crate::engine::wasmtime::wasm_bytes()?,
+        )?)
+    } else {
+        None
+    };
+    let wasm = module.as_ref();
+    let mut rows: Vec<Row> = Vec::new();
     for shape in SHAPES
         .iter()
         .filter(|s| only_shape.is_none_or(|o| o == s.name))
@@ -245,11 +332,15 @@ pub fn run(
                 }
                 continue;
             }
-            let row = measure_native(shape, dtype, runs, peak)?;
-            if !json {
-                let (p, pmin, pmax) = row.prefill_tok_s;
-                let (d, dmin, dmax) = row.decode_tok_s;
-                println!(
+            let mut measured = vec![measure_native(shape, dtype, runs, peak)?];
+            if let Some(module) = wasm {
+                measured.push(measure_wasmtime(module, shape, dtype, runs)?);
+            }
+            for row in measured {
+                if !json {
+                    let (p, pmin, pmax) = row.prefill_tok_s;
+                    let (d, dmin, dmax) = row.decode_tok_s;
+                    println!(
                     "{:<11} {:<5} {:<7} file {:>6.2} MiB  load+verify {:>6.1} ms  prefill {:>7.1} tok/s ({:.1}..{:.1})  decode {:>7.1} tok/s ({:.1}..{:.1})  peak heap {}",
                     row.shape,
                     row.dtype,
@@ -266,8 +357,22 @@ pub fn run(
                         .map(|b| format!("{:.2} MiB (file + KV {:.2} MiB)", mib(b), mib(row.file_bytes + row.kv_cache_bytes)))
                         .unwrap_or_else(|| "n/a".into()),
                 );
+                }
+                if row.engine != "native" {
+                    if let Some(native) = rows.last().filter(|r: &&Row| r.engine == "native") {
+                        if !json {
+                            println!(
+                            "{:<11} {:<5} wasmtime/native decode ratio {:.2}, prefill ratio {:.2}",
+                            row.shape,
+                            row.dtype,
+                            row.decode_tok_s.0 / native.decode_tok_s.0,
+                            row.prefill_tok_s.0 / native.prefill_tok_s.0
+                        );
+                        }
+                    }
+                }
+                rows.push(row);
             }
-            rows.push(row);
         }
     }
     if json {

@@ -4,6 +4,7 @@
 
 pub mod native;
 pub mod node;
+pub mod wasmtime;
 
 use runtime::generate::sampler::SamplerSettings;
 use serde::Serialize;
@@ -20,7 +21,12 @@ impl std::fmt::Display for EngineError {
         let name = runtime::ErrorCode::from_u32(self.code)
             .map(|c| c.name())
             .unwrap_or("unknown");
-        write!(f, "error {} {}: {}", self.code, name, self.message)
+        // Messages from the runtime already read "error CODE Name[ at byte N]: ...".
+        if self.message.starts_with(&format!("error {} ", self.code)) {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "error {} {}: {}", self.code, name, self.message)
+        }
     }
 }
 
@@ -78,4 +84,28 @@ pub trait Engine {
     fn load(&mut self, bytes: &[u8]) -> Result<ModelInfo, EngineError>;
     /// Runs one generation on the loaded model, step by step, to its end.
     fn generate(&mut self, req: &GenRequest) -> Result<GenResult, EngineError>;
+}
+
+/// Engine names `--engine` accepts, in the order `check` runs them (the first is the reference).
+pub const ENGINE_NAMES: &[&str] = &["native", "wasmtime"];
+
+/// The engine called `name`, or None when it cannot run on this machine.
+pub fn by_name(name: &str) -> anyhow::Result<Option<Box<dyn Engine>>> {
+    match name {
+        "native" => Ok(Some(Box::new(native::NativeEngine::default()))),
+        "wasmtime" => Ok(Some(Box::new(wasmtime::WasmtimeEngine::new(
+            &wasmtime::wasm_bytes()?,
+        )?))),
+        other => anyhow::bail!(
+            "unknown engine {other:?} (known: {})",
+            ENGINE_NAMES.join(", ")
+        ),
+    }
+}
+
+/// Size of the built .wasm module, when the build has one.
+pub fn wasm_module_bytes() -> Option<u64> {
+    std::fs::metadata(wasmtime::wasm_path())
+        .ok()
+        .map(|m| m.len())
 }

@@ -4,7 +4,7 @@
 //! [`Slm::parse`] verifies a file completely before exposing anything; [`write`] produces the
 //! canonical bytes of a [`ModelFile`].
 
-mod cursor;
+pub(crate) mod cursor;
 pub mod directory;
 pub mod dtype;
 pub mod header;

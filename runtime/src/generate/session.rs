@@ -5,7 +5,13 @@
 //! The loop is llama2.c's `generate`: the prompt is fed token by token; every later step samples
 //! from the logits of the current token, stops (without emitting) on a stop token, and otherwise
 //! decodes the piece `decode(previous, next)` and feeds `next` at the next position.
+//!
+//! Adapters (spec/adapters.md, Sessions): [`Session::apply_plan`] installs a module plan's
+//! assembly and [`Session::remove_adapters`] restores the base; both end any generation and clear
+//! the KV cache. [`Session::require_plan`] closes the gate: `start` then fails with
+//! `AdaptersRequired` until that plan is applied (with the pinned receipt, if one is given).
 
+use crate::adapter::plan::{prepare_plan, Receipt};
 use crate::error::{Error, ErrorCode, Result};
 use crate::format::DType;
 use crate::generate::sampler::{Sampler, SamplerSettings};
@@ -78,6 +84,19 @@ pub struct Diagnostics {
     /// Sampling steps digested.
     pub logit_steps: u32,
     pub finish: Option<Finish>,
+    /// Adapter modules of the applied plan (0 when none is applied).
+    pub adapter_modules: u32,
+    /// SHA-256 of the applied plan's receipt bytes, when a plan is applied.
+    pub receipt_digest: Option<[u8; 32]>,
+}
+
+/// The plan a session must have applied before it generates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanRequirement {
+    /// The plan's digest (SHA-256 of its bytes).
+    pub plan: [u8; 32],
+    /// If given, the SHA-256 the receipt's bytes must have.
+    pub receipt: Option<[u8; 32]>,
 }
 
 /// One model and one generation at a time.
@@ -98,6 +117,9 @@ pub struct Session {
     logits_hash: Sha256,
     logit_steps: u32,
     phase: Phase,
+    required: Option<PlanRequirement>,
+    /// The applied plan's receipt and its digest.
+    applied: Option<(Receipt, [u8; 32])>,
 }
 
 fn reserve<T>(v: &mut Vec<T>, n: usize) -> Result<()> {
@@ -129,7 +151,69 @@ impl Session {
             logits_hash: Sha256::new(),
             logit_steps: 0,
             phase: Phase::Idle,
+            required: None,
+            applied: None,
         })
+    }
+
+    /// Sets (or with `None` lifts) the plan this session must have applied before `start`.
+    pub fn require_plan(&mut self, requirement: Option<PlanRequirement>) {
+        self.required = requirement;
+    }
+
+    /// Verifies and applies a module plan with its adapters' bytes (in plan order), replacing
+    /// any applied plan; all or nothing. Ends any generation and clears the KV cache. Returns the
+    /// receipt.
+    ///
+    /// Errors: those of [`crate::adapter::prepare_plan`]; `ReceiptMismatch` when this is the
+    /// required plan and its receipt is not the pinned one; `OutOfMemory`. On error nothing
+    /// changed.
+    pub fn apply_plan(&mut self, plan: &[u8], modules: &[&[u8]]) -> Result<&Receipt> {
+        let prepared = prepare_plan(&self.model, plan, modules)?;
+        let digest = prepared.receipt.digest();
+        if let Some(req) = self.required {
+            if req.plan == prepared.receipt.plan && req.receipt.is_some_and(|d| d != digest) {
+                return Err(Error::new(
+                    ErrorCode::ReceiptMismatch,
+                    "the plan's receipt is not the one required",
+                ));
+            }
+        }
+        let state = State::new(&self.model, self.state.context as u32)?;
+        let receipt = prepared.install(&mut self.model);
+        self.state = state;
+        self.reset();
+        Ok(&self.applied.insert((receipt, digest)).0)
+    }
+
+    /// Removes every adapter: the model computes with its base bytes again. Ends any generation
+    /// and clears the KV cache. Errors: `OutOfMemory` (nothing changed).
+    pub fn remove_adapters(&mut self) -> Result<()> {
+        let state = State::new(&self.model, self.state.context as u32)?;
+        self.model.set_overlay(alloc::collections::BTreeMap::new());
+        self.state = state;
+        self.applied = None;
+        self.reset();
+        Ok(())
+    }
+
+    /// The receipt of the applied plan, if any.
+    pub fn receipt(&self) -> Option<&Receipt> {
+        self.applied.as_ref().map(|(r, _)| r)
+    }
+
+    /// `AdaptersRequired` unless the required plan (if any) is applied with the pinned receipt.
+    fn check_gate(&self) -> Result<()> {
+        let Some(req) = self.required else {
+            return Ok(());
+        };
+        match &self.applied {
+            Some((r, d)) if r.plan == req.plan && req.receipt.is_none_or(|p| p == *d) => Ok(()),
+            _ => Err(Error::new(
+                ErrorCode::AdaptersRequired,
+                "the session requires a module plan that is not applied",
+            )),
+        }
     }
 
     pub fn model(&self) -> &Model {
@@ -146,9 +230,11 @@ impl Session {
     ///
     /// Errors (the session is then idle, the model still loaded): `InvalidSettings`,
     /// `InvalidUtf8`, `PromptTooLong` (text over `MAX_PROMPT_BYTES`), `ContextExceeded` (more
-    /// prompt tokens than the context holds), `InvalidArgument` (the prompt encodes to no token).
+    /// prompt tokens than the context holds), `InvalidArgument` (the prompt encodes to no token),
+    /// `AdaptersRequired` (a required plan is not applied; checked first).
     pub fn start(&mut self, prompt: &[u8], settings: SamplerSettings) -> Result<()> {
         self.reset();
+        self.check_gate()?;
         let sampler = Sampler::new(self.model.config.vocab_size as usize, settings)?;
         let add_bos = self.model.tokenizer.add_bos();
         self.model
@@ -313,6 +399,8 @@ impl Session {
                 Phase::Finished(f) => Some(f),
                 _ => None,
             },
+            adapter_modules: self.receipt().map_or(0, |r| r.modules.len() as u32),
+            receipt_digest: self.applied.as_ref().map(|(_, d)| *d),
         }
     }
 }

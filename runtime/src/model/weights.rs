@@ -1,11 +1,18 @@
 //! A loaded model: the verified file bytes (owned, never copied into f32 shadows), where each
 //! weight lies in them, and the tokenizer built from the file.
+//!
+//! Adapters (spec/adapters.md) never modify the file bytes: an applied plan installs an
+//! *overlay* of assembled tensors (base payload offset → new payload bytes of the same length),
+//! and [`Model::mat`] / [`Model::payload`] read a tensor from the overlay when it has one.
+//! Removing the overlay restores the base exactly.
 
+use crate::adapter::binding::{self, BaseBinding};
 use crate::error::{Error, ErrorCode, Result};
 use crate::format::{llama, Config, DType, Slm, TensorEntry};
 use crate::generate::tokenizer::Tokenizer;
+use crate::limits;
 use crate::model::kernels::MatRef;
-use alloc::{string::String, vec::Vec};
+use alloc::{collections::BTreeMap, string::String, vec::Vec};
 
 /// Where one tensor's payload lies in the file, and its matrix shape (a vector is `[1, n]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +40,23 @@ impl TensorLoc {
             offset: e.offset as usize,
             len: e.length as usize,
         }
+    }
+}
+
+/// One tensor of the file's directory: name, shape and where its payload lies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorInfo {
+    pub name: String,
+    pub rank: u8,
+    /// Outermost first; entries past `rank` are 1.
+    pub dims: [u32; limits::MAX_RANK],
+    pub loc: TensorLoc,
+}
+
+impl TensorInfo {
+    /// The shape, outermost first.
+    pub fn shape(&self) -> &[u32] {
+        &self.dims[..self.rank as usize]
     }
 }
 
@@ -66,6 +90,12 @@ pub struct Model {
     pub final_norm: TensorLoc,
     /// The classifier: `output.weight`, or the embedding when tied.
     pub classifier: TensorLoc,
+    /// Every tensor, in directory order.
+    pub tensors: Vec<TensorInfo>,
+    /// The layout and tokenizer digests adapters are bound to (spec/adapters.md, Base binding).
+    pub binding: BaseBinding,
+    /// Assembled tensors replacing base payloads, keyed by the base payload offset.
+    overlay: BTreeMap<usize, Vec<u8>>,
 }
 
 impl Model {
@@ -111,6 +141,17 @@ impl Model {
         };
         let name = String::from(slm.metadata("name").unwrap_or(""));
         let digest = slm.digest();
+        let binding = binding::of_slm(&slm);
+        let tensors = slm
+            .tensors
+            .iter()
+            .map(|e| TensorInfo {
+                name: String::from(e.name),
+                rank: e.rank,
+                dims: e.dims,
+                loc: TensorLoc::from_entry(e),
+            })
+            .collect();
         drop(slm);
         Ok(Model {
             bytes,
@@ -122,6 +163,9 @@ impl Model {
             layers,
             final_norm,
             classifier,
+            tensors,
+            binding,
+            overlay: BTreeMap::new(),
         })
     }
 
@@ -130,19 +174,40 @@ impl Model {
         &self.bytes
     }
 
-    /// A weight as a matrix view over the file bytes.
+    /// A weight as a matrix view over its current bytes (assembled when an adapter touched it).
     pub fn mat(&self, t: &TensorLoc) -> MatRef<'_> {
         MatRef {
             dtype: t.dtype,
             rows: t.rows,
             cols: t.cols,
-            bytes: &self.bytes[t.offset..t.offset + t.len],
+            bytes: self.payload(t),
         }
     }
 
-    /// The payload bytes of a tensor.
+    /// The current payload bytes of a tensor: the overlay's when it has one, else the file's.
     pub fn payload(&self, t: &TensorLoc) -> &[u8] {
+        if !self.overlay.is_empty() {
+            if let Some(bytes) = self.overlay.get(&t.offset) {
+                return bytes;
+            }
+        }
+        self.base_payload(t)
+    }
+
+    /// The payload bytes of a tensor as the file holds them (ignoring any overlay).
+    pub fn base_payload(&self, t: &TensorLoc) -> &[u8] {
         &self.bytes[t.offset..t.offset + t.len]
+    }
+
+    /// Replaces the overlay (an empty map restores the base). Every value must be as long as the
+    /// payload at its key; `adapter::apply` builds them so.
+    pub(crate) fn set_overlay(&mut self, overlay: BTreeMap<usize, Vec<u8>>) {
+        self.overlay = overlay;
+    }
+
+    /// Tensors currently replaced by assembled bytes.
+    pub fn overlay_len(&self) -> usize {
+        self.overlay.len()
     }
 
     /// The dtype of the layer matrices (the first layer's query projection), for diagnostics.

@@ -1,0 +1,127 @@
+//! Builds the runtime's WebAssembly module (spec/abi.md, Module) so that `cargo build` and
+//! `cargo test` of the harness need no manual step: a nested
+//! `cargo rustc -p tinyrustlm-runtime --lib --release --target wasm32-unknown-unknown
+//! --features abi --crate-type cdylib` into its own target directory (`<target>/wasm`: sharing
+//! the outer build's directory would deadlock on its lock), then exports the module's path as
+//! `TRLM_WASM_PATH`. A machine without the wasm32 target gets it from rustup.
+
+use std::env;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TARGET: &str = "wasm32-unknown-unknown";
+
+/// Variables through which the outer build's settings (host rustflags, coverage
+/// instrumentation, clippy's wrapper, its target directory) would leak into the nested build.
+const CLEARED_VARS: &[&str] = &[
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_BUILD_RUSTFLAGS",
+    "RUSTC_WRAPPER",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "CARGO_BUILD_RUSTC_WRAPPER",
+    "CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER",
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET_DIR",
+    "CARGO_BUILD_TARGET",
+    "LLVM_PROFILE_FILE",
+];
+
+fn main() {
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let workspace = manifest_dir
+        .parent()
+        .expect("the harness lies inside the workspace")
+        .to_path_buf();
+    let runtime = workspace.join("runtime");
+    for path in [
+        runtime.join("src"),
+        runtime.join("Cargo.toml"),
+        workspace.join("Cargo.toml"),
+    ] {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
+    println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
+
+    let target_dir = match env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace.join(dir),
+        None => workspace.join("target"),
+    }
+    .join("wasm");
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| OsString::from("rustc"));
+    ensure_wasm_target(&rustc);
+
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&workspace)
+        .args(["rustc", "-p", "tinyrustlm-runtime", "--lib", "--release"])
+        .args([
+            "--target",
+            TARGET,
+            "--features",
+            "abi",
+            "--crate-type",
+            "cdylib",
+        ])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        // The module's size matters to browsers; symbol names are not needed to run it.
+        .env("CARGO_PROFILE_RELEASE_STRIP", "true");
+    for var in CLEARED_VARS {
+        cmd.env_remove(var);
+    }
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build the wasm module: {e}"));
+    if !status.success() {
+        panic!("building the wasm module failed ({status}); see the output above");
+    }
+    let wasm = target_dir
+        .join(TARGET)
+        .join("release")
+        .join("tinyrustlm_runtime.wasm");
+    if !wasm.is_file() {
+        panic!("the wasm build succeeded but {} is missing", wasm.display());
+    }
+    println!("cargo:rustc-env=TRLM_WASM_PATH={}", wasm.display());
+}
+
+/// Installs the wasm32 standard library into the toolchain that runs this build if it lacks it.
+fn ensure_wasm_target(rustc: &OsString) {
+    let out = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run rustc --print sysroot: {e}"));
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    if has_target(&sysroot) {
+        return;
+    }
+    // The sysroot of a rustup toolchain is named after it (e.g. stable-x86_64-unknown-linux-gnu).
+    let toolchain = sysroot
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    println!(
+        "cargo:warning=the {TARGET} target is missing from toolchain {toolchain}; \
+         running `rustup target add {TARGET} --toolchain {toolchain}`"
+    );
+    let status = Command::new("rustup")
+        .args(["target", "add", TARGET, "--toolchain", &toolchain])
+        .status()
+        .unwrap_or_else(|e| {
+            panic!("the {TARGET} target is missing and rustup cannot be run ({e}); install it")
+        });
+    if !status.success() || !has_target(&sysroot) {
+        panic!("`rustup target add {TARGET}` failed ({status}); install the target by hand");
+    }
+}
+
+fn has_target(sysroot: &Path) -> bool {
+    sysroot
+        .join("lib/rustlib")
+        .join(TARGET)
+        .join("lib")
+        .is_dir()
+}
