@@ -20,7 +20,7 @@ use launch::Browser;
 use serde::Serialize;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The smoke modes one browser launch runs.
 pub const ALL_MODES: &str = "1,malformed,missing,overlong,steps";
@@ -140,8 +140,8 @@ impl Outcome {
     }
 }
 
-/// A registry model's name, its load result, and the results of the standard cases.
-type ModelOutcome = (
+/// One registry model on the native engine: name, load result, results of the standard cases.
+type NativeModel = (
     String,
     Result<(), EngineError>,
     Vec<Result<GenResult, EngineError>>,
@@ -150,7 +150,7 @@ type ModelOutcome = (
 /// What the native engine gives for the inputs the page runs.
 struct Expected {
     /// Registry models, in registry order.
-    models: Vec<ModelOutcome>,
+    models: Vec<NativeModel>,
     /// Malformed manifest cases: name, native load code (0 = loaded).
     malformed: Vec<(String, u32)>,
     /// The overlong prompt on the default model: the native code.
@@ -290,7 +290,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         match opts.serve.wasm.as_deref() {
             Some(wasm) if node_available() => {
                 out.engines.push("node".into());
-                run_node(wasm, opts, &registry, &expected, &mut out)?;
+                run_node(wasm, opts, &expected, &mut out)?;
             }
             _ => out.skipped.push("node".into()),
         }
@@ -492,13 +492,7 @@ fn compare_steps(
     out.rows.push(r);
 }
 
-fn run_node(
-    wasm: &Path,
-    opts: &Options,
-    registry: &Value,
-    exp: &Expected,
-    out: &mut Outcome,
-) -> Result<()> {
+fn run_node(wasm: &Path, opts: &Options, exp: &Expected, out: &mut Outcome) -> Result<()> {
     let corpus = &opts.serve.corpus;
     let mut node = NodeEngine::spawn(wasm)?;
     let cases = standard_cases(SMOKE_MAX_NEW);
@@ -514,7 +508,6 @@ fn run_node(
                 continue;
             }
         }
-        let t0 = Instant::now();
         for (case, want) in cases.iter().zip(results) {
             let r = match (node.generate(&case.request()), want) {
                 (Ok(g), Ok(w)) => gen_row("node", name, case.name, &g, w),
@@ -528,7 +521,6 @@ fn run_node(
             };
             out.rows.push(r);
         }
-        let _ = t0;
     }
     if opts.modes.split(',').any(|m| m == "malformed") {
         let manifest: Value =
@@ -553,6 +545,5 @@ fn run_node(
             ));
         }
     }
-    let _ = registry;
     Ok(())
 }

@@ -83,11 +83,6 @@ enum Command {
         #[command(subcommand)]
         what: BenchWhat,
     },
-    /// Make, inspect and apply adapters (spec/adapters.md).
-    Adapter {
-        #[command(subcommand)]
-        what: AdapterWhat,
-    },
     /// Serve the browser smoke page (browser-smoke/), the wasm module and the corpus on
     /// 127.0.0.1; reports the page POSTs are printed as JSON lines.
     Serve {
@@ -121,6 +116,11 @@ enum Command {
         /// Seconds to wait for one browser's report.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+    },
+    /// Make, inspect and apply adapters (spec/adapters.md).
+    Adapter {
+        #[command(subcommand)]
+        what: AdapterWhat,
     },
     /// Regenerate the corpus fixtures from corpus/recipes.json and the malformed-file matrix in
     /// corpus/malformed/ (or, with --check, require the committed files to be byte-identical to
@@ -510,7 +510,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Adapter { what } => adapter_command(what),
         Command::Serve {
             port,
             root,
@@ -560,6 +559,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        Command::Adapter { what } => adapter_command(what),
         Command::Fixtures { check, dir } => {
             let mut touched = fixtures::generate(&dir, check)?;
             touched.extend(malformed::generate(&dir.join("malformed"), check)?);

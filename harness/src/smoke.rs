@@ -24,13 +24,9 @@ pub fn smoke_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../browser-smoke")
 }
 
-/// The runtime's wasm module: `TRLM_WASM_PATH` as harness/build.rs set it at compile time, else
-/// from the environment; None when neither names an existing file.
+/// The runtime's wasm module as harness/build.rs built it; None when the file is gone.
 pub fn wasm_module_path() -> Option<PathBuf> {
-    option_env!("TRLM_WASM_PATH")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("TRLM_WASM_PATH").map(PathBuf::from))
-        .filter(|p| p.is_file())
+    Some(crate::engine::wasmtime::wasm_path()).filter(|p| p.is_file())
 }
 
 /// The registry the page lists (browser-smoke/registry.json): every corpus fixture with its

@@ -4,6 +4,7 @@
 
 use harness::conformance::{run_cases, standard_cases};
 use harness::engine::native::NativeEngine;
+use harness::engine::node::NodeEngine;
 use harness::engine::wasmtime::WasmtimeEngine;
 use harness::engine::Engine;
 use harness::fixtures::{corpus_dir, load_recipes};
@@ -17,12 +18,13 @@ fn engines() -> Vec<Box<dyn Engine>> {
         Box::new(NativeEngine::default()),
         Box::new(WasmtimeEngine::new(&wasm).expect("the module instantiates")),
     ];
-    match harness::smoke::wasm_module_path() {
-        Some(wasm) if harness::engine::node::node_available() => engines.push(Box::new(
-            harness::engine::node::NodeEngine::spawn(&wasm).expect("starting the node engine"),
-        )),
-        Some(_) => eprintln!("node engine skipped: no node executable"),
-        None => eprintln!("node engine skipped: no wasm module (TRLM_WASM_PATH)"),
+    if harness::engine::node::node_available() {
+        let path = harness::engine::wasmtime::wasm_path();
+        engines.push(Box::new(
+            NodeEngine::spawn(&path).expect("starting the node engine"),
+        ));
+    } else {
+        eprintln!("node engine skipped: no node executable");
     }
     engines
 }

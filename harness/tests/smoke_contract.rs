@@ -59,8 +59,11 @@ fn the_wrapper_does_no_math_in_javascript() {
     assert!(!text.contains("Math."), "trlm.js calls a Math function");
 }
 
-/// spec/abi.md: every export as (params, results).
-fn abi_signatures() -> BTreeMap<&'static str, (Vec<ValType>, Vec<ValType>)> {
+/// A function signature: (params, results).
+type Signature = (Vec<ValType>, Vec<ValType>);
+
+/// spec/abi.md: every export's signature.
+fn abi_signatures() -> BTreeMap<&'static str, Signature> {
     use ValType::{F32, I32, I64};
     let sig = |p: &[ValType]| (p.to_vec(), vec![I32]);
     BTreeMap::from([
@@ -86,9 +89,6 @@ fn abi_signatures() -> BTreeMap<&'static str, (Vec<ValType>, Vec<ValType>)> {
 }
 
 /// The module's imports (count) and exported functions with their signatures.
-/// An export's parameter and result types.
-type Signature = (Vec<ValType>, Vec<ValType>);
-
 fn module_exports(wasm: &[u8]) -> (usize, BTreeMap<String, Signature>) {
     let mut types = Vec::new();
     let mut funcs = Vec::new();

@@ -42,7 +42,9 @@ pub const CHROMIUM_QUIET_FLAGS: &[&str] = &[
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
 ];
 
-/// Firefox prefs (user.js) that keep it off the network (BROWSERS.md), plus
+/// Firefox prefs (user.js) that keep it off the network (BROWSERS.md, plus the unified-ads and
+/// context-id prefs and a loopback telemetry server: without them Firefox 153 looked up
+/// ads.mozilla.org and incoming.telemetry.mozilla.org, strace-checked), and
 /// `dom.allow_scripts_to_close_windows` so the page can end the run with `window.close()`.
 pub const FIREFOX_USER_JS: &str = r#"user_pref("network.captive-portal-service.enabled", false);
 user_pref("network.connectivity-service.enabled", false);
@@ -66,13 +68,22 @@ user_pref("browser.newtabpage.activity-stream.feeds.topsites", false);
 user_pref("browser.newtabpage.activity-stream.feeds.system.topstories", false);
 user_pref("browser.newtabpage.activity-stream.feeds.section.topstories", false);
 user_pref("browser.newtabpage.activity-stream.telemetry", false);
+user_pref("browser.newtabpage.activity-stream.unifiedAds.endpoint", "data:,");
+user_pref("browser.newtabpage.activity-stream.unifiedAds.tiles.enabled", false);
+user_pref("browser.newtabpage.activity-stream.unifiedAds.spocs.enabled", false);
+user_pref("browser.newtabpage.activity-stream.showSponsored", false);
+user_pref("browser.newtabpage.activity-stream.showSponsoredTopSites", false);
+user_pref("browser.contextual-services.contextId.rotation-in-days", 0);
+user_pref("browser.contextual-services.contextId.rust-component.enabled", false);
 user_pref("browser.startup.homepage_override.mstone", "ignore");
 user_pref("browser.startup.page", 0);
 user_pref("browser.aboutwelcome.enabled", false);
 user_pref("toolkit.telemetry.enabled", false);
 user_pref("toolkit.telemetry.unified", false);
 user_pref("toolkit.telemetry.archive.enabled", false);
-user_pref("toolkit.telemetry.server", "");
+user_pref("toolkit.telemetry.server", "http://127.0.0.1:9");
+user_pref("telemetry.fog.test.localhost_port", -1);
+user_pref("datareporting.usage.uploadEnabled", false);
 user_pref("datareporting.healthreport.uploadEnabled", false);
 user_pref("datareporting.policy.dataSubmissionEnabled", false);
 user_pref("browser.safebrowsing.malware.enabled", false);
