@@ -166,11 +166,18 @@ fn ranked_vocab() -> Vocab {
     }
 }
 
-fn byte_vocab() -> Vocab {
+/// A byte-level vocabulary of `total` tokens: ids 0..=255 are the bytes, 256 is `<s>` (BOS), 257
+/// `</s>` (EOS), and any further ids are control tokens `<N>`. `stop` lists the stop tokens.
+pub fn byte_vocab(total: u32, stop: Vec<u32>) -> Vocab {
     let mut pieces: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
     let mut types = vec![TokenType::Byte; 256];
-    for special in ["<s>", "</s>"] {
-        pieces.push(special.as_bytes().to_vec());
+    for id in 256..total.max(258) {
+        let piece = match id {
+            256 => "<s>".to_string(),
+            257 => "</s>".to_string(),
+            n => format!("<{n}>"),
+        };
+        pieces.push(piece.into_bytes());
         types.push(TokenType::Control);
     }
     Vocab {
@@ -183,7 +190,7 @@ fn byte_vocab() -> Vocab {
         eos: Some(257),
         pad: None,
         unk: None,
-        stop: vec![257],
+        stop,
         add_bos: true,
         add_dummy_prefix: false,
         byte_fallback: false,
@@ -216,7 +223,7 @@ pub fn build(recipe: &Recipe) -> Result<ModelFile> {
     let dtype = DType::from_name(&recipe.dtype)
         .with_context(|| format!("recipe {}: unknown dtype {:?}", recipe.name, recipe.dtype))?;
     let vocab = match recipe.tokenizer.as_str() {
-        "byte" => byte_vocab(),
+        "byte" => byte_vocab(258, vec![257]),
         "sentencepiece" => sentencepiece_vocab(),
         "ranked" => ranked_vocab(),
         other => bail!("recipe {}: unknown tokenizer {other:?}", recipe.name),

@@ -3,11 +3,9 @@
 //! median with spread.
 
 use super::Stats;
-use crate::fixtures::{encode_tensor, SplitMix64};
+use crate::fixtures::{byte_vocab, encode_tensor, SplitMix64};
 use anyhow::{anyhow, Result};
-use runtime::format::{
-    self, llama, Config, DType, ModelFile, TensorData, TokenType, TokenizerKind, Vocab,
-};
+use runtime::format::{self, llama, Config, DType, ModelFile, TensorData};
 use runtime::generate::sampler::SamplerSettings;
 use runtime::generate::{Session, Step};
 use runtime::model::Model;
@@ -46,32 +44,6 @@ pub const SHAPES: [Shape; 2] = [
         context: 1024,
     },
 ];
-
-/// A byte-level vocabulary padded with control tokens to `n` entries, without stop tokens, so
-/// a generation always runs to its token limit and any ASCII prompt has one token per byte.
-fn padded_byte_vocab(n: u32) -> Vocab {
-    let mut pieces: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
-    let mut types = vec![TokenType::Byte; 256];
-    for i in 256..n {
-        pieces.push(format!("<{i}>").into_bytes());
-        types.push(TokenType::Control);
-    }
-    Vocab {
-        kind: TokenizerKind::ByteLevel,
-        scores: vec![0.0; n as usize],
-        pieces,
-        types,
-        merges: vec![],
-        bos: Some(256),
-        eos: Some(257),
-        pad: None,
-        unk: None,
-        stop: vec![],
-        add_bos: true,
-        add_dummy_prefix: false,
-        byte_fallback: false,
-    }
-}
 
 /// Builds a seeded random model of `shape` with matrices stored as `dtype`.
 pub fn build(shape: &Shape, dtype: DType) -> Result<Vec<u8>> {
@@ -116,7 +88,9 @@ pub fn build(shape: &Shape, dtype: DType) -> Result<Vec<u8>> {
             ("name".into(), format!("{}-{}", shape.name, dtype.name())),
             ("kind".into(), "fixture".into()),
         ],
-        vocab: padded_byte_vocab(shape.vocab),
+        // No stop token: a generation always runs to its token limit, and an ASCII prompt has
+        // one token per byte.
+        vocab: byte_vocab(shape.vocab, vec![]),
         tensors,
     };
     format::write(&model).map_err(|e| anyhow!("{e}"))

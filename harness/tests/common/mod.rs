@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use harness::fixtures::{corpus_dir, encode_tensor, SplitMix64};
+use runtime::format::Vocab;
 use runtime::format::{self, llama, Config, DType, ModelFile, TensorData};
-use runtime::format::{TokenType, TokenizerKind, Vocab};
 use runtime::generate::sampler::SamplerSettings;
 use runtime::generate::{Finish, Session, Step};
 use runtime::model::Model;
@@ -190,24 +190,5 @@ pub fn build_model(vocab: Vocab, s: Shape, dtype: DType, seed: u64) -> Vec<u8> {
 
 /// A byte-level vocabulary: ids 0..=255 the bytes, 256 `<s>` (BOS, added), 257 `</s>`.
 pub fn byte_vocab(stop: Vec<u32>) -> Vocab {
-    let mut pieces: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
-    pieces.push(b"<s>".to_vec());
-    pieces.push(b"</s>".to_vec());
-    let mut types = vec![TokenType::Byte; 256];
-    types.extend([TokenType::Control; 2]);
-    Vocab {
-        kind: TokenizerKind::ByteLevel,
-        scores: vec![0.0; pieces.len()],
-        pieces,
-        types,
-        merges: vec![],
-        bos: Some(256),
-        eos: Some(257),
-        pad: None,
-        unk: None,
-        stop,
-        add_bos: true,
-        add_dummy_prefix: false,
-        byte_fallback: false,
-    }
+    harness::fixtures::byte_vocab(258, stop)
 }
