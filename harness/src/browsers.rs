@@ -9,6 +9,7 @@
 
 pub mod isolate;
 pub mod launch;
+pub mod speed;
 
 use crate::conformance::{first_divergence, standard_cases};
 use crate::engine::native::NativeEngine;

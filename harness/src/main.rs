@@ -130,6 +130,10 @@ enum Command {
         /// itself under `unshare --net` when it can).
         #[arg(long)]
         no_isolate: bool,
+        /// Instead of the registry: the page's tok/s on a seeded stories15M-shape q8_0 model
+        /// next to the native engine's for the same case, as a ratio.
+        #[arg(long)]
+        speed: bool,
         /// Set by the runner on itself inside its network namespace.
         #[arg(long, hide = true)]
         isolated_network: bool,
@@ -559,6 +563,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             corpus,
             extra_model,
             no_isolate,
+            speed,
             isolated_network,
         } => {
             use harness::browsers::isolate;
@@ -593,12 +598,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     ..Default::default()
                 },
             };
-            let outcome = harness::browsers::run(&opts)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&outcome)?);
+            let outcome = if speed {
+                let speed = harness::browsers::speed::measure(&opts)?;
+                print!("{}{}", speed.outcome.table(), speed.table());
+                speed.outcome
             } else {
-                print!("{}", outcome.table());
-            }
+                let outcome = harness::browsers::run(&opts)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&outcome)?);
+                } else {
+                    print!("{}", outcome.table());
+                }
+                outcome
+            };
             let ran_any = !outcome.engines.is_empty();
             Ok(if outcome.passed() && ran_any {
                 ExitCode::SUCCESS
