@@ -7,7 +7,9 @@
 //! shared/notes BROWSERS.md (no traffic beyond 127.0.0.1), in its own process group, which the
 //! runner kills by the PID it started.
 
+pub mod isolate;
 pub mod launch;
+pub mod speed;
 
 use crate::conformance::{first_divergence, standard_cases};
 use crate::engine::native::NativeEngine;
@@ -17,7 +19,7 @@ use crate::serve::{RunningServer, ServeConfig};
 use crate::smoke::{self, overlong_prompt, steps_case, SMOKE_MAX_NEW};
 use anyhow::{bail, Context, Result};
 use launch::Browser;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -38,7 +40,8 @@ pub struct Options {
     pub timeout: Duration,
     /// Save a PNG of the page after a generation in each browser here.
     pub screenshot: Option<PathBuf>,
-    /// The server's settings (the corpus it serves, the module).
+    /// The server's settings (the corpus it serves, the module, the models added to the
+    /// registry for this run only).
     pub serve: ServeConfig,
 }
 
@@ -56,7 +59,7 @@ impl Default for Options {
 }
 
 /// One comparison against the native engine.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Row {
     pub engine: String,
     pub model: String,
@@ -70,8 +73,11 @@ pub struct Row {
 }
 
 /// Everything one run found.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Outcome {
+    /// The run's network namespace held only loopback (kernel-enforced: no traffic could
+    /// leave 127.0.0.1).
+    pub isolated: bool,
     /// The engines that ran.
     pub engines: Vec<String>,
     /// The engines asked for but not installed.
@@ -123,6 +129,14 @@ impl Outcome {
         }
         let failed = self.failures().len();
         s += &format!(
+            "network: {}\n",
+            if self.isolated {
+                "a namespace holding only loopback"
+            } else {
+                "NOT isolated (flags and prefs only)"
+            }
+        );
+        s += &format!(
             "engines: {}; skipped: {}; {} rows, {} failed\n",
             self.engines.join(", "),
             if self.skipped.is_empty() {
@@ -140,9 +154,11 @@ impl Outcome {
     }
 }
 
-/// One registry model on the native engine: name, load result, results of the standard cases.
+/// One registry model on the native engine: name, file, load result, results of the standard
+/// cases.
 type NativeModel = (
     String,
+    PathBuf,
     Result<(), EngineError>,
     Vec<Result<GenResult, EngineError>>,
 );
@@ -171,11 +187,8 @@ fn expected(opts: &Options, registry: &Value) -> Result<Expected> {
     let cases = standard_cases(SMOKE_MAX_NEW);
     let mut models = Vec::new();
     for m in selected_models(opts, registry)? {
-        let path = m["path"].as_str().context("registry path")?;
-        let rel = path
-            .strip_prefix("corpus/")
-            .context("registry path under corpus/")?;
-        let bytes = std::fs::read(corpus.join(rel)).with_context(|| format!("reading {rel}"))?;
+        let file = model_file(&opts.serve, m["path"].as_str().context("registry path")?)?;
+        let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
         let mut engine = NativeEngine::default();
         let load = engine.load(&bytes).map(|_| ());
         let results = if load.is_ok() {
@@ -183,7 +196,12 @@ fn expected(opts: &Options, registry: &Value) -> Result<Expected> {
         } else {
             Vec::new()
         };
-        models.push((m["name"].as_str().unwrap_or_default().into(), load, results));
+        models.push((
+            m["name"].as_str().unwrap_or_default().into(),
+            file,
+            load,
+            results,
+        ));
     }
     let manifest: Value = serde_json::from_slice(
         &std::fs::read(corpus.join("malformed/manifest.json")).context("malformed manifest")?,
@@ -220,6 +238,24 @@ fn expected(opts: &Options, registry: &Value) -> Result<Expected> {
     })
 }
 
+/// The file behind a registry route: `corpus/NAME.slm` in the corpus, `extra/FILE` among the
+/// extra models.
+fn model_file(serve: &ServeConfig, route: &str) -> Result<PathBuf> {
+    if let Some(rel) = route.strip_prefix("corpus/") {
+        return Ok(serve.corpus.join(rel));
+    }
+    let name = route
+        .strip_prefix(smoke::EXTRA_ROUTE)
+        .and_then(|r| r.strip_prefix('/'))
+        .with_context(|| format!("registry path {route}: neither corpus/ nor extra/"))?;
+    serve
+        .extra_models
+        .iter()
+        .find(|p| p.file_name().and_then(|f| f.to_str()) == Some(name))
+        .cloned()
+        .with_context(|| format!("no extra model {name}"))
+}
+
 fn default_model_bytes(corpus: &Path, registry: &Value) -> Result<Vec<u8>> {
     let name = registry["default"].as_str().context("registry default")?;
     Ok(std::fs::read(corpus.join(format!("{name}.slm")))?)
@@ -248,12 +284,13 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     if opts.serve.wasm.is_none() {
         bail!("no wasm module: build the harness (harness/build.rs sets TRLM_WASM_PATH) or set TRLM_WASM_PATH");
     }
-    let registry: Value = serde_json::from_slice(
-        &std::fs::read(opts.serve.root.join(smoke::REGISTRY_FILE)).context("registry.json")?,
-    )?;
+    let registry = smoke::served_registry(&opts.serve.root, &opts.serve.extra_models)?;
     let expected = expected(opts, &registry)?;
     let server = RunningServer::start(opts.serve.clone())?;
-    let mut out = Outcome::default();
+    let mut out = Outcome {
+        isolated: isolate::loopback_only(),
+        ..Outcome::default()
+    };
     for browser in [Browser::Chromium, Browser::Firefox] {
         if !wanted(opts, browser.name()) {
             continue;
@@ -392,7 +429,7 @@ fn compare_report(engine: &str, reports: &[Value], exp: &Expected, out: &mut Out
 
 fn compare_cases(engine: &str, models: &[Value], exp: &Expected, out: &mut Outcome) {
     let cases = standard_cases(SMOKE_MAX_NEW);
-    for (name, load, results) in &exp.models {
+    for (name, _, load, results) in &exp.models {
         let Some(m) = models.iter().find(|m| m["name"] == name.as_str()) else {
             let mut r = row(engine, name, "load");
             r.detail = "model missing from the report".into();
@@ -496,8 +533,8 @@ fn run_node(wasm: &Path, opts: &Options, exp: &Expected, out: &mut Outcome) -> R
     let corpus = &opts.serve.corpus;
     let mut node = NodeEngine::spawn(wasm)?;
     let cases = standard_cases(SMOKE_MAX_NEW);
-    for (name, load, results) in &exp.models {
-        let bytes = std::fs::read(corpus.join(format!("{name}.slm")))?;
+    for (name, file, load, results) in &exp.models {
+        let bytes = std::fs::read(file)?;
         match (node.load(&bytes), load) {
             (Ok(_), Ok(())) => {}
             (got, want) => {

@@ -116,6 +116,27 @@ enum Command {
         /// Seconds to wait for one browser's report.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+        /// Smoke modes, comma-separated (1, malformed, missing, overlong, steps).
+        #[arg(long, default_value = harness::browsers::ALL_MODES)]
+        modes: String,
+        /// The corpus served under /corpus/.
+        #[arg(long, default_value_os_t = fixtures::corpus_dir())]
+        corpus: PathBuf,
+        /// A model file (NAME.slm, from outside the repository) added to the page's registry
+        /// for this run only and compared with native like the corpus models. Repeatable.
+        #[arg(long)]
+        extra_model: Vec<PathBuf>,
+        /// Run without the loopback-only network namespace (by default the runner re-executes
+        /// itself under `unshare --net` when it can).
+        #[arg(long)]
+        no_isolate: bool,
+        /// Instead of the registry: the page's tok/s on a seeded stories15M-shape q8_0 model
+        /// next to the native engine's for the same case, as a ratio.
+        #[arg(long)]
+        speed: bool,
+        /// Set by the runner on itself inside its network namespace.
+        #[arg(long, hide = true)]
+        isolated_network: bool,
     },
     /// Make, inspect and apply adapters (spec/adapters.md).
     Adapter {
@@ -538,20 +559,58 @@ fn run(cli: Cli) -> Result<ExitCode> {
             models,
             screenshot,
             timeout,
+            modes,
+            corpus,
+            extra_model,
+            no_isolate,
+            speed,
+            isolated_network,
         } => {
+            use harness::browsers::isolate;
+            if isolated_network && !isolate::loopback_only() {
+                bail!(
+                    "{} given, but this network namespace has interfaces besides lo",
+                    isolate::ISOLATED_FLAG
+                );
+            }
+            if !isolated_network && !no_isolate && !isolate::loopback_only() {
+                match isolate::reexec(std::env::args_os().skip(1)) {
+                    Ok(status) => {
+                        return Ok(ExitCode::from(
+                            status
+                                .code()
+                                .and_then(|c| u8::try_from(c).ok())
+                                .unwrap_or(1),
+                        ))
+                    }
+                    Err(why) => eprintln!("note: running without network isolation: {why}"),
+                }
+            }
             let opts = harness::browsers::Options {
                 only,
                 models,
                 screenshot,
+                modes,
                 timeout: std::time::Duration::from_secs(timeout),
-                ..Default::default()
+                serve: harness::serve::ServeConfig {
+                    corpus,
+                    extra_models: extra_model,
+                    ..Default::default()
+                },
             };
-            let outcome = harness::browsers::run(&opts)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&outcome)?);
+            let outcome = if speed {
+                let speed = harness::browsers::speed::measure(&opts)?;
+                print!("{}{}", speed.outcome.table(), speed.table());
+                speed.outcome
             } else {
-                print!("{}", outcome.table());
-            }
+                let outcome = harness::browsers::run(&opts)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&outcome)?);
+                } else {
+                    print!("{}", outcome.table());
+                }
+                outcome
+            };
             let ran_any = !outcome.engines.is_empty();
             Ok(if outcome.passed() && ran_any {
                 ExitCode::SUCCESS

@@ -1,6 +1,7 @@
 //! `tinyrustlm serve`: the loopback HTTP server of the browser smoke page. It serves
 //! browser-smoke/ as its root, `/wasm/trlm.wasm` (the runtime's module), `/corpus/` (the corpus
-//! models and the malformed matrix) and `/cases.json` (the standard cases), and accepts
+//! models and the malformed matrix), `/cases.json` (the standard cases) and models added for
+//! one run under `/extra/` (then listed in the `/registry.json` it serves), and accepts
 //! `POST /report` from the page, handing each report to the runner through a channel.
 //!
 //! It binds 127.0.0.1 only, serves GET and HEAD only for files, refuses every form of path
@@ -54,6 +55,9 @@ pub struct ServeConfig {
     pub corpus: PathBuf,
     /// The runtime's wasm module served at [`WASM_ROUTE`] (404 when None).
     pub wasm: Option<PathBuf>,
+    /// Model files served under `/extra/` and added to `/registry.json`
+    /// ([`smoke::served_registry`]).
+    pub extra_models: Vec<PathBuf>,
 }
 
 impl Default for ServeConfig {
@@ -64,6 +68,7 @@ impl Default for ServeConfig {
             root: smoke::smoke_dir(),
             corpus: crate::fixtures::corpus_dir(),
             wasm: smoke::wasm_module_path(),
+            extra_models: Vec::new(),
         }
     }
 }
@@ -80,6 +85,10 @@ struct Shared {
     root: PathBuf,
     corpus: PathBuf,
     wasm: Option<PathBuf>,
+    /// `/registry.json` with the extra models (None: the committed file).
+    registry: Option<String>,
+    /// The extra models by file name.
+    extra: Vec<(String, PathBuf)>,
     reports: SyncSender<serde_json::Value>,
     released: Released,
 }
@@ -110,6 +119,19 @@ impl RunningServer {
             .corpus
             .canonicalize()
             .with_context(|| format!("corpus {}", config.corpus.display()))?;
+        let registry = if config.extra_models.is_empty() {
+            None
+        } else {
+            Some(smoke::served_registry(&root, &config.extra_models)?.to_string())
+        };
+        let mut extra = Vec::new();
+        for p in &config.extra_models {
+            let p = p
+                .canonicalize()
+                .with_context(|| format!("extra model {}", p.display()))?;
+            let name = p.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+            extra.push((name.to_string(), p.clone()));
+        }
         let server = tiny_http::Server::http(SocketAddr::new(config.bind, config.port))
             .map_err(|e| anyhow::anyhow!("binding {}:{}: {e}", config.bind, config.port))?;
         let addr = server
@@ -122,6 +144,8 @@ impl RunningServer {
             root,
             corpus,
             wasm: config.wasm,
+            registry,
+            extra,
             reports: tx,
             released: Released::default(),
         });
@@ -275,6 +299,16 @@ fn handle(ctx: &Shared, req: Request) {
             respond(req, resp, &[])
         }
         ["hold"] => hold(ctx, req),
+        [smoke::REGISTRY_FILE] if ctx.registry.is_some() => {
+            let body = ctx.registry.clone().unwrap_or_default();
+            let resp = Response::from_string(body)
+                .with_header(header("Content-Type", mime_type(Path::new("x.json"))));
+            respond(req, resp, &[])
+        }
+        [smoke::EXTRA_ROUTE, name] => match ctx.extra.iter().find(|(n, _)| n == name) {
+            Some((_, file)) => serve_file(req, file),
+            None => status(req, 404, "Not Found", &[]),
+        },
         _ => match resolve(ctx, &segs) {
             Some(file) => serve_file(req, &file),
             None => status(req, 404, "Not Found", &[]),

@@ -49,6 +49,40 @@ pub fn registry(corpus: &Path) -> Result<Value> {
     Ok(json!({ "default": recipes.default, "models": models }))
 }
 
+/// The route prefix of models added to the registry for one run ([`served_registry`]).
+pub const EXTRA_ROUTE: &str = "extra";
+
+/// The registry a run serves: the committed one (`root`/registry.json) plus one entry per
+/// model file of `extra` (outside the repository), named by its file stem and routed under
+/// `extra/`. Refuses a name already in the registry or not ending in `.slm`.
+pub fn served_registry(root: &Path, extra: &[PathBuf]) -> Result<Value> {
+    let mut registry: Value =
+        serde_json::from_slice(&std::fs::read(root.join(REGISTRY_FILE)).context("registry.json")?)?;
+    let models = registry["models"]
+        .as_array_mut()
+        .context("registry models")?;
+    for path in extra {
+        let file = path
+            .file_name()
+            .and_then(|f| f.to_str())
+            .filter(|f| f.ends_with(".slm") && !f.starts_with('.'))
+            .with_context(|| format!("{}: not a NAME.slm file", path.display()))?;
+        let name = file.trim_end_matches(".slm");
+        if models.iter().any(|m| m["name"] == name) {
+            bail!("extra model {name}: the registry already has that name");
+        }
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        models.push(json!({
+            "name": name,
+            "path": format!("{EXTRA_ROUTE}/{file}"),
+            "bytes": bytes.len(),
+            "sha256": runtime::sha256::to_hex(&runtime::format::file_digest(&bytes)),
+            "dtype": "extra",
+        }));
+    }
+    Ok(registry)
+}
+
 /// The registry as the committed file's text (pretty JSON and a final newline).
 pub fn registry_text(corpus: &Path) -> Result<String> {
     Ok(serde_json::to_string_pretty(&registry(corpus)?)? + "\n")

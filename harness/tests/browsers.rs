@@ -1,14 +1,25 @@
 //! The smoke page in every installed headless browser (.ci/install-browsers installs Chromium
 //! and Firefox ESR; without either this test says so and skips): token ids and logits digests
-//! bit-identical to the native engine for every corpus fixture and standard case, the failure
-//! modes' error codes equal to native's, and a corrupted model rejected before activation.
+//! bit-identical to the native engine for every corpus fixture and standard case (and for
+//! stories260K converted at f32 and q8_0 when ../shared holds it), the failure modes' error
+//! codes equal to native's, and a corrupted model rejected before activation.
+//!
+//! Every run goes through the built `tinyrustlm browsers --json`, which re-executes itself in a
+//! network namespace holding only loopback whenever `unshare` and `ip` work here; the test then
+//! requires that the run was isolated.
 
-use harness::browsers::{launch::Browser, run, Options, Row, ALL_MODES};
+mod common;
+
+use harness::browsers::{isolate, launch::Browser, Options, Outcome, Row, ALL_MODES};
+use harness::conformance::standard_cases;
 use harness::engine::native::NativeEngine;
 use harness::engine::Engine;
 use harness::fixtures::corpus_dir;
-use harness::serve::ServeConfig;
+use harness::smoke::SMOKE_MAX_NEW;
+use runtime::format::{self, DType};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 fn installed() -> Vec<&'static str> {
     [Browser::Chromium, Browser::Firefox]
@@ -34,6 +45,49 @@ fn browser_options(browsers: &[&str]) -> Option<Options> {
     Some(opts)
 }
 
+/// Runs `tinyrustlm browsers --json` on `browsers` with `args` and parses its outcome; checks
+/// the run was network-isolated when this machine can isolate it.
+fn run_cli(browsers: &[&str], args: &[OsString]) -> Outcome {
+    let out = Command::new(env!("CARGO_BIN_EXE_tinyrustlm"))
+        .args(["browsers", "--json", "--only", &browsers.join(",")])
+        .args(args)
+        .output()
+        .expect("runs tinyrustlm browsers");
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    let outcome: Outcome = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON outcome ({e}; {}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    print!("{}", outcome.table());
+    match isolate::available() {
+        Ok(()) => assert!(outcome.isolated, "the run was not network-isolated"),
+        Err(why) => eprintln!("note: network isolation unavailable here: {why}"),
+    }
+    assert_eq!(
+        out.status.success(),
+        outcome.passed() && !outcome.engines.is_empty()
+    );
+    outcome
+}
+
+/// stories260K (../shared) converted at f32 and q8_0 into `dir`; None when absent.
+fn stories260k(dir: &Path) -> Option<Vec<PathBuf>> {
+    let bin = common::shared_file("models/stories260K/stories260K.bin")?;
+    let tok = common::shared_file("models/stories260K/tok512.bin")?;
+    std::fs::create_dir_all(dir).unwrap();
+    let mut files = Vec::new();
+    for (dtype, tag) in [(DType::F32, "f32"), (DType::Q8_0, "q8_0")] {
+        let c = harness::llama2c::convert(&bin, &tok, dtype, "stories260K").expect("converts");
+        let path = dir.join(format!("stories260K-{tag}.slm"));
+        std::fs::write(&path, format::write(&c.model).expect("writes")).unwrap();
+        files.push(path);
+    }
+    Some(files)
+}
+
 fn assert_all_ok(rows: &[Row]) {
     let failed: Vec<_> = rows.iter().filter(|r| !r.ok).collect();
     assert!(failed.is_empty(), "divergences: {failed:#?}");
@@ -46,10 +100,17 @@ fn every_browser_matches_native_bit_for_bit_and_code_for_code() {
         return;
     };
     assert_eq!(opts.modes, ALL_MODES);
-    let out = run(&opts).unwrap();
-    print!("{}", out.table());
+    let tmp = std::env::temp_dir().join(format!("trlm-extra-{}", std::process::id()));
+    let extra = stories260k(&tmp).unwrap_or_default();
+    let args: Vec<OsString> = extra
+        .iter()
+        .flat_map(|p| [OsString::from("--extra-model"), p.clone().into_os_string()])
+        .collect();
+    let out = run_cli(&browsers, &args);
+    let _ = std::fs::remove_dir_all(&tmp);
     assert_eq!(out.engines, browsers);
     assert_all_ok(&out.rows);
+    let n_cases = standard_cases(SMOKE_MAX_NEW).len();
     let fixtures = harness::fixtures::load_recipes(&corpus_dir())
         .unwrap()
         .fixtures;
@@ -69,6 +130,19 @@ fn every_browser_matches_native_bit_for_bit_and_code_for_code() {
         }
         for case in ["overlong prompt", "steps"] {
             assert!(rows.iter().any(|r| r.case == case), "{b}: no {case} row");
+        }
+        // Each stories260K conversion: every standard case equal to native, token for token
+        // and digest for digest.
+        for p in &extra {
+            let name = p.file_stem().unwrap().to_str().unwrap();
+            let equal = rows
+                .iter()
+                .filter(|r| r.model == name && r.digests_equal == Some(true))
+                .count();
+            assert_eq!(
+                equal, n_cases,
+                "{b} {name}: {equal} of {n_cases} cases equal"
+            );
         }
     }
 }
@@ -93,9 +167,9 @@ fn corpus_copy(tag: &str) -> PathBuf {
 #[test]
 fn a_corrupted_model_is_rejected_before_activation_in_every_browser() {
     let browsers = installed();
-    let Some(mut opts) = browser_options(&browsers) else {
+    if browser_options(&browsers).is_none() {
         return;
-    };
+    }
     let corpus = corpus_copy("corrupt");
     // Two corruptions of the registry's models: a payload byte (the tensor digest catches it
     // at finish) and the header's digest field (the page's registry check catches it first).
@@ -112,15 +186,16 @@ fn a_corrupted_model_is_rejected_before_activation_in_every_browser() {
         expected.push((name, code));
     }
     assert_eq!(expected, [(payload, 22), (field, 21)]);
-    opts.models = Some(vec![payload.into(), field.into()]);
-    opts.modes = "1".into();
-    opts.serve = ServeConfig {
-        corpus: corpus.clone(),
-        ..opts.serve
-    };
-    let out = run(&opts).unwrap();
+    let args = [
+        "--models".into(),
+        format!("{payload},{field}").into(),
+        "--modes".into(),
+        "1".into(),
+        "--corpus".into(),
+        corpus.clone().into_os_string(),
+    ];
+    let out = run_cli(&browsers, &args);
     let _ = std::fs::remove_dir_all(&corpus);
-    print!("{}", out.table());
     assert_all_ok(&out.rows);
     for b in &browsers {
         for (name, code) in &expected {

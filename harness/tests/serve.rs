@@ -1,6 +1,7 @@
 //! `tinyrustlm serve` against raw HTTP requests on an ephemeral 127.0.0.1 port: every rejection
 //! (bind address, traversal forms, methods, header and body caps), MIME types, the security
-//! headers, and reports reaching the runner's channel.
+//! headers, reports reaching the runner's channel, and models added to the registry for one
+//! run (`/extra/`).
 
 use harness::serve::{RunningServer, ServeConfig, MAX_HEADER_BYTES, MAX_REPORT_BYTES};
 use std::io::{Read, Write};
@@ -321,4 +322,52 @@ fn reports_reach_the_runner() {
     // A hold for a run whose report arrived answers at once.
     assert_eq!(request(a, "GET", "/hold?run=r").status, 204);
     server.shutdown();
+}
+
+#[test]
+fn extra_models_are_served_and_listed_for_the_run_only() {
+    let tree = Tree::new("extra");
+    let committed = br#"{"default":"m","models":[{"name":"m","path":"corpus/m.slm"}]}"#;
+    std::fs::write(tree.dir.join("root/registry.json"), committed).unwrap();
+    let outside = tree.dir.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let model = b"\x89SLM an extra model".to_vec();
+    std::fs::write(outside.join("x.slm"), &model).unwrap();
+    let server = RunningServer::start(ServeConfig {
+        extra_models: vec![outside.join("x.slm")],
+        ..tree.config()
+    })
+    .unwrap();
+    let addr = server.addr();
+    let reg = request(addr, "GET", "/registry.json");
+    assert_eq!(reg.status, 200);
+    let reg: serde_json::Value = serde_json::from_slice(&reg.body).unwrap();
+    let names: Vec<_> = reg["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["name"].as_str().unwrap(), m["path"].as_str().unwrap()))
+        .collect();
+    assert_eq!(names, [("m", "corpus/m.slm"), ("x", "extra/x.slm")]);
+    assert_eq!(reg["models"][1]["bytes"], model.len());
+    let x = request(addr, "GET", "/extra/x.slm");
+    assert_eq!((x.status, x.body), (200, model));
+    for target in ["/extra/y.slm", "/extra/sub/x.slm"] {
+        assert_eq!(request(addr, "GET", target).status, 404, "{target}");
+    }
+    assert_eq!(request(addr, "GET", "/extra/../outside/x.slm").status, 400);
+    server.shutdown();
+    // Without extra models the committed file is served as it is.
+    let plain = tree.start();
+    assert_eq!(
+        request(plain.addr(), "GET", "/registry.json").body,
+        committed
+    );
+    // A name the registry already has is refused.
+    std::fs::write(outside.join("m.slm"), b"dup").unwrap();
+    let dup = RunningServer::start(ServeConfig {
+        extra_models: vec![outside.join("m.slm")],
+        ..tree.config()
+    });
+    assert!(dup.err().unwrap().to_string().contains("already has"));
 }
