@@ -219,17 +219,9 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint> {
                 embd_shape.clone(),
                 r.f32s(embd_n, "token_embd")?,
             ));
-            for what in [
-                "attn_norm",
-                "attn_q",
-                "attn_k",
-                "attn_v",
-                "attn_output",
-                "ffn_norm",
-                "ffn_gate",
-                "ffn_down",
-                "ffn_up",
-            ] {
+            // Legacy order: per kind, all layers — rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3,
+            // which is the architecture table's per-layer order.
+            for what in llama::LAYER_TENSORS {
                 push_layers(&mut r, &mut t, what, None)?;
             }
             t.push((
