@@ -2,20 +2,23 @@
 // line-based JSON protocol: one request object per stdin line, one answer object per stdout line.
 //
 //   node node-host.mjs MODULE.wasm
-//   -> {"ok":true,"ready":true,"abi_version":1}
+//   -> {"ok":true,"ready":true,"abi_version":2}
 //   {"op":"set_context","positions":N}                       -> {"ok":true}
 //   {"op":"load","b64":BASE64}                                -> {"ok":true,"digest":HEX,"bytes":N}
 //   {"op":"generate","prompt_b64":B64,"temperature_bits":U32,"top_k":N|null,"top_p_bits":U32,
 //    "seed":"DECIMAL","max_new_tokens":N}
 //     -> {"ok":true,"prompt_tokens":[..],"tokens":[..],"text_hex":HEX,"logits_digest":HEX,
 //         "step_digests":[..],"finish":NAME}
+//   {"op":"apply_plan","plan_b64":B64,"modules_b64":[B64,..]} -> {"ok":true,"receipt_hex":HEX}
+//   {"op":"remove_adapters"}                                  -> {"ok":true}
+//   {"op":"require_plan","plan_hex":HEX|null,"receipt_hex":HEX|null}  (digests) -> {"ok":true}
 //   any failure -> {"ok":false,"code":N,"message":TEXT}   (code 0: not a runtime error)
 //
 // Uses only Node's standard library; no npm packages.
 
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { instantiate, TrlmError } from './trlm.js';
+import { instantiate, toHex, TrlmError } from './trlm.js';
 
 const wasmPath = process.argv[2];
 if (!wasmPath) {
@@ -54,6 +57,19 @@ function handle(req) {
       });
       trlm.start(new Uint8Array(Buffer.from(req.prompt_b64, 'base64')));
       return trlm.runToEnd(false);
+    }
+    case 'apply_plan': {
+      const plan = new Uint8Array(Buffer.from(req.plan_b64, 'base64'));
+      const modules = req.modules_b64.map((m) => new Uint8Array(Buffer.from(m, 'base64')));
+      return { receipt_hex: toHex(trlm.applyPlan(plan, modules)) };
+    }
+    case 'remove_adapters':
+      trlm.removeAdapters();
+      return {};
+    case 'require_plan': {
+      const digest = (hex) => (hex ? new Uint8Array(Buffer.from(hex, 'hex')) : null);
+      trlm.requirePlan(digest(req.plan_hex), digest(req.receipt_hex));
+      return {};
     }
     default:
       throw new TrlmError(0, `unknown op ${JSON.stringify(req.op)}`);

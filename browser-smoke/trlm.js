@@ -4,10 +4,10 @@
 // their f32 bit patterns (cases.json) and are turned into the exact same f32 here.
 
 /** The ABI version this wrapper speaks. */
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 
 /** Output kinds (spec/abi.md, Outputs). */
-export const OUTPUT = { TEXT: 1, TOKENS: 2, PROMPT_TOKENS: 3, DIAGNOSTICS: 4, ERROR: 5 };
+export const OUTPUT = { TEXT: 1, TOKENS: 2, PROMPT_TOKENS: 3, DIAGNOSTICS: 4, ERROR: 5, RECEIPT: 6 };
 
 /** Step record states, by number (spec/abi.md, trlm_step). */
 export const STATE_NAMES = ['token', 'stop', 'max_tokens', 'context_full', 'cancelled', 'failed'];
@@ -200,6 +200,64 @@ export class Trlm {
         s.maxNewTokens,
       ),
     );
+  }
+
+  /** Reads an adapter by every rule of spec/adapters.md (nothing is applied); throws on refusal. */
+  validateAdapter(bytes) {
+    this.check(
+      this.withBuffer(bytes, (ptr) => this.call('trlm_adapter_validate', ptr, bytes.length)),
+    );
+  }
+
+  /** Reads a plan's text (and, with a model loaded, checks its base); throws on refusal. */
+  validatePlan(plan) {
+    this.check(this.withBuffer(plan, (ptr) => this.call('trlm_plan_validate', ptr, plan.length)));
+  }
+
+  /**
+   * Applies a module plan (bytes) with its modules' bytes in plan order, all or nothing; returns
+   * the receipt's bytes. With `dryRun`, checks and assembles without applying (returns null).
+   */
+  applyPlan(plan, modules, dryRun) {
+    this.check(this.withBuffer(plan, (ptr) => this.call('trlm_plan_begin', ptr, plan.length)));
+    try {
+      for (const m of modules) {
+        this.check(this.withBuffer(m, (ptr) => this.call('trlm_plan_module', ptr, m.length)));
+      }
+      if (dryRun) {
+        this.check(this.call('trlm_plan_check'));
+        this.call('trlm_plan_abort');
+        return null;
+      }
+      this.check(this.call('trlm_plan_apply'));
+    } catch (e) {
+      // A content failure or apply ended the stage already; abort ends it otherwise.
+      this.call('trlm_plan_abort');
+      throw e;
+    }
+    return this.receipt();
+  }
+
+  /** The applied plan's receipt bytes (empty when none is applied). */
+  receipt() {
+    return this.output(OUTPUT.RECEIPT);
+  }
+
+  /** Removes every adapter: the model computes with its base bytes again. */
+  removeAdapters() {
+    this.check(this.call('trlm_remove_adapters'));
+  }
+
+  /**
+   * Requires a plan before generation: `planDigest` (32 bytes) and optionally `receiptDigest`
+   * (32 bytes); with no plan digest the requirement is lifted.
+   */
+  requirePlan(planDigest, receiptDigest) {
+    const n = planDigest ? 32 + (receiptDigest ? 32 : 0) : 0;
+    const data = new Uint8Array(n);
+    if (planDigest) data.set(planDigest, 0);
+    if (planDigest && receiptDigest) data.set(receiptDigest, 32);
+    this.check(this.withBuffer(data, (ptr) => this.call('trlm_require_plan', ptr, n)));
   }
 
   /** Starts a generation from prompt bytes (UTF-8). */

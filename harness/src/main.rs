@@ -143,8 +143,8 @@ enum Command {
         #[command(subcommand)]
         what: AdapterWhat,
     },
-    /// Regenerate the corpus fixtures from corpus/recipes.json and the malformed-file matrix in
-    /// corpus/malformed/ (or, with --check, require the committed files to be byte-identical to
+    /// Regenerate the corpus fixtures from corpus/recipes.json, the malformed-file matrix in
+    /// corpus/malformed/ and the adapter fixtures of corpus/adapters.json (or, with --check, require the committed files to be byte-identical to
     /// a fresh build).
     Fixtures {
         #[arg(long)]
@@ -622,6 +622,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Fixtures { check, dir } => {
             let mut touched = fixtures::generate(&dir, check)?;
             touched.extend(malformed::generate(&dir.join("malformed"), check)?);
+            touched.extend(harness::adapter::fixtures::generate(&dir, check)?);
             if check {
                 if !touched.is_empty() {
                     bail!("fixtures differ from their recipes: {}", touched.join(", "));

@@ -2,7 +2,9 @@
 //! pointers into, around and far from host buffers, huge lengths, calls out of order, loads of
 //! valid and damaged fixtures in random chunk splits — against the wasm module under wasmtime.
 //! After every call: no trap, a known status and last-error code, buffers where the mirror says,
-//! and the active model the one the mirror expects. At the end the instance still loads a model
+//! and the active model the one the mirror expects. Adapter calls (validate, stage, check, apply,
+//! abort, remove, require) are mixed in, with valid and damaged adapter fixtures and plans, and
+//! the receipt output always agrees with the diagnostics. At the end the instance still loads a model
 //! and generates exactly what a fresh instance generates.
 
 use harness::engine::wasmtime::{AbiInstance, WasmLimits, WasmModule, WasmtimeEngine};
@@ -48,6 +50,29 @@ fn final_request() -> GenRequest {
             max_new_tokens: 16,
         },
     }
+}
+
+/// An adapter fixture's plan, adapter and receipt digest.
+type AdapterFixture = (Vec<u8>, Vec<u8>, [u8; 32]);
+
+/// The adapter fixtures for fixture 0's base.
+fn adapter_fixture(i: usize) -> &'static AdapterFixture {
+    static ADAPTERS: OnceLock<Vec<AdapterFixture>> = OnceLock::new();
+    let all = ADAPTERS.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
+        harness::adapter::fixtures::read_all(&dir)
+            .unwrap()
+            .into_iter()
+            .filter(|f| f.recipe.base == FIXTURES[0])
+            .map(|f| {
+                let mut model = runtime::model::Model::load(f.base.clone()).unwrap();
+                let receipt =
+                    runtime::adapter::apply_plan(&mut model, &f.plan, &[&f.adapter]).unwrap();
+                (f.plan, f.adapter, receipt.digest())
+            })
+            .collect()
+    });
+    &all[i % all.len()]
 }
 
 /// What a fresh instance generates for [`final_request`] on fixture 1.
@@ -113,6 +138,22 @@ enum Op {
     Reset,
     OutputLen(u32),
     OutputCopy(u32, Ptr, Len),
+    /// Allocates a buffer holding an adapter fixture's plan (`true`) or adapter, with one byte
+    /// flipped (`Some(offset)`).
+    StageAdapter(usize, bool, Option<usize>),
+    AdapterValidate(Ptr, Len),
+    PlanValidate(Ptr, Len),
+    PlanBegin(Ptr, Len),
+    PlanModule(Ptr, Len),
+    PlanCheck,
+    PlanApply,
+    PlanAbort,
+    RemoveAdapters,
+    RequirePlan(Ptr, Len),
+    /// Requires an adapter fixture's plan (by digest, pinned receipt or not) or lifts it.
+    RequireFixturePlan(Option<(usize, bool)>),
+    /// Stages and applies an adapter fixture's plan with valid arguments.
+    ApplyFixturePlan(usize),
 }
 
 fn any_u32() -> impl Strategy<Value = u32> {
@@ -187,6 +228,18 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Reset),
         1 => (0u32..8).prop_map(Op::OutputLen),
         2 => (0u32..8, ptr(), len()).prop_map(|(k, p, l)| Op::OutputCopy(k, p, l)),
+        2 => (any::<usize>(), any::<bool>(), prop::option::weighted(0.3, any::<usize>())).prop_map(|(i, p, f)| Op::StageAdapter(i, p, f)),
+        1 => (ptr(), len()).prop_map(|(p, l)| Op::AdapterValidate(p, l)),
+        1 => (ptr(), len()).prop_map(|(p, l)| Op::PlanValidate(p, l)),
+        2 => (ptr(), len()).prop_map(|(p, l)| Op::PlanBegin(p, l)),
+        2 => (ptr(), len()).prop_map(|(p, l)| Op::PlanModule(p, l)),
+        1 => Just(Op::PlanCheck),
+        1 => Just(Op::PlanApply),
+        1 => Just(Op::PlanAbort),
+        1 => Just(Op::RemoveAdapters),
+        1 => (ptr(), len()).prop_map(|(p, l)| Op::RequirePlan(p, l)),
+        1 => prop::option::of((any::<usize>(), any::<bool>())).prop_map(Op::RequireFixturePlan),
+        2 => any::<usize>().prop_map(Op::ApplyFixturePlan),
     ]
 }
 
@@ -443,6 +496,73 @@ fn apply(wasm: &mut AbiInstance, m: &mut Mirror, op: &Op) -> Result<u32, TestCas
             let (ptr, len) = m.resolve(p, l);
             wasm.output_copy(*k, ptr, len).unwrap()
         }
+        Op::StageAdapter(i, plan, flip) => {
+            let (p, a, _) = adapter_fixture(*i);
+            let mut bytes = if *plan { p.clone() } else { a.clone() };
+            if let Some(at) = flip {
+                let at = at % bytes.len();
+                bytes[at] ^= 0x10;
+            }
+            let ptr = wasm.alloc(bytes.len() as u32).unwrap();
+            if ptr != 0 {
+                wasm.write(ptr, &bytes).unwrap();
+                m.live.push((ptr, bytes.len() as u32));
+            }
+            ok
+        }
+        Op::AdapterValidate(p, l) => {
+            let (ptr, len) = m.resolve(p, l);
+            wasm.adapter_validate(ptr, len).unwrap()
+        }
+        Op::PlanValidate(p, l) => {
+            let (ptr, len) = m.resolve(p, l);
+            wasm.plan_validate(ptr, len).unwrap()
+        }
+        Op::PlanBegin(p, l) => {
+            let (ptr, len) = m.resolve(p, l);
+            wasm.plan_begin(ptr, len).unwrap()
+        }
+        Op::PlanModule(p, l) => {
+            let (ptr, len) = m.resolve(p, l);
+            wasm.plan_module(ptr, len).unwrap()
+        }
+        Op::PlanCheck => wasm.plan_check().unwrap(),
+        Op::PlanApply => wasm.plan_apply().unwrap(),
+        Op::PlanAbort => wasm.plan_abort().unwrap(),
+        Op::RemoveAdapters => wasm.remove_adapters().unwrap(),
+        Op::RequirePlan(p, l) => {
+            let (ptr, len) = m.resolve(p, l);
+            wasm.require_plan(ptr, len).unwrap()
+        }
+        Op::RequireFixturePlan(which) => {
+            let mut data = Vec::new();
+            if let Some((i, pin)) = which {
+                let (plan, _, receipt) = adapter_fixture(*i);
+                data.extend_from_slice(&runtime::sha256::sha256(plan));
+                if *pin {
+                    data.extend_from_slice(receipt);
+                }
+            }
+            let ptr = wasm.alloc_with(&data).unwrap();
+            let status = wasm.require_plan(ptr, data.len() as u32).unwrap();
+            wasm.free(ptr, data.len().max(1) as u32).unwrap();
+            status
+        }
+        Op::ApplyFixturePlan(i) => {
+            let (plan, adapter, _) = adapter_fixture(*i);
+            let p = wasm.alloc_with(plan).unwrap();
+            let mut status = wasm.plan_begin(p, plan.len() as u32).unwrap();
+            wasm.free(p, plan.len() as u32).unwrap();
+            if status == 0 {
+                let a = wasm.alloc_with(adapter).unwrap();
+                status = wasm.plan_module(a, adapter.len() as u32).unwrap();
+                wasm.free(a, adapter.len() as u32).unwrap();
+            }
+            if status == 0 {
+                status = wasm.plan_apply().unwrap();
+            }
+            status
+        }
     })
 }
 
@@ -487,7 +607,21 @@ fn check_invariants(wasm: &mut AbiInstance, m: &Mirror, status: u32) -> Result<(
     match wasm.diagnostics().unwrap() {
         Ok(d) => {
             prop_assert_eq!(d["model_digest"].as_str().map(String::from), expected);
-            prop_assert_eq!(d["abi_version"].as_u64(), Some(1));
+            prop_assert_eq!(d["abi_version"].as_u64(), Some(2));
+            // The receipt output is empty or a receipt, as the diagnostics say.
+            if let Ok(receipt) = wasm.output(6).unwrap() {
+                let modules = d["adapter_modules"].as_u64().unwrap();
+                if receipt.is_empty() {
+                    prop_assert_eq!(modules, 0);
+                    prop_assert!(d["receipt_digest"].is_null());
+                } else {
+                    let r = runtime::adapter::Receipt::parse(&receipt);
+                    prop_assert!(r.is_ok(), "receipt output {:?}", receipt);
+                    prop_assert_eq!(modules, 1);
+                    let digest = runtime::sha256::to_hex(&runtime::sha256::sha256(&receipt));
+                    prop_assert_eq!(d["receipt_digest"].as_str(), Some(digest.as_str()));
+                }
+            }
         }
         // The host's own buffers can leave no room for one to read the document into.
         Err(code) => prop_assert!(

@@ -85,6 +85,15 @@ fn abi_signatures() -> BTreeMap<&'static str, Signature> {
         ("trlm_reset", sig(&[])),
         ("trlm_output_len", sig(&[I32])),
         ("trlm_output_copy", sig(&[I32, I32, I32])),
+        ("trlm_adapter_validate", sig(&[I32, I32])),
+        ("trlm_plan_validate", sig(&[I32, I32])),
+        ("trlm_plan_begin", sig(&[I32, I32])),
+        ("trlm_plan_module", sig(&[I32, I32])),
+        ("trlm_plan_check", sig(&[])),
+        ("trlm_plan_apply", sig(&[])),
+        ("trlm_plan_abort", sig(&[])),
+        ("trlm_remove_adapters", sig(&[])),
+        ("trlm_require_plan", sig(&[I32, I32])),
     ])
 }
 

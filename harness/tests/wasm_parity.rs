@@ -166,10 +166,19 @@ fn the_module_imports_nothing_and_exports_the_abi() {
         "trlm_reset",
         "trlm_output_len",
         "trlm_output_copy",
+        "trlm_adapter_validate",
+        "trlm_plan_validate",
+        "trlm_plan_begin",
+        "trlm_plan_module",
+        "trlm_plan_check",
+        "trlm_plan_apply",
+        "trlm_plan_abort",
+        "trlm_remove_adapters",
+        "trlm_require_plan",
     ] {
         assert!(exports.iter().any(|e| e == name), "missing export {name}");
     }
-    assert_eq!(instance().abi_version().unwrap(), 1);
+    assert_eq!(instance().abi_version().unwrap(), 2);
 }
 
 /// The code of loading `bytes` natively, through `trlm_load` and chunked (`chunk`-byte pieces).

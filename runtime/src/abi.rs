@@ -9,6 +9,7 @@
 pub mod buffers;
 pub mod diagnostics_json;
 pub mod loader;
+pub mod plan_stage;
 pub mod state;
 
 use crate::error::{ErrorCode, Result};
@@ -17,7 +18,7 @@ use core::cell::RefCell;
 use state::{AbiState, TOP_K_OFF};
 
 /// The ABI's version: bumped when a function, a record layout or a meaning changes.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 std::thread_local! {
     /// The module's one state (wasm32-unknown-unknown runs one thread).
@@ -202,4 +203,68 @@ pub extern "C" fn trlm_output_len(kind: u32) -> u32 {
 #[no_mangle]
 pub extern "C" fn trlm_output_copy(kind: u32, ptr: u32, cap: u32) -> u32 {
     quiet(|s| s.output_copy(kind, ptr, cap))
+}
+
+/// Reads the adapter in `[ptr, ptr + len)` by every rule of spec/adapters.md (nothing applied).
+// SAFETY: see trlm_abi_version.
+#[no_mangle]
+pub extern "C" fn trlm_adapter_validate(ptr: u32, len: u32) -> u32 {
+    operation(|s| s.adapter_validate(ptr, len))
+}
+
+/// Reads the plan text in `[ptr, ptr + len)`; with a model loaded, also checks its base.
+// SAFETY: see trlm_abi_version.
+#[no_mangle]
+pub extern "C" fn trlm_plan_validate(ptr: u32, len: u32) -> u32 {
+    operation(|s| s.plan_validate(ptr, len))
+}
+
+/// Stages the plan in `[ptr, ptr + len)` (copied) for the loaded model.
+// SAFETY: see trlm_abi_version.
+#[no_mangle]
+pub extern "C" fn trlm_plan_begin(ptr: u32, len: u32) -> u32 {
+    operation(|s| s.plan_begin(ptr, len))
+}
+
+/// Adds the staged plan's next module, `[ptr, ptr + len)` (copied).
+// SAFETY: see trlm_abi_version.
+#[no_mangle]
+pub extern "C" fn trlm_plan_module(ptr: u32, len: u32) -> u32 {
+    operation(|s| s.plan_module(ptr, len))
+}
+
+/// Checks and assembles the staged plan without applying it (the stage stays).
+// SAFETY: see trlm_abi_version.
+#[no_mangle]
+pub extern "C" fn trlm_plan_check() -> u32 {
+    operation(|s| s.plan_check())
+}
+
+/// Applies the staged plan (all or nothing) and ends the stage; the receipt is output kind 6.
+// SAFETY: see trlm_abi_version.
+#[no_mangle]
+pub extern "C" fn trlm_plan_apply() -> u32 {
+    operation(|s| s.plan_apply())
+}
+
+/// Abandons the staged plan.
+// SAFETY: see trlm_abi_version.
+#[no_mangle]
+pub extern "C" fn trlm_plan_abort() -> u32 {
+    operation(|s| s.plan_abort())
+}
+
+/// Removes every adapter from the loaded model.
+// SAFETY: see trlm_abi_version.
+#[no_mangle]
+pub extern "C" fn trlm_remove_adapters() -> u32 {
+    operation(|s| s.remove_adapters())
+}
+
+/// Requires a plan before generation: `[ptr, ptr + len)` holds the plan digest (32 bytes),
+/// optionally followed by the receipt digest (64 bytes in all); length 0 lifts the requirement.
+// SAFETY: see trlm_abi_version.
+#[no_mangle]
+pub extern "C" fn trlm_require_plan(ptr: u32, len: u32) -> u32 {
+    operation(|s| s.require_plan(ptr, len))
 }

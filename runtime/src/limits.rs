@@ -82,3 +82,8 @@ pub const MAX_ABI_BUFFER_BYTES: u32 = 33_554_432;
 pub const MAX_ABI_BUFFER_TOTAL_BYTES: u64 = 67_108_864;
 /// Live host buffers.
 pub const MAX_ABI_BUFFERS: usize = 1024;
+
+// abi adapters (spec/abi.md, Adapters).
+
+/// Bytes of the modules of one plan staged through the ABI (`trlm_plan_begin`), together.
+pub const MAX_PLAN_STAGED_BYTES: u64 = 33_554_432;

@@ -1,8 +1,9 @@
 //! `tinyrustlm adapter`: task deltas between two checkpoints ([`diff`]), adapter reports
-//! ([`report`]) and the selector registry ([`registry`]). Applying a plan is the runtime's
-//! (`runtime::adapter::apply_plan`).
+//! ([`report`]), the selector registry ([`registry`]) and the adapter fixtures ([`fixtures`]).
+//! Applying a plan is the runtime's (`runtime::adapter::apply_plan`).
 
 pub mod diff;
+pub mod fixtures;
 pub mod registry;
 
 use runtime::adapter::{Adapter, Body};

@@ -7,6 +7,7 @@ pub mod node;
 pub mod wasmtime;
 
 use runtime::generate::sampler::SamplerSettings;
+use runtime::generate::session::PlanRequirement;
 use serde::Serialize;
 
 /// A failure as every engine reports it: the runtime's stable error code and its message.
@@ -84,6 +85,28 @@ pub trait Engine {
     fn load(&mut self, bytes: &[u8]) -> Result<ModelInfo, EngineError>;
     /// Runs one generation on the loaded model, step by step, to its end.
     fn generate(&mut self, req: &GenRequest) -> Result<GenResult, EngineError>;
+    /// Applies a module plan to the loaded model with its modules' bytes in plan order, all or
+    /// nothing (spec/adapters.md); returns the receipt's bytes.
+    fn apply_plan(&mut self, plan: &[u8], modules: &[&[u8]]) -> Result<Vec<u8>, EngineError>;
+    /// Removes every adapter from the loaded model.
+    fn remove_adapters(&mut self) -> Result<(), EngineError>;
+    /// Requires a plan before generation (`None` lifts the requirement).
+    fn require_plan(&mut self, req: Option<PlanRequirement>) -> Result<(), EngineError>;
+}
+
+/// The ABI version the wasm engines speak (spec/abi.md, Version).
+pub const ABI_VERSION: u32 = 2;
+
+/// The 0, 32 or 64 bytes `trlm_require_plan` takes for a requirement.
+pub fn requirement_bytes(req: Option<PlanRequirement>) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let Some(r) = req {
+        out.extend_from_slice(&r.plan);
+        if let Some(d) = r.receipt {
+            out.extend_from_slice(&d);
+        }
+    }
+    out
 }
 
 /// Engine names `--engine` accepts, in the order `check` runs them (the first is the reference).

@@ -1,6 +1,7 @@
 //! The native engine: the runtime library linked into the harness.
 
 use super::{Engine, EngineError, GenRequest, GenResult, ModelInfo};
+use runtime::generate::session::PlanRequirement;
 use runtime::generate::{Session, Step};
 use runtime::model::Model;
 use runtime::sha256::to_hex;
@@ -13,7 +14,29 @@ pub struct NativeEngine {
     pub context: u32,
 }
 
+impl NativeEngine {
+    fn session(&mut self) -> Result<&mut Session, EngineError> {
+        self.session.as_mut().ok_or(EngineError {
+            code: runtime::ErrorCode::ModelNotLoaded as u32,
+            message: "no model loaded".into(),
+        })
+    }
+}
+
 impl Engine for NativeEngine {
+    fn apply_plan(&mut self, plan: &[u8], modules: &[&[u8]]) -> Result<Vec<u8>, EngineError> {
+        Ok(self.session()?.apply_plan(plan, modules)?.to_bytes())
+    }
+
+    fn remove_adapters(&mut self) -> Result<(), EngineError> {
+        Ok(self.session()?.remove_adapters()?)
+    }
+
+    fn require_plan(&mut self, req: Option<PlanRequirement>) -> Result<(), EngineError> {
+        self.session()?.require_plan(req);
+        Ok(())
+    }
+
     fn name(&self) -> String {
         "native".into()
     }
@@ -31,10 +54,7 @@ impl Engine for NativeEngine {
     }
 
     fn generate(&mut self, req: &GenRequest) -> Result<GenResult, EngineError> {
-        let s = self.session.as_mut().ok_or(EngineError {
-            code: runtime::ErrorCode::ModelNotLoaded as u32,
-            message: "no model loaded".into(),
-        })?;
+        let s = self.session()?;
         s.start(&req.prompt, req.settings)?;
         let mut step_digests = Vec::new();
         let finish = loop {

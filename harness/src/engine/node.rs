@@ -5,6 +5,8 @@
 use super::{Engine, EngineError, GenRequest, GenResult, ModelInfo};
 use crate::smoke::{self, request_json};
 use anyhow::{bail, Context};
+use runtime::generate::session::PlanRequirement;
+use runtime::sha256::to_hex;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -60,7 +62,7 @@ impl NodeEngine {
             context: 0,
         };
         let ready = engine.read_answer()?;
-        if ready["ready"] != true || ready["abi_version"] != 1 {
+        if ready["ready"] != true || ready["abi_version"] != super::ABI_VERSION {
             bail!("unexpected first line from the node host: {ready}");
         }
         Ok(engine)
@@ -141,6 +143,40 @@ impl Engine for NodeEngine {
         let answer = self.request(r)?;
         smoke::parse_result(&answer).map_err(host_failure)
     }
+
+    fn apply_plan(&mut self, plan: &[u8], modules: &[&[u8]]) -> Result<Vec<u8>, EngineError> {
+        let modules: Vec<String> = modules.iter().map(|m| base64(m)).collect();
+        let a = self.request(serde_json::json!({
+            "op": "apply_plan", "plan_b64": base64(plan), "modules_b64": modules,
+        }))?;
+        let hex = a["receipt_hex"].as_str().unwrap_or_default();
+        hex_bytes(hex).ok_or_else(|| host_failure(anyhow::anyhow!("bad receipt_hex {hex:?}")))
+    }
+
+    fn remove_adapters(&mut self) -> Result<(), EngineError> {
+        self.request(serde_json::json!({"op": "remove_adapters"}))
+            .map(|_| ())
+    }
+
+    fn require_plan(&mut self, req: Option<PlanRequirement>) -> Result<(), EngineError> {
+        let plan = req.map(|r| to_hex(&r.plan));
+        let receipt = req.and_then(|r| r.receipt).map(|d| to_hex(&d));
+        self.request(serde_json::json!({
+            "op": "require_plan", "plan_hex": plan, "receipt_hex": receipt,
+        }))
+        .map(|_| ())
+    }
+}
+
+/// Bytes of lower-case hex (any even length).
+fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 #[cfg(test)]

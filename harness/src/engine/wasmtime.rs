@@ -5,11 +5,12 @@
 //! [`AbiInstance`] exposes each `trlm_*` export as a method (an `Err` is a trap);
 //! [`WasmtimeEngine`] drives it as an [`Engine`], loading through the chunked path.
 
-use super::{Engine, EngineError, GenRequest, GenResult, ModelInfo};
+use super::{requirement_bytes, Engine, EngineError, GenRequest, GenResult, ModelInfo};
 use ::wasmtime::{
     Config, Instance, Memory, Module, Store, StoreLimits, StoreLimitsBuilder, TypedFunc,
 };
 use anyhow::{bail, Context};
+use runtime::generate::session::PlanRequirement;
 use std::path::PathBuf;
 
 /// Where harness/build.rs put the module.
@@ -103,6 +104,15 @@ struct Exports {
     reset: TypedFunc<(), u32>,
     output_len: TypedFunc<u32, u32>,
     output_copy: TypedFunc<(u32, u32, u32), u32>,
+    adapter_validate: TypedFunc<(u32, u32), u32>,
+    plan_validate: TypedFunc<(u32, u32), u32>,
+    plan_begin: TypedFunc<(u32, u32), u32>,
+    plan_module: TypedFunc<(u32, u32), u32>,
+    plan_check: TypedFunc<(), u32>,
+    plan_apply: TypedFunc<(), u32>,
+    plan_abort: TypedFunc<(), u32>,
+    remove_adapters: TypedFunc<(), u32>,
+    require_plan: TypedFunc<(u32, u32), u32>,
 }
 
 /// One instance of the module, called through its raw ABI.
@@ -166,6 +176,15 @@ impl AbiInstance {
             reset: get!("trlm_reset"),
             output_len: get!("trlm_output_len"),
             output_copy: get!("trlm_output_copy"),
+            adapter_validate: get!("trlm_adapter_validate"),
+            plan_validate: get!("trlm_plan_validate"),
+            plan_begin: get!("trlm_plan_begin"),
+            plan_module: get!("trlm_plan_module"),
+            plan_check: get!("trlm_plan_check"),
+            plan_apply: get!("trlm_plan_apply"),
+            plan_abort: get!("trlm_plan_abort"),
+            remove_adapters: get!("trlm_remove_adapters"),
+            require_plan: get!("trlm_require_plan"),
         };
         Ok(AbiInstance {
             store,
@@ -194,6 +213,15 @@ impl AbiInstance {
         reset();
         output_len(kind: u32);
         output_copy(kind: u32, ptr: u32, cap: u32);
+        adapter_validate(ptr: u32, len: u32);
+        plan_validate(ptr: u32, len: u32);
+        plan_begin(ptr: u32, len: u32);
+        plan_module(ptr: u32, len: u32);
+        plan_check();
+        plan_apply();
+        plan_abort();
+        remove_adapters();
+        require_plan(ptr: u32, len: u32);
     }
 
     /// Bytes of linear memory.
@@ -380,6 +408,21 @@ impl WasmtimeEngine {
         }
     }
 
+    /// Calls `f(ptr, len)` with a host buffer holding `data` (freed afterwards); its status.
+    fn with_buffer(
+        &mut self,
+        data: &[u8],
+        f: impl FnOnce(&mut AbiInstance, u32, u32) -> anyhow::Result<u32>,
+    ) -> Result<(), EngineError> {
+        let ptr = self.instance.alloc_with(data).map_err(trap)?;
+        let status = f(&mut self.instance, ptr, data.len() as u32).map_err(trap);
+        self.instance
+            .free(ptr, data.len().max(1) as u32)
+            .map_err(trap)?;
+        let status = status?;
+        self.check(status)
+    }
+
     /// Steps to the end of the started generation.
     fn run_steps(&mut self, out: u32) -> Result<GenResult, EngineError> {
         let mut step_digests = Vec::new();
@@ -423,6 +466,29 @@ impl WasmtimeEngine {
 }
 
 impl Engine for WasmtimeEngine {
+    fn apply_plan(&mut self, plan: &[u8], modules: &[&[u8]]) -> Result<Vec<u8>, EngineError> {
+        self.with_buffer(plan, |i, p, n| i.plan_begin(p, n))?;
+        for m in modules {
+            if let Err(e) = self.with_buffer(m, |i, p, n| i.plan_module(p, n)) {
+                // A refused module ended the stage; a failed allocation did not.
+                self.instance.plan_abort().map_err(trap)?;
+                return Err(e);
+            }
+        }
+        let status = self.instance.plan_apply().map_err(trap)?;
+        self.check(status)?;
+        self.output_ok(6)
+    }
+
+    fn remove_adapters(&mut self) -> Result<(), EngineError> {
+        let status = self.instance.remove_adapters().map_err(trap)?;
+        self.check(status)
+    }
+
+    fn require_plan(&mut self, req: Option<PlanRequirement>) -> Result<(), EngineError> {
+        self.with_buffer(&requirement_bytes(req), |i, p, n| i.require_plan(p, n))
+    }
+
     fn name(&self) -> String {
         "wasmtime".into()
     }

@@ -7,7 +7,7 @@ use alloc::string::String;
 use core::fmt::Write;
 
 /// Version of the document's keys and meanings.
-pub const DIAGNOSTICS_VERSION: u32 = 1;
+pub const DIAGNOSTICS_VERSION: u32 = 2;
 
 /// The diagnostics of `session` as JSON.
 pub fn diagnostics_json(session: &Session, abi_version: u32) -> String {
@@ -36,6 +36,17 @@ pub fn diagnostics_json(session: &Session, abi_version: u32) -> String {
     match d.finish {
         Some(f) => {
             let _ = write!(s, "\"{}\"", f.name());
+        }
+        None => s.push_str("null"),
+    }
+    let _ = write!(
+        s,
+        ",\"adapter_modules\":{},\"receipt_digest\":",
+        d.adapter_modules
+    );
+    match d.receipt_digest {
+        Some(r) => {
+            let _ = write!(s, "\"{}\"", to_hex(&r));
         }
         None => s.push_str("null"),
     }

@@ -5,9 +5,12 @@
 use super::buffers::Buffers;
 use super::diagnostics_json::diagnostics_json;
 use super::loader::ChunkedLoad;
+use super::plan_stage::PlanStage;
 use super::ABI_VERSION;
+use crate::adapter::{Adapter, Plan};
 use crate::error::{Error, ErrorCode, Result};
 use crate::generate::sampler::SamplerSettings;
+use crate::generate::session::PlanRequirement;
 use crate::generate::{Finish, Session, Step};
 use crate::limits;
 use crate::model::Model;
@@ -46,6 +49,8 @@ pub enum Output {
     Diagnostics = 4,
     /// The last error's message (UTF-8).
     LastError = 5,
+    /// The applied plan's receipt (spec/adapters.md, Receipt); empty when none is applied.
+    Receipt = 6,
 }
 
 impl Output {
@@ -56,10 +61,11 @@ impl Output {
             3 => Output::PromptTokens,
             4 => Output::Diagnostics,
             5 => Output::LastError,
+            6 => Output::Receipt,
             _ => {
                 return Err(Error::new(
                     ErrorCode::InvalidArgument,
-                    format!("{kind} is not an output kind (1 to 5)"),
+                    format!("{kind} is not an output kind (1 to 6)"),
                 ))
             }
         })
@@ -71,6 +77,7 @@ enum OutputData<'a> {
     Bytes(&'a [u8]),
     Words(&'a [u32]),
     Owned(String),
+    OwnedBytes(Vec<u8>),
 }
 
 impl OutputData<'_> {
@@ -79,6 +86,7 @@ impl OutputData<'_> {
             OutputData::Bytes(b) => b.len(),
             OutputData::Words(w) => w.len() * 4,
             OutputData::Owned(s) => s.len(),
+            OutputData::OwnedBytes(b) => b.len(),
         }
     }
 
@@ -92,6 +100,7 @@ impl OutputData<'_> {
                 }
             }
             OutputData::Owned(s) => dst[..s.len()].copy_from_slice(s.as_bytes()),
+            OutputData::OwnedBytes(b) => dst[..b.len()].copy_from_slice(b),
         }
     }
 }
@@ -110,6 +119,8 @@ pub struct AbiState {
     buffers: Buffers,
     session: Option<Session>,
     load: Option<ChunkedLoad>,
+    /// A module plan being staged.
+    plan: Option<PlanStage>,
     /// KV cache positions for sessions (0 = the model's max_context).
     context: u32,
     settings: SamplerSettings,
@@ -128,6 +139,7 @@ impl AbiState {
             buffers: Buffers::new(),
             session: None,
             load: None,
+            plan: None,
             context: 0,
             settings: DEFAULT_SETTINGS,
             last_error: None,
@@ -254,8 +266,12 @@ impl AbiState {
         match self.session.take() {
             None => Ok(()),
             // The new buffers are allocated after the old ones are freed: the only possible
-            // failure left is OutOfMemory, which leaves no model loaded.
-            Some(old) => self.activate(old.into_model()),
+            // failure left is OutOfMemory, which leaves no model loaded. Applied adapters and a
+            // required plan stay.
+            Some(old) => {
+                self.session = Some(old.with_context(self.context)?);
+                Ok(())
+            }
         }
     }
 
@@ -314,6 +330,100 @@ impl AbiState {
         Ok(())
     }
 
+    // Adapters.
+
+    pub fn adapter_validate(&mut self, ptr: u32, len: u32) -> Result<()> {
+        Adapter::parse(self.buffers.get(ptr, len)?).map(|_| ())
+    }
+
+    pub fn plan_validate(&mut self, ptr: u32, len: u32) -> Result<()> {
+        let plan = Plan::parse(self.buffers.get(ptr, len)?)?;
+        match &self.session {
+            Some(s) => check_base(&plan, s),
+            None => Ok(()),
+        }
+    }
+
+    pub fn plan_begin(&mut self, ptr: u32, len: u32) -> Result<()> {
+        let data = self.buffers.get(ptr, len)?;
+        let session = self.session.as_ref().ok_or_else(not_loaded)?;
+        // A valid begin abandons a plan in progress; a failed one too.
+        self.plan = None;
+        let stage = PlanStage::begin(data)?;
+        check_base(stage.plan(), session)?;
+        self.plan = Some(stage);
+        Ok(())
+    }
+
+    pub fn plan_module(&mut self, ptr: u32, len: u32) -> Result<()> {
+        let data = self.buffers.get(ptr, len)?;
+        let stage = self.plan.as_mut().ok_or_else(no_plan)?;
+        let r = stage.module(data);
+        if r.is_err() {
+            self.plan = None;
+        }
+        r
+    }
+
+    pub fn plan_check(&mut self) -> Result<()> {
+        let stage = self.plan.as_ref().ok_or_else(no_plan)?;
+        let session = self.session.as_ref().ok_or_else(not_loaded)?;
+        let (plan, modules) = stage.parts();
+        session.check_plan(plan, &modules).map(|_| ())
+    }
+
+    pub fn plan_apply(&mut self) -> Result<()> {
+        if self.plan.is_none() {
+            return Err(no_plan());
+        }
+        let session = self.session.as_mut().ok_or_else(not_loaded)?;
+        let stage = self.plan.take().ok_or_else(no_plan)?;
+        let (plan, modules) = stage.parts();
+        session.apply_plan(plan, &modules).map(|_| ())
+    }
+
+    pub fn plan_abort(&mut self) -> Result<()> {
+        self.plan.take().map(|_| ()).ok_or_else(no_plan)
+    }
+
+    pub fn remove_adapters(&mut self) -> Result<()> {
+        self.session
+            .as_mut()
+            .ok_or_else(not_loaded)?
+            .remove_adapters()
+    }
+
+    pub fn require_plan(&mut self, ptr: u32, len: u32) -> Result<()> {
+        let data = self.buffers.get(ptr, len)?;
+        let digest = |i: usize| -> [u8; 32] {
+            let mut d = [0u8; 32];
+            d.copy_from_slice(&data[32 * i..32 * i + 32]);
+            d
+        };
+        let requirement = match data.len() {
+            0 => None,
+            32 => Some(PlanRequirement {
+                plan: digest(0),
+                receipt: None,
+            }),
+            64 => Some(PlanRequirement {
+                plan: digest(0),
+                receipt: Some(digest(1)),
+            }),
+            n => {
+                return Err(Error::new(
+                    ErrorCode::InvalidLength,
+                    format!("a plan requirement has 0, 32 or 64 bytes, not {n}"),
+                ))
+            }
+        };
+        self.session
+            .as_mut()
+            .ok_or_else(not_loaded)?
+            .require_plan(requirement);
+        Ok(())
+    }
+
     // Outputs.
 
     pub fn output_len(&self, kind: u32) -> Result<u32> {
@@ -335,7 +445,30 @@ impl AbiState {
     }
 }
 
-/// The bytes of output `kind` (kinds 1 to 4 need a loaded model).
+fn no_plan() -> Error {
+    Error::new(
+        ErrorCode::InvalidState,
+        "no plan is staged (call trlm_plan_begin)",
+    )
+}
+
+/// `PlanBaseMismatch` unless `plan` names the session's model.
+fn check_base(plan: &Plan, session: &Session) -> Result<()> {
+    let model = session.model().digest;
+    if plan.base != model {
+        return Err(Error::new(
+            ErrorCode::PlanBaseMismatch,
+            format!(
+                "the plan is for base {}, the model is {}",
+                crate::sha256::to_hex(&plan.base),
+                crate::sha256::to_hex(&model)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The bytes of output `kind` (kinds 1 to 4 and 6 need a loaded model).
 fn output<'a>(
     session: &'a Option<Session>,
     last_error: &Option<Error>,
@@ -347,6 +480,9 @@ fn output<'a>(
         Output::Tokens => OutputData::Words(loaded()?.generated_tokens()),
         Output::PromptTokens => OutputData::Words(loaded()?.prompt_tokens()),
         Output::Diagnostics => OutputData::Owned(diagnostics_json(loaded()?, ABI_VERSION)),
+        Output::Receipt => {
+            OutputData::OwnedBytes(loaded()?.receipt().map_or_else(Vec::new, |r| r.to_bytes()))
+        }
         Output::LastError => OutputData::Owned(
             last_error
                 .as_ref()

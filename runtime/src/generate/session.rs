@@ -11,7 +11,7 @@
 //! the KV cache. [`Session::require_plan`] closes the gate: `start` then fails with
 //! `AdaptersRequired` until that plan is applied (with the pinned receipt, if one is given).
 
-use crate::adapter::plan::{prepare_plan, Receipt};
+use crate::adapter::plan::{prepare_plan, Prepared, Receipt};
 use crate::error::{Error, ErrorCode, Result};
 use crate::format::DType;
 use crate::generate::sampler::{Sampler, SamplerSettings};
@@ -169,6 +169,22 @@ impl Session {
     /// required plan and its receipt is not the pinned one; `OutOfMemory`. On error nothing
     /// changed.
     pub fn apply_plan(&mut self, plan: &[u8], modules: &[&[u8]]) -> Result<&Receipt> {
+        let (prepared, digest) = self.prepare(plan, modules)?;
+        let state = State::new(&self.model, self.state.context as u32)?;
+        let receipt = prepared.install(&mut self.model);
+        self.state = state;
+        self.reset();
+        Ok(&self.applied.insert((receipt, digest)).0)
+    }
+
+    /// What [`Session::apply_plan`] would do, without changing anything: returns the receipt it
+    /// would produce, or the error it would report (before memory for the KV cache).
+    pub fn check_plan(&self, plan: &[u8], modules: &[&[u8]]) -> Result<Receipt> {
+        Ok(self.prepare(plan, modules)?.0.receipt)
+    }
+
+    /// The checks and the assembly of [`Session::apply_plan`], and the receipt's digest.
+    fn prepare(&self, plan: &[u8], modules: &[&[u8]]) -> Result<(Prepared, [u8; 32])> {
         let prepared = prepare_plan(&self.model, plan, modules)?;
         let digest = prepared.receipt.digest();
         if let Some(req) = self.required {
@@ -179,11 +195,23 @@ impl Session {
                 ));
             }
         }
-        let state = State::new(&self.model, self.state.context as u32)?;
-        let receipt = prepared.install(&mut self.model);
-        self.state = state;
-        self.reset();
-        Ok(&self.applied.insert((receipt, digest)).0)
+        Ok((prepared, digest))
+    }
+
+    /// The same model, applied plan and required plan with a new KV cache of `context`
+    /// positions (0 = the model's max_context); the generation is lost. The old buffers are freed
+    /// first: on failure (`ContextExceeded`, `OutOfMemory`) the model is dropped.
+    pub fn with_context(self, context: u32) -> Result<Session> {
+        let Session {
+            model,
+            required,
+            applied,
+            ..
+        } = self;
+        let mut s = Session::new(model, context)?;
+        s.required = required;
+        s.applied = applied;
+        Ok(s)
     }
 
     /// Removes every adapter: the model computes with its base bytes again. Ends any generation

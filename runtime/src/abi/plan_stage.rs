@@ -1,0 +1,95 @@
+//! A module plan being staged through the ABI (spec/abi.md, Adapters): the plan's bytes from
+//! `trlm_plan_begin`, then each module's bytes from `trlm_plan_module`, checked against the plan
+//! as they arrive (count, size, digest), until `trlm_plan_check` or `trlm_plan_apply`.
+
+use crate::adapter::format::file_digest;
+use crate::adapter::Plan;
+use crate::error::{Error, ErrorCode, Result};
+use crate::limits;
+use crate::sha256::to_hex;
+use alloc::format;
+use alloc::vec::Vec;
+
+/// A staged plan and the modules received so far (plan order).
+pub struct PlanStage {
+    plan_bytes: Vec<u8>,
+    plan: Plan,
+    modules: Vec<Vec<u8>>,
+}
+
+fn copy(data: &[u8], what: &str) -> Result<Vec<u8>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(data.len()).map_err(|_| {
+        Error::new(
+            ErrorCode::OutOfMemory,
+            format!("cannot allocate {} bytes for the {what}", data.len()),
+        )
+    })?;
+    v.extend_from_slice(data);
+    Ok(v)
+}
+
+impl PlanStage {
+    /// Parses `plan` and checks that its modules fit `MAX_PLAN_STAGED_BYTES` together.
+    ///
+    /// Errors: `InvalidPlan`, `LimitExceeded` (the plan text), `BudgetExceeded`, `OutOfMemory`.
+    pub fn begin(plan: &[u8]) -> Result<PlanStage> {
+        let parsed = Plan::parse(plan)?;
+        let total: u64 = parsed.modules.iter().map(|m| m.bytes).sum();
+        if total > limits::MAX_PLAN_STAGED_BYTES {
+            return Err(Error::new(
+                ErrorCode::BudgetExceeded,
+                format!(
+                    "the plan's modules hold {total} bytes; the staging budget is {}",
+                    limits::MAX_PLAN_STAGED_BYTES
+                ),
+            ));
+        }
+        Ok(PlanStage {
+            plan_bytes: copy(plan, "plan")?,
+            plan: parsed,
+            modules: Vec::new(),
+        })
+    }
+
+    /// The staged plan.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Appends the next module (copied) after checking it is the one the plan lists next.
+    ///
+    /// Errors: `ModuleDigestMismatch` (more modules than the plan lists, or another size or file
+    /// digest), `OutOfMemory`.
+    pub fn module(&mut self, bytes: &[u8]) -> Result<()> {
+        let i = self.modules.len();
+        let Some(m) = self.plan.modules.get(i) else {
+            return Err(Error::new(
+                ErrorCode::ModuleDigestMismatch,
+                format!("the plan lists {} modules; this is one more", i),
+            ));
+        };
+        if bytes.len() as u64 != m.bytes || file_digest(bytes) != m.digest {
+            return Err(Error::new(
+                ErrorCode::ModuleDigestMismatch,
+                format!(
+                    "module {i} ({}): the bytes supplied ({} bytes) are not the plan's ({} bytes, sha256 {})",
+                    m.name,
+                    bytes.len(),
+                    m.bytes,
+                    to_hex(&m.digest)
+                ),
+            ));
+        }
+        self.modules.push(copy(bytes, "module")?);
+        Ok(())
+    }
+
+    /// The plan's bytes and the modules received, as `Session::apply_plan` takes them.
+    pub fn parts(&self) -> (&[u8], Vec<&[u8]>) {
+        (
+            &self.plan_bytes,
+            self.modules.iter().map(|m| m.as_slice()).collect(),
+        )
+    }
+}
