@@ -1,7 +1,9 @@
 //! `tinyrustlm check`: the conformance run for any model. Verify it; load it in every available
 //! engine; run the standard prompt set; compare token streams and logits digests across engines
-//! bit for bit; check the budget. A readable report (or JSON); failure on any divergence.
+//! bit for bit; check the budget. A readable report (or JSON); failure on any divergence. With a
+//! module plan, every engine applies it after loading and their receipts must be byte-identical.
 
+use crate::adapter::PlanFiles;
 use crate::conformance::{first_divergence, run_cases, standard_cases, Case};
 use crate::engine::{Engine, EngineError, GenResult};
 use crate::inspect;
@@ -15,6 +17,8 @@ pub struct EngineReport {
     pub engine: String,
     /// The model digest the engine reports, or its load error.
     pub load: Result<String, EngineError>,
+    /// With a plan: the receipt the engine produced (text), or its apply error.
+    pub receipt: Option<Result<String, EngineError>>,
     /// Per case: None when identical to the reference engine, else the first divergence (or the
     /// case's error).
     pub divergences: Vec<(String, Option<String>)>,
@@ -31,16 +35,20 @@ pub struct CheckReport {
     /// Reference results (the first engine's).
     pub reference: Vec<Result<GenResult, EngineError>>,
     pub wasm_module_bytes: Option<u64>,
+    /// With a plan: the reference engine's receipt (text).
+    pub receipt: Option<String>,
     pub ok: bool,
     pub problems: Vec<String>,
 }
 
-/// Runs the check with `engines` (the first one is the reference).
+/// Runs the check with `engines` (the first one is the reference), on the model with `plan`
+/// applied when one is given.
 pub fn check(
     bytes: &[u8],
     engines: &mut [Box<dyn Engine>],
     max_new_tokens: u32,
     wasm_module_bytes: Option<u64>,
+    plan: Option<&PlanFiles>,
 ) -> CheckReport {
     let mut problems = Vec::new();
     let verify = inspect::verify(bytes)
@@ -56,9 +64,10 @@ pub fn check(
     let cases = standard_cases(max_new_tokens);
     let mut reports = Vec::new();
     let mut reference: Option<Vec<Result<GenResult, EngineError>>> = None;
+    let mut reference_receipt: Option<String> = None;
     for engine in engines.iter_mut() {
         let name = engine.name();
-        let load = engine.load(bytes).map(|info| info.digest);
+        let mut load = engine.load(bytes).map(|info| info.digest);
         // Every engine must agree with verification: same digest, or the same error code.
         match (&verify, &load) {
             (Ok(d), Ok(e)) if d != e => {
@@ -73,6 +82,25 @@ pub fn check(
                 e.code, v.code
             )),
             _ => {}
+        }
+        let mut receipt = None;
+        if let (Some(p), Ok(_)) = (plan, &load) {
+            let r = engine
+                .apply_plan(&p.plan, &p.module_refs())
+                .map(|b| String::from_utf8_lossy(&b).into_owned());
+            match (&r, &reference_receipt) {
+                (Err(e), _) => problems.push(format!("{name}: applying the plan failed: {e}")),
+                (Ok(t), None) => reference_receipt = Some(t.clone()),
+                (Ok(t), Some(first)) if t != first => {
+                    problems.push(format!("{name}: the receipt differs from the reference's"))
+                }
+                _ => {}
+            }
+            if let Err(e) = &r {
+                // The cases would run on the base model: skip them.
+                load = Err(e.clone());
+            }
+            receipt = Some(r);
         }
         let mut divergences = Vec::new();
         if load.is_ok() {
@@ -108,6 +136,7 @@ pub fn check(
         reports.push(EngineReport {
             engine: name,
             load,
+            receipt,
             divergences,
         });
     }
@@ -120,6 +149,7 @@ pub fn check(
         cases,
         reference: reference.unwrap_or_default(),
         wasm_module_bytes,
+        receipt: reference_receipt,
         ok,
         problems,
     }
@@ -160,6 +190,21 @@ pub fn render(r: &CheckReport, name: &str) -> String {
             Err(err) => {
                 let _ = writeln!(s, "  {:<9} load: {err}", e.engine);
             }
+        }
+    }
+    if let Some(receipt) = &r.receipt {
+        let same = r
+            .engines
+            .iter()
+            .filter(|e| matches!(&e.receipt, Some(Ok(t)) if t == receipt))
+            .count();
+        let _ = writeln!(
+            s,
+            "receipt   identical in {same} of {} engines:",
+            r.engines.len()
+        );
+        for line in receipt.lines() {
+            let _ = writeln!(s, "  {line}");
         }
     }
     if !r.reference.is_empty() {

@@ -31,6 +31,10 @@ enum Command {
         /// New tokens per case.
         #[arg(long, default_value_t = 24)]
         max_tokens: u32,
+        /// A module plan to apply in every engine first (modules are read beside it by name);
+        /// the receipts are compared and printed.
+        #[arg(long)]
+        plan: Option<PathBuf>,
     },
     /// Show a verified file: header, metadata, tokenizer, tensors, budget headroom.
     Inspect {
@@ -67,6 +71,10 @@ enum Command {
         /// KV cache positions (0 = the model's max context).
         #[arg(long, default_value_t = 0)]
         context: u32,
+        /// A module plan to apply first (modules are read beside it by name); the receipt goes
+        /// to stderr.
+        #[arg(long)]
+        plan: Option<PathBuf>,
     },
     /// Print the token ids of a text, space-separated.
     Tokenize {
@@ -195,7 +203,7 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>> {
 }
 
 fn adapter_command(what: AdapterWhat) -> Result<ExitCode> {
-    use runtime::adapter::{Adapter, AdapterKind, Plan};
+    use runtime::adapter::{Adapter, AdapterKind};
     match what {
         AdapterWhat::Diff {
             base,
@@ -231,17 +239,10 @@ fn adapter_command(what: AdapterWhat) -> Result<ExitCode> {
         }
         AdapterWhat::Apply { base, plan, output } => {
             let mut model = runtime::model::Model::load(read(&base)?).map_err(runtime_err)?;
-            let plan_bytes = read(&plan)?;
-            let p = Plan::parse(&plan_bytes).map_err(runtime_err)?;
-            let dir = plan.parent().unwrap_or(std::path::Path::new("."));
-            let modules = p
-                .modules
-                .iter()
-                .map(|m| read(&dir.join(&m.name)))
-                .collect::<Result<Vec<_>>>()?;
-            let refs: Vec<&[u8]> = modules.iter().map(|m| &m[..]).collect();
-            let receipt = runtime::adapter::apply_plan(&mut model, &plan_bytes, &refs)
-                .map_err(runtime_err)?;
+            let files = harness::adapter::PlanFiles::read(&plan)?;
+            let receipt =
+                runtime::adapter::apply_plan(&mut model, &files.plan, &files.module_refs())
+                    .map_err(runtime_err)?;
             let bytes = receipt.to_bytes();
             std::fs::write(&output, &bytes)
                 .with_context(|| format!("writing {}", output.display()))?;
@@ -395,8 +396,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             json,
             engine,
             max_tokens,
+            plan,
         } => {
             let bytes = read_model(&file)?;
+            let plan = plan
+                .map(|p| harness::adapter::PlanFiles::read(&p))
+                .transpose()?;
             let names: Vec<String> = if engine.is_empty() {
                 harness::engine::ENGINE_NAMES
                     .iter()
@@ -417,6 +422,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 &mut engines,
                 max_tokens,
                 harness::engine::wasm_module_bytes(),
+                plan.as_ref(),
             );
             let name = file
                 .as_ref()
@@ -492,8 +498,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             top_p,
             seed,
             context,
+            plan,
         } => {
             let bytes = read_model(&file)?;
+            let plan = plan
+                .map(|p| harness::adapter::PlanFiles::read(&p))
+                .transpose()?;
             let settings = runtime::generate::sampler::SamplerSettings {
                 temperature,
                 top_k,
@@ -501,7 +511,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 seed,
                 max_new_tokens: max_tokens,
             };
-            harness::run::run_to_stdout(bytes, prompt.as_bytes(), settings, context)
+            harness::run::run_to_stdout(bytes, prompt.as_bytes(), settings, context, plan.as_ref())
         }
         Command::Tokenize { file, text, no_bos } => {
             let vocab = read_vocab(&file)?;

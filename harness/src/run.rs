@@ -1,5 +1,6 @@
 //! `tinyrustlm run`: stream a generation to stdout exactly as llama2.c's run.c prints it.
 
+use crate::adapter::PlanFiles;
 use crate::inspect::describe_error;
 use anyhow::{anyhow, Result};
 use runtime::generate::sampler::SamplerSettings;
@@ -23,17 +24,18 @@ fn print_piece(out: &mut impl Write, piece: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Loads `bytes`, generates, and prints prompt pieces then generated pieces to stdout, a final
-/// newline, and statistics to stderr.
+/// Loads `bytes`, applies `plan` (its receipt goes to stderr), generates, and prints prompt pieces
+/// then generated pieces to stdout, a final newline, and statistics to stderr.
 pub fn run_to_stdout(
     bytes: Vec<u8>,
     prompt: &[u8],
     settings: SamplerSettings,
     context: u32,
+    plan: Option<&PlanFiles>,
 ) -> Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let stats = run_c_output(bytes, prompt, settings, context, &mut out)?;
+    let stats = run_adapted(bytes, prompt, settings, context, plan, &mut out)?;
     eprintln!("{stats}");
     Ok(ExitCode::SUCCESS)
 }
@@ -47,9 +49,25 @@ pub fn run_c_output(
     context: u32,
     out: &mut impl Write,
 ) -> Result<String> {
+    run_adapted(bytes, prompt, settings, context, None, out)
+}
+
+/// [`run_c_output`] on the model with `plan` applied first (the receipt is printed to stderr).
+pub fn run_adapted(
+    bytes: Vec<u8>,
+    prompt: &[u8],
+    settings: SamplerSettings,
+    context: u32,
+    plan: Option<&PlanFiles>,
+    out: &mut impl Write,
+) -> Result<String> {
     let t0 = Instant::now();
     let model = Model::load(bytes).map_err(rt)?;
     let mut session = Session::new(model, context).map_err(rt)?;
+    if let Some(p) = plan {
+        let receipt = session.apply_plan(&p.plan, &p.module_refs()).map_err(rt)?;
+        eprint!("{}", String::from_utf8_lossy(&receipt.to_bytes()));
+    }
     let load_s = t0.elapsed().as_secs_f64();
 
     let t1 = Instant::now();

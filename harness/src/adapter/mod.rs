@@ -6,9 +6,43 @@ pub mod diff;
 pub mod fixtures;
 pub mod registry;
 
-use runtime::adapter::{Adapter, Body};
+use anyhow::{Context, Result};
+use runtime::adapter::{Adapter, Body, Plan};
 use runtime::sha256::to_hex;
 use serde_json::{json, Value};
+use std::path::Path;
+
+/// A module plan and its modules' bytes, in plan order.
+pub struct PlanFiles {
+    pub plan: Vec<u8>,
+    pub modules: Vec<Vec<u8>>,
+}
+
+impl PlanFiles {
+    /// Reads the plan at `path` and each module it names from the plan's directory (the CLI's
+    /// convention: a module's name is a file beside the plan).
+    pub fn read(path: &Path) -> Result<PlanFiles> {
+        let plan = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let parsed = Plan::parse(&plan).map_err(|e| {
+            anyhow::anyhow!("{}: {}", path.display(), crate::inspect::describe_error(&e))
+        })?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let modules = parsed
+            .modules
+            .iter()
+            .map(|m| {
+                let p = dir.join(&m.name);
+                std::fs::read(&p).with_context(|| format!("reading module {}", p.display()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(PlanFiles { plan, modules })
+    }
+
+    /// The modules as the runtime takes them.
+    pub fn module_refs(&self) -> Vec<&[u8]> {
+        self.modules.iter().map(|m| &m[..]).collect()
+    }
+}
 
 /// The JSON report of `adapter inspect --json`.
 pub fn report(a: &Adapter<'_>, bytes: usize) -> Value {

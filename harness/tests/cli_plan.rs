@@ -1,0 +1,90 @@
+//! `tinyrustlm run --plan` and `tinyrustlm check --plan`: the plan's modules are read beside it,
+//! the receipt is the runtime's, `check` applies the plan in every engine and requires identical
+//! receipts and token streams, and a plan for another base fails.
+
+use harness::adapter::fixtures::read_all;
+use harness::fixtures::corpus_dir;
+use std::process::{Command, Output};
+
+fn tinyrustlm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tinyrustlm"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn path(rel: &str) -> String {
+    corpus_dir().join(rel).to_str().unwrap().to_string()
+}
+
+/// The receipt the runtime gives for fixture `i`.
+fn receipt(i: usize) -> (String, String, String) {
+    let f = &read_all(&corpus_dir()).unwrap()[i];
+    let mut model = runtime::model::Model::load(f.base.clone()).unwrap();
+    let r = runtime::adapter::apply_plan(&mut model, &f.plan, &[&f.adapter]).unwrap();
+    (
+        path(&format!("{}.slm", f.recipe.base)),
+        path(&format!("adapters/{}.plan", f.recipe.name)),
+        String::from_utf8(r.to_bytes()).unwrap(),
+    )
+}
+
+#[test]
+fn run_with_a_plan_prints_the_receipt_and_generates_on_the_adapted_model() {
+    let (base, plan, expected) = receipt(4);
+    let args = [
+        "--prompt",
+        "the",
+        "--max-tokens",
+        "12",
+        "--temperature",
+        "0",
+    ];
+    let adapted = tinyrustlm(&[&["run", &base, "--plan", &plan][..], &args].concat());
+    assert!(adapted.status.success(), "{adapted:?}");
+    assert!(String::from_utf8_lossy(&adapted.stderr).starts_with(&expected));
+    let plain = tinyrustlm(&[&["run", &base][..], &args].concat());
+    assert!(plain.status.success());
+    assert_ne!(plain.stdout, adapted.stdout, "the adapter changes the text");
+}
+
+#[test]
+fn check_with_a_plan_compares_receipts_in_every_engine() {
+    let (base, plan, expected) = receipt(8);
+    let o = tinyrustlm(&[
+        "check",
+        &base,
+        "--plan",
+        &plan,
+        "--max-tokens",
+        "6",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["receipt"], expected.as_str());
+    let engines = report["engines"].as_array().unwrap();
+    assert!(engines.len() >= 2, "native and wasmtime at least");
+    for e in engines {
+        assert_eq!(e["receipt"]["Ok"], expected.as_str(), "{}", e["engine"]);
+    }
+    let text = tinyrustlm(&["check", &base, "--plan", &plan, "--max-tokens", "2"]);
+    let out = String::from_utf8_lossy(&text.stdout);
+    assert!(out.contains(&format!(
+        "receipt   identical in {} of {} engines",
+        engines.len(),
+        engines.len()
+    )));
+}
+
+#[test]
+fn a_plan_for_another_base_fails_the_check() {
+    let (_, plan, _) = receipt(0);
+    let other = path("byte-mha-tied-q8_0.slm");
+    let o = tinyrustlm(&["check", &other, "--plan", &plan, "--max-tokens", "2"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("PlanBaseMismatch"));
+    let r = tinyrustlm(&["run", &other, "--plan", &plan, "--max-tokens", "2"]);
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("error 43 PlanBaseMismatch"));
+}
