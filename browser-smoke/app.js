@@ -1,7 +1,11 @@
-// app.js: the page. Lists the models of registry.json, streams the chosen one into the worker
-// with a progress bar, streams generated text into the page (textContent only) and shows
-// diagnostics. With ?smoke=MODES it runs unattended and POSTs a report to /report:
-//   1          the standard cases (/cases.json) on every registry model (or ?only=a,b)
+// app.js: the page. Lists the models and adapter families of registry.json (the selector
+// registry, spec/adapters.md), streams the chosen model into the worker with a progress bar,
+// applies a family's adapter as a one-module plan and shows the receipt, streams generated text
+// into the page (textContent only) and shows diagnostics. Selection enforces the model budget
+// and the adapter auto-apply budget before any byte is fetched. With ?smoke=MODES it runs
+// unattended and POSTs a report to /report:
+//   1          the standard cases (/cases.json) on every registry model (or ?only=a,b), and on
+//              every registry adapter applied to its (selected) base, with the receipts
 //   malformed  every file of corpus/malformed/manifest.json through the chunked path
 //   missing    a model route that does not exist (404)
 //   overlong   a prompt longer than the context
@@ -56,8 +60,63 @@ function hexOf(bytes) {
   return s;
 }
 
-// ---- interactive page ----
+// ---- the selector registry ----
+/** The model budget (bytes): a larger model is never selected. */
+const MODEL_BUDGET_BYTES = 33554432;
+/** The adapter auto-apply budget (bytes): a larger adapter is never selected for application. */
+const ADAPTER_AUTO_APPLY_BYTES = 1048576;
+/** The runtime's BudgetExceeded code, for refusals on selection. */
+const BUDGET_EXCEEDED = 15;
+
 let registry = null;
+let defaultModel = null;
+
+/** A refusal on selection, shaped like the worker's answers. */
+function refusal(code, message) {
+  return Object.assign(new Error(message), { code });
+}
+
+/** The model entry `id`, within the model budget. */
+function selectModel(id) {
+  const m = registry.models.find((e) => e.id === id);
+  if (!m) throw refusal(0, `no model ${id}`);
+  if (m.bytes > MODEL_BUDGET_BYTES) {
+    throw refusal(BUDGET_EXCEEDED, `model ${id} has ${m.bytes} bytes; the model budget is ${MODEL_BUDGET_BYTES}`);
+  }
+  return m;
+}
+
+/** The adapter of `family` for base `base`, within the auto-apply budget. */
+function selectAdapter(family, base) {
+  const a = registry.adapters.find((e) => e.family === family && e.base === base);
+  if (!a) throw refusal(0, `family ${family} has no adapter for ${base}`);
+  if (a.bytes > ADAPTER_AUTO_APPLY_BYTES) {
+    throw refusal(BUDGET_EXCEEDED, `adapter ${a.id} has ${a.bytes} bytes; the auto-apply budget is ${ADAPTER_AUTO_APPLY_BYTES}`);
+  }
+  return a;
+}
+
+/** The one-module plan of `adapter` on `model` (spec/adapters.md, Plan). */
+function planText(model, adapter) {
+  const name = adapter.path.split('/').pop();
+  return `TRLM-PLAN 1\nbase ${model.sha256}\nmodule ${adapter.sha256} ${adapter.bytes} ${name}\n`;
+}
+
+/** Applies `adapter` to the loaded `model` in the worker: the answer carries the receipt. */
+function applyAdapter(model, adapter) {
+  return call({
+    cmd: 'apply',
+    plan: planText(model, adapter),
+    modules: [{ url: adapter.path, bytes: adapter.bytes, sha256: adapter.sha256 }],
+  });
+}
+
+/** Loads a selected model entry in the worker. */
+function loadModel(model, onEvent) {
+  return call({ cmd: 'load', url: model.path, sha256: model.sha256, bytes: model.bytes }, onEvent);
+}
+
+// ---- interactive page ----
 let decoder = null;
 
 function setStatus(text, isError) {
@@ -80,31 +139,95 @@ function showDiagnostics(entries) {
 
 let lastLoad = null;
 
+function setAdapterStatus(text, isError) {
+  const el = $('adapter-status');
+  el.textContent = text;
+  el.classList.toggle('error', Boolean(isError));
+}
+
+/** Lists the adapter families that have an adapter for the selected model. */
+function listFamilies() {
+  const base = $('model').value;
+  $('family').replaceChildren();
+  for (const a of registry.adapters.filter((e) => e.base === base)) {
+    const opt = document.createElement('option');
+    opt.value = a.family;
+    opt.textContent = `${a.family} (${a.kind}, ${a.bytes} bytes)`;
+    $('family').append(opt);
+  }
+}
+
 async function loadSelected() {
-  const model = registry.models.find((m) => m.name === $('model').value);
+  listFamilies();
+  let model;
+  try {
+    model = selectModel($('model').value);
+  } catch (e) {
+    setStatus(`not selected: ${e.message}`, true);
+    return { ok: false, code: e.code, message: e.message };
+  }
   $('generate').disabled = true;
+  $('apply').disabled = true;
+  $('remove').disabled = true;
+  $('receipt').textContent = '';
+  setAdapterStatus('');
   $('progress').value = 0;
-  setStatus(`loading ${model.name}…`);
-  const ans = await call({ cmd: 'load', url: model.path, sha256: model.sha256, bytes: model.bytes }, (ev) => {
+  setStatus(`loading ${model.id}…`);
+  const ans = await loadModel(model, (ev) => {
     if (ev.type === 'progress' && ev.total > 0) $('progress').value = ev.received / ev.total;
   });
   if (!ans.ok) {
     lastLoad = null;
     setStatus(`not loaded: error ${ans.code}: ${ans.message}`, true);
-    showDiagnostics([['model', model.name], ['error', `${ans.code} ${ans.message}`]]);
+    showDiagnostics([['model', model.id], ['error', `${ans.code} ${ans.message}`]]);
     return ans;
   }
   lastLoad = ans;
-  setStatus(`loaded ${model.name}`);
+  setStatus(`loaded ${model.id}`);
   $('generate').disabled = false;
+  $('apply').disabled = $('family').options.length === 0;
   showDiagnostics([
-    ['model', model.name],
+    ['model', model.id],
     ['bytes', ans.bytes],
     ['digest', ans.digest],
     ['dtype', ans.dtype],
     ['load ms', ans.load_ms],
     ['context', ans.context],
   ]);
+  return ans;
+}
+
+async function applySelected() {
+  let model;
+  let adapter;
+  try {
+    model = selectModel($('model').value);
+    adapter = selectAdapter($('family').value, model.id);
+  } catch (e) {
+    setAdapterStatus(`not selected: ${e.message}`, true);
+    return { ok: false, code: e.code, message: e.message };
+  }
+  setAdapterStatus(`applying ${adapter.id}…`);
+  const ans = await applyAdapter(model, adapter);
+  if (!ans.ok) {
+    setAdapterStatus(`not applied: error ${ans.code}: ${ans.message}`, true);
+    return ans;
+  }
+  setAdapterStatus(`applied ${adapter.id}: ${ans.adapter_modules} module(s), receipt sha256 ${ans.receipt_digest}`);
+  $('receipt').textContent = ans.receipt;
+  $('remove').disabled = false;
+  return ans;
+}
+
+async function removeAdapters() {
+  const ans = await call({ cmd: 'remove' });
+  if (!ans.ok) {
+    setAdapterStatus(`not removed: error ${ans.code}: ${ans.message}`, true);
+    return ans;
+  }
+  setAdapterStatus('adapters removed: the base model again');
+  $('receipt').textContent = '';
+  $('remove').disabled = true;
   return ans;
 }
 
@@ -145,6 +268,8 @@ async function generateFromForm() {
     ['generated tokens', d.generated_tokens],
     ['finish', ans.finish],
     ['logits digest', d.logits_digest],
+    ['adapter modules', d.adapter_modules],
+    ['receipt digest', d.receipt_digest],
   ]);
   return ans;
 }
@@ -153,14 +278,19 @@ async function setUp() {
   const init = await call({ cmd: 'init', wasmUrl: 'wasm/trlm.wasm' });
   if (!init.ok) throw new Error(`module: ${init.message}`);
   registry = await getJson('registry.json');
+  defaultModel = (await getJson('cases.json')).default_model;
   for (const m of registry.models) {
     const opt = document.createElement('option');
-    opt.value = m.name;
-    opt.textContent = `${m.name} (${m.dtype}, ${m.bytes} bytes)`;
+    opt.value = m.id;
+    opt.textContent = `${m.id} (${m.dtype}, ${m.bytes} bytes)`;
     $('model').append(opt);
   }
-  $('model').value = registry.default;
+  $('model').value = defaultModel;
+  listFamilies();
+  $('model').onchange = () => listFamilies();
   $('load').onclick = () => loadSelected();
+  $('apply').onclick = () => applySelected();
+  $('remove').onclick = () => removeAdapters();
   $('generate').onclick = () => generateFromForm();
   $('stop').onclick = () => worker.postMessage({ cmd: 'stop' });
 }
@@ -196,25 +326,70 @@ function selectedModels() {
   const only = params.get('only');
   if (!only) return registry.models;
   const names = only.split(',');
-  return registry.models.filter((m) => names.includes(m.name));
+  return registry.models.filter((m) => names.includes(m.id));
+}
+
+/** Runs every standard case on the loaded model. */
+async function runCases(doc) {
+  const out = [];
+  for (const c of doc.cases) {
+    const ans = await call({ cmd: 'generate', request: c, digests: true });
+    out.push(
+      ans.ok
+        ? { name: c.name, ok: true, result: ans.result, tok_s: ans.tok_s }
+        : { name: c.name, ok: false, code: ans.code, message: ans.message },
+    );
+  }
+  return out;
+}
+
+/** Selects and loads a model entry; a refusal on selection is answered like a failed load. */
+async function selectAndLoad(model) {
+  try {
+    selectModel(model.id);
+  } catch (e) {
+    return { ok: false, code: e.code, message: e.message };
+  }
+  return loadModel(model);
 }
 
 async function smokeCases(doc) {
   const out = [];
   for (const model of selectedModels()) {
-    setStatus(`smoke: ${model.name}`);
-    const load = await call({ cmd: 'load', url: model.path, sha256: model.sha256, bytes: model.bytes });
-    const entry = { name: model.name, load, cases: [] };
+    setStatus(`smoke: ${model.id}`);
+    const load = await selectAndLoad(model);
+    const entry = { name: model.id, load, cases: [] };
     out.push(entry);
     if (!load.ok) continue;
-    for (const c of doc.cases) {
-      const ans = await call({ cmd: 'generate', request: c, digests: true });
-      entry.cases.push(
-        ans.ok
-          ? { name: c.name, ok: true, result: ans.result, tok_s: ans.tok_s }
-          : { name: c.name, ok: false, code: ans.code, message: ans.message },
-      );
+    entry.cases = await runCases(doc);
+  }
+  return out;
+}
+
+/** Every registry adapter whose base is selected and loads: applied as a one-module plan,
+ * then the standard cases, with the receipt. */
+async function smokeAdapted(doc) {
+  const out = [];
+  const bases = selectedModels();
+  for (const a of registry.adapters) {
+    const model = bases.find((m) => m.id === a.base);
+    if (!model) continue;
+    setStatus(`smoke: ${a.id}`);
+    const load = await selectAndLoad(model);
+    if (!load.ok) continue;
+    const entry = { name: a.id, base: a.base, family: a.family, cases: [] };
+    out.push(entry);
+    let ans;
+    try {
+      selectAdapter(a.family, a.base);
+      ans = await applyAdapter(model, a);
+    } catch (e) {
+      ans = { ok: false, code: e.code, message: e.message };
     }
+    entry.apply = { ok: ans.ok, code: ans.ok ? 0 : ans.code, message: ans.message || '' };
+    if (!ans.ok) continue;
+    entry.receipt_hex = ans.receipt_hex;
+    entry.cases = await runCases(doc);
   }
   return out;
 }
@@ -237,16 +412,16 @@ async function smokeMissing() {
 }
 
 async function loadDefault() {
-  const model = registry.models.find((m) => m.name === (params.get('model') || registry.default));
-  const ans = await call({ cmd: 'load', url: model.path, sha256: model.sha256, bytes: model.bytes });
-  if (!ans.ok) throw new Error(`loading ${model.name}: error ${ans.code}: ${ans.message}`);
+  const model = selectModel(params.get('model') || defaultModel);
+  const ans = await loadModel(model);
+  if (!ans.ok) throw new Error(`loading ${model.id}: error ${ans.code}: ${ans.message}`);
   return model;
 }
 
 async function smokeOverlong(doc) {
   const model = await loadDefault();
   const ans = await call({ cmd: 'generate', request: doc.overlong });
-  return { model: model.name, ok: ans.ok, code: ans.ok ? 0 : ans.code, message: ans.message || '' };
+  return { model: model.id, ok: ans.ok, code: ans.ok ? 0 : ans.code, message: ans.message || '' };
 }
 
 async function smokeSteps(doc) {
@@ -262,7 +437,7 @@ async function smokeSteps(doc) {
     posted = posted.then(() => post({ kind: 'step', index, step }));
   });
   await posted;
-  return { model: model.name, ok: ans.ok, code: ans.ok ? 0 : ans.code, steps, result: ans.ok ? ans.result : null };
+  return { model: model.id, ok: ans.ok, code: ans.ok ? 0 : ans.code, steps, result: ans.ok ? ans.result : null };
 }
 
 async function smoke(modes) {
@@ -270,7 +445,10 @@ async function smoke(modes) {
   try {
     const doc = await getJson('cases.json');
     for (const mode of modes) {
-      if (mode === '1') report.modes.cases = await smokeCases(doc);
+      if (mode === '1') {
+        report.modes.cases = await smokeCases(doc);
+        report.modes.adapted = await smokeAdapted(doc);
+      }
       else if (mode === 'malformed') report.modes.malformed = await smokeMalformed();
       else if (mode === 'missing') report.modes.missing = await smokeMissing();
       else if (mode === 'overlong') report.modes.overlong = await smokeOverlong(doc);
@@ -297,7 +475,7 @@ function holdLoadEvent() {
 
 async function demo() {
   try {
-    $('model').value = params.get('model') || registry.default;
+    $('model').value = params.get('model') || defaultModel;
     const load = await loadSelected();
     const gen = load.ok ? await generateFromForm() : load;
     await post({ kind: 'demo', ok: gen.ok, tok_s: gen.tok_s || null, load_ms: load.load_ms || null });

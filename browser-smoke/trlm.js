@@ -13,7 +13,12 @@ export const OUTPUT = { TEXT: 1, TOKENS: 2, PROMPT_TOKENS: 3, DIAGNOSTICS: 4, ER
 export const STATE_NAMES = ['token', 'stop', 'max_tokens', 'context_full', 'cancelled', 'failed'];
 
 /** Error codes the page itself assigns (the runtime's ErrorCode numbers, spec/errors.md). */
-export const CODE = { FILE_DIGEST_MISMATCH: 21, INVALID_STATE: 29 };
+export const CODE = {
+  BUDGET_EXCEEDED: 15,
+  FILE_DIGEST_MISMATCH: 21,
+  INVALID_STATE: 29,
+  MODULE_DIGEST_MISMATCH: 44,
+};
 
 /** Bytes per trlm_load_chunk call. */
 export const LOAD_CHUNK_BYTES = 64 * 1024;

@@ -4,11 +4,16 @@
 //                                         chunked loader; posts {type: 'progress'} on the way
 //   {id, cmd: 'begin', total}             only trlm_load_begin (a size the module refuses)
 //   {id, cmd: 'generate', request, digests, perStep}
+//   {id, cmd: 'apply', plan, modules: [{url, bytes, sha256}]}
+//                                         fetches each module, checks its size and SHA-256
+//                                         (the adapter file digest) against the registry's,
+//                                         then applies the plan; answers with the receipt
+//   {id, cmd: 'remove'}                   removes the adapters
 //   {cmd: 'stop'}                         cancels the running generation
 // Every command with an id is answered once: {id, ok: true, ...} or {id, ok: false, code,
 // message[, http_status]}. Events on the way: {id, type: 'progress' | 'piece' | 'step', ...}.
 
-import { instantiate, TrlmError, STATE_NAMES } from './trlm.js';
+import { instantiate, toHex, CODE, TrlmError, STATE_NAMES } from './trlm.js';
 
 let trlm = null;
 let stopRequested = false;
@@ -136,6 +141,46 @@ async function generate(msg, post) {
   };
 }
 
+/** The adapter file digest (spec/adapters.md): SHA-256 of bytes [0, 96) and [128, end). */
+async function adapterDigest(bytes) {
+  if (bytes.length < 128) return '';
+  const data = new Uint8Array(bytes.length - 32);
+  data.set(bytes.subarray(0, 96), 0);
+  data.set(bytes.subarray(128), 96);
+  return toHex(new Uint8Array(await crypto.subtle.digest('SHA-256', data)));
+}
+
+/** Fetches each module and checks it against its registry entry before the module sees it. */
+async function fetchModules(modules) {
+  const out = [];
+  for (const m of modules) {
+    const resp = await fetch(m.url);
+    if (!resp.ok) throw Object.assign(new Error(`${m.url}: HTTP ${resp.status}`), { http: resp.status });
+    const bytes = new Uint8Array(await resp.arrayBuffer());
+    if (bytes.length !== m.bytes) {
+      throw new TrlmError(CODE.MODULE_DIGEST_MISMATCH, `${m.url}: ${bytes.length} bytes; the registry says ${m.bytes}`);
+    }
+    const digest = await adapterDigest(bytes);
+    if (digest !== m.sha256) {
+      throw new TrlmError(CODE.MODULE_DIGEST_MISMATCH, `${m.url}: sha256 ${digest} is not the registry's ${m.sha256}`);
+    }
+    out.push(bytes);
+  }
+  return out;
+}
+
+async function apply(msg) {
+  const modules = await fetchModules(msg.modules);
+  const receipt = trlm.applyPlan(new TextEncoder().encode(msg.plan), modules);
+  const d = trlm.diagnostics();
+  return {
+    receipt_hex: toHex(receipt),
+    receipt: new TextDecoder().decode(receipt),
+    receipt_digest: d.receipt_digest,
+    adapter_modules: d.adapter_modules,
+  };
+}
+
 function fromHex(h) {
   const out = new Uint8Array(h.length / 2);
   for (let i = 0; i < out.length; i++) out[i] = parseInt(h.substr(2 * i, 2), 16);
@@ -159,6 +204,11 @@ self.onmessage = async (ev) => {
       trlm.call('trlm_load_abort');
       answer = {};
     } else if (msg.cmd === 'generate') answer = await generate(msg, post);
+    else if (msg.cmd === 'apply') answer = await apply(msg);
+    else if (msg.cmd === 'remove') {
+      trlm.removeAdapters();
+      answer = {};
+    }
     else throw new TrlmError(0, `unknown command ${msg.cmd}`);
     self.postMessage({ id: msg.id, ok: true, ...answer });
   } catch (e) {

@@ -1,7 +1,9 @@
 //! `tinyrustlm browsers`: runs the smoke page (browser-smoke/) headless in every installed
 //! browser, and the Node engine, and compares what they report with the native engine: token
-//! ids and logits digests of every registry model × standard case, and the error codes of the
-//! failure modes (malformed files, a missing model, an overlong prompt, step-by-step reports).
+//! ids and logits digests of every registry model × standard case, the receipt and the standard
+//! cases of every registry adapter applied to its base (a one-module plan), and the error codes
+//! of the failure modes (malformed files, a missing model, an overlong prompt, step-by-step
+//! reports).
 //!
 //! Each browser starts on a fresh temporary profile with the flags and prefs of
 //! shared/notes BROWSERS.md (no traffic beyond 127.0.0.1), in its own process group, which the
@@ -163,10 +165,25 @@ type NativeModel = (
     Vec<Result<GenResult, EngineError>>,
 );
 
+/// One registry adapter applied to its base on the native engine.
+struct NativeAdapted {
+    /// The adapter's registry id.
+    id: String,
+    base_file: PathBuf,
+    /// The one-module plan the page builds from the registry.
+    plan: Vec<u8>,
+    module: Vec<u8>,
+    /// The receipt bytes, or the apply error.
+    receipt: Result<Vec<u8>, EngineError>,
+    results: Vec<Result<GenResult, EngineError>>,
+}
+
 /// What the native engine gives for the inputs the page runs.
 struct Expected {
     /// Registry models, in registry order.
     models: Vec<NativeModel>,
+    /// Registry adapters whose base is selected and loads, in registry order.
+    adapted: Vec<NativeAdapted>,
     /// Malformed manifest cases: name, native load code (0 = loaded).
     malformed: Vec<(String, u32)>,
     /// The overlong prompt on the default model: the native code.
@@ -182,12 +199,13 @@ fn native_code(bytes: Vec<u8>) -> u32 {
     }
 }
 
-fn expected(opts: &Options, registry: &Value) -> Result<Expected> {
-    let corpus = &opts.serve.corpus;
+/// What native gives for the page's inputs, with `serve` the run's server settings.
+fn expected(opts: &Options, serve: &ServeConfig, registry: &Value) -> Result<Expected> {
+    let corpus = &serve.corpus;
     let cases = standard_cases(SMOKE_MAX_NEW);
     let mut models = Vec::new();
     for m in selected_models(opts, registry)? {
-        let file = model_file(&opts.serve, m["path"].as_str().context("registry path")?)?;
+        let file = model_file(serve, m["path"].as_str().context("registry path")?)?;
         let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
         let mut engine = NativeEngine::default();
         let load = engine.load(&bytes).map(|_| ());
@@ -197,11 +215,46 @@ fn expected(opts: &Options, registry: &Value) -> Result<Expected> {
             Vec::new()
         };
         models.push((
-            m["name"].as_str().unwrap_or_default().into(),
+            m["id"].as_str().unwrap_or_default().into(),
             file,
             load,
             results,
         ));
+    }
+    let mut adapted = Vec::new();
+    for a in registry["adapters"]
+        .as_array()
+        .context("registry adapters")?
+    {
+        let base = a["base"].as_str().unwrap_or_default();
+        let Some((_, base_file, Ok(()), _)) = models.iter().find(|m| m.0 == base) else {
+            continue;
+        };
+        let model = registry["models"]
+            .as_array()
+            .and_then(|ms| ms.iter().find(|m| m["id"] == base))
+            .context("adapter base")?;
+        let route = a["path"].as_str().context("adapter path")?;
+        let module = std::fs::read(model_file(serve, route)?)?;
+        let plan = smoke::registry_plan(model, std::slice::from_ref(a))?;
+        let mut engine = NativeEngine::default();
+        engine
+            .load(&std::fs::read(base_file)?)
+            .map_err(anyhow::Error::msg)?;
+        let receipt = engine.apply_plan(&plan, &[&module]);
+        let results = if receipt.is_ok() {
+            crate::conformance::run_cases(&mut engine, &cases)
+        } else {
+            Vec::new()
+        };
+        adapted.push(NativeAdapted {
+            id: a["id"].as_str().unwrap_or_default().into(),
+            base_file: base_file.clone(),
+            plan,
+            module,
+            receipt,
+            results,
+        });
     }
     let manifest: Value = serde_json::from_slice(
         &std::fs::read(corpus.join("malformed/manifest.json")).context("malformed manifest")?,
@@ -217,7 +270,8 @@ fn expected(opts: &Options, registry: &Value) -> Result<Expected> {
             native_code(bytes),
         ));
     }
-    let default = default_model_bytes(corpus, registry)?;
+    let default =
+        std::fs::read(corpus.join(format!("{}.slm", crate::fixtures::DEFAULT_MODEL_NAME)))?;
     let mut engine = NativeEngine::default();
     engine.load(&default).map_err(anyhow::Error::msg)?;
     let overlong = steps_case();
@@ -232,14 +286,15 @@ fn expected(opts: &Options, registry: &Value) -> Result<Expected> {
         .map_err(anyhow::Error::msg)?;
     Ok(Expected {
         models,
+        adapted,
         malformed,
         overlong,
         steps,
     })
 }
 
-/// The file behind a registry route: `corpus/NAME.slm` in the corpus, `extra/FILE` among the
-/// extra models.
+/// The file behind a registry route: `corpus/PATH` in the corpus, `extra/FILE` among the extra
+/// files (models, and adapters served there).
 fn model_file(serve: &ServeConfig, route: &str) -> Result<PathBuf> {
     if let Some(rel) = route.strip_prefix("corpus/") {
         return Ok(serve.corpus.join(rel));
@@ -256,11 +311,6 @@ fn model_file(serve: &ServeConfig, route: &str) -> Result<PathBuf> {
         .with_context(|| format!("no extra model {name}"))
 }
 
-fn default_model_bytes(corpus: &Path, registry: &Value) -> Result<Vec<u8>> {
-    let name = registry["default"].as_str().context("registry default")?;
-    Ok(std::fs::read(corpus.join(format!("{name}.slm")))?)
-}
-
 fn selected_models<'a>(opts: &Options, registry: &'a Value) -> Result<Vec<&'a Value>> {
     let all = registry["models"].as_array().context("registry models")?;
     Ok(all
@@ -268,7 +318,7 @@ fn selected_models<'a>(opts: &Options, registry: &'a Value) -> Result<Vec<&'a Va
         .filter(|m| {
             opts.models
                 .as_ref()
-                .is_none_or(|names| names.iter().any(|n| Some(n.as_str()) == m["name"].as_str()))
+                .is_none_or(|names| names.iter().any(|n| Some(n.as_str()) == m["id"].as_str()))
         })
         .collect())
 }
@@ -284,9 +334,13 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     if opts.serve.wasm.is_none() {
         bail!("no wasm module: build the harness (harness/build.rs sets TRLM_WASM_PATH) or set TRLM_WASM_PATH");
     }
-    let registry = smoke::served_registry(&opts.serve.root, &opts.serve.extra_models)?;
-    let expected = expected(opts, &registry)?;
-    let server = RunningServer::start(opts.serve.clone())?;
+    let mut serve = opts.serve.clone();
+    serve
+        .extra_models
+        .extend(smoke::adapter_files(&serve.root, &serve.corpus)?);
+    let registry = smoke::served_registry(&serve.root, &serve.extra_models)?;
+    let expected = expected(opts, &serve, &registry)?;
+    let server = RunningServer::start(serve)?;
     let mut out = Outcome {
         isolated: isolate::loopback_only(),
         ..Outcome::default()
@@ -391,6 +445,9 @@ fn compare_report(engine: &str, reports: &[Value], exp: &Expected, out: &mut Out
     if let Some(models) = modes["cases"].as_array() {
         compare_cases(engine, models, exp, out);
     }
+    if let Some(adapted) = modes["adapted"].as_array() {
+        compare_adapted(engine, adapted, exp, out);
+    }
     if let Some(list) = modes["malformed"].as_array() {
         for (name, want) in &exp.malformed {
             let got = list.iter().find(|c| c["name"] == name.as_str());
@@ -488,6 +545,73 @@ fn compare_cases(engine: &str, models: &[Value], exp: &Expected, out: &mut Outco
     }
 }
 
+/// The receipt row of one adapted model.
+fn receipt_row(
+    engine: &str,
+    id: &str,
+    got: Result<&str, Option<u64>>,
+    want: &NativeAdapted,
+) -> Row {
+    let mut r = row(engine, id, "receipt");
+    match (got, &want.receipt) {
+        (Ok(hex), Ok(w)) => {
+            r.ok = hex == smoke::hex(w);
+            r.detail = if r.ok {
+                format!(
+                    "receipt sha256 {}",
+                    runtime::sha256::to_hex(&runtime::sha256::sha256(w))
+                )
+            } else {
+                format!("receipt {hex} differs from native {}", smoke::hex(w))
+            };
+        }
+        (Err(code), Err(e)) => return code_row(engine, id, "receipt", code, e.code),
+        (Ok(_), Err(e)) => r.detail = format!("applied; native refuses with {}", e.code),
+        (Err(code), Ok(_)) => r.detail = format!("refused with {code:?}; native applies it"),
+    }
+    r
+}
+
+fn compare_adapted(engine: &str, adapted: &[Value], exp: &Expected, out: &mut Outcome) {
+    let cases = standard_cases(SMOKE_MAX_NEW);
+    for want in &exp.adapted {
+        let id = want.id.as_str();
+        let Some(a) = adapted.iter().find(|a| a["name"] == id) else {
+            let mut r = row(engine, id, "receipt");
+            r.detail = "adapter missing from the report".into();
+            out.rows.push(r);
+            continue;
+        };
+        let got = if a["apply"]["ok"] == true {
+            Ok(a["receipt_hex"].as_str().unwrap_or_default())
+        } else {
+            Err(a["apply"]["code"].as_u64())
+        };
+        out.rows.push(receipt_row(engine, id, got, want));
+        let got_cases = a["cases"].as_array().cloned().unwrap_or_default();
+        for (case, w) in cases.iter().zip(&want.results) {
+            let g = got_cases.iter().find(|c| c["name"] == case.name);
+            let r = match (g, w) {
+                (Some(g), Ok(w)) if g["ok"] == true => match smoke::parse_result(&g["result"]) {
+                    Ok(res) => gen_row(engine, id, case.name, &res, w),
+                    Err(e) => {
+                        let mut r = row(engine, id, case.name);
+                        r.detail = format!("unreadable result: {e:#}");
+                        r
+                    }
+                },
+                (Some(g), Err(e)) => code_row(engine, id, case.name, g["code"].as_u64(), e.code),
+                (g, _) => {
+                    let mut r = row(engine, id, case.name);
+                    r.detail = format!("case failed or missing: {:?}", g.map(|g| &g["message"]));
+                    r
+                }
+            };
+            out.rows.push(r);
+        }
+    }
+}
+
 fn compare_steps(
     engine: &str,
     steps: &Value,
@@ -557,6 +681,36 @@ fn run_node(wasm: &Path, opts: &Options, exp: &Expected, out: &mut Outcome) -> R
                 ),
             };
             out.rows.push(r);
+        }
+    }
+    if opts.modes.split(',').any(|m| m == "1") {
+        for want in &exp.adapted {
+            let id = want.id.as_str();
+            node.load(&std::fs::read(&want.base_file)?)
+                .map_err(anyhow::Error::msg)?;
+            let receipt = node.apply_plan(&want.plan, &[&want.module]);
+            let hex = receipt.as_ref().map(|b| smoke::hex(b));
+            let got = match &hex {
+                Ok(h) => Ok(h.as_str()),
+                Err(e) => Err(Some(u64::from(e.code))),
+            };
+            out.rows.push(receipt_row("node", id, got, want));
+            if receipt.is_err() {
+                continue;
+            }
+            for (case, w) in cases.iter().zip(&want.results) {
+                let r = match (node.generate(&case.request()), w) {
+                    (Ok(g), Ok(w)) => gen_row("node", id, case.name, &g, w),
+                    (got, w) => code_row(
+                        "node",
+                        id,
+                        case.name,
+                        Some(got.err().map(|e| u64::from(e.code)).unwrap_or(0)),
+                        w.as_ref().err().map(|e| e.code).unwrap_or(0),
+                    ),
+                };
+                out.rows.push(r);
+            }
         }
     }
     if opts.modes.split(',').any(|m| m == "malformed") {

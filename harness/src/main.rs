@@ -550,11 +550,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let bind: std::net::IpAddr = bind
                 .parse()
                 .with_context(|| format!("--bind {bind:?} is not an IP address"))?;
+            // The registry's adapters are served under extra/ (see smoke::adapter_files).
+            let extra_models = harness::smoke::adapter_files(&root, &corpus)?;
             let server = harness::serve::RunningServer::start(harness::serve::ServeConfig {
                 bind,
                 port,
                 root,
                 corpus,
+                extra_models,
                 ..Default::default()
             })?;
             println!("serving {}", server.url("/"));

@@ -1,5 +1,5 @@
 //! What the browser smoke page (browser-smoke/) and the Node engine share with the harness: the
-//! registry of models the page lists, the standard cases as JSON (`/cases.json`), the inputs of
+//! selector registry of models and adapters the page lists, the standard cases as JSON (`/cases.json`), the inputs of
 //! the failure modes, and the JSON shapes of generation results.
 //!
 //! Float settings travel as f32 bit patterns and seeds as decimal strings, so no JavaScript
@@ -29,8 +29,33 @@ pub fn wasm_module_path() -> Option<PathBuf> {
     Some(crate::engine::wasmtime::wasm_path()).filter(|p| p.is_file())
 }
 
-/// The registry the page lists (browser-smoke/registry.json): every corpus fixture with its
-/// route, size, file digest (spec/slm.md, the model's identity) and dtype, in recipe order.
+/// A model's entry in the selector registry (spec/adapters.md, Selector registry), routed at
+/// `path`; `id` is its name.
+pub fn model_entry(id: &str, path: &str, bytes: &[u8]) -> Result<Value> {
+    let model =
+        runtime::model::Model::load(bytes.to_vec()).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+    let c = &model.config;
+    Ok(json!({
+        "id": id,
+        "path": path,
+        "bytes": bytes.len(),
+        "sha256": runtime::sha256::to_hex(&model.digest),
+        "dtype": model.weight_dtype().name(),
+        "shape": format!(
+            "dim {}, {} layers, {} heads ({} kv), ffn {}, vocab {}, context {}",
+            c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.ffn_dim, c.vocab_size, c.max_context
+        ),
+    }))
+}
+
+/// The family of an adapter fixture of kind `kind` (adp1, asp1, alr1).
+pub fn fixture_family(kind: &str) -> String {
+    format!("fixture-{kind}")
+}
+
+/// The registry the page lists (browser-smoke/registry.json), in the selector registry's format
+/// (spec/adapters.md): every corpus fixture in recipe order with its route, size, file digest,
+/// dtype and shape, and every adapter fixture (corpus/adapters.json) in the family of its kind.
 pub fn registry(corpus: &Path) -> Result<Value> {
     let recipes = load_recipes(corpus)?;
     let mut models = Vec::new();
@@ -38,26 +63,108 @@ pub fn registry(corpus: &Path) -> Result<Value> {
         let file = format!("{}.slm", r.name);
         let bytes =
             std::fs::read(corpus.join(&file)).with_context(|| format!("reading corpus/{file}"))?;
-        models.push(json!({
-            "name": r.name,
-            "path": format!("corpus/{file}"),
-            "bytes": bytes.len(),
-            "sha256": runtime::sha256::to_hex(&runtime::format::file_digest(&bytes)),
-            "dtype": r.dtype,
+        models.push(model_entry(&r.name, &format!("corpus/{file}"), &bytes)?);
+    }
+    let mut adapters = Vec::new();
+    for f in crate::adapter::fixtures::read_all(corpus)? {
+        let a = runtime::adapter::Adapter::parse(&f.adapter)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", f.recipe.name))?;
+        let records: Vec<String> = a
+            .records
+            .iter()
+            .map(|r| format!("{} {:?}", r.name, r.shape()))
+            .collect();
+        adapters.push(json!({
+            "id": f.recipe.name,
+            "family": fixture_family(&f.recipe.kind),
+            "base": f.recipe.base,
+            "kind": f.recipe.kind,
+            "path": format!("corpus/adapters/{}.adapter", f.recipe.name),
+            "bytes": f.adapter.len(),
+            "sha256": runtime::sha256::to_hex(&a.digest),
+            "dtype": "f32",
+            "shape": records.join(", "),
         }));
     }
-    Ok(json!({ "default": recipes.default, "models": models }))
+    Ok(json!({ "version": 1, "models": models, "adapters": adapters }))
 }
 
 /// The route prefix of models added to the registry for one run ([`served_registry`]).
 pub const EXTRA_ROUTE: &str = "extra";
 
-/// The registry a run serves: the committed one (`root`/registry.json) plus one entry per
-/// model file of `extra` (outside the repository), named by its file stem and routed under
-/// `extra/`. Refuses a name already in the registry or not ending in `.slm`.
+/// The suffix of adapter files.
+pub const ADAPTER_SUFFIX: &str = ".adapter";
+
+/// The files of the adapters the registry at `root` lists, in `corpus` (their routes are
+/// `corpus/adapters/FILE`). The server routes only models under `corpus/`, so a runner serves
+/// these under `extra/` ([`served_registry`] rewrites their paths).
+pub fn adapter_files(root: &Path, corpus: &Path) -> Result<Vec<PathBuf>> {
+    let registry: Value =
+        serde_json::from_slice(&std::fs::read(root.join(REGISTRY_FILE)).context("registry.json")?)?;
+    let adapters = registry["adapters"].as_array().cloned().unwrap_or_default();
+    adapters
+        .iter()
+        .map(|a| {
+            let route = a["path"].as_str().context("adapter path")?;
+            let rel = route
+                .strip_prefix("corpus/")
+                .with_context(|| format!("adapter path {route}: not under corpus/"))?;
+            Ok(corpus.join(rel))
+        })
+        .collect()
+}
+
+/// The one-module plan text a host builds from registry entries: the model's digest as base and
+/// each adapter's digest, size and file name (the last component of its path), in order. For
+/// an adapter fixture it is the committed plan, byte for byte.
+pub fn registry_plan(model: &Value, adapters: &[Value]) -> Result<Vec<u8>> {
+    let digest = |v: &Value| -> Result<[u8; 32]> {
+        let hex = v["sha256"].as_str().context("sha256")?;
+        runtime::sha256::from_hex(hex).context("sha256 hex")
+    };
+    let modules = adapters
+        .iter()
+        .map(|a| {
+            let path = a["path"].as_str().context("adapter path")?;
+            Ok(runtime::adapter::PlanModule {
+                digest: digest(a)?,
+                bytes: a["bytes"].as_u64().context("adapter bytes")?,
+                name: path.rsplit('/').next().unwrap_or(path).to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(runtime::adapter::Plan::to_bytes(&digest(model)?, &modules))
+}
+
+/// The registry a run serves: the committed one (`root`/registry.json) plus, per file of
+/// `extra`: a model entry for a `ID.slm` file (outside the repository), with its file stem as
+/// id, routed under `extra/`; for a `FILE.adapter` file, the registry adapter whose path ends in
+/// `/FILE` is routed to `extra/FILE`. Refuses a model id already in the registry, an adapter
+/// file the registry does not list, or any other name. The extra model entries are for one run
+/// and not held to the registry's rules: a file that is not a valid model is listed with dtype
+/// and shape `unverified` (the page's load then reports its error code).
 pub fn served_registry(root: &Path, extra: &[PathBuf]) -> Result<Value> {
     let mut registry: Value =
         serde_json::from_slice(&std::fs::read(root.join(REGISTRY_FILE)).context("registry.json")?)?;
+    for path in extra {
+        let file = path
+            .file_name()
+            .and_then(|f| f.to_str())
+            .unwrap_or_default();
+        if file.ends_with(ADAPTER_SUFFIX) && !file.starts_with('.') {
+            let entry = registry["adapters"]
+                .as_array_mut()
+                .and_then(|list| {
+                    list.iter_mut().find(|a| {
+                        a["path"]
+                            .as_str()
+                            .is_some_and(|p| p.ends_with(&format!("/{file}")))
+                    })
+                })
+                .with_context(|| format!("{file}: no registry adapter has that file"))?;
+            entry["path"] = format!("{EXTRA_ROUTE}/{file}").into();
+        }
+    }
     let models = registry["models"]
         .as_array_mut()
         .context("registry models")?;
@@ -65,19 +172,28 @@ pub fn served_registry(root: &Path, extra: &[PathBuf]) -> Result<Value> {
         let file = path
             .file_name()
             .and_then(|f| f.to_str())
+            .unwrap_or_default();
+        if file.ends_with(ADAPTER_SUFFIX) && !file.starts_with('.') {
+            continue;
+        }
+        let file = Some(file)
             .filter(|f| f.ends_with(".slm") && !f.starts_with('.'))
             .with_context(|| format!("{}: not a NAME.slm file", path.display()))?;
         let name = file.trim_end_matches(".slm");
-        if models.iter().any(|m| m["name"] == name) {
-            bail!("extra model {name}: the registry already has that name");
+        if models.iter().any(|m| m["id"] == name) {
+            bail!("extra model {name}: the registry already has that id");
         }
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        models.push(json!({
-            "name": name,
-            "path": format!("{EXTRA_ROUTE}/{file}"),
-            "bytes": bytes.len(),
-            "sha256": runtime::sha256::to_hex(&runtime::format::file_digest(&bytes)),
-            "dtype": "extra",
+        let route = format!("{EXTRA_ROUTE}/{file}");
+        models.push(model_entry(name, &route, &bytes).unwrap_or_else(|_| {
+            json!({
+                "id": name,
+                "path": route,
+                "bytes": bytes.len(),
+                "sha256": runtime::sha256::to_hex(&runtime::format::file_digest(&bytes)),
+                "dtype": "unverified",
+                "shape": "unverified",
+            })
         }));
     }
     Ok(registry)
@@ -122,7 +238,8 @@ pub fn steps_case() -> Case {
         .expect("the standard set has story/greedy")
 }
 
-/// `/cases.json`: the standard cases, the overlong request and the steps case.
+/// `/cases.json`: the standard cases, the overlong request, the steps case and the model the
+/// page selects first (the CLI's built-in default).
 pub fn cases_document() -> Value {
     let cases: Vec<Value> = standard_cases(SMOKE_MAX_NEW)
         .iter()
@@ -131,6 +248,7 @@ pub fn cases_document() -> Value {
     let greedy = steps_case().settings();
     json!({
         "max_new_tokens": SMOKE_MAX_NEW,
+        "default_model": crate::fixtures::DEFAULT_MODEL_NAME,
         "cases": cases,
         "overlong": request_json("overlong", &overlong_prompt(), &greedy),
         "steps": case_json(&steps_case()),

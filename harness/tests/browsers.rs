@@ -1,8 +1,9 @@
 //! The smoke page in every installed headless browser (.ci/install-browsers installs Chromium
 //! and Firefox ESR; without either this test says so and skips): token ids and logits digests
 //! bit-identical to the native engine for every corpus fixture and standard case (and for
-//! stories260K converted at f32 and q8_0 when ../shared holds it), the failure modes' error
-//! codes equal to native's, and a corrupted model rejected before activation.
+//! stories260K converted at f32 and q8_0 when ../shared holds it), every adapter fixture applied
+//! from the registry with the receipt and every standard case equal to native's, the failure
+//! modes' error codes equal to native's, and a corrupted model rejected before activation.
 //!
 //! Every run goes through the built `tinyrustlm browsers --json`, which re-executes itself in a
 //! network namespace holding only loopback whenever `unshare` and `ip` work here; the test then
@@ -131,6 +132,21 @@ fn every_browser_matches_native_bit_for_bit_and_code_for_code() {
         for case in ["overlong prompt", "steps"] {
             assert!(rows.iter().any(|r| r.case == case), "{b}: no {case} row");
         }
+        // Each adapter fixture: the receipt equal to native's byte for byte, and every standard
+        // case on the adapted model.
+        for f in harness::adapter::fixtures::read_all(&corpus_dir()).unwrap() {
+            let id = f.recipe.name.as_str();
+            assert!(
+                rows.iter()
+                    .any(|r| r.model == id && r.case == "receipt" && r.ok),
+                "{b} {id}: no receipt row"
+            );
+            let equal = rows
+                .iter()
+                .filter(|r| r.model == id && r.digests_equal == Some(true))
+                .count();
+            assert_eq!(equal, n_cases, "{b} {id}: {equal} of {n_cases} cases equal");
+        }
         // Each stories260K conversion: every standard case equal to native, token for token
         // and digest for digest.
         for p in &extra {
@@ -147,13 +163,14 @@ fn every_browser_matches_native_bit_for_bit_and_code_for_code() {
     }
 }
 
-/// A copy of the corpus (recipes, fixtures, malformed matrix) in a temporary folder.
+/// A copy of the corpus (recipes, fixtures, malformed matrix, adapters) in a temporary folder.
 fn corpus_copy(tag: &str) -> PathBuf {
     let src = corpus_dir();
     let dst = std::env::temp_dir().join(format!("trlm-corpus-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dst);
     std::fs::create_dir_all(dst.join("malformed")).unwrap();
-    for sub in [Path::new(""), Path::new("malformed")] {
+    std::fs::create_dir_all(dst.join("adapters")).unwrap();
+    for sub in [Path::new(""), Path::new("malformed"), Path::new("adapters")] {
         for e in std::fs::read_dir(src.join(sub)).unwrap() {
             let p = e.unwrap().path();
             if p.is_file() {

@@ -327,7 +327,7 @@ fn reports_reach_the_runner() {
 #[test]
 fn extra_models_are_served_and_listed_for_the_run_only() {
     let tree = Tree::new("extra");
-    let committed = br#"{"default":"m","models":[{"name":"m","path":"corpus/m.slm"}]}"#;
+    let committed = br#"{"version":1,"models":[{"id":"m","path":"corpus/m.slm"}],"adapters":[]}"#;
     std::fs::write(tree.dir.join("root/registry.json"), committed).unwrap();
     let outside = tree.dir.join("outside");
     std::fs::create_dir_all(&outside).unwrap();
@@ -346,7 +346,7 @@ fn extra_models_are_served_and_listed_for_the_run_only() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| (m["name"].as_str().unwrap(), m["path"].as_str().unwrap()))
+        .map(|m| (m["id"].as_str().unwrap(), m["path"].as_str().unwrap()))
         .collect();
     assert_eq!(names, [("m", "corpus/m.slm"), ("x", "extra/x.slm")]);
     assert_eq!(reg["models"][1]["bytes"], model.len());

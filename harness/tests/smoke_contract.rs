@@ -1,7 +1,8 @@
 //! The browser smoke page's contract, checked without a browser: same-origin relative assets
 //! only, every ABI export trlm.js calls exists in the built module with the signature of
-//! spec/abi.md, and the registry lists exactly the corpus fixtures with their true size and
-//! digest, each served by `tinyrustlm serve`.
+//! spec/abi.md, and the registry — a selector registry (spec/adapters.md) — lists exactly the
+//! corpus fixtures and adapter fixtures with their true size and digest, each served, and the
+//! page enforces the registry's budgets on selection.
 
 use harness::fixtures::corpus_dir;
 use harness::serve::{RunningServer, ServeConfig};
@@ -224,8 +225,73 @@ fn every_registry_route_serves_its_file_with_size_and_digest() {
         let digest = runtime::sha256::to_hex(&runtime::format::file_digest(&body));
         assert_eq!(digest, m["sha256"].as_str().unwrap(), "{route}");
     }
-    let default = registry["default"].as_str().unwrap();
-    assert!(models.iter().any(|m| m["name"] == default));
+    let default = harness::fixtures::DEFAULT_MODEL_NAME;
+    assert!(models.iter().any(|m| m["id"] == default));
+    server.shutdown();
+}
+
+#[test]
+fn the_registry_is_a_valid_selector_registry_with_every_adapter_fixture() {
+    let text = std::fs::read_to_string(smoke_dir().join(REGISTRY_FILE)).unwrap();
+    let r = harness::adapter::registry::Registry::parse(&text).unwrap();
+    let fixtures = harness::adapter::fixtures::read_all(&corpus_dir()).unwrap();
+    assert_eq!(r.adapters.len(), fixtures.len());
+    for f in &fixtures {
+        let a = r.select_adapter(
+            &harness::smoke::fixture_family(&f.recipe.kind),
+            &f.recipe.base,
+        );
+        let a = a.unwrap();
+        assert_eq!(a.id, f.recipe.name);
+        // The plan a host builds from the registry is the committed plan.
+        let model = r.select_model(&f.recipe.base).unwrap();
+        let plan = harness::smoke::registry_plan(
+            &serde_json::json!({"sha256": model.sha256}),
+            &[serde_json::json!({"sha256": a.sha256, "bytes": a.bytes, "path": a.path})],
+        )
+        .unwrap();
+        assert_eq!(plan, f.plan, "{}", a.id);
+    }
+}
+
+#[test]
+fn the_page_enforces_the_registry_budgets_on_selection() {
+    let app = std::fs::read_to_string(smoke_dir().join("app.js")).unwrap();
+    use harness::adapter::registry::{ADAPTER_AUTO_APPLY_BUDGET_BYTES, MODEL_BUDGET_BYTES};
+    assert!(app.contains(&format!("const MODEL_BUDGET_BYTES = {MODEL_BUDGET_BYTES};")));
+    assert!(app.contains(&format!(
+        "const ADAPTER_AUTO_APPLY_BYTES = {ADAPTER_AUTO_APPLY_BUDGET_BYTES};"
+    )));
+    assert!(app.contains("m.bytes > MODEL_BUDGET_BYTES"));
+    assert!(app.contains("a.bytes > ADAPTER_AUTO_APPLY_BYTES"));
+}
+
+#[test]
+fn every_registry_adapter_is_served_under_extra_with_its_size_and_digest() {
+    let root = smoke_dir();
+    let extra = harness::smoke::adapter_files(&root, &corpus_dir()).unwrap();
+    let server = RunningServer::start(ServeConfig {
+        extra_models: extra,
+        ..ServeConfig::default()
+    })
+    .unwrap();
+    let (code, body) = get(server.addr(), "/registry.json");
+    assert_eq!(code, 200);
+    let registry: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let adapters = registry["adapters"].as_array().unwrap();
+    assert_eq!(adapters.len(), 9);
+    for a in adapters {
+        let route = a["path"].as_str().unwrap();
+        assert!(route.starts_with("extra/"), "{route}");
+        let (code, body) = get(server.addr(), &format!("/{route}"));
+        assert_eq!(code, 200, "{route}");
+        assert_eq!(body.len() as u64, a["bytes"].as_u64().unwrap(), "{route}");
+        let digest = runtime::adapter::format::file_digest(&body);
+        assert_eq!(
+            runtime::sha256::to_hex(&digest),
+            a["sha256"].as_str().unwrap()
+        );
+    }
     server.shutdown();
 }
 
