@@ -3,6 +3,7 @@
 //! (`runtime::adapter::apply_plan`).
 
 pub mod diff;
+pub mod example;
 pub mod registry;
 
 use runtime::adapter::{Adapter, Body};
