@@ -184,6 +184,15 @@ enum AdapterWhat {
         #[arg(long)]
         json: bool,
     },
+    /// Write a visible example into DIR: an ASP1 adapter for BASE (the stories260K conversion)
+    /// that exchanges the embedding/classifier rows of the pieces spelling "Lily" and "Tim", and
+    /// a plan naming it (README, A visible adapter).
+    Example {
+        base: PathBuf,
+        /// The directory to write the adapter and the plan into (created if absent).
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
     /// Apply a module plan to a base model and write the receipt. Modules are read from the
     /// plan's directory by their names.
     Apply {
@@ -235,6 +244,27 @@ fn adapter_command(what: AdapterWhat) -> Result<ExitCode> {
             } else {
                 print!("{}", harness::adapter::report_text(&a, bytes.len()));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        AdapterWhat::Example { base, output } => {
+            use harness::adapter::example;
+            let ex = example::build(&read(&base)?)?;
+            std::fs::create_dir_all(&output)
+                .with_context(|| format!("creating {}", output.display()))?;
+            for (name, bytes) in [
+                (example::ADAPTER_FILE, &ex.adapter),
+                (example::PLAN_FILE, &ex.plan),
+            ] {
+                let path = output.join(name);
+                std::fs::write(&path, bytes)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            print!("{}", ex.describe());
+            println!(
+                "wrote {} and {}",
+                output.join(example::ADAPTER_FILE).display(),
+                output.join(example::PLAN_FILE).display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         AdapterWhat::Apply { base, plan, output } => {

@@ -1,8 +1,10 @@
 //! `tinyrustlm adapter`: task deltas between two checkpoints ([`diff`]), adapter reports
-//! ([`report`]), the selector registry ([`registry`]) and the adapter fixtures ([`fixtures`]).
+//! ([`report`]), the selector registry ([`registry`]), the adapter fixtures ([`fixtures`]) and
+//! the visible stories260K example ([`example`]).
 //! Applying a plan is the runtime's (`runtime::adapter::apply_plan`).
 
 pub mod diff;
+pub mod example;
 pub mod fixtures;
 pub mod registry;
 
