@@ -82,3 +82,9 @@ pub const MAX_ABI_BUFFER_BYTES: u32 = 33_554_432;
 pub const MAX_ABI_BUFFER_TOTAL_BYTES: u64 = 67_108_864;
 /// Live host buffers.
 pub const MAX_ABI_BUFFERS: usize = 1024;
+
+// model::batch (spec/determinism.md, Prefill).
+
+/// Prompt tokens one batched prefill pass runs through each weight matrix (each weight row is
+/// read once per pass and dotted with every token's activation).
+pub const PREFILL_BATCH: usize = 16;
