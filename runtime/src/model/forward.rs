@@ -119,6 +119,11 @@ impl State {
         floats * 4 + self.act.bytes() + self.batch.bytes()
     }
 
+    /// The KV cache: keys and values, each `[layer][position][kv_dim]`.
+    pub fn kv_cache(&self) -> (&[f32], &[f32]) {
+        (&self.key_cache, &self.value_cache)
+    }
+
     /// The logits of the last forward step.
     pub fn logits(&self) -> &[f32] {
         &self.logits
