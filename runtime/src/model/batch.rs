@@ -7,10 +7,10 @@
 //! the bits of running its tokens one at a time.
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::format::dtype::QK;
+use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
 use crate::format::{Config, DType};
 use crate::limits;
-use crate::model::kernels::{dot_f32, dot_f32_row, dot_q4_0_row, dot_q8_0_row, MatRef};
+use crate::model::kernels::{dot_f32, dot_f32_row, dot_q8_0_row, MatRef};
 use crate::model::quant::{dequantize, quantize_act_q8_0, BlockQ8};
 use alloc::vec::Vec;
 
@@ -89,7 +89,7 @@ impl Batch {
     }
 }
 
-/// Room for the batched product: each token's quantized activation and one widened f16 row.
+/// Room for the batched product: each token's quantized activation and one widened row.
 pub struct MatmulScratch {
     capacity: usize,
     max_cols: usize,
@@ -97,6 +97,8 @@ pub struct MatmulScratch {
     act: Vec<BlockQ8>,
     /// One f16 row widened to f32 (f16 weights).
     row: Vec<f32>,
+    /// One q4_0 row widened to q8_0 blocks (q4_0 weights).
+    row_q8: Vec<u8>,
 }
 
 impl MatmulScratch {
@@ -108,20 +110,23 @@ impl MatmulScratch {
             max_cols,
             act: filled(size(&[capacity, max_cols / QK])?, BlockQ8::ZERO)?,
             row: filled(max_cols, 0.0)?,
+            row_q8: filled(size(&[max_cols / QK, Q8_0_BLOCK_BYTES])?, 0u8)?,
         })
     }
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.row.len() * 4 + self.act.len() * core::mem::size_of::<BlockQ8>()
+        self.row.len() * 4 + self.row_q8.len() + self.act.len() * core::mem::size_of::<BlockQ8>()
     }
 
     /// `out[b][r] = w_r · x[b]` for `n` tokens (`out` rows of `out_stride` floats, `x` rows of
     /// `x_stride` floats of which the first `w.cols` are used): the kernel of `w`'s dtype for
     /// each (row, token), rows outermost so each weight row is read once for all tokens. For
     /// q8_0/q4_0 each token's activation is quantized once, as [`crate::model::kernels::matvec`]
-    /// does; an f16 row is widened once (exactly) and dotted in the f32 order, which is the f16
-    /// order (spec/determinism.md, f16 dot product).
+    /// does. A row is widened once where that gives the same bits (spec/determinism.md,
+    /// Prefill): an f16 row to f32 and dotted in the f32 order, which is the f16 order; a q4_0
+    /// row to q8_0 blocks of the same scales and codes, dotted in the q8_0 order, which is the
+    /// q4_0 order.
     ///
     /// Errors: `w` fails [`MatRef::check`]; a stride below the matrix's width or a buffer too
     /// short for `n` rows (`ShapeMismatch`); `n` or `w.cols` beyond this scratch
@@ -192,14 +197,16 @@ impl MatmulScratch {
                 for (b, a) in act.chunks_exact_mut(nb.max(1)).enumerate() {
                     quantize_act_q8_0(token_x(b), a)?;
                 }
-                let dot = if w.dtype == DType::Q8_0 {
-                    dot_q8_0_row
-                } else {
-                    dot_q4_0_row
-                };
+                let widened = &mut self.row_q8[..nb * Q8_0_BLOCK_BYTES];
                 for (r, row) in rows.enumerate() {
+                    let row = if w.dtype == DType::Q4_0 {
+                        q4_0_to_q8_0(row, widened);
+                        &widened[..]
+                    } else {
+                        row
+                    };
                     for (b, a) in act.chunks_exact(nb.max(1)).enumerate() {
-                        out[b * out_stride + r] = dot(row, a);
+                        out[b * out_stride + r] = dot_q8_0_row(row, a);
                     }
                 }
             }
@@ -211,5 +218,55 @@ impl MatmulScratch {
             }
         }
         Ok(())
+    }
+}
+
+/// Rewrites q4_0 blocks as q8_0 blocks: the same f16 scale bytes, and code j as the i8
+/// `(nibble j) - 8` (low nibbles are codes 0..16, high nibbles 16..32). Exact: a q8_0 dot
+/// product of the result is the q4_0 dot product of the input, bit for bit.
+fn q4_0_to_q8_0(q4: &[u8], q8: &mut [u8]) {
+    for (src, dst) in q4
+        .chunks_exact(Q4_0_BLOCK_BYTES)
+        .zip(q8.chunks_exact_mut(Q8_0_BLOCK_BYTES))
+    {
+        let (scale, codes) = dst.split_at_mut(2);
+        scale.copy_from_slice(&src[..2]);
+        let (lo, hi) = codes.split_at_mut(QK / 2);
+        for ((&byte, l), h) in src[2..].iter().zip(lo).zip(hi) {
+            *l = ((byte & 0x0f) as i8 - 8) as u8;
+            *h = ((byte >> 4) as i8 - 8) as u8;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::kernels::dot_q4_0_row;
+
+    #[test]
+    fn a_q4_0_row_widened_to_q8_0_gives_the_same_bits() {
+        // 32 spread nibble pairs in two blocks, odd scales, and activations of mixed sign.
+        let mut q4 = alloc::vec![0u8; 2 * Q4_0_BLOCK_BYTES];
+        q4[..2].copy_from_slice(&0x3555u16.to_le_bytes());
+        q4[18..20].copy_from_slice(&0xb9c7u16.to_le_bytes());
+        let (a, b) = q4.split_at_mut(Q4_0_BLOCK_BYTES);
+        for (i, v) in a[2..].iter_mut().chain(b[2..].iter_mut()).enumerate() {
+            *v = (i * 37 + 11) as u8;
+        }
+        let act: Vec<BlockQ8> = (0..2)
+            .map(|k| BlockQ8 {
+                qs: core::array::from_fn(|j| ((j as i32 * 29 + k * 7) % 255 - 127) as i8),
+                d: 0.0173 + k as f32,
+            })
+            .collect();
+        let mut q8 = alloc::vec![0u8; 2 * Q8_0_BLOCK_BYTES];
+        q4_0_to_q8_0(&q4, &mut q8);
+        assert_eq!(
+            dot_q8_0_row(&q8, &act).to_bits(),
+            dot_q4_0_row(&q4, &act).to_bits()
+        );
+        assert_eq!(q8[2] as i8, (q4[2] & 15) as i8 - 8);
+        assert_eq!(q8[2 + 16] as i8, (q4[2] >> 4) as i8 - 8);
     }
 }
