@@ -24,7 +24,18 @@ fn bits(v: &[f32]) -> Vec<u32> {
 /// batch boundaries, the whole context, and a few random ones.
 fn lengths(context: usize, rng: &mut SplitMix64) -> Vec<usize> {
     let b = PREFILL_BATCH;
-    let mut v = vec![1, 2, b - 1, b, b + 1, 2 * b - 1, 2 * b, 2 * b + 1, context - 1, context];
+    let mut v = vec![
+        1,
+        2,
+        b - 1,
+        b,
+        b + 1,
+        2 * b - 1,
+        2 * b,
+        2 * b + 1,
+        context - 1,
+        context,
+    ];
     v.extend((0..3).map(|_| 1 + (rng.next_u64() % context as u64) as usize));
     v.retain(|&n| (1..=context).contains(&n));
     v.sort();
@@ -97,7 +108,11 @@ fn prefill_equals_serial_with_heads_wider_than_dim() {
     };
     for (i, dtype) in DType::ALL.into_iter().enumerate() {
         let bytes = build_model(byte_vocab(vec![]), shape, dtype, 7 + i as u64);
-        check_model(&format!("wide-heads {}", dtype.name()), &bytes, 70 + i as u64);
+        check_model(
+            &format!("wide-heads {}", dtype.name()),
+            &bytes,
+            70 + i as u64,
+        );
     }
 }
 
@@ -118,7 +133,11 @@ fn prefill_checks_before_it_runs() {
 
 /// Tokens and logits digest of a generation written out token by token with `forward`: the
 /// prompt one position at a time, then sample, stop on a stop token, feed the sample.
-fn serial_generation(model: &Model, prompt: &[u8], settings: SamplerSettings) -> (Vec<u32>, [u8; 32]) {
+fn serial_generation(
+    model: &Model,
+    prompt: &[u8],
+    settings: SamplerSettings,
+) -> (Vec<u32>, [u8; 32]) {
     let mut ids = Vec::new();
     model
         .tokenizer
@@ -168,7 +187,11 @@ fn sessions_generate_what_serial_prefill_generates() {
                 common::finish(&mut session);
                 let (tokens, digest) = serial_generation(&model, prompt, settings);
                 assert_eq!(session.generated_tokens(), &tokens[..], "{name} {prompt:?}");
-                assert_eq!(session.diagnostics().logits_digest, digest, "{name} {prompt:?}");
+                assert_eq!(
+                    session.diagnostics().logits_digest,
+                    digest,
+                    "{name} {prompt:?}"
+                );
             }
         }
     }

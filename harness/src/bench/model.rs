@@ -215,7 +215,11 @@ fn print_row(row: &Row) {
         p.median,
         p.min,
         p.max,
-        if row.decode_logits_digest { "+digest" } else { "" },
+        if row.decode_logits_digest {
+            "+digest"
+        } else {
+            ""
+        },
         d.median,
         d.min,
         d.max,

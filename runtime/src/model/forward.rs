@@ -196,7 +196,15 @@ impl Heads {
 
     /// Causal attention of the query `q` (every head) at position `pos` over one layer's
     /// cached keys and values (positions 0..=pos, `kv_dim` floats each), into `out` (q_dim).
-    fn attend(&self, q: &[f32], keys: &[f32], values: &[f32], pos: usize, att: &mut [f32], out: &mut [f32]) {
+    fn attend(
+        &self,
+        q: &[f32],
+        keys: &[f32],
+        values: &[f32],
+        pos: usize,
+        att: &mut [f32],
+        out: &mut [f32],
+    ) {
         let (hd, kv_dim) = (self.head_dim, self.kv_dim);
         for h in 0..self.n_heads {
             let q = &q[h * hd..(h + 1) * hd];
