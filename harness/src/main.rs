@@ -284,6 +284,9 @@ enum BenchWhat {
         /// native, wasmtime).
         #[arg(long, value_delimiter = ',')]
         engine: Vec<String>,
+        /// Only these dtypes, comma-separated (default: every dtype within the model budget).
+        #[arg(long, value_delimiter = ',')]
+        dtype: Vec<String>,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -529,10 +532,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     runs,
                     shape,
                     engine,
+                    dtype,
                     json,
-                } => {
-                    harness::bench::model::run(runs, shape.as_deref(), &engine, json, &heap::peak)?
-                }
+                } => harness::bench::model::run(
+                    &harness::bench::model::Selection {
+                        runs,
+                        shape: shape.as_deref(),
+                        engines: &engine,
+                        dtypes: &dtype,
+                    },
+                    json,
+                    &heap::peak,
+                )?,
             }
             Ok(ExitCode::SUCCESS)
         }

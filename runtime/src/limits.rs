@@ -87,4 +87,4 @@ pub const MAX_ABI_BUFFERS: usize = 1024;
 
 /// Prompt tokens one batched prefill pass runs through each weight matrix (each weight row is
 /// read once per pass and dotted with every token's activation).
-pub const PREFILL_BATCH: usize = 16;
+pub const PREFILL_BATCH: usize = 8;

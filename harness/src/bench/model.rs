@@ -227,21 +227,34 @@ fn print_row(row: &Row) {
     );
 }
 
-/// Runs the benchmark on the shapes (or `only_shape`) and engines (all when `engine_names` is
-/// empty) and prints a table, or the [`Report`] as JSON.
-pub fn run(
-    runs: usize,
-    only_shape: Option<&str>,
-    engine_names: &[String],
-    json: bool,
-    peak: &dyn Fn(bool) -> Option<usize>,
-) -> Result<()> {
+/// What `bench model` measures: empty lists mean all.
+pub struct Selection<'a> {
+    /// Timed runs per measurement (after one warm-up run).
+    pub runs: usize,
+    /// Only this shape.
+    pub shape: Option<&'a str>,
+    /// Engine names of [`ENGINES`].
+    pub engines: &'a [String],
+    /// Dtype names (f32, f16, q8_0, q4_0).
+    pub dtypes: &'a [String],
+}
+
+/// Runs the benchmark on `selection` and prints a table, or the [`Report`] as JSON.
+pub fn run(selection: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usize>) -> Result<()> {
+    let runs = selection.runs;
     anyhow::ensure!(runs > 0, "--runs must be at least 1");
-    let engines = engines(engine_names)?;
+    let engines = engines(selection.engines)?;
+    let only_shape = selection.shape;
     if let Some(o) = only_shape {
         anyhow::ensure!(
             SHAPES.iter().any(|s| s.name == o),
             "unknown shape {o:?} (stories15M, stories42M)"
+        );
+    }
+    for d in selection.dtypes {
+        anyhow::ensure!(
+            DType::ALL.iter().any(|t| t.name() == d),
+            "unknown dtype {d:?} (f32, f16, q8_0, q4_0)"
         );
     }
     let load_average_before = load_average();
@@ -260,7 +273,9 @@ pub fn run(
         .iter()
         .filter(|s| only_shape.is_none_or(|o| o == s.name))
     {
-        for dtype in DType::ALL {
+        for dtype in DType::ALL.into_iter().filter(|d| {
+            selection.dtypes.is_empty() || selection.dtypes.iter().any(|n| n == d.name())
+        }) {
             let estimated_bytes = estimate_bytes(shape, dtype);
             if estimated_bytes > runtime::limits::MAX_MODEL_BYTES {
                 let s = Skipped {
