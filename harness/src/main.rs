@@ -301,22 +301,30 @@ enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
-    /// Prefill and decode tok/s, load ms and peak heap for generated models of the stories15M and
-    /// stories42M shapes, every dtype.
+    /// Prefill and decode tok/s, load + verify ms and peak memory (against file + KV cache +
+    /// 2 MiB) for seeded models of the stories15M and stories42M shapes, every dtype within the
+    /// model budget, per engine.
     Model {
+        /// Timed runs per measurement (after one warm-up run).
         #[arg(long, default_value_t = 3)]
         runs: usize,
         /// Only this shape (stories15M or stories42M).
         #[arg(long)]
         shape: Option<String>,
-        /// Engines, comma-separated (native, wasmtime).
-        #[arg(long, value_delimiter = ',', default_value = "native,wasmtime")]
+        /// Engines, comma-separated (default: every engine of the bench's engine list, e.g.
+        /// native, wasmtime).
+        #[arg(long, value_delimiter = ',')]
         engine: Vec<String>,
+        /// Only these dtypes, comma-separated (default: every dtype within the model budget).
+        #[arg(long, value_delimiter = ',')]
+        dtype: Vec<String>,
+        /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Tokenizer encoding speed on 1 MB of text.
     Tokenizer {
+        /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -564,10 +572,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     runs,
                     shape,
                     engine,
+                    dtype,
                     json,
-                } => {
-                    harness::bench::model::run(runs, shape.as_deref(), &engine, json, &heap::peak)?
-                }
+                } => harness::bench::model::run(
+                    &harness::bench::model::Selection {
+                        runs,
+                        shape: shape.as_deref(),
+                        engines: &engine,
+                        dtypes: &dtype,
+                    },
+                    json,
+                    &heap::peak,
+                )?,
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -1,6 +1,7 @@
 //! Memory discipline, counted by a global allocator in this test binary: a generation step
-//! allocates nothing (f32 and q4_0 weights, greedy and sampling, 100+ steps), and `Session::new`
-//! sizes the KV cache from the model's max_context or the smaller context asked for.
+//! allocates nothing (f32 and q4_0 weights, greedy and sampling, 100+ steps), neither does a
+//! batched prefill of a prompt over several batches, and `Session::new` sizes the KV cache (and
+//! the prefill batch) from the model's max_context or the smaller context asked for.
 
 mod common;
 
@@ -12,6 +13,8 @@ use harness::fixtures::{build, corpus_dir, load_recipes};
 use runtime::format::{self, Config};
 use runtime::generate::sampler::SamplerSettings;
 use runtime::generate::{Session, Step};
+use runtime::limits::PREFILL_BATCH;
+use runtime::model::{prefill, State};
 use runtime::ErrorCode;
 
 /// Counts allocations (and reallocations) per thread, so parallel tests do not disturb each
@@ -107,6 +110,30 @@ fn steps_allocate_nothing() {
 }
 
 #[test]
+fn prefill_allocates_nothing() {
+    for name in [
+        "spm-gqa-untied-f32",
+        "spm-gqa-untied-f16",
+        "spm-gqa-untied-q4_0",
+        "byte-mha-tied-q8_0",
+    ] {
+        let model = load(&open_fixture(name));
+        let mut state = State::new(&model, 0).unwrap();
+        let tokens: Vec<u32> = (0..150).map(|i| (i * 7 + 3) % 250).collect();
+        let before = counted();
+        prefill(&model, &mut state, &tokens[..70], 0).unwrap();
+        prefill(&model, &mut state, &tokens[70..], 70).unwrap();
+        let after = counted();
+        assert_eq!(
+            before.0,
+            after.0,
+            "{name}: prefill allocated {} bytes",
+            after.1 - before.1
+        );
+    }
+}
+
+#[test]
 fn the_counter_sees_allocations() {
     let before = counted();
     let v: Vec<u64> = std::hint::black_box(vec![1, 2, 3]);
@@ -135,7 +162,9 @@ fn kv_cache_is_sized_by_the_context() {
     let small = small.unwrap();
     let (fd, sd) = (full.diagnostics(), small.diagnostics());
     assert_eq!((fd.context, sd.context), (160, 32));
-    // The runtime's own account: K and V for every position, plus one attention score each.
+    // The runtime's own account: K and V for every position, plus one attention score each
+    // (the prefill batch holds PREFILL_BATCH tokens in both).
+    assert!(sd.context >= PREFILL_BATCH);
     assert_eq!(
         (fd.scratch_bytes - sd.scratch_bytes) as u64,
         128 * (kv_per_position + 4)

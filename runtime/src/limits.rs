@@ -87,3 +87,9 @@ pub const MAX_ABI_BUFFERS: usize = 1024;
 
 /// Bytes of the modules of one plan staged through the ABI (`trlm_plan_begin`), together.
 pub const MAX_PLAN_STAGED_BYTES: u64 = 33_554_432;
+
+// model::batch (spec/determinism.md, Prefill).
+
+/// Prompt tokens one batched prefill pass runs through each weight matrix (each weight row is
+/// read once per pass and dotted with every token's activation).
+pub const PREFILL_BATCH: usize = 8;

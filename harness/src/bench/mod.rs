@@ -1,6 +1,7 @@
 //! Benchmarks (`tinyrustlm bench ...`): medians with their spread, and ratios to a baseline
 //! measured in the same run. Never used by tests for timing.
 
+pub mod engines;
 pub mod model;
 pub mod sha256;
 pub mod tokenizer;
@@ -21,13 +22,20 @@ impl Stats {
     pub fn measure(runs: usize, mut job: impl FnMut()) -> Stats {
         assert!(runs > 0);
         job();
-        let mut times: Vec<f64> = (0..runs)
+        let times: Vec<f64> = (0..runs)
             .map(|_| {
                 let start = Instant::now();
                 job();
                 start.elapsed().as_secs_f64()
             })
             .collect();
+        Stats::of(times)
+    }
+
+    /// The statistics of measured times in seconds (at least one).
+    pub fn of(mut times: Vec<f64>) -> Stats {
+        assert!(!times.is_empty());
+        let runs = times.len();
         times.sort_by(f64::total_cmp);
         let median_s = if runs % 2 == 1 {
             times[runs / 2]
@@ -50,4 +58,26 @@ impl Stats {
             units / self.min_s,
         )
     }
+
+    /// [`Stats::rate`] as a record.
+    pub fn throughput(&self, units: f64) -> Rate {
+        let (median, min, max) = self.rate(units);
+        Rate { median, min, max }
+    }
+}
+
+/// A throughput: at the median run, the slowest and the fastest.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct Rate {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// The machine's load averages (1, 5, 15 minutes) from /proc/loadavg, when readable: the
+/// machine may be shared, so every report carries them.
+pub fn load_average() -> Option<[f64; 3]> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut it = text.split_whitespace().map(|w| w.parse::<f64>().ok());
+    Some([it.next()??, it.next()??, it.next()??])
 }

@@ -1,15 +1,21 @@
 //! `tinyrustlm bench model`: prefill and decode tokens per second, load + verify time and peak
-//! heap for generated models of the stories15M and stories42M shapes, per dtype. Several runs,
-//! median with spread.
+//! memory for seeded models of the stories15M and stories42M shapes, in every dtype that fits
+//! the model budget (the others are reported as skipped), per engine ([`super::engines`]).
+//! Several runs, median with spread; peak memory against the budget file + KV cache + 2 MiB.
 
-use super::Stats;
+use super::engines::{Case, Context, Engine, ENGINES};
+use super::{load_average, Rate, Stats};
 use crate::fixtures::{byte_vocab, encode_tensor, SplitMix64};
 use anyhow::{anyhow, Result};
 use runtime::format::{self, llama, Config, DType, ModelFile, TensorData};
-use runtime::generate::sampler::SamplerSettings;
-use runtime::generate::{Session, Step};
-use runtime::model::Model;
 use serde::Serialize;
+
+/// Tokens of the prefill prompt: BOS and 127 bytes (one token each in the byte vocabulary).
+pub const PROMPT_TOKENS: usize = 128;
+/// Greedy tokens of one decode run (after BOS).
+pub const DECODE_TOKENS: u32 = 32;
+/// Memory allowed beyond the file and the KV cache (bytes).
+pub const MEMORY_SLACK_BYTES: usize = 2 << 20;
 
 /// A model shape to measure.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -101,79 +107,49 @@ pub fn build(shape: &Shape, dtype: DType) -> Result<Vec<u8>> {
 pub struct Row {
     pub shape: &'static str,
     pub dtype: &'static str,
-    pub engine: String,
+    pub engine: &'static str,
     pub file_bytes: usize,
     pub kv_cache_bytes: usize,
-    pub load_ms: Stats,
+    /// file + KV cache + [`MEMORY_SLACK_BYTES`].
+    pub budget_bytes: usize,
+    /// Load + verify, seconds.
+    pub load_s: Stats,
     pub prefill_tokens: usize,
-    pub prefill_tok_s: (f64, f64, f64),
+    pub prefill_tok_s: Rate,
     pub decode_tokens: u32,
-    pub decode_tok_s: (f64, f64, f64),
-    /// Peak heap bytes of the model and its session while loading and generating (counted by the
-    /// harness's allocator; the file bytes are part of it, held once).
-    pub peak_heap_bytes: Option<usize>,
+    pub decode_tok_s: Rate,
+    /// Whether the decode steps computed the logits digest (spec/determinism.md).
+    pub decode_logits_digest: bool,
+    /// Median prefill tok/s over median decode tok/s.
+    pub prefill_over_decode: f64,
+    /// Peak memory of the model and its session (see `peak_kind`).
+    pub peak_bytes: Option<usize>,
+    /// "native heap" (the harness's counting allocator) or "wasm linear memory".
+    pub peak_kind: &'static str,
+    pub over_budget: Option<bool>,
 }
 
-fn greedy(max_new_tokens: u32) -> SamplerSettings {
-    SamplerSettings {
-        temperature: 0.0,
-        top_k: None,
-        top_p: 1.0,
-        seed: 1,
-        max_new_tokens,
-    }
+/// A shape and dtype not measured, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct Skipped {
+    pub shape: &'static str,
+    pub dtype: &'static str,
+    pub estimated_bytes: u64,
+    pub reason: String,
 }
 
-/// Measures the native engine on one model. `peak(true)` resets the peak-heap counter to the
-/// bytes in use now and returns them; `peak(false)` returns the peak since (None: not counted).
-pub fn measure_native(
-    shape: &Shape,
-    dtype: DType,
-    runs: usize,
-    peak: &dyn Fn(bool) -> Option<usize>,
-) -> Result<Row> {
-    let bytes = build(shape, dtype)?;
-    let rt = |e: runtime::Error| anyhow!("{e}");
-    let load_ms = Stats::measure(runs, || {
-        Model::load(bytes.clone()).expect("generated model loads");
-    });
-    let file_bytes = bytes.len();
-    // Heap in use before the model, not counting its file bytes (which the model takes over).
-    let baseline = peak(true).map(|current| current - file_bytes);
-    let model = Model::load(bytes).map_err(rt)?;
-    let mut session = Session::new(model, 0).map_err(rt)?;
-    let kv_cache_bytes = 2 * 4 * (shape.n_layers * shape.context * shape.dim) as usize;
-
-    // Prefill: a prompt of BOS + 127 bytes runs 127 tokens through the model in `start`.
-    let prompt: Vec<u8> = (0..127).map(|i| b'a' + (i % 26) as u8).collect();
-    let prefill_tokens = prompt.len();
-    let prefill = Stats::measure(runs, || {
-        session.start(&prompt, greedy(1)).expect("prefill");
-    });
-    // Decode: BOS, then half the context of new tokens, one step at a time.
-    let decode_tokens = shape.context / 2;
-    let decode = Stats::measure(runs, || {
-        session.start(b"", greedy(decode_tokens)).expect("start");
-        while let Step::Token { .. } = session.step().expect("step") {}
-    });
-    Ok(Row {
-        shape: shape.name,
-        dtype: dtype.name(),
-        engine: "native".into(),
-        file_bytes,
-        kv_cache_bytes,
-        load_ms: Stats {
-            median_s: load_ms.median_s * 1e3,
-            min_s: load_ms.min_s * 1e3,
-            max_s: load_ms.max_s * 1e3,
-            runs: load_ms.runs,
-        },
-        prefill_tokens,
-        prefill_tok_s: prefill.rate(prefill_tokens as f64),
-        decode_tokens,
-        decode_tok_s: decode.rate(decode_tokens as f64),
-        peak_heap_bytes: peak(false).zip(baseline).map(|(p, b)| p - b),
-    })
+/// The whole report (`--json` prints it).
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub bench: &'static str,
+    pub runs: usize,
+    pub prompt_tokens: usize,
+    pub decode_tokens: u32,
+    /// /proc/loadavg (1, 5, 15 min) before and after: the machine may be shared.
+    pub load_average_before: Option<[f64; 3]>,
+    pub load_average_after: Option<[f64; 3]>,
+    pub rows: Vec<Row>,
+    pub skipped: Vec<Skipped>,
 }
 
 /// Approximate file size of a shape in a dtype (matrices in the dtype, norms f32).
@@ -189,171 +165,195 @@ fn estimate_bytes(shape: &Shape, dtype: DType) -> u64 {
     matrix_elems / dtype.block_elems() as u64 * per_block + (2 * l + 1) * d * 4
 }
 
-/// Measures the .wasm module under wasmtime on one model, through the raw ABI (chunked load,
-/// start, step) without reading diagnostics between steps. Peak memory is the instance's linear
-/// memory size.
-pub fn measure_wasmtime(
-    module: &crate::engine::wasmtime::WasmModule,
-    shape: &Shape,
-    dtype: DType,
-    runs: usize,
-) -> Result<Row> {
-    use crate::engine::wasmtime::{AbiInstance, WasmLimits, LOAD_CHUNK_BYTES};
-    let bytes = build(shape, dtype)?;
-    let ok = |what: &str, status: u32| -> Result<()> {
-        anyhow::ensure!(status == 0, "wasm {what} failed with code {status}");
-        Ok(())
-    };
-    let mut inst = AbiInstance::new(module, WasmLimits::default())?;
-    let load_ms = {
-        let mut times = Vec::new();
-        for _ in 0..runs {
-            let t = std::time::Instant::now();
-            ok("load", inst.load_chunked(&bytes, LOAD_CHUNK_BYTES)?)?;
-            times.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        times.sort_by(f64::total_cmp);
-        Stats {
-            runs,
-            median_s: times[runs / 2],
-            min_s: times[0],
-            max_s: times[runs - 1],
-        }
-    };
-    let out = inst.alloc(16)?;
-    let prompt: Vec<u8> = (0..127).map(|i| b'a' + (i % 26) as u8).collect();
-    let prompt_ptr = inst.alloc_with(&prompt)?;
-    let prefill_tokens = prompt.len();
-    let mut failure = None;
-    let prefill = Stats::measure(runs, || {
-        let r = inst
-            .set_sampling(0.0, u32::MAX, 1.0, 1, 1)
-            .and_then(|_| inst.start(prompt_ptr, prompt.len() as u32));
-        if !matches!(r, Ok(0)) {
-            failure = Some(format!("prefill: {r:?}"));
-        }
-    });
-    let decode_tokens = shape.context / 2;
-    let decode = Stats::measure(runs, || {
-        let r = inst
-            .set_sampling(0.0, u32::MAX, 1.0, 1, decode_tokens)
-            .and_then(|_| inst.start(prompt_ptr, 0));
-        if !matches!(r, Ok(0)) {
-            failure = Some(format!("start: {r:?}"));
-            return;
-        }
-        for _ in 0..decode_tokens {
-            if !matches!(inst.step(out), Ok(0)) {
-                failure = Some("step failed".into());
-                return;
-            }
-        }
-    });
-    if let Some(f) = failure {
-        anyhow::bail!("wasmtime {}: {f}", shape.name);
+/// The engines named in `names` (all when empty), in [`ENGINES`] order.
+fn engines(names: &[String]) -> Result<Vec<&'static Engine>> {
+    for n in names {
+        anyhow::ensure!(
+            ENGINES.iter().any(|e| e.name == n),
+            "unknown engine {n:?} (engines: {})",
+            engine_names()
+        );
     }
-    Ok(Row {
-        shape: shape.name,
-        dtype: dtype.name(),
-        engine: "wasmtime".into(),
-        file_bytes: bytes.len(),
-        kv_cache_bytes: 2 * 4 * (shape.n_layers * shape.context * shape.dim) as usize,
-        load_ms,
-        prefill_tokens,
-        prefill_tok_s: prefill.rate(prefill_tokens as f64),
-        decode_tokens,
-        decode_tok_s: decode.rate(decode_tokens as f64),
-        peak_heap_bytes: Some(inst.memory_size()),
-    })
+    Ok(ENGINES
+        .iter()
+        .filter(|e| names.is_empty() || names.iter().any(|n| n == e.name))
+        .collect())
+}
+
+/// The names of [`ENGINES`], comma-separated.
+pub fn engine_names() -> String {
+    ENGINES.iter().map(|e| e.name).collect::<Vec<_>>().join(",")
 }
 
 fn mib(b: usize) -> f64 {
     b as f64 / 1048576.0
 }
 
-/// Runs the benchmark and prints a table (or JSON).
-pub fn run(
-    runs: usize,
-    only_shape: Option<&str>,
-    engines: &[String],
-    json: bool,
-    peak: &dyn Fn(bool) -> Option<usize>,
-) -> Result<()> {
-    let module = if engines.iter().any(|e| e == "wasmtime") {
-        Some(crate::engine::wasmtime::WasmModule::compile(
-            &crate::engine::wasmtime::wasm_bytes()?,
-        )?)
-    } else {
-        None
+fn print_row(row: &Row) {
+    let (p, d) = (row.prefill_tok_s, row.decode_tok_s);
+    let memory = match (row.peak_bytes, row.over_budget) {
+        (Some(b), Some(over)) => format!(
+            "peak {:>6.2} MiB {} / budget {:.2} MiB{}",
+            mib(b),
+            row.peak_kind,
+            mib(row.budget_bytes),
+            if over { "  OVER BUDGET" } else { "" }
+        ),
+        _ => "peak n/a".into(),
     };
-    let wasm = module.as_ref();
-    let mut rows: Vec<Row> = Vec::new();
+    println!(
+        "{:<11} {:<5} {:<9} file {:>6.2} MiB  load+verify {:>6.1} ms ({:.1}..{:.1})  \
+         prefill {:>7.1} tok/s ({:.1}..{:.1})  decode{} {:>7.1} tok/s ({:.1}..{:.1})  \
+         prefill/decode {:.2}  {memory}",
+        row.shape,
+        row.dtype,
+        row.engine,
+        mib(row.file_bytes),
+        row.load_s.median_s * 1e3,
+        row.load_s.min_s * 1e3,
+        row.load_s.max_s * 1e3,
+        p.median,
+        p.min,
+        p.max,
+        if row.decode_logits_digest {
+            "+digest"
+        } else {
+            ""
+        },
+        d.median,
+        d.min,
+        d.max,
+        row.prefill_over_decode,
+    );
+}
+
+/// What `bench model` measures: empty lists mean all.
+pub struct Selection<'a> {
+    /// Timed runs per measurement (after one warm-up run).
+    pub runs: usize,
+    /// Only this shape.
+    pub shape: Option<&'a str>,
+    /// Engine names of [`ENGINES`].
+    pub engines: &'a [String],
+    /// Dtype names (f32, f16, q8_0, q4_0).
+    pub dtypes: &'a [String],
+}
+
+/// Runs the benchmark on `selection` and prints a table, or the [`Report`] as JSON.
+pub fn run(selection: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usize>) -> Result<()> {
+    let runs = selection.runs;
+    anyhow::ensure!(runs > 0, "--runs must be at least 1");
+    let engines = engines(selection.engines)?;
+    let only_shape = selection.shape;
+    if let Some(o) = only_shape {
+        anyhow::ensure!(
+            SHAPES.iter().any(|s| s.name == o),
+            "unknown shape {o:?} (stories15M, stories42M)"
+        );
+    }
+    for d in selection.dtypes {
+        anyhow::ensure!(
+            DType::ALL.iter().any(|t| t.name() == d),
+            "unknown dtype {d:?} (f32, f16, q8_0, q4_0)"
+        );
+    }
+    let load_average_before = load_average();
+    if !json {
+        if let Some([a, b, c]) = load_average_before {
+            println!("load average {a:.2} {b:.2} {c:.2} (the machine may be shared)");
+        }
+    }
+    let mut ctx = Context::new(peak);
+    let prompt: Vec<u8> = (0..PROMPT_TOKENS - 1)
+        .map(|i| b'a' + (i % 26) as u8)
+        .collect();
+    let mut rows = Vec::new();
+    let mut skipped = Vec::new();
     for shape in SHAPES
         .iter()
         .filter(|s| only_shape.is_none_or(|o| o == s.name))
     {
-        for dtype in DType::ALL {
-            let bytes_estimate = estimate_bytes(shape, dtype);
-            if bytes_estimate > runtime::limits::MAX_MODEL_BYTES {
-                if !json {
-                    println!(
-                        "{:<11} {:<5} skipped: about {:.1} MiB, over the {} MiB model budget",
-                        shape.name,
-                        dtype.name(),
-                        bytes_estimate as f64 / 1048576.0,
+        for dtype in DType::ALL.into_iter().filter(|d| {
+            selection.dtypes.is_empty() || selection.dtypes.iter().any(|n| n == d.name())
+        }) {
+            let estimated_bytes = estimate_bytes(shape, dtype);
+            if estimated_bytes > runtime::limits::MAX_MODEL_BYTES {
+                let s = Skipped {
+                    shape: shape.name,
+                    dtype: dtype.name(),
+                    estimated_bytes,
+                    reason: format!(
+                        "about {:.1} MiB, over the {} MiB model budget",
+                        estimated_bytes as f64 / 1048576.0,
                         runtime::limits::MAX_MODEL_BYTES / 1048576
-                    );
+                    ),
+                };
+                if !json {
+                    println!("{:<11} {:<5} skipped: {}", s.shape, s.dtype, s.reason);
                 }
+                skipped.push(s);
                 continue;
             }
-            let mut measured = vec![measure_native(shape, dtype, runs, peak)?];
-            if let Some(module) = wasm {
-                measured.push(measure_wasmtime(module, shape, dtype, runs)?);
-            }
-            for row in measured {
+            let bytes = build(shape, dtype)?;
+            let case = Case {
+                bytes: &bytes,
+                runs,
+                prompt: &prompt,
+                decode_tokens: DECODE_TOKENS,
+            };
+            let kv_cache_bytes =
+                2 * 4 * (shape.n_layers as usize) * (shape.context as usize) * shape.dim as usize;
+            let budget_bytes = bytes.len() + kv_cache_bytes + MEMORY_SLACK_BYTES;
+            for engine in &engines {
+                let m = (engine.measure)(&mut ctx, &case)?;
+                let prefill_tok_s = m.prefill.throughput(PROMPT_TOKENS as f64);
+                let decode_tok_s = m.decode.throughput(DECODE_TOKENS as f64);
+                let row = Row {
+                    shape: shape.name,
+                    dtype: dtype.name(),
+                    engine: engine.name,
+                    file_bytes: bytes.len(),
+                    kv_cache_bytes,
+                    budget_bytes,
+                    load_s: m.load,
+                    prefill_tokens: PROMPT_TOKENS,
+                    prefill_tok_s,
+                    decode_tokens: DECODE_TOKENS,
+                    decode_tok_s,
+                    decode_logits_digest: m.decode_logits_digest,
+                    prefill_over_decode: prefill_tok_s.median / decode_tok_s.median,
+                    peak_bytes: m.peak_bytes,
+                    peak_kind: m.peak_kind,
+                    over_budget: m.peak_bytes.map(|p| p > budget_bytes),
+                };
                 if !json {
-                    let (p, pmin, pmax) = row.prefill_tok_s;
-                    let (d, dmin, dmax) = row.decode_tok_s;
-                    println!(
-                    "{:<11} {:<5} {:<7} file {:>6.2} MiB  load+verify {:>6.1} ms  prefill {:>7.1} tok/s ({:.1}..{:.1})  decode {:>7.1} tok/s ({:.1}..{:.1})  peak heap {}",
-                    row.shape,
-                    row.dtype,
-                    row.engine,
-                    mib(row.file_bytes),
-                    row.load_ms.median_s,
-                    p,
-                    pmin,
-                    pmax,
-                    d,
-                    dmin,
-                    dmax,
-                    row.peak_heap_bytes
-                        .map(|b| format!("{:.2} MiB (file + KV {:.2} MiB)", mib(b), mib(row.file_bytes + row.kv_cache_bytes)))
-                        .unwrap_or_else(|| "n/a".into()),
-                );
-                }
-                if row.engine != "native" {
-                    if let Some(native) = rows.last().filter(|r: &&Row| r.engine == "native") {
-                        if !json {
-                            println!(
-                            "{:<11} {:<5} wasmtime/native decode ratio {:.2}, prefill ratio {:.2}",
-                            row.shape,
-                            row.dtype,
-                            row.decode_tok_s.0 / native.decode_tok_s.0,
-                            row.prefill_tok_s.0 / native.prefill_tok_s.0
-                        );
-                        }
-                    }
+                    print_row(&row);
                 }
                 rows.push(row);
             }
         }
     }
+    let report = Report {
+        bench: "model",
+        runs,
+        prompt_tokens: PROMPT_TOKENS,
+        decode_tokens: DECODE_TOKENS,
+        load_average_before,
+        load_average_after: load_average(),
+        rows,
+        skipped,
+    };
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
+        if let Some([a, b, c]) = report.load_average_after {
+            println!("load average {a:.2} {b:.2} {c:.2}");
+        }
         println!(
-            "(median of {runs} runs, spread min..max; one thread; decode = greedy steps after BOS)"
+            "(median of {runs} runs after a warm-up, spread slowest..fastest; one thread; prefill = \
+             start + first step for a {PROMPT_TOKENS}-token prompt; decode = {DECODE_TOKENS} greedy \
+             steps after BOS, logits digest off unless marked +digest; budget = file + KV cache + \
+             2 MiB)"
         );
     }
     Ok(())

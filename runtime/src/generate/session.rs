@@ -16,7 +16,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::format::DType;
 use crate::generate::sampler::{Sampler, SamplerSettings};
 use crate::limits;
-use crate::model::forward::{forward, State};
+use crate::model::forward::{forward, prefill, State};
 use crate::model::weights::Model;
 use crate::sha256::Sha256;
 use alloc::vec::Vec;
@@ -79,7 +79,8 @@ pub struct Diagnostics {
     pub scratch_bytes: usize,
     pub weight_dtype: DType,
     pub model_digest: [u8; 32],
-    /// SHA-256 over the little-endian bits of every logit of every sampling step so far.
+    /// SHA-256 over the little-endian bits of every logit of every digested sampling step so
+    /// far (every step unless [`Session::set_logits_digest`] turned digesting off).
     pub logits_digest: [u8; 32],
     /// Sampling steps digested.
     pub logit_steps: u32,
@@ -116,6 +117,8 @@ pub struct Session {
     max_new: u32,
     logits_hash: Sha256,
     logit_steps: u32,
+    /// Whether steps feed their logits to `logits_hash` (on unless the caller turns it off).
+    digest_logits: bool,
     phase: Phase,
     required: Option<PlanRequirement>,
     /// The applied plan's receipt and its digest.
@@ -150,10 +153,20 @@ impl Session {
             max_new: 0,
             logits_hash: Sha256::new(),
             logit_steps: 0,
+            digest_logits: true,
             phase: Phase::Idle,
             required: None,
             applied: None,
         })
+    }
+
+    /// Whether later steps digest their logits (spec/determinism.md, Logits digest); on by
+    /// default. Digesting costs a SHA-256 over the whole vocabulary's logits per step; callers
+    /// that never read [`Diagnostics::logits_digest`] may turn it off. Steps taken while it is
+    /// off are not digested and not counted in [`Diagnostics::logit_steps`]; tokens and logits
+    /// do not change.
+    pub fn set_logits_digest(&mut self, on: bool) {
+        self.digest_logits = on;
     }
 
     /// Sets (or with `None` lifts) the plan this session must have applied before `start`.
@@ -254,7 +267,8 @@ impl Session {
     }
 
     /// Starts a generation: validates `settings`, encodes `prompt` (BOS per the tokenizer's
-    /// add_bos flag) and runs every prompt token but the last through the model.
+    /// add_bos flag) and runs every prompt token but the last through the model, in batches
+    /// ([`crate::model::prefill`]; the same bits as one token at a time).
     ///
     /// Errors (the session is then idle, the model still loaded): `InvalidSettings`,
     /// `InvalidUtf8`, `PromptTooLong` (text over `MAX_PROMPT_BYTES`), `ContextExceeded` (more
@@ -286,11 +300,10 @@ impl Session {
                 ),
             ));
         }
-        for i in 0..self.prompt.len() - 1 {
-            if let Err(e) = forward(&self.model, &mut self.state, self.prompt[i], i) {
-                self.reset();
-                return Err(e);
-            }
+        let last = self.prompt.len() - 1;
+        if let Err(e) = prefill(&self.model, &mut self.state, &self.prompt[..last], 0) {
+            self.reset();
+            return Err(e);
         }
         self.pos = self.prompt.len() - 1;
         self.current = self.prompt[self.pos];
@@ -331,8 +344,10 @@ impl Session {
 
     fn advance(&mut self) -> Result<Step> {
         let logits = forward(&self.model, &mut self.state, self.current, self.pos)?;
-        hash_logits(&mut self.logits_hash, logits);
-        self.logit_steps += 1;
+        if self.digest_logits {
+            hash_logits(&mut self.logits_hash, logits);
+            self.logit_steps += 1;
+        }
         let sampler = self
             .sampler
             .as_mut()

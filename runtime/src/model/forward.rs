@@ -2,8 +2,12 @@
 //! like llama2.c's `forward`: embedding row → per layer (RMSNorm, Q/K/V, RoPE, causal grouped-query
 //! attention, output projection, residual, RMSNorm, SwiGLU FFN, residual) → final RMSNorm →
 //! classifier. All buffers live in [`State`], allocated once; a step allocates nothing.
+//!
+//! [`prefill`] runs several prompt tokens per pass through each weight matrix
+//! ([`crate::model::batch`]) and gives the bits of running them one at a time with [`forward`].
 
 use crate::error::{Error, ErrorCode, Result};
+use crate::model::batch::Batch;
 use crate::model::kernels::{self, dot_f32, matvec, ActScratch};
 use crate::model::math::{cos_f32, pow_f32, silu_f32, sin_f32, softmax_in_place, sqrt_f32};
 use crate::model::weights::{Model, TensorLoc};
@@ -30,6 +34,8 @@ pub struct State {
     /// freq_j = 1 / theta^(2j / head_dim), computed once.
     rope_freq: Vec<f32>,
     act: ActScratch,
+    /// Buffers of a batched prefill pass.
+    batch: Batch,
 }
 
 /// Allocates `n` zeros, reporting failure as `OutOfMemory` instead of aborting.
@@ -93,6 +99,7 @@ impl State {
             rope_sin: zeros(half)?,
             rope_freq,
             act: ActScratch::new(dim.max(q_dim).max(ffn))?,
+            batch: Batch::new(c, context)?,
         })
     }
 
@@ -109,7 +116,12 @@ impl State {
             + self.key_cache.len()
             + self.value_cache.len()
             + 3 * self.rope_freq.len();
-        floats * 4 + self.act.bytes()
+        floats * 4 + self.act.bytes() + self.batch.bytes()
+    }
+
+    /// The KV cache: keys and values, each `[layer][position][kv_dim]`.
+    pub fn kv_cache(&self) -> (&[f32], &[f32]) {
+        (&self.key_cache, &self.value_cache)
     }
 
     /// The logits of the last forward step.
@@ -149,50 +161,106 @@ fn norm_bytes<'m>(model: &'m Model, t: &TensorLoc) -> &'m [u8] {
     model.payload(t)
 }
 
+/// The RoPE angles of position `pos`: `cos[j], sin[j]` of `pos × freq[j]`.
+fn rope_angles(cos: &mut [f32], sin: &mut [f32], freq: &[f32], pos: usize) {
+    for ((cs, sn), &f) in cos.iter_mut().zip(sin.iter_mut()).zip(freq) {
+        let angle = pos as f32 * f;
+        *cs = cos_f32(angle);
+        *sn = sin_f32(angle);
+    }
+}
+
+/// The geometry attention needs, from the config.
+#[derive(Clone, Copy)]
+struct Heads {
+    n_heads: usize,
+    head_dim: usize,
+    kv_dim: usize,
+    /// Query heads per kv head.
+    group: usize,
+    /// sqrt(head_dim).
+    scale: f32,
+}
+
+impl Heads {
+    fn of(model: &Model) -> Heads {
+        let c = &model.config;
+        Heads {
+            n_heads: c.n_heads as usize,
+            head_dim: c.head_dim as usize,
+            kv_dim: c.kv_dim() as usize,
+            group: (c.n_heads / c.n_kv_heads) as usize,
+            scale: sqrt_f32(c.head_dim as f32),
+        }
+    }
+
+    /// Causal attention of the query `q` (every head) at position `pos` over one layer's
+    /// cached keys and values (positions 0..=pos, `kv_dim` floats each), into `out` (q_dim).
+    fn attend(
+        &self,
+        q: &[f32],
+        keys: &[f32],
+        values: &[f32],
+        pos: usize,
+        att: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let (hd, kv_dim) = (self.head_dim, self.kv_dim);
+        for h in 0..self.n_heads {
+            let q = &q[h * hd..(h + 1) * hd];
+            let kv_off = (h / self.group) * hd;
+            let att = &mut att[..=pos];
+            for (t, a) in att.iter_mut().enumerate() {
+                let k = t * kv_dim + kv_off;
+                *a = dot_f32(q, &keys[k..k + hd]) / self.scale;
+            }
+            softmax_in_place(att);
+            let out = &mut out[h * hd..(h + 1) * hd];
+            out.fill(0.0);
+            for (t, &a) in att.iter().enumerate() {
+                let v = t * kv_dim + kv_off;
+                for (o, &vi) in out.iter_mut().zip(&values[v..v + hd]) {
+                    *o += a * vi;
+                }
+            }
+        }
+    }
+}
+
+/// `InvalidTokenId` unless `token` is in the vocabulary.
+fn check_token(model: &Model, token: u32) -> Result<()> {
+    let vocab = model.config.vocab_size;
+    if token >= vocab {
+        return Err(Error::new(
+            ErrorCode::InvalidTokenId,
+            alloc::format!("token {token} is outside the vocabulary of {vocab}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Runs token `token` at position `pos` and leaves the logits in `state` (returned).
 ///
 /// Errors: `InvalidTokenId` for a token outside the vocabulary; `ContextExceeded` when `pos` is
 /// not below the state's context.
 pub fn forward<'s>(model: &Model, s: &'s mut State, token: u32, pos: usize) -> Result<&'s [f32]> {
     let c = &model.config;
-    if token >= c.vocab_size {
-        return Err(Error::new(
-            ErrorCode::InvalidTokenId,
-            alloc::format!(
-                "token {token} is outside the vocabulary of {}",
-                c.vocab_size
-            ),
-        ));
-    }
+    check_token(model, token)?;
     if pos >= s.context {
         return Err(Error::new(
             ErrorCode::ContextExceeded,
             alloc::format!("position {pos} is beyond the context of {}", s.context),
         ));
     }
-    let (dim, q_dim, kv_dim, head_dim) = (
-        c.dim as usize,
-        c.q_dim() as usize,
-        c.kv_dim() as usize,
-        c.head_dim as usize,
-    );
-    let group = (c.n_heads / c.n_kv_heads) as usize;
+    let (dim, q_dim) = (c.dim as usize, c.q_dim() as usize);
+    let heads = Heads::of(model);
+    let (kv_dim, head_dim) = (heads.kv_dim, heads.head_dim);
     let eps = c.rms_eps;
 
     kernels::row_to_f32(&model.mat(&model.embedding), token as usize, &mut s.x)?;
 
     // The angles of this position, shared by every head and layer.
-    for ((cs, sn), &f) in s
-        .rope_cos
-        .iter_mut()
-        .zip(s.rope_sin.iter_mut())
-        .zip(&s.rope_freq)
-    {
-        let angle = pos as f32 * f;
-        *cs = cos_f32(angle);
-        *sn = sin_f32(angle);
-    }
-    let scale = sqrt_f32(head_dim as f32);
+    rope_angles(&mut s.rope_cos, &mut s.rope_sin, &s.rope_freq, pos);
 
     for (l, lw) in model.layers.iter().enumerate() {
         // Attention.
@@ -224,25 +292,15 @@ pub fn forward<'s>(model: &Model, s: &'s mut State, token: u32, pos: usize) -> R
             &s.rope_sin,
         );
 
-        let layer_base = l * s.context * kv_dim;
-        for h in 0..c.n_heads as usize {
-            let q = &s.q[h * head_dim..(h + 1) * head_dim];
-            let kv_off = (h / group) * head_dim;
-            let att = &mut s.att[..=pos];
-            for (t, a) in att.iter_mut().enumerate() {
-                let k = layer_base + t * kv_dim + kv_off;
-                *a = dot_f32(q, &s.key_cache[k..k + head_dim]) / scale;
-            }
-            softmax_in_place(att);
-            let out = &mut s.xb[h * head_dim..(h + 1) * head_dim];
-            out.fill(0.0);
-            for (t, &a) in att.iter().enumerate() {
-                let v = layer_base + t * kv_dim + kv_off;
-                for (o, &vi) in out.iter_mut().zip(&s.value_cache[v..v + head_dim]) {
-                    *o += a * vi;
-                }
-            }
-        }
+        let layer = l * s.context * kv_dim..(l + 1) * s.context * kv_dim;
+        heads.attend(
+            &s.q,
+            &s.key_cache[layer.clone()],
+            &s.value_cache[layer],
+            pos,
+            &mut s.att,
+            &mut s.xb[..q_dim],
+        );
         matvec(&mut s.xb2, &model.mat(&lw.wo), &s.xb[..q_dim], &mut s.act)?;
         for (x, &d) in s.x.iter_mut().zip(&s.xb2) {
             *x += d;
@@ -274,4 +332,179 @@ pub fn forward<'s>(model: &Model, s: &'s mut State, token: u32, pos: usize) -> R
         &mut s.act,
     )?;
     Ok(&s.logits)
+}
+
+/// Runs `tokens` at positions `pos0, pos0 + 1, ...` in passes of up to the state's batch
+/// capacity ([`crate::limits::PREFILL_BATCH`]) and leaves the logits of the last token in
+/// `state` (returned; unchanged when `tokens` is empty). The KV cache and the logits are
+/// bit-identical to calling [`forward`] on each token in turn (spec/determinism.md, Prefill);
+/// only the logits of the other tokens, which a prompt never uses, are not computed.
+///
+/// Errors (checked before anything runs): `InvalidTokenId` for a token outside the vocabulary;
+/// `ContextExceeded` when the last position is not below the state's context.
+pub fn prefill<'s>(
+    model: &Model,
+    s: &'s mut State,
+    tokens: &[u32],
+    pos0: usize,
+) -> Result<&'s [f32]> {
+    for &t in tokens {
+        check_token(model, t)?;
+    }
+    if pos0
+        .checked_add(tokens.len())
+        .is_none_or(|end| end > s.context)
+    {
+        return Err(Error::new(
+            ErrorCode::ContextExceeded,
+            alloc::format!(
+                "{} tokens from position {pos0} go beyond the context of {}",
+                tokens.len(),
+                s.context
+            ),
+        ));
+    }
+    let capacity = s.batch.capacity.max(1);
+    for (i, chunk) in tokens.chunks(capacity).enumerate() {
+        prefill_pass(model, s, chunk, pos0 + i * capacity)?;
+    }
+    if let Some(last) = tokens.len().checked_sub(1) {
+        let dim = model.config.dim as usize;
+        let b = &s.batch;
+        let x = &b.x[(last % capacity) * dim..][..dim];
+        rmsnorm(
+            &mut s.xb[..dim],
+            x,
+            norm_bytes(model, &model.final_norm),
+            model.config.rms_eps,
+        );
+        matvec(
+            &mut s.logits,
+            &model.mat(&model.classifier),
+            &s.xb[..dim],
+            &mut s.act,
+        )?;
+    }
+    Ok(&s.logits)
+}
+
+/// One pass of `tokens` (at most the batch capacity) at positions `pos0..`: every layer, each
+/// weight matrix once for all tokens; the residual streams stay in the batch's `x`.
+fn prefill_pass(model: &Model, s: &mut State, tokens: &[u32], pos0: usize) -> Result<()> {
+    let c = &model.config;
+    let n = tokens.len();
+    let (dim, q_dim, ffn) = (c.dim as usize, c.q_dim() as usize, c.ffn_dim as usize);
+    let heads = Heads::of(model);
+    let (kv_dim, head_dim, half) = (heads.kv_dim, heads.head_dim, heads.head_dim / 2);
+    let eps = c.rms_eps;
+    let context = s.context;
+    let State {
+        key_cache,
+        value_cache,
+        att,
+        rope_freq,
+        batch,
+        ..
+    } = s;
+    let Batch {
+        xb_width,
+        x,
+        xb,
+        xb2,
+        q,
+        hb,
+        hb2,
+        rope_cos,
+        rope_sin,
+        kernel,
+        ..
+    } = batch;
+    let xw = *xb_width;
+
+    let embedding = model.mat(&model.embedding);
+    for (b, &t) in tokens.iter().enumerate() {
+        kernels::row_to_f32(&embedding, t as usize, &mut x[b * dim..(b + 1) * dim])?;
+        rope_angles(
+            &mut rope_cos[b * half..(b + 1) * half],
+            &mut rope_sin[b * half..(b + 1) * half],
+            rope_freq,
+            pos0 + b,
+        );
+    }
+
+    for (l, lw) in model.layers.iter().enumerate() {
+        // Attention.
+        let norm = norm_bytes(model, &lw.attn_norm);
+        for b in 0..n {
+            rmsnorm(
+                &mut xb[b * xw..b * xw + dim],
+                &x[b * dim..(b + 1) * dim],
+                norm,
+                eps,
+            );
+        }
+        let layer = l * context * kv_dim..(l + 1) * context * kv_dim;
+        let slots = (l * context + pos0) * kv_dim..(l * context + pos0 + n) * kv_dim;
+        kernel.matmul(q, q_dim, &model.mat(&lw.wq), xb, xw, n)?;
+        kernel.matmul(
+            &mut key_cache[slots.clone()],
+            kv_dim,
+            &model.mat(&lw.wk),
+            xb,
+            xw,
+            n,
+        )?;
+        kernel.matmul(
+            &mut value_cache[slots.clone()],
+            kv_dim,
+            &model.mat(&lw.wv),
+            xb,
+            xw,
+            n,
+        )?;
+        let keys = &mut key_cache[slots];
+        for b in 0..n {
+            let (cs, sn) = (
+                &rope_cos[b * half..(b + 1) * half],
+                &rope_sin[b * half..(b + 1) * half],
+            );
+            rope(&mut q[b * q_dim..(b + 1) * q_dim], head_dim, cs, sn);
+            rope(&mut keys[b * kv_dim..(b + 1) * kv_dim], head_dim, cs, sn);
+        }
+        for b in 0..n {
+            heads.attend(
+                &q[b * q_dim..(b + 1) * q_dim],
+                &key_cache[layer.clone()],
+                &value_cache[layer.clone()],
+                pos0 + b,
+                att,
+                &mut xb[b * xw..b * xw + q_dim],
+            );
+        }
+        kernel.matmul(xb2, dim, &model.mat(&lw.wo), xb, xw, n)?;
+        for (xi, &d) in x[..n * dim].iter_mut().zip(&xb2[..n * dim]) {
+            *xi += d;
+        }
+
+        // Feed-forward (SwiGLU).
+        let norm = norm_bytes(model, &lw.ffn_norm);
+        for b in 0..n {
+            rmsnorm(
+                &mut xb[b * xw..b * xw + dim],
+                &x[b * dim..(b + 1) * dim],
+                norm,
+                eps,
+            );
+        }
+        kernel.matmul(hb, ffn, &model.mat(&lw.w1), xb, xw, n)?;
+        kernel.matmul(hb2, ffn, &model.mat(&lw.w3), xb, xw, n)?;
+        for (g, &u) in hb[..n * ffn].iter_mut().zip(&hb2[..n * ffn]) {
+            *g = silu_f32(*g) * u;
+        }
+        kernel.matmul(xb2, dim, &model.mat(&lw.w2), hb, ffn, n)?;
+        for (xi, &d) in x[..n * dim].iter_mut().zip(&xb2[..n * dim]) {
+            *xi += d;
+        }
+    }
+    Ok(())
 }

@@ -1,11 +1,13 @@
 //! Numbers and the network: f16 and ggml-compatible block quantization, the runtime's own math
-//! functions, the dot-product and matrix-vector kernels, the loaded weights and the forward pass.
+//! functions, the dot-product and matrix-vector kernels, the batched product of prefill, the loaded
+//! weights and the forward pass.
 
+pub mod batch;
 pub mod forward;
 pub mod kernels;
 pub mod math;
 pub mod quant;
 pub mod weights;
 
-pub use forward::{forward, State};
+pub use forward::{forward, prefill, State};
 pub use weights::Model;

@@ -1,0 +1,272 @@
+//! Batched prefill (spec/determinism.md, Prefill): the scratch for up to
+//! [`limits::PREFILL_BATCH`] prompt tokens and the matrix product that runs all of them through
+//! one weight matrix, reading each row once.
+//!
+//! Every output is the dot product of one weight row with one token's activation, computed by
+//! the same kernel and in the same order as [`crate::model::kernels::matvec`], so a batch gives
+//! the bits of running its tokens one at a time.
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
+use crate::format::{Config, DType};
+use crate::limits;
+use crate::model::kernels::{dot_f32, dot_f32_row, dot_q8_0_row, MatRef};
+use crate::model::quant::{dequantize, quantize_act_q8_0, BlockQ8};
+use alloc::vec::Vec;
+
+/// Allocates `n` copies of `fill`, reporting failure as `OutOfMemory` instead of aborting.
+fn filled<T: Clone>(n: usize, fill: T) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        Error::new(
+            ErrorCode::OutOfMemory,
+            alloc::format!("cannot allocate a prefill batch of {n} values"),
+        )
+    })?;
+    v.resize(n, fill);
+    Ok(v)
+}
+
+fn size(parts: &[usize]) -> Result<usize> {
+    parts
+        .iter()
+        .try_fold(1usize, |a, &b| a.checked_mul(b))
+        .ok_or_else(|| Error::new(ErrorCode::OutOfMemory, "prefill batch size overflows"))
+}
+
+/// Per-token buffers of one prefill batch, `[token][width]` row-major, allocated once.
+pub struct Batch {
+    /// Tokens a pass holds: `min(PREFILL_BATCH, context)`.
+    pub capacity: usize,
+    /// Width of an `xb` row: `max(dim, q_dim)` (RMSNorm output, then the attention output).
+    pub xb_width: usize,
+    pub x: Vec<f32>,
+    pub xb: Vec<f32>,
+    pub xb2: Vec<f32>,
+    pub q: Vec<f32>,
+    pub hb: Vec<f32>,
+    pub hb2: Vec<f32>,
+    /// cos and sin of pos × freq_j for each token's position, `[token][head_dim / 2]`.
+    pub rope_cos: Vec<f32>,
+    pub rope_sin: Vec<f32>,
+    /// The scratch of [`MatmulScratch::matmul`].
+    pub kernel: MatmulScratch,
+}
+
+impl Batch {
+    /// Buffers for a model of `config` and a KV cache of `context` positions.
+    pub fn new(c: &Config, context: usize) -> Result<Batch> {
+        let capacity = limits::PREFILL_BATCH.min(context);
+        let (dim, q_dim, ffn) = (c.dim as usize, c.q_dim() as usize, c.ffn_dim as usize);
+        let xb_width = dim.max(q_dim);
+        let half = c.head_dim as usize / 2;
+        Ok(Batch {
+            capacity,
+            xb_width,
+            x: filled(size(&[capacity, dim])?, 0.0)?,
+            xb: filled(size(&[capacity, xb_width])?, 0.0)?,
+            xb2: filled(size(&[capacity, dim])?, 0.0)?,
+            q: filled(size(&[capacity, q_dim])?, 0.0)?,
+            hb: filled(size(&[capacity, ffn])?, 0.0)?,
+            hb2: filled(size(&[capacity, ffn])?, 0.0)?,
+            rope_cos: filled(size(&[capacity, half])?, 0.0)?,
+            rope_sin: filled(size(&[capacity, half])?, 0.0)?,
+            kernel: MatmulScratch::new(capacity, xb_width.max(ffn))?,
+        })
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        let floats = self.x.len()
+            + self.xb.len()
+            + self.xb2.len()
+            + self.q.len()
+            + self.hb.len()
+            + self.hb2.len()
+            + self.rope_cos.len()
+            + self.rope_sin.len();
+        floats * 4 + self.kernel.bytes()
+    }
+}
+
+/// Room for the batched product: each token's quantized activation and one widened row.
+pub struct MatmulScratch {
+    capacity: usize,
+    max_cols: usize,
+    /// `[token][max_cols / 32]` q8_0 blocks (q8_0/q4_0 weights).
+    act: Vec<BlockQ8>,
+    /// One f16 row widened to f32 (f16 weights).
+    row: Vec<f32>,
+    /// One q4_0 row widened to q8_0 blocks (q4_0 weights).
+    row_q8: Vec<u8>,
+}
+
+impl MatmulScratch {
+    /// Room for `capacity` tokens of activations up to `max_cols` long.
+    pub fn new(capacity: usize, max_cols: usize) -> Result<MatmulScratch> {
+        let max_cols = max_cols.div_ceil(QK) * QK;
+        Ok(MatmulScratch {
+            capacity,
+            max_cols,
+            act: filled(size(&[capacity, max_cols / QK])?, BlockQ8::ZERO)?,
+            row: filled(max_cols, 0.0)?,
+            row_q8: filled(size(&[max_cols / QK, Q8_0_BLOCK_BYTES])?, 0u8)?,
+        })
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.row.len() * 4 + self.row_q8.len() + self.act.len() * core::mem::size_of::<BlockQ8>()
+    }
+
+    /// `out[b][r] = w_r · x[b]` for `n` tokens (`out` rows of `out_stride` floats, `x` rows of
+    /// `x_stride` floats of which the first `w.cols` are used): the kernel of `w`'s dtype for
+    /// each (row, token), rows outermost so each weight row is read once for all tokens. For
+    /// q8_0/q4_0 each token's activation is quantized once, as [`crate::model::kernels::matvec`]
+    /// does. A row is widened once where that gives the same bits (spec/determinism.md,
+    /// Prefill): an f16 row to f32 and dotted in the f32 order, which is the f16 order; a q4_0
+    /// row to q8_0 blocks of the same scales and codes, dotted in the q8_0 order, which is the
+    /// q4_0 order.
+    ///
+    /// Errors: `w` fails [`MatRef::check`]; a stride below the matrix's width or a buffer too
+    /// short for `n` rows (`ShapeMismatch`); `n` or `w.cols` beyond this scratch
+    /// (`InvalidLength`).
+    pub fn matmul(
+        &mut self,
+        out: &mut [f32],
+        out_stride: usize,
+        w: &MatRef,
+        x: &[f32],
+        x_stride: usize,
+        n: usize,
+    ) -> Result<()> {
+        w.check()?;
+        let fits = |buf: usize, stride: usize, width: usize| {
+            stride >= width
+                && (n == 0
+                    || (n - 1)
+                        .checked_mul(stride)
+                        .and_then(|s| s.checked_add(width))
+                        .is_some_and(|end| end <= buf))
+        };
+        if !fits(out.len(), out_stride, w.rows) || !fits(x.len(), x_stride, w.cols) {
+            return Err(Error::new(
+                ErrorCode::ShapeMismatch,
+                alloc::format!(
+                    "a batched product of a [{}, {}] matrix with {n} tokens does not fit its buffers",
+                    w.rows,
+                    w.cols
+                ),
+            ));
+        }
+        if n > self.capacity || w.cols > self.max_cols {
+            return Err(Error::new(
+                ErrorCode::InvalidLength,
+                alloc::format!(
+                    "the batch scratch holds {} tokens of {} values, not {n} of {}",
+                    self.capacity,
+                    self.max_cols,
+                    w.cols
+                ),
+            ));
+        }
+        // check() passed: cols is a whole number of blocks and bytes holds exactly rows rows.
+        let rb = w.cols / w.dtype.block_elems() * w.dtype.block_bytes();
+        let rows = w.bytes.chunks_exact(rb.max(1)).take(w.rows);
+        let token_x = |b: usize| &x[b * x_stride..b * x_stride + w.cols];
+        match w.dtype {
+            DType::F32 => {
+                for (r, row) in rows.enumerate() {
+                    for b in 0..n {
+                        out[b * out_stride + r] = dot_f32_row(row, token_x(b));
+                    }
+                }
+            }
+            DType::F16 => {
+                let widened = &mut self.row[..w.cols];
+                for (r, row) in rows.enumerate() {
+                    dequantize(DType::F16, row, widened)?;
+                    for b in 0..n {
+                        out[b * out_stride + r] = dot_f32(widened, token_x(b));
+                    }
+                }
+            }
+            DType::Q8_0 | DType::Q4_0 => {
+                let nb = w.cols / QK;
+                let act = &mut self.act[..nb * n];
+                for (b, a) in act.chunks_exact_mut(nb.max(1)).enumerate() {
+                    quantize_act_q8_0(token_x(b), a)?;
+                }
+                let widened = &mut self.row_q8[..nb * Q8_0_BLOCK_BYTES];
+                for (r, row) in rows.enumerate() {
+                    let row = if w.dtype == DType::Q4_0 {
+                        q4_0_to_q8_0(row, widened);
+                        &widened[..]
+                    } else {
+                        row
+                    };
+                    for (b, a) in act.chunks_exact(nb.max(1)).enumerate() {
+                        out[b * out_stride + r] = dot_q8_0_row(row, a);
+                    }
+                }
+            }
+        }
+        if rb == 0 {
+            // Zero columns: every dot product is the empty sum.
+            for b in 0..n {
+                out[b * out_stride..b * out_stride + w.rows].fill(0.0);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Rewrites q4_0 blocks as q8_0 blocks: the same f16 scale bytes, and code j as the i8
+/// `(nibble j) - 8` (low nibbles are codes 0..16, high nibbles 16..32). Exact: a q8_0 dot
+/// product of the result is the q4_0 dot product of the input, bit for bit.
+fn q4_0_to_q8_0(q4: &[u8], q8: &mut [u8]) {
+    for (src, dst) in q4
+        .chunks_exact(Q4_0_BLOCK_BYTES)
+        .zip(q8.chunks_exact_mut(Q8_0_BLOCK_BYTES))
+    {
+        let (scale, codes) = dst.split_at_mut(2);
+        scale.copy_from_slice(&src[..2]);
+        let (lo, hi) = codes.split_at_mut(QK / 2);
+        for ((&byte, l), h) in src[2..].iter().zip(lo).zip(hi) {
+            *l = ((byte & 0x0f) as i8 - 8) as u8;
+            *h = ((byte >> 4) as i8 - 8) as u8;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::kernels::dot_q4_0_row;
+
+    #[test]
+    fn a_q4_0_row_widened_to_q8_0_gives_the_same_bits() {
+        // 32 spread nibble pairs in two blocks, odd scales, and activations of mixed sign.
+        let mut q4 = alloc::vec![0u8; 2 * Q4_0_BLOCK_BYTES];
+        q4[..2].copy_from_slice(&0x3555u16.to_le_bytes());
+        q4[18..20].copy_from_slice(&0xb9c7u16.to_le_bytes());
+        let (a, b) = q4.split_at_mut(Q4_0_BLOCK_BYTES);
+        for (i, v) in a[2..].iter_mut().chain(b[2..].iter_mut()).enumerate() {
+            *v = (i * 37 + 11) as u8;
+        }
+        let act: Vec<BlockQ8> = (0..2)
+            .map(|k| BlockQ8 {
+                qs: core::array::from_fn(|j| ((j as i32 * 29 + k * 7) % 255 - 127) as i8),
+                d: 0.0173 + k as f32,
+            })
+            .collect();
+        let mut q8 = alloc::vec![0u8; 2 * Q8_0_BLOCK_BYTES];
+        q4_0_to_q8_0(&q4, &mut q8);
+        assert_eq!(
+            dot_q8_0_row(&q8, &act).to_bits(),
+            dot_q4_0_row(&q4, &act).to_bits()
+        );
+        assert_eq!(q8[2] as i8, (q4[2] & 15) as i8 - 8);
+        assert_eq!(q8[2 + 16] as i8, (q4[2] >> 4) as i8 - 8);
+    }
+}
