@@ -80,6 +80,7 @@ fn abi_signatures() -> BTreeMap<&'static str, Signature> {
         ("trlm_unload", sig(&[])),
         ("trlm_set_context", sig(&[I32])),
         ("trlm_set_sampling", sig(&[F32, I32, F32, I64, I32])),
+        ("trlm_set_logits_digest", sig(&[I32])),
         ("trlm_start", sig(&[I32, I32])),
         ("trlm_step", sig(&[I32])),
         ("trlm_cancel", sig(&[])),

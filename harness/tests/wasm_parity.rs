@@ -160,6 +160,7 @@ fn the_module_imports_nothing_and_exports_the_abi() {
         "trlm_unload",
         "trlm_set_context",
         "trlm_set_sampling",
+        "trlm_set_logits_digest",
         "trlm_start",
         "trlm_step",
         "trlm_cancel",

@@ -163,6 +163,13 @@ pub extern "C" fn trlm_set_sampling(
     operation(|s| s.set_sampling(settings))
 }
 
+/// 1 = later generations digest their logits (the default), 0 = they skip the digest.
+// SAFETY: see trlm_abi_version.
+#[no_mangle]
+pub extern "C" fn trlm_set_logits_digest(on: u32) -> u32 {
+    operation(|s| s.set_logits_digest(on))
+}
+
 /// Starts a generation from the prompt text in `[ptr, ptr + len)`.
 // SAFETY: see trlm_abi_version.
 #[no_mangle]

@@ -124,6 +124,8 @@ pub struct AbiState {
     /// KV cache positions for sessions (0 = the model's max_context).
     context: u32,
     settings: SamplerSettings,
+    /// Whether later generations digest their logits (`trlm_set_logits_digest`; on at first).
+    digest_logits: bool,
     last_error: Option<Error>,
 }
 
@@ -142,6 +144,7 @@ impl AbiState {
             plan: None,
             context: 0,
             settings: DEFAULT_SETTINGS,
+            digest_logits: true,
             last_error: None,
         }
     }
@@ -281,11 +284,28 @@ impl AbiState {
         Ok(())
     }
 
+    /// 1 = later generations digest their logits (the initial setting), 0 = they do not;
+    /// anything else is `InvalidArgument`.
+    pub fn set_logits_digest(&mut self, on: u32) -> Result<()> {
+        self.digest_logits = match on {
+            0 => false,
+            1 => true,
+            _ => {
+                return Err(Error::new(
+                    ErrorCode::InvalidArgument,
+                    format!("trlm_set_logits_digest takes 0 or 1, not {on}"),
+                ))
+            }
+        };
+        Ok(())
+    }
+
     // Generation.
 
     pub fn start(&mut self, ptr: u32, len: u32) -> Result<()> {
         let prompt = self.buffers.get(ptr, len)?;
         let session = self.session.as_mut().ok_or_else(not_loaded)?;
+        session.set_logits_digest(self.digest_logits);
         session.start(prompt, self.settings)
     }
 

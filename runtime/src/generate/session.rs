@@ -219,11 +219,13 @@ impl Session {
             model,
             required,
             applied,
+            digest_logits,
             ..
         } = self;
         let mut s = Session::new(model, context)?;
         s.required = required;
         s.applied = applied;
+        s.digest_logits = digest_logits;
         Ok(s)
     }
 
