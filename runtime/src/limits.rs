@@ -82,3 +82,16 @@ pub const MAX_ABI_BUFFER_BYTES: u32 = 33_554_432;
 pub const MAX_ABI_BUFFER_TOTAL_BYTES: u64 = 67_108_864;
 /// Live host buffers.
 pub const MAX_ABI_BUFFERS: usize = 1024;
+
+// harden: abi memory headroom (spec/abi.md, Memory; runtime/src/abi/headroom.rs).
+
+/// Bytes that must still be obtainable after an ABI call grew memory (a host buffer, a chunked
+/// load's reservation, a model, a session, a started generation); else the call fails with
+/// `OutOfMemory` and is undone. Small allocations that cannot fail cleanly (messages, buffer
+/// bookkeeping, generated text and tokens: at most about 200 KiB) are taken from it.
+pub const ABI_HEADROOM_BYTES: usize = 1_048_576;
+/// Bytes to have obtainable per byte of the tokenizer section before a model is built (its
+/// vocabulary, lookup and merge tables are built with allocations that cannot fail cleanly).
+pub const MODEL_BUILD_BYTES_PER_TOKENIZER_BYTE: usize = 16;
+/// ... and per tensor (its directory entry and name).
+pub const MODEL_BUILD_BYTES_PER_TENSOR: usize = 256;
