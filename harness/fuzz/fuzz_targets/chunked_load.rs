@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 use runtime::abi::loader::ChunkedLoad;
 use runtime::model::Model;
 
-/// Input: one byte `n` (cuts, at most 16), `n` little-endian u16 chunk lengths, then the file.
+// Input: one byte `n` (cuts, at most 16), `n` little-endian u16 chunk lengths, then the file.
 fuzz_target!(|data: &[u8]| {
     let Some((&n, rest)) = data.split_first() else {
         return;
