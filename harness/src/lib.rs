@@ -10,6 +10,7 @@ pub mod engine;
 pub mod fixtures;
 pub mod gguf;
 pub mod inspect;
+pub mod limits;
 pub mod llama2c;
 pub mod llama2c_tokenizer;
 pub mod malformed;

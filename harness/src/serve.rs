@@ -4,43 +4,65 @@
 //! one run under `/extra/` (then listed in the `/registry.json` it serves), and accepts
 //! `POST /report` from the page, handing each report to the runner through a channel.
 //!
-//! It binds 127.0.0.1 only, serves GET and HEAD only for files, refuses every form of path
-//! traversal (serve/path.rs, then canonicalization under the root), caps request headers (431)
-//! and report bodies (413), and answers with `Cache-Control: no-store`, cross-origin isolation
-//! (COOP same-origin, COEP require-corp) and `X-Content-Type-Options: nosniff`.
+//! It binds 127.0.0.1 only, serves GET and HEAD only for files (405 otherwise), refuses every
+//! form of path traversal (serve/path.rs, then canonicalization under the root), caps request
+//! heads (431), report bodies (413) and connections (503), times out clients that send too
+//! slowly (408), and answers with `Cache-Control: no-store`, cross-origin isolation (COOP
+//! same-origin, COEP require-corp) and `X-Content-Type-Options: nosniff`. The caps are in
+//! [`crate::limits`]; the HTTP subset it speaks is serve/http.rs.
 //!
-//! Limitation: tiny_http reads a request's header lines before the handler sees them, so the
-//! header cap is enforced after tiny_http buffered them (the server listens on loopback only).
+//! Each connection gets its own thread (at most [`MAX_CONNECTIONS`]) and one request. The
+//! request → response logic is [`Handler`], which also answers requests given as bytes
+//! ([`Handler::answer`], the fuzz target's entry).
 
+pub mod http;
 pub mod path;
 
 use crate::smoke;
 use anyhow::{bail, Context, Result};
+use http::{Refusal, Request, Response, Source};
 use std::collections::HashSet;
 use std::io::Read;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tiny_http::{Header, Method, Request, Response, StatusCode};
+
+pub use crate::limits::{
+    HOLD_TIMEOUT, MAX_CONNECTIONS, MAX_HEADER_BYTES, MAX_QUEUED_REPORTS, MAX_REPORT_BYTES,
+};
 
 /// The only address the server binds.
 pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-/// Largest request line plus header fields, in bytes (431 above it).
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
-/// Largest `POST /report` body (413 above it).
-pub const MAX_REPORT_BYTES: usize = 4 << 20;
-/// Reports queued for the runner before the server answers 503.
-pub const MAX_QUEUED_REPORTS: usize = 256;
-/// Request-handling threads.
-pub const WORKERS: usize = 4;
-/// Longest a `/hold` request waits for its run's report.
-pub const HOLD_TIMEOUT: Duration = Duration::from_secs(60);
 /// The route of the runtime's module.
 pub const WASM_ROUTE: &str = "/wasm/trlm.wasm";
+
+/// How long the server waits for clients (defaults: [`crate::limits`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// For the request head, from the connection.
+    pub header: Duration,
+    /// For the body, from the end of the head.
+    pub body: Duration,
+    /// For the client to take the response.
+    pub write: Duration,
+    /// For a `/hold` request's report.
+    pub hold: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            header: crate::limits::HEADER_TIMEOUT,
+            body: crate::limits::BODY_TIMEOUT,
+            write: crate::limits::WRITE_TIMEOUT,
+            hold: HOLD_TIMEOUT,
+        }
+    }
+}
 
 /// What to serve and where.
 #[derive(Clone, Debug)]
@@ -58,6 +80,8 @@ pub struct ServeConfig {
     /// Model files served under `/extra/` and added to `/registry.json`
     /// ([`smoke::served_registry`]).
     pub extra_models: Vec<PathBuf>,
+    /// How long clients may take.
+    pub timeouts: Timeouts,
 }
 
 impl Default for ServeConfig {
@@ -69,6 +93,7 @@ impl Default for ServeConfig {
             corpus: crate::fixtures::corpus_dir(),
             wasm: smoke::wasm_module_path(),
             extra_models: Vec::new(),
+            timeouts: Timeouts::default(),
         }
     }
 }
@@ -80,8 +105,8 @@ struct Released {
     arrived: Condvar,
 }
 
-/// What the request handlers share.
-struct Shared {
+/// The request → response logic of the server, without sockets.
+pub struct Handler {
     root: PathBuf,
     corpus: PathBuf,
     wasm: Option<PathBuf>,
@@ -91,26 +116,23 @@ struct Shared {
     extra: Vec<(String, PathBuf)>,
     reports: SyncSender<serde_json::Value>,
     released: Released,
+    timeouts: Timeouts,
+    /// Set when the server stops: holds answer at once.
+    stopping: AtomicBool,
 }
 
-/// A server running on its worker threads; stops when dropped.
-pub struct RunningServer {
-    server: Arc<tiny_http::Server>,
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    workers: Vec<JoinHandle<()>>,
-    reports: Receiver<serde_json::Value>,
+/// What [`Handler::exchange`] decided: the response, whether it carries a body (not for HEAD),
+/// and whether the request was refused before it was read whole.
+struct Answer {
+    response: Response,
+    with_body: bool,
+    refused: bool,
 }
 
-impl RunningServer {
-    /// Binds and starts serving. Refuses any bind address but 127.0.0.1.
-    pub fn start(config: ServeConfig) -> Result<RunningServer> {
-        if config.bind != LOOPBACK {
-            bail!(
-                "refusing to bind {}: the smoke server binds 127.0.0.1 only",
-                config.bind
-            );
-        }
+impl Handler {
+    /// A handler for `config` and the receiving end of its report channel. Checks the roots
+    /// and extra models exist (the bind address is [`RunningServer::start`]'s business).
+    pub fn new(config: &ServeConfig) -> Result<(Handler, Receiver<serde_json::Value>)> {
         let root = config
             .root
             .canonicalize()
@@ -132,43 +154,327 @@ impl RunningServer {
             let name = p.file_name().and_then(|f| f.to_str()).unwrap_or_default();
             extra.push((name.to_string(), p.clone()));
         }
-        let server = tiny_http::Server::http(SocketAddr::new(config.bind, config.port))
-            .map_err(|e| anyhow::anyhow!("binding {}:{}: {e}", config.bind, config.port))?;
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .context("the server has no IP address")?;
-        let server = Arc::new(server);
         let (tx, reports) = sync_channel(MAX_QUEUED_REPORTS);
-        let ctx = Arc::new(Shared {
+        let handler = Handler {
             root,
             corpus,
-            wasm: config.wasm,
+            wasm: config.wasm.clone(),
             registry,
             extra,
             reports: tx,
             released: Released::default(),
-        });
+            timeouts: config.timeouts,
+            stopping: AtomicBool::new(false),
+        };
+        Ok((handler, reports))
+    }
+
+    /// Answers one request given as raw bytes (head and body; a request that ends early is
+    /// answered 400) with the raw response bytes.
+    pub fn answer(&self, mut raw: &[u8]) -> Vec<u8> {
+        let answer = self.exchange(&mut raw, Instant::now());
+        let mut out = Vec::new();
+        // Writing to a Vec fails only when a served file shrank while it was read.
+        let _ = http::write_response(&mut out, answer.response, answer.with_body);
+        out
+    }
+
+    /// Reads one request from `src` (the head by `start` + the header timeout, the body within
+    /// the body timeout after it) and decides its response.
+    fn exchange<S: Source>(&self, src: &mut S, start: Instant) -> Answer {
+        let refusal = |r: Refusal| Answer {
+            response: finish(Response::status(r.status)),
+            with_body: true,
+            refused: true,
+        };
+        let (head, rest) = match http::read_head(src, start + self.timeouts.header) {
+            Ok(x) => x,
+            Err(r) => return refusal(r),
+        };
+        let req = match http::parse_head(&head) {
+            Ok(r) => r,
+            Err(r) => return refusal(r),
+        };
+        let with_body = req.method != "HEAD";
+        let segs = match self.admit(&req) {
+            Ok(segs) => segs,
+            Err(response) => {
+                return Answer {
+                    response: finish(response),
+                    with_body,
+                    refused: true,
+                }
+            }
+        };
+        let len = req.content_length().unwrap_or(0);
+        let body = match http::read_body(src, rest, len, Instant::now() + self.timeouts.body) {
+            Ok(b) => b,
+            Err(r) => return refusal(r),
+        };
+        let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+        Answer {
+            response: finish(self.route(&req, &segs, &body)),
+            with_body,
+            refused: false,
+        }
+    }
+
+    /// Checks a request before its body is read: its target (400), its method (405), its
+    /// body's announced length (411, 413). Returns the target's path segments.
+    fn admit(&self, req: &Request) -> Result<Vec<String>, Response> {
+        let segs =
+            path::segments(&req.target).map_err(|path::BadTarget(why)| text_response(400, why))?;
+        let len = req.content_length().unwrap_or(0);
+        if segs == ["report"] {
+            if req.method != "POST" {
+                return Err(Response::status(405).with("Allow", "POST"));
+            }
+            if req.content_length().is_none() {
+                return Err(Response::status(411));
+            }
+            if len > MAX_REPORT_BYTES {
+                return Err(Response::status(413));
+            }
+            return Ok(segs);
+        }
+        if !matches!(req.method.as_str(), "GET" | "HEAD") {
+            return Err(Response::status(405).with("Allow", "GET, HEAD"));
+        }
+        // A GET must not carry a body.
+        if len > 0 {
+            return Err(Response::status(413));
+        }
+        Ok(segs)
+    }
+
+    /// The response to an admitted request.
+    fn route(&self, req: &Request, segs: &[&str], body: &[u8]) -> Response {
+        let json = mime_type(Path::new("x.json"));
+        match segs {
+            ["report"] => self.accept_report(body),
+            ["cases.json"] => {
+                Response::bytes(200, json, smoke::cases_document().to_string().into_bytes())
+            }
+            ["hold"] => self.hold(&req.target),
+            [smoke::REGISTRY_FILE] if self.registry.is_some() => {
+                let body = self.registry.clone().unwrap_or_default();
+                Response::bytes(200, json, body.into_bytes())
+            }
+            [smoke::EXTRA_ROUTE, name] => match self.extra.iter().find(|(n, _)| n == name) {
+                Some((_, file)) => serve_file(file),
+                None => Response::status(404),
+            },
+            _ => match self.resolve(segs) {
+                Some(file) => serve_file(&file),
+                None => Response::status(404),
+            },
+        }
+    }
+
+    /// The file a route names, inside its root, or None.
+    fn resolve(&self, segs: &[&str]) -> Option<PathBuf> {
+        if segs.iter().any(|s| s.starts_with('.')) {
+            return None;
+        }
+        let (root, rel): (&Path, &[&str]) = match segs {
+            [] => (&self.root, &["index.html"]),
+            ["wasm", "trlm.wasm"] => return self.wasm.clone().filter(|p| p.is_file()),
+            ["wasm", ..] => return None,
+            ["corpus", name] if name.ends_with(".slm") => (&self.corpus, &segs[1..]),
+            ["corpus", "malformed", name] if name.ends_with(".slm") || *name == "manifest.json" => {
+                (&self.corpus, &segs[1..])
+            }
+            ["corpus", ..] => return None,
+            _ => (&self.root, segs),
+        };
+        let mut path = root.to_path_buf();
+        path.extend(rel);
+        let canonical = path.canonicalize().ok()?;
+        (canonical.starts_with(root) && canonical.is_file()).then_some(canonical)
+    }
+
+    /// `POST /report`: a JSON body (of at most [`MAX_REPORT_BYTES`], checked by
+    /// [`Handler::admit`]), queued for the runner.
+    fn accept_report(&self, body: &[u8]) -> Response {
+        let report: serde_json::Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(_) => return text_response(400, "the report is not JSON"),
+        };
+        let run = report["run"].as_str().map(str::to_string);
+        match self.reports.try_send(report) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return text_response(503, "report queue full"),
+            // Nobody listens (a plain `serve`): the report is dropped.
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+        if let Some(run) = run {
+            self.released.runs.lock().unwrap().insert(run);
+            self.released.arrived.notify_all();
+        }
+        Response::empty(204)
+    }
+
+    /// `GET /hold?run=ID`: answers (204) once a report of run ID arrived, or after the hold
+    /// timeout, or when the server stops. The page requests it as an image to hold its load
+    /// event, and so a headless browser's `--screenshot`, until its generation was reported.
+    fn hold(&self, target: &str) -> Response {
+        let run = target
+            .split_once('?')
+            .map(|(_, q)| q)
+            .unwrap_or_default()
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("run="))
+            .unwrap_or_default()
+            .to_string();
+        let deadline = Instant::now() + self.timeouts.hold;
+        let mut runs = self.released.runs.lock().unwrap();
+        while !runs.contains(&run) && !self.stopping.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            runs = self
+                .released
+                .arrived
+                .wait_timeout(runs, deadline - now)
+                .unwrap()
+                .0;
+        }
+        Response::empty(204)
+    }
+
+    fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        let _guard = self.released.runs.lock().unwrap();
+        self.released.arrived.notify_all();
+    }
+}
+
+/// Headers every response carries.
+const COMMON_HEADERS: [(&str, &str); 5] = [
+    ("Cache-Control", "no-store"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Cross-Origin-Embedder-Policy", "require-corp"),
+    ("Cross-Origin-Resource-Policy", "same-origin"),
+    ("X-Content-Type-Options", "nosniff"),
+];
+
+fn finish(mut resp: Response) -> Response {
+    for (name, value) in COMMON_HEADERS {
+        resp = resp.with(name, value);
+    }
+    resp
+}
+
+/// A plain-text response: `CODE why\n`.
+fn text_response(status: u16, why: &str) -> Response {
+    let body = format!("{status} {why}\n").into_bytes();
+    Response::bytes(status, "text/plain; charset=utf-8", body)
+}
+
+/// The Content-Type of a served file, by extension.
+pub fn mime_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" => "application/json",
+        "wasm" => "application/wasm",
+        "png" => "image/png",
+        "svg" => "image/svg+xml",
+        _ => "application/octet-stream",
+    }
+}
+
+/// A file with its Content-Length (never chunked: the page sizes its chunked load from it).
+fn serve_file(file: &Path) -> Response {
+    let opened = std::fs::File::open(file).and_then(|f| Ok((f.metadata()?.len(), f)));
+    match opened {
+        Ok((len, f)) => Response {
+            status: 200,
+            headers: vec![("Content-Type", mime_type(file).to_string())],
+            body: http::Body::File(f, len),
+        },
+        Err(_) => Response::status(404),
+    }
+}
+
+/// Serves one connection: one request, its response, then a lingering close (the rest of what
+/// the client sends is read and dropped, within [`crate::limits::MAX_LINGER_BYTES`] and
+/// [`crate::limits::LINGER_TIMEOUT`], so it reads a refusal rather than a reset).
+fn serve_connection(handler: &Handler, mut stream: TcpStream, start: Instant) {
+    let answer = handler.exchange(&mut stream, start);
+    if stream
+        .set_write_timeout(Some(handler.timeouts.write))
+        .is_ok()
+    {
+        // A client that went away is not the server's problem.
+        let _ = http::write_response(&mut stream, answer.response, answer.with_body);
+    }
+    linger(stream, answer.refused);
+}
+
+fn linger(mut stream: TcpStream, refused: bool) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let deadline = Instant::now()
+        + if refused {
+            crate::limits::LINGER_TIMEOUT
+        } else {
+            // A served client closes at once; do not wait long for one that does not.
+            crate::limits::LINGER_TIMEOUT / 4
+        };
+    let mut drained = 0;
+    let mut buf = [0u8; 16 * 1024];
+    while drained < crate::limits::MAX_LINGER_BYTES && stream.set_deadline(deadline).is_ok() {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
+}
+
+/// Counts a connection while it lives.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A server accepting connections on its own thread; stops when dropped.
+pub struct RunningServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    handler: Arc<Handler>,
+    acceptor: Option<JoinHandle<()>>,
+    reports: Receiver<serde_json::Value>,
+}
+
+impl RunningServer {
+    /// Binds and starts serving. Refuses any bind address but 127.0.0.1.
+    pub fn start(config: ServeConfig) -> Result<RunningServer> {
+        if config.bind != LOOPBACK {
+            bail!(
+                "refusing to bind {}: the smoke server binds 127.0.0.1 only",
+                config.bind
+            );
+        }
+        let (handler, reports) = Handler::new(&config)?;
+        let handler = Arc::new(handler);
+        let listener = TcpListener::bind(SocketAddr::new(config.bind, config.port))
+            .with_context(|| format!("binding {}:{}", config.bind, config.port))?;
+        let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
-        let workers = (0..WORKERS)
-            .map(|_| {
-                let (server, ctx, stop) = (server.clone(), ctx.clone(), stop.clone());
-                std::thread::spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        match server.recv_timeout(Duration::from_millis(200)) {
-                            Ok(Some(req)) => handle(&ctx, req),
-                            Ok(None) => {}
-                            Err(_) => break,
-                        }
-                    }
-                })
-            })
-            .collect();
+        let acceptor = {
+            let (handler, stop) = (handler.clone(), stop.clone());
+            std::thread::spawn(move || accept_loop(&listener, &handler, &stop))
+        };
         Ok(RunningServer {
-            server,
             addr,
             stop,
-            workers,
+            handler,
+            acceptor: Some(acceptor),
             reports,
         })
     }
@@ -188,231 +494,57 @@ impl RunningServer {
         &self.reports
     }
 
-    /// Stops the workers and waits for them.
+    /// Stops accepting and waits for the accepting thread. Connections being served finish
+    /// on their own threads (holds answer at once).
     pub fn shutdown(mut self) {
-        self.stop_workers();
+        self.stop_accepting();
     }
 
-    fn stop_workers(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for _ in 0..self.workers.len() {
-            self.server.unblock();
-        }
-        for w in self.workers.drain(..) {
-            let _ = w.join();
+    fn stop_accepting(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handler.stop();
+        if let Some(acceptor) = self.acceptor.take() {
+            // Wake the blocking accept.
+            let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+            let _ = acceptor.join();
         }
     }
 }
 
 impl Drop for RunningServer {
     fn drop(&mut self) {
-        self.stop_workers();
+        self.stop_accepting();
     }
 }
 
-fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header is ASCII")
-}
-
-/// Headers every response carries.
-fn common_headers() -> Vec<Header> {
-    vec![
-        header("Cache-Control", "no-store"),
-        header("Cross-Origin-Opener-Policy", "same-origin"),
-        header("Cross-Origin-Embedder-Policy", "require-corp"),
-        header("Cross-Origin-Resource-Policy", "same-origin"),
-        header("X-Content-Type-Options", "nosniff"),
-    ]
-}
-
-/// The Content-Type of a served file, by extension.
-pub fn mime_type(path: &Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
-        "html" => "text/html; charset=utf-8",
-        "js" | "mjs" => "text/javascript; charset=utf-8",
-        "css" => "text/css; charset=utf-8",
-        "json" => "application/json",
-        "wasm" => "application/wasm",
-        "png" => "image/png",
-        "svg" => "image/svg+xml",
-        _ => "application/octet-stream",
-    }
-}
-
-fn respond<R: Read>(req: Request, mut resp: Response<R>, extra: &[Header]) {
-    for h in common_headers().into_iter().chain(extra.iter().cloned()) {
-        resp.add_header(h);
-    }
-    // A client that went away is not the server's problem.
-    let _ = req.respond(resp);
-}
-
-fn status(req: Request, code: u16, text: &str, extra: &[Header]) {
-    let body = format!("{code} {text}\n");
-    let resp = Response::from_string(body)
-        .with_status_code(StatusCode(code))
-        .with_header(header("Content-Type", "text/plain; charset=utf-8"));
-    respond(req, resp, extra);
-}
-
-fn header_bytes(req: &Request) -> usize {
-    let fields: usize = req
-        .headers()
-        .iter()
-        .map(|h| h.field.as_str().as_str().len() + h.value.as_str().len() + 4)
-        .sum();
-    req.url().len() + fields
-}
-
-fn handle(ctx: &Shared, req: Request) {
-    if header_bytes(&req) > MAX_HEADER_BYTES {
-        return status(req, 431, "Request Header Fields Too Large", &[]);
-    }
-    let segs = match path::segments(req.url()) {
-        Ok(s) => s,
-        Err(path::BadTarget(why)) => return status(req, 400, why, &[]),
-    };
-    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-    if segs == ["report"] {
-        if *req.method() != Method::Post {
-            return status(req, 405, "Method Not Allowed", &[header("Allow", "POST")]);
-        }
-        return accept_report(ctx, req);
-    }
-    if !matches!(req.method(), Method::Get | Method::Head) {
-        return status(
-            req,
-            405,
-            "Method Not Allowed",
-            &[header("Allow", "GET, HEAD")],
-        );
-    }
-    // A GET must not carry a body.
-    if req.body_length().is_some_and(|n| n > 0) {
-        return status(req, 413, "Payload Too Large", &[]);
-    }
-    match segs.as_slice() {
-        ["cases.json"] => {
-            let body = smoke::cases_document().to_string();
-            let resp = Response::from_string(body)
-                .with_header(header("Content-Type", mime_type(Path::new("x.json"))));
-            respond(req, resp, &[])
-        }
-        ["hold"] => hold(ctx, req),
-        [smoke::REGISTRY_FILE] if ctx.registry.is_some() => {
-            let body = ctx.registry.clone().unwrap_or_default();
-            let resp = Response::from_string(body)
-                .with_header(header("Content-Type", mime_type(Path::new("x.json"))));
-            respond(req, resp, &[])
-        }
-        [smoke::EXTRA_ROUTE, name] => match ctx.extra.iter().find(|(n, _)| n == name) {
-            Some((_, file)) => serve_file(req, file),
-            None => status(req, 404, "Not Found", &[]),
-        },
-        _ => match resolve(ctx, &segs) {
-            Some(file) => serve_file(req, &file),
-            None => status(req, 404, "Not Found", &[]),
-        },
-    }
-}
-
-/// The file a route names, inside its root, or None.
-fn resolve(ctx: &Shared, segs: &[&str]) -> Option<PathBuf> {
-    if segs.iter().any(|s| s.starts_with('.')) {
-        return None;
-    }
-    let (root, rel): (&Path, &[&str]) = match segs {
-        [] => (&ctx.root, &["index.html"]),
-        ["wasm", "trlm.wasm"] => return ctx.wasm.clone().filter(|p| p.is_file()),
-        ["wasm", ..] => return None,
-        ["corpus", name] if name.ends_with(".slm") => (&ctx.corpus, &segs[1..]),
-        ["corpus", "malformed", name] if name.ends_with(".slm") || *name == "manifest.json" => {
-            (&ctx.corpus, &segs[1..])
-        }
-        ["corpus", ..] => return None,
-        _ => (&ctx.root, segs),
-    };
-    let mut path = root.to_path_buf();
-    path.extend(rel);
-    let canonical = path.canonicalize().ok()?;
-    (canonical.starts_with(root) && canonical.is_file()).then_some(canonical)
-}
-
-fn serve_file(req: Request, file: &Path) {
-    match std::fs::File::open(file) {
-        Ok(f) => {
-            // Content-Length, never chunked: the page sizes its chunked load from it.
-            let resp = Response::from_file(f)
-                .with_chunked_threshold(usize::MAX)
-                .with_header(header("Content-Type", mime_type(file)));
-            respond(req, resp, &[])
-        }
-        Err(_) => status(req, 404, "Not Found", &[]),
-    }
-}
-
-/// `POST /report`: a JSON body of at most [`MAX_REPORT_BYTES`], queued for the runner.
-fn accept_report(ctx: &Shared, mut req: Request) {
-    if req.body_length().is_some_and(|n| n > MAX_REPORT_BYTES) {
-        return status(req, 413, "Payload Too Large", &[]);
-    }
-    let mut body = Vec::new();
-    let read = req
-        .as_reader()
-        .take(MAX_REPORT_BYTES as u64 + 1)
-        .read_to_end(&mut body);
-    if read.is_err() {
-        return status(req, 400, "unreadable body", &[]);
-    }
-    if body.len() > MAX_REPORT_BYTES {
-        return status(req, 413, "Payload Too Large", &[]);
-    }
-    let report: serde_json::Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(_) => return status(req, 400, "the report is not JSON", &[]),
-    };
-    let run = report["run"].as_str().map(str::to_string);
-    match ctx.reports.try_send(report) {
-        Ok(()) => {}
-        Err(TrySendError::Full(_)) => return status(req, 503, "report queue full", &[]),
-        // Nobody listens (a plain `serve`): the report is dropped.
-        Err(TrySendError::Disconnected(_)) => {}
-    }
-    if let Some(run) = run {
-        ctx.released.runs.lock().unwrap().insert(run);
-        ctx.released.arrived.notify_all();
-    }
-    let resp = Response::empty(StatusCode(204));
-    respond(req, resp, &[])
-}
-
-/// `GET /hold?run=ID`: answers (204) once a report of run ID arrived, or after
-/// [`HOLD_TIMEOUT`]. The page requests it as an image to hold its load event, and so a
-/// headless browser's `--screenshot`, until its generation was reported.
-fn hold(ctx: &Shared, req: Request) {
-    let run = req
-        .url()
-        .split_once('?')
-        .map(|(_, q)| q)
-        .unwrap_or_default()
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("run="))
-        .unwrap_or_default()
-        .to_string();
-    let deadline = Instant::now() + HOLD_TIMEOUT;
-    let mut runs = ctx.released.runs.lock().unwrap();
-    while !runs.contains(&run) {
-        let now = Instant::now();
-        if now >= deadline {
+fn accept_loop(listener: &TcpListener, handler: &Arc<Handler>, stop: &AtomicBool) {
+    let active = Arc::new(AtomicUsize::new(0));
+    for conn in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
             break;
         }
-        runs = ctx
-            .released
-            .arrived
-            .wait_timeout(runs, deadline - now)
-            .unwrap()
-            .0;
+        let Ok(mut stream) = conn else {
+            // Out of descriptors or an aborted handshake: try again shortly.
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        let start = Instant::now();
+        if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            active.fetch_sub(1, Ordering::SeqCst);
+            let busy = finish(text_response(503, "too many connections"));
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+            let _ = http::write_response(&mut stream, busy, true);
+            let _ = stream.shutdown(Shutdown::Write);
+            continue;
+        }
+        let slot = Slot(active.clone());
+        let handler = handler.clone();
+        // A thread that cannot be had drops its connection (and its slot).
+        let _ = std::thread::Builder::new()
+            .name("trlm-serve".into())
+            .spawn(move || {
+                let _slot = slot;
+                serve_connection(&handler, stream, start);
+            });
     }
-    drop(runs);
-    respond(req, Response::empty(StatusCode(204)), &[])
 }

@@ -1,13 +1,14 @@
 //! `tinyrustlm serve` against raw HTTP requests on an ephemeral 127.0.0.1 port: every rejection
-//! (bind address, traversal forms, methods, header and body caps), MIME types, the security
-//! headers, reports reaching the runner's channel, and models added to the registry for one
-//! run (`/extra/`).
+//! (bind address, traversal forms, absolute URLs, methods, header and body caps, malformed
+//! heads), MIME types, the security headers, reports reaching the runner's channel, models
+//! added to the registry for one run (`/extra/`), and abuse: slow clients timed out while
+//! others are served, many connections at once. The caps' exact boundaries are in caps.rs.
 
-use harness::serve::{RunningServer, ServeConfig, MAX_HEADER_BYTES, MAX_REPORT_BYTES};
+use harness::serve::{RunningServer, ServeConfig, Timeouts, MAX_HEADER_BYTES, MAX_REPORT_BYTES};
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A served directory tree in a temporary folder: root/{index.html, app.js, .hidden},
 /// corpus/{m.slm, notes.txt, malformed/manifest.json}, a secret file beside both, and a
@@ -370,4 +371,316 @@ fn extra_models_are_served_and_listed_for_the_run_only() {
         ..tree.config()
     });
     assert!(dup.err().unwrap().to_string().contains("already has"));
+}
+
+/// A server whose clients get `secs` seconds for a head and for a body.
+fn start_with_timeouts(tree: &Tree, secs: u64) -> RunningServer {
+    RunningServer::start(ServeConfig {
+        timeouts: Timeouts {
+            header: Duration::from_secs(secs),
+            body: Duration::from_secs(secs),
+            ..Timeouts::default()
+        },
+        ..tree.config()
+    })
+    .unwrap()
+}
+
+/// Reads whatever the server answers until it closes, with a deadline.
+fn read_reply(mut s: TcpStream, within: Duration) -> Vec<u8> {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    buf
+}
+
+fn status_of(reply: &[u8]) -> Option<u16> {
+    let text = String::from_utf8_lossy(reply);
+    text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
+#[test]
+fn refuses_every_traversal_form() {
+    let tree = Tree::new("traversal2");
+    let server = tree.start();
+    let a = server.addr();
+    let port = a.port();
+    for target in [
+        // Plain.
+        "/../../../../etc/passwd".to_string(),
+        "/sub/./../../secret.txt".into(),
+        "/sub/..".into(),
+        "/..".into(),
+        // Percent-encoded, in every case and mixture.
+        "/%2e%2e%2fsecret.txt".into(),
+        "/..%2fsecret.txt".into(),
+        "/%2e./secret.txt".into(),
+        "/sub/%2E%2e/%2e%2E/secret.txt".into(),
+        "/%2fsecret.txt".into(),
+        "/sub%2F..%2F..%2Fsecret.txt".into(),
+        // Backslashes, raw and encoded.
+        "/sub\\..\\..\\secret.txt".into(),
+        "/..\\..\\secret.txt".into(),
+        "/%5c..%5csecret.txt".into(),
+        "/%5C%2e%2e%5Csecret.txt".into(),
+        // Control bytes and overlong UTF-8 for '.' and '/'.
+        "/%00/secret.txt".into(),
+        "/%c0%ae%c0%ae/secret.txt".into(),
+        "/%c0%afsecret.txt".into(),
+        // Absolute and authority forms in the request line.
+        format!("http://127.0.0.1:{port}/index.html"),
+        format!("HTTP://127.0.0.1:{port}/../secret.txt"),
+        "https://127.0.0.1/index.html".into(),
+        "file:///etc/passwd".into(),
+        format!("127.0.0.1:{port}"),
+        "*".into(),
+        "//127.0.0.1/index.html".into(),
+    ] {
+        let r = request(a, "GET", &target);
+        assert_eq!(
+            r.status,
+            400,
+            "{target}: {:?}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(!r.body.windows(6).any(|w| w == b"SECRET"), "{target}");
+    }
+    // Double encoding decodes once: a literal "%2e%2e" name, which does not exist.
+    assert_eq!(request(a, "GET", "/%252e%252e/secret.txt").status, 404);
+    // The server keeps serving.
+    assert_eq!(request(a, "GET", "/app.js").status, 200);
+}
+
+#[test]
+fn methods_other_than_get_head_post_and_posts_to_files_are_refused() {
+    let tree = Tree::new("methods2");
+    let server = tree.start();
+    let a = server.addr();
+    for method in [
+        "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "PROPFIND", "BREW", "get",
+    ] {
+        for (target, allow) in [
+            ("/index.html", "GET, HEAD"),
+            ("/", "GET, HEAD"),
+            ("/corpus/m.slm", "GET, HEAD"),
+            ("/report", "POST"),
+        ] {
+            let r = request(a, method, target);
+            assert_eq!(r.status, 405, "{method} {target}");
+            assert_eq!(
+                r.header("Allow").as_deref(),
+                Some(allow),
+                "{method} {target}"
+            );
+        }
+    }
+    // POST to a file path, with a body, is refused and writes nothing.
+    for target in ["/index.html", "/corpus/m.slm", "/sub/data.json", "/new.txt"] {
+        let r = post(a, target, b"{\"run\":\"x\"}");
+        assert_eq!(r.status, 405, "{target}");
+        assert_eq!(r.header("Allow").as_deref(), Some("GET, HEAD"));
+    }
+    assert!(!tree.dir.join("root/new.txt").exists());
+    assert_eq!(
+        request(a, "GET", "/index.html").body,
+        b"<!doctype html><p>index</p>"
+    );
+    // Malformed request lines: 400; an unknown major version: 505.
+    for (raw, status) in [
+        ("GET\r\n\r\n".to_string(), 400),
+        ("GET /\r\n\r\n".to_string(), 400),
+        ("GET / HTTP/1.1 extra\r\n\r\n".to_string(), 400),
+        ("GE T / HTTP/1.1\r\n\r\n".to_string(), 400),
+        ("GET / HTTP/3\r\n\r\n".to_string(), 505),
+        ("\r\n\r\n".to_string(), 400),
+        (
+            "POST /report HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_string(),
+            501,
+        ),
+        // A report without a Content-Length.
+        ("POST /report HTTP/1.1\r\n\r\n".to_string(), 411),
+    ] {
+        assert_eq!(raw_status(a, raw.as_bytes()), Some(status), "{raw:?}");
+    }
+    // HTTP/1.0 and HEAD still work.
+    let r = raw(a, b"HEAD /app.js HTTP/1.0\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Length").as_deref(), Some("10"));
+    assert!(r.body.is_empty());
+}
+
+/// The status the server answers `request` with.
+fn raw_status(addr: SocketAddr, request: &[u8]) -> Option<u16> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(request).unwrap();
+    status_of(&read_reply(s, Duration::from_secs(10)))
+}
+
+#[test]
+fn oversized_heads_and_bodies_are_refused_without_reading_them() {
+    let tree = Tree::new("oversized");
+    let server = start_with_timeouts(&tree, 30);
+    let a = server.addr();
+    // Many small fields over the cap.
+    let mut req = format!("GET / HTTP/1.1\r\nHost: {a}\r\n");
+    for i in 0..MAX_HEADER_BYTES / 16 {
+        req.push_str(&format!("X-F{i:05}: 0123\r\n"));
+    }
+    req.push_str("\r\n");
+    assert_eq!(raw(a, req.as_bytes()).status, 431);
+    // One endless line: refused once the cap is passed, not at the timeout.
+    let mut s = TcpStream::connect(a).unwrap();
+    let t = Instant::now();
+    let line = vec![b'A'; 4 * MAX_HEADER_BYTES];
+    let _ = s.write_all(&line);
+    assert_eq!(
+        status_of(&read_reply(s, Duration::from_secs(10))),
+        Some(431)
+    );
+    assert!(t.elapsed() < Duration::from_secs(10));
+    // A 64 MiB body announced and sent: 413 without the server reading it all.
+    let mut s = TcpStream::connect(a).unwrap();
+    let head = format!(
+        "POST /report HTTP/1.1\r\nHost: {a}\r\nContent-Length: {}\r\n\r\n",
+        64 << 20
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let writer = {
+        let mut s = s.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let chunk = vec![b' '; 1 << 20];
+            for _ in 0..64 {
+                if s.write_all(&chunk).is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    assert_eq!(
+        status_of(&read_reply(s, Duration::from_secs(10))),
+        Some(413)
+    );
+    writer.join().unwrap();
+    // A body longer than its Content-Length: the extra bytes are refused.
+    let r = raw(
+        a,
+        format!("POST /report HTTP/1.1\r\nHost: {a}\r\nContent-Length: 2\r\n\r\n{{}}trailing")
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(request(a, "GET", "/app.js").status, 200);
+}
+
+#[test]
+fn slow_clients_time_out_while_others_are_served() {
+    let tree = Tree::new("slow");
+    let server = start_with_timeouts(&tree, 2);
+    let a = server.addr();
+    let t = Instant::now();
+    // Silent; half a request line; a head without its end; a head and half a body.
+    let silent = TcpStream::connect(a).unwrap();
+    let mut half_line = TcpStream::connect(a).unwrap();
+    half_line.write_all(b"GET /index.ht").unwrap();
+    let mut half_head = TcpStream::connect(a).unwrap();
+    half_head
+        .write_all(format!("GET / HTTP/1.1\r\nHost: {a}\r\n").as_bytes())
+        .unwrap();
+    let mut half_body = TcpStream::connect(a).unwrap();
+    half_body
+        .write_all(b"POST /report HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"run\":")
+        .unwrap();
+    // A trickle: one byte every 100 ms never finishes the head in time.
+    let trickle = {
+        let mut s = TcpStream::connect(a).unwrap();
+        std::thread::spawn(move || {
+            for b in b"GET /index.html HTTP/1.1\r\nX-Slow: "
+                .iter()
+                .cycle()
+                .take(60)
+            {
+                if s.write_all(&[*b]).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            read_reply(s, Duration::from_secs(10))
+        })
+    };
+    // Meanwhile everyone else is served at once.
+    for _ in 0..20 {
+        let q = Instant::now();
+        assert_eq!(request(a, "GET", "/app.js").status, 200);
+        assert!(q.elapsed() < Duration::from_secs(1), "{:?}", q.elapsed());
+    }
+    assert!(t.elapsed() < Duration::from_secs(2));
+    for (what, s) in [
+        ("silent", silent),
+        ("half a request line", half_line),
+        ("half a head", half_head),
+        ("half a body", half_body),
+    ] {
+        let reply = read_reply(s, Duration::from_secs(10));
+        assert_eq!(status_of(&reply), Some(408), "{what}");
+    }
+    assert_eq!(status_of(&trickle.join().unwrap()), Some(408), "trickle");
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    assert_eq!(request(a, "GET", "/app.js").status, 200);
+}
+
+#[test]
+fn many_concurrent_connections_are_all_answered() {
+    let tree = Tree::new("concurrent");
+    let server = tree.start();
+    let a = server.addr();
+    // 64 connections open at once, then each sends its request.
+    let conns: Vec<TcpStream> = (0..64).map(|_| TcpStream::connect(a).unwrap()).collect();
+    let threads: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut s)| {
+            std::thread::spawn(move || {
+                let (target, body): (&str, &[u8]) = match i % 3 {
+                    0 => ("/app.js", b"export {};"),
+                    1 => ("/corpus/m.slm", b"\x89SLM model bytes"),
+                    _ => ("/sub/data.json", b"{}"),
+                };
+                let req =
+                    format!("GET {target} HTTP/1.1\r\nHost: {a}\r\nConnection: close\r\n\r\n");
+                s.write_all(req.as_bytes()).unwrap();
+                let reply = read_reply(s, Duration::from_secs(20));
+                assert_eq!(status_of(&reply), Some(200), "connection {i}");
+                assert!(reply.ends_with(body), "connection {i}");
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // And 64 reports posted at once all reach the runner.
+    let threads: Vec<_> = (0..64)
+        .map(|i| {
+            std::thread::spawn(move || {
+                post(a, "/report", format!("{{\"i\":{i}}}").as_bytes()).status
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), 204);
+    }
+    let mut got: Vec<u64> = (0..64)
+        .map(|_| {
+            server
+                .reports()
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap()["i"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, (0..64).collect::<Vec<_>>());
 }

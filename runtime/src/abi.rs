@@ -8,6 +8,7 @@
 
 pub mod buffers;
 pub mod diagnostics_json;
+pub mod headroom;
 pub mod loader;
 pub mod plan_stage;
 pub mod state;

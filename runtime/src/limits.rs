@@ -93,3 +93,16 @@ pub const MAX_PLAN_STAGED_BYTES: u64 = 33_554_432;
 /// Prompt tokens one batched prefill pass runs through each weight matrix (each weight row is
 /// read once per pass and dotted with every token's activation).
 pub const PREFILL_BATCH: usize = 8;
+
+// harden: abi memory headroom (spec/abi.md, Memory; runtime/src/abi/headroom.rs).
+
+/// Bytes that must still be obtainable after an ABI call grew memory (a host buffer, a chunked
+/// load's reservation, a model, a session, a started generation); else the call fails with
+/// `OutOfMemory` and is undone. Small allocations that cannot fail cleanly (messages, buffer
+/// bookkeeping, generated text and tokens: at most about 200 KiB) are taken from it.
+pub const ABI_HEADROOM_BYTES: usize = 1_048_576;
+/// Bytes to have obtainable per byte of the tokenizer section before a model is built (its
+/// vocabulary, lookup and merge tables are built with allocations that cannot fail cleanly).
+pub const MODEL_BUILD_BYTES_PER_TOKENIZER_BYTE: usize = 16;
+/// ... and per tensor (its directory entry and name).
+pub const MODEL_BUILD_BYTES_PER_TENSOR: usize = 256;

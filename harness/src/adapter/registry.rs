@@ -3,6 +3,7 @@
 //! enforces the model budget and the adapter auto-apply budget before any byte is read; loading
 //! it checks its size and digest.
 
+use crate::limits::MAX_REGISTRY_ID_BYTES;
 use runtime::adapter::format::file_digest as adapter_digest;
 use runtime::adapter::AdapterKind;
 use runtime::format::{file_digest as model_digest, DType};
@@ -108,7 +109,7 @@ pub struct Registry {
 
 fn valid_id(s: &str) -> bool {
     !s.is_empty()
-        && s.len() <= 64
+        && s.len() <= MAX_REGISTRY_ID_BYTES
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
 }
@@ -145,7 +146,7 @@ impl Registry {
             if !valid_id(id) {
                 return Err(err(
                     RegistryErrorKind::Invalid,
-                    format!("id {id:?} is not 1..=64 of a-z 0-9 _ . -"),
+                    format!("id {id:?} is not 1..={MAX_REGISTRY_ID_BYTES} of a-z 0-9 _ . -"),
                 ));
             }
             if !valid_path(path) {

@@ -7,15 +7,11 @@ use super::error::{GgufError, GgufErrorKind as K};
 use super::types::{retired_type_name, GgmlType, ValueType};
 use super::value::{Array, Value};
 use super::{Gguf, Tensor, ALIGNMENT_KEY, DEFAULT_ALIGNMENT};
+use crate::limits::{
+    GGUF_MAX_ARRAY_ELEMENTS as MAX_ARRAY_ELEMENTS, GGUF_MAX_DIMS as MAX_DIMS,
+    GGUF_MAX_NAME as MAX_NAME, GGUF_MAX_STRING_BYTES as MAX_STRING_BYTES,
+};
 
-/// ggml's `GGUF_MAX_STRING_LENGTH`.
-const MAX_STRING_BYTES: u64 = 1 << 30;
-/// ggml's `GGUF_MAX_ARRAY_ELEMENTS`.
-const MAX_ARRAY_ELEMENTS: u64 = 1 << 30;
-/// ggml's `GGML_MAX_NAME`: a tensor name holds at most this many bytes minus one.
-const MAX_NAME: usize = 64;
-/// ggml's `GGML_MAX_DIMS`.
-const MAX_DIMS: u32 = 4;
 /// Fewest bytes one key/value pair takes: key length, a one-byte key, type, a one-byte value.
 const MIN_KV_BYTES: u64 = 8 + 1 + 4 + 1;
 /// Fewest bytes one tensor info takes: name length, `n_dims` = 0, type, offset.

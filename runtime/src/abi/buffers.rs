@@ -73,6 +73,10 @@ impl Buffers {
             )
         })?;
         buf.resize(n, 0);
+        if !super::headroom::available(limits::ABI_HEADROOM_BYTES) {
+            drop(buf);
+            return Err(super::headroom::out_of_memory());
+        }
         // A non-empty allocation's address is never 0; on wasm32 it always fits in 32 bits.
         let addr = u32::try_from(buf.as_ptr() as usize)
             .ok()

@@ -49,6 +49,10 @@ impl ChunkedLoad {
                 format!("cannot allocate {total} bytes for the model"),
             )
         })?;
+        if !super::headroom::available(limits::ABI_HEADROOM_BYTES) {
+            drop(bytes);
+            return Err(super::headroom::out_of_memory());
+        }
         Ok(ChunkedLoad {
             total,
             bytes,
@@ -105,7 +109,8 @@ impl ChunkedLoad {
         Ok(())
     }
 
-    /// Verifies the complete file and builds the model.
+    /// Verifies the complete file and builds the model (`OutOfMemory` first when its tables
+    /// would not fit: [`super::headroom::for_model`]).
     pub fn finish(self) -> Result<Model> {
         if self.bytes.len() < self.total {
             return Err(Error::at(
@@ -118,6 +123,7 @@ impl ChunkedLoad {
                 ),
             ));
         }
+        super::headroom::ensure_for_model(&self.bytes)?;
         let digest = self.digest.finalize();
         Model::load_with_digest(self.bytes, Some(digest))
     }

@@ -4,6 +4,7 @@
 
 use super::buffers::Buffers;
 use super::diagnostics_json::diagnostics_json;
+use super::headroom;
 use super::loader::ChunkedLoad;
 use super::plan_stage::PlanStage;
 use super::ABI_VERSION;
@@ -185,9 +186,14 @@ impl AbiState {
 
     // Loading.
 
-    /// Makes `model` the active model with a new session; on failure the previous one stays.
+    /// Makes `model` the active model with a new session; on failure (including too little
+    /// headroom left after it) the previous one stays.
     fn activate(&mut self, model: Model) -> Result<()> {
         let session = Session::new(model, self.context)?;
+        if !headroom::available(limits::ABI_HEADROOM_BYTES) {
+            drop(session);
+            return Err(headroom::out_of_memory());
+        }
         self.session = Some(session);
         Ok(())
     }
@@ -202,6 +208,7 @@ impl AbiState {
             )
         })?;
         bytes.extend_from_slice(data);
+        headroom::ensure_for_model(&bytes)?;
         let model = Model::load(bytes)?;
         self.activate(model)
     }
@@ -306,7 +313,13 @@ impl AbiState {
         let prompt = self.buffers.get(ptr, len)?;
         let session = self.session.as_mut().ok_or_else(not_loaded)?;
         session.set_logits_digest(self.digest_logits);
-        session.start(prompt, self.settings)
+        session.start(prompt, self.settings)?;
+        // The sampler's scratch may have taken the headroom the steps' text and tokens need.
+        if !headroom::available(limits::ABI_HEADROOM_BYTES) {
+            session.reset();
+            return Err(headroom::out_of_memory());
+        }
+        Ok(())
     }
 
     pub fn step(&mut self, out_ptr: u32) -> Result<()> {

@@ -1,0 +1,46 @@
+//! Every cap of the harness, in one place: the loopback server's (serve.rs), the selector
+//! registry's (adapter/registry.rs) and the GGUF reader's (gguf/parse.rs). The runtime's caps
+//! live in runtime/src/limits.rs. harness/tests/caps.rs tests each at its boundary.
+
+use std::time::Duration;
+
+// The loopback server (serve.rs, serve/http.rs).
+
+/// Largest request head in bytes: the request line, the header lines and the empty line that
+/// ends them, CRLFs included (431 above it).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Largest `POST /report` body (413 above it).
+pub const MAX_REPORT_BYTES: usize = 4 << 20;
+/// Reports queued for the runner before the server answers 503.
+pub const MAX_QUEUED_REPORTS: usize = 256;
+/// Connections served at once; one more is answered 503 and closed.
+pub const MAX_CONNECTIONS: usize = 128;
+/// Longest a client may take to send a request head, from its connection (408 after it).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a client may take to send a request body, from the end of its head (408 after it).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest the server waits for a client to take a response (then it drops the connection).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a `/hold` request waits for its run's report.
+pub const HOLD_TIMEOUT: Duration = Duration::from_secs(60);
+/// After a refusal, the server reads and discards at most this many bytes of what the client
+/// still sends before closing (so the client reads the refusal rather than a reset).
+pub const MAX_LINGER_BYTES: usize = 8 << 20;
+/// ... and waits at most this long for them.
+pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+
+// The selector registry (adapter/registry.rs; spec/adapters.md, Selector registry).
+
+/// Bytes in a registry id or adapter family name.
+pub const MAX_REGISTRY_ID_BYTES: usize = 64;
+
+// The GGUF reader (gguf/parse.rs): ggml's own caps.
+
+/// ggml's `GGUF_MAX_STRING_LENGTH`: bytes in one string.
+pub const GGUF_MAX_STRING_BYTES: u64 = 1 << 30;
+/// ggml's `GGUF_MAX_ARRAY_ELEMENTS`: elements in one array.
+pub const GGUF_MAX_ARRAY_ELEMENTS: u64 = 1 << 30;
+/// ggml's `GGML_MAX_NAME`: a tensor name holds at most this many bytes minus one (and a NUL).
+pub const GGUF_MAX_NAME: usize = 64;
+/// ggml's `GGML_MAX_DIMS`: dimensions of a tensor.
+pub const GGUF_MAX_DIMS: u32 = 4;
