@@ -278,7 +278,7 @@ enum BenchWhat {
         /// Only this shape (stories15M or stories42M).
         #[arg(long)]
         shape: Option<String>,
-        /// Engines, comma-separated (native, wasmtime).
+        /// Engines, comma-separated (native, native-portable, wasmtime, wasmtime-scalar).
         #[arg(long, value_delimiter = ',', default_value = "native,wasmtime")]
         engine: Vec<String>,
         #[arg(long)]

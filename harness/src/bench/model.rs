@@ -279,14 +279,29 @@ pub fn run(
     json: bool,
     peak: &dyn Fn(bool) -> Option<usize>,
 ) -> Result<()> {
-    let module = if engines.iter().any(|e| e == "wasmtime") {
-        Some(crate::engine::wasmtime::WasmModule::compile(
-            &crate::engine::wasmtime::wasm_bytes()?,
-        )?)
-    } else {
-        None
-    };
-    let wasm = module.as_ref();
+    use crate::engine::wasmtime::{WasmModule, WasmVariant};
+    use runtime::model::cpu;
+    let mut modules = Vec::new();
+    for name in engines {
+        match name.as_str() {
+            "native" | "native-portable" => {}
+            "wasmtime" => {
+                modules.push((name, WasmModule::compile(&WasmVariant::Simd128.bytes()?)?))
+            }
+            "wasmtime-scalar" => {
+                modules.push((name, WasmModule::compile(&WasmVariant::Scalar.bytes()?)?))
+            }
+            other => anyhow::bail!("unknown bench engine {other:?}"),
+        }
+    }
+    let natives: Vec<(&str, cpu::Isa)> = engines
+        .iter()
+        .filter_map(|e| match e.as_str() {
+            "native" => Some(("native", cpu::detected())),
+            "native-portable" => Some(("native-portable", cpu::Isa::Portable)),
+            _ => None,
+        })
+        .collect();
     let mut rows: Vec<Row> = Vec::new();
     for shape in SHAPES
         .iter()
@@ -306,9 +321,19 @@ pub fn run(
                 }
                 continue;
             }
-            let mut measured = vec![measure_native(shape, dtype, runs, peak)?];
-            if let Some(module) = wasm {
-                measured.push(measure_wasmtime(module, shape, dtype, runs)?);
+            let mut measured = Vec::new();
+            for &(name, isa) in &natives {
+                let used = cpu::set_isa(isa);
+                let row = measure_native(shape, dtype, runs, peak);
+                cpu::set_isa(cpu::detected());
+                let mut row = row?;
+                row.engine = format!("{name} ({})", used.name());
+                measured.push(row);
+            }
+            for (name, module) in &modules {
+                let mut row = measure_wasmtime(module, shape, dtype, runs)?;
+                row.engine = name.to_string();
+                measured.push(row);
             }
             for row in measured {
                 if !json {
@@ -332,16 +357,21 @@ pub fn run(
                         .unwrap_or_else(|| "n/a".into()),
                 );
                 }
-                if row.engine != "native" {
-                    if let Some(native) = rows.last().filter(|r: &&Row| r.engine == "native") {
+                if row.engine.starts_with("wasmtime") {
+                    if let Some(native) = rows
+                        .iter()
+                        .rev()
+                        .find(|r| r.engine.starts_with("native (") && r.dtype == row.dtype)
+                    {
                         if !json {
                             println!(
-                            "{:<11} {:<5} wasmtime/native decode ratio {:.2}, prefill ratio {:.2}",
-                            row.shape,
-                            row.dtype,
-                            row.decode_tok_s.0 / native.decode_tok_s.0,
-                            row.prefill_tok_s.0 / native.prefill_tok_s.0
-                        );
+                                "{:<11} {:<5} {}/native decode ratio {:.2}, prefill ratio {:.2}",
+                                row.shape,
+                                row.dtype,
+                                row.engine,
+                                row.decode_tok_s.0 / native.decode_tok_s.0,
+                                row.prefill_tok_s.0 / native.prefill_tok_s.0
+                            );
                         }
                     }
                 }

@@ -12,15 +12,59 @@ use ::wasmtime::{
 use anyhow::{bail, Context};
 use std::path::PathBuf;
 
-/// Where harness/build.rs put the module.
-pub fn wasm_path() -> PathBuf {
-    PathBuf::from(env!("TRLM_WASM_PATH"))
+/// The two builds of the module harness/build.rs makes (spec/determinism.md, SIMD paths): the
+/// same source, with and without wasm `simd128`; they compute the same bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WasmVariant {
+    /// Built with `-C target-feature=+simd128` (the default).
+    Simd128,
+    /// Built for the wasm32 baseline, for engines without simd128.
+    Scalar,
 }
 
-/// The module's bytes.
+impl WasmVariant {
+    /// Both variants, the default first.
+    pub const ALL: [WasmVariant; 2] = [WasmVariant::Simd128, WasmVariant::Scalar];
+
+    /// "simd128" or "scalar".
+    pub fn name(self) -> &'static str {
+        match self {
+            WasmVariant::Simd128 => "simd128",
+            WasmVariant::Scalar => "scalar",
+        }
+    }
+
+    /// The engine name of a [`WasmtimeEngine`] running this variant.
+    pub fn engine_name(self) -> &'static str {
+        match self {
+            WasmVariant::Simd128 => "wasmtime",
+            WasmVariant::Scalar => "wasmtime-scalar",
+        }
+    }
+
+    /// Where harness/build.rs put this variant.
+    pub fn path(self) -> PathBuf {
+        PathBuf::from(match self {
+            WasmVariant::Simd128 => env!("TRLM_WASM_SIMD_PATH"),
+            WasmVariant::Scalar => env!("TRLM_WASM_PATH"),
+        })
+    }
+
+    /// This variant's bytes.
+    pub fn bytes(self) -> anyhow::Result<Vec<u8>> {
+        let path = self.path();
+        std::fs::read(&path).with_context(|| format!("reading the wasm module {}", path.display()))
+    }
+}
+
+/// Where harness/build.rs put the default (simd128) module.
+pub fn wasm_path() -> PathBuf {
+    WasmVariant::Simd128.path()
+}
+
+/// The default (simd128) module's bytes.
 pub fn wasm_bytes() -> anyhow::Result<Vec<u8>> {
-    let path = wasm_path();
-    std::fs::read(&path).with_context(|| format!("reading the wasm module {}", path.display()))
+    WasmVariant::Simd128.bytes()
 }
 
 /// The `code` of an [`EngineError`] for a trap (including an exhausted fuel budget): not an
@@ -300,6 +344,8 @@ impl AbiInstance {
 /// The [`Engine`] over an [`AbiInstance`].
 pub struct WasmtimeEngine {
     instance: AbiInstance,
+    /// What [`Engine::name`] reports.
+    name: &'static str,
     /// KV cache positions (0 = the model's max context).
     pub context: u32,
 }
@@ -329,10 +375,19 @@ impl WasmtimeEngine {
         WasmtimeEngine::with_limits(&WasmModule::compile(wasm)?, WasmLimits::default())
     }
 
+    /// An engine on the built module of `variant`, named after it ("wasmtime",
+    /// "wasmtime-scalar").
+    pub fn of(variant: WasmVariant) -> anyhow::Result<WasmtimeEngine> {
+        let mut engine = WasmtimeEngine::new(&variant.bytes()?)?;
+        engine.name = variant.engine_name();
+        Ok(engine)
+    }
+
     /// A new instance of a compiled module.
     pub fn with_limits(module: &WasmModule, limits: WasmLimits) -> anyhow::Result<WasmtimeEngine> {
         Ok(WasmtimeEngine {
             instance: AbiInstance::new(module, limits)?,
+            name: "wasmtime",
             context: 0,
         })
     }
@@ -341,6 +396,7 @@ impl WasmtimeEngine {
     pub fn from_instance(instance: AbiInstance) -> WasmtimeEngine {
         WasmtimeEngine {
             instance,
+            name: "wasmtime",
             context: 0,
         }
     }
@@ -424,7 +480,7 @@ impl WasmtimeEngine {
 
 impl Engine for WasmtimeEngine {
     fn name(&self) -> String {
-        "wasmtime".into()
+        self.name.into()
     }
 
     fn load(&mut self, bytes: &[u8]) -> Result<ModelInfo, EngineError> {

@@ -1,6 +1,7 @@
 //! Numbers and the network: f16 and ggml-compatible block quantization, the runtime's own math
 //! functions, the dot-product and matrix-vector kernels, the loaded weights and the forward pass.
 
+pub mod cpu;
 pub mod forward;
 pub mod kernels;
 pub mod math;
