@@ -42,7 +42,12 @@ fn same(a: f32, b: f32) -> bool {
 fn assert_same(a: &[f32], b: &[f32]) {
     assert_eq!(a.len(), b.len());
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!(same(*x, *y), "element {i}: portable {x:e} ({:#x}), avx2 {y:e} ({:#x})", x.to_bits(), y.to_bits());
+        assert!(
+            same(*x, *y),
+            "element {i}: portable {x:e} ({:#x}), avx2 {y:e} ({:#x})",
+            x.to_bits(),
+            y.to_bits()
+        );
     }
 }
 

@@ -25,6 +25,15 @@ const _: () = assert!(LANES.is_power_of_two());
 /// accumulators in its own order, so the grouping changes no rounding.
 pub const ROW_GROUP: usize = 4;
 
+/// The whole `N`-element arrays of `s` in order, and what is left after them (the shape of
+/// `slice::as_chunks`, which needs Rust 1.88).
+#[inline(always)]
+pub(crate) fn arrays<T, const N: usize>(s: &[T]) -> (impl Iterator<Item = &[T; N]>, &[T]) {
+    let chunks = s.chunks_exact(N);
+    let rest = chunks.remainder();
+    (chunks.filter_map(|c| c.first_chunk::<N>()), rest)
+}
+
 /// Combines the lanes by halving: for w = LANES/2, ..., 2, 1: lane k += lane k+w for k < w.
 #[inline(always)]
 fn reduce_lanes(mut acc: [f32; LANES]) -> f32 {
@@ -58,17 +67,21 @@ fn lane_dots<const CB: usize, const R: usize>(
 ) -> [f32; R] {
     let eb = CB / LANES;
     let n = rows.iter().fold(x.len(), |n, r| n.min(r.len() / eb));
-    let (xs, xtail) = x[..n].as_chunks::<LANES>();
-    let chunks = rows.map(|r| r[..n * eb].as_chunks::<CB>());
+    let (xs, xtail) = arrays::<f32, LANES>(&x[..n]);
+    let rows = rows.map(|r| &r[..n * eb]);
     let mut acc = [[0.0f32; LANES]; R];
-    for (c, v) in xs.iter().enumerate() {
-        for (a, (rc, _)) in acc.iter_mut().zip(&chunks) {
-            if let Some(w) = rc.get(c) {
+    for (c, v) in xs.enumerate() {
+        for (a, r) in acc.iter_mut().zip(&rows) {
+            if let Some(w) = r
+                .get(c * CB..(c + 1) * CB)
+                .and_then(|w| w.first_chunk::<CB>())
+            {
                 accumulate(a, &decode(w), v);
             }
         }
     }
-    for (a, (_, rt)) in acc.iter_mut().zip(&chunks) {
+    let tails = rows.map(|r| &r[r.len() - r.len() % CB..]);
+    for (a, rt) in acc.iter_mut().zip(tails) {
         for ((s, e), &b) in a.iter_mut().zip(rt.chunks_exact(eb)).zip(xtail) {
             *s += load(e) * b;
         }
@@ -104,10 +117,10 @@ fn load_f16(e: &[u8]) -> f32 {
 #[inline(always)]
 fn dot_f32_body(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
-    let (ac, at) = a[..n].as_chunks::<LANES>();
-    let (bc, bt) = b[..n].as_chunks::<LANES>();
+    let (ac, at) = arrays::<f32, LANES>(&a[..n]);
+    let (bc, bt) = arrays::<f32, LANES>(&b[..n]);
     let mut acc = [0.0f32; LANES];
-    for (x, y) in ac.iter().zip(bc) {
+    for (x, y) in ac.zip(bc) {
         accumulate(&mut acc, x, y);
     }
     for ((s, &p), &q) in acc.iter_mut().zip(at).zip(bt) {
@@ -191,11 +204,14 @@ fn quant_dots<const BB: usize, const R: usize>(
     decode: impl Fn(&[u8; BB]) -> (f32, [i8; QK]),
 ) -> [f32; R] {
     let nb = rows.iter().fold(act.len(), |n, r| n.min(r.len() / BB));
-    let blocks = rows.map(|r| r[..nb * BB].as_chunks::<BB>().0);
+    let rows = rows.map(|r| &r[..nb * BB]);
     let mut acc = [0.0f32; R];
     for (b, a) in act[..nb].iter().enumerate() {
-        for (s, rb) in acc.iter_mut().zip(&blocks) {
-            if let Some(blk) = rb.get(b) {
+        for (s, r) in acc.iter_mut().zip(&rows) {
+            if let Some(blk) = r
+                .get(b * BB..(b + 1) * BB)
+                .and_then(|c| c.first_chunk::<BB>())
+            {
                 let (dw, qw) = decode(blk);
                 *s += block_sum(&qw, &a.qs) as f32 * (dw * a.d);
             }

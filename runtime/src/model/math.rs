@@ -411,7 +411,7 @@ pub fn sum_f32(xs: &[f32]) -> f32 {
 /// tail into the first lanes.
 #[inline(always)]
 fn sum_lanes(xs: &[f32]) -> f32 {
-    let (chunks, tail) = xs.as_chunks::<SUM_LANES>();
+    let (chunks, tail) = crate::model::kernels::arrays::<f32, SUM_LANES>(xs);
     let mut lanes = [0.0f32; SUM_LANES];
     for c in chunks {
         lanes = core::array::from_fn(|k| lanes[k] + c[k]);

@@ -12,6 +12,7 @@
 use crate::error::{Error, ErrorCode, Result};
 use crate::format::dtype::{DType, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
 use crate::model::cpu;
+use crate::model::kernels::arrays;
 
 /// The bits of an f16 infinity with positive sign.
 const F16_INF: u16 = 0x7c00;
@@ -328,11 +329,11 @@ pub fn quantize_act_q8_0(x: &[f32], out: &mut [BlockQ8]) -> Result<()> {
             ),
         ));
     }
-    let (blocks, _) = x.as_chunks::<QK>();
+    let (blocks, _) = arrays::<f32, QK>(x);
     cpu::run(
         #[inline(always)]
         || {
-            for (block, out) in blocks.iter().zip(out.iter_mut()) {
+            for (block, out) in blocks.zip(out.iter_mut()) {
                 let d = block_amax(block) / 127.0;
                 let id = if d == 0.0 { 0.0 } else { 1.0 / d };
                 out.qs = core::array::from_fn(|j| q8_0_code(block[j], id));
@@ -353,7 +354,7 @@ const AMAX_LANES: usize = 8;
 #[inline(always)]
 fn block_amax(block: &[f32; QK]) -> f32 {
     let mut m = [0.0f32; AMAX_LANES];
-    for c in block.as_chunks::<AMAX_LANES>().0 {
+    for c in arrays::<f32, AMAX_LANES>(block).0 {
         m = core::array::from_fn(|k| {
             let a = f32::from_bits(c[k].to_bits() & 0x7fff_ffff);
             if a > m[k] {
@@ -363,7 +364,8 @@ fn block_amax(block: &[f32; QK]) -> f32 {
             }
         });
     }
-    m.into_iter().fold(0.0, |acc, v| if v > acc { v } else { acc })
+    m.into_iter()
+        .fold(0.0, |acc, v| if v > acc { v } else { acc })
 }
 
 #[cfg(test)]
