@@ -15,6 +15,10 @@
 
 const params = new URLSearchParams(location.search);
 const RUN = params.get('run') || '';
+/** `?wasm=scalar` runs the scalar module even where simd128 is available. */
+const FORCE_SCALAR = params.get('wasm') === 'scalar';
+/** The module variant the worker runs ("simd128" or "scalar"), reported with every post. */
+let wasmVariant = null;
 const $ = (id) => document.getElementById(id);
 
 // ---- the worker, as promises ----
@@ -258,6 +262,7 @@ async function generateFromForm() {
   const d = ans.diagnostics;
   showDiagnostics([
     ['model', $('model').value],
+    ['module', wasmVariant],
     ['bytes', d.model_bytes],
     ['digest', d.model_digest],
     ['dtype', d.dtype],
@@ -275,8 +280,14 @@ async function generateFromForm() {
 }
 
 async function setUp() {
-  const init = await call({ cmd: 'init', wasmUrl: 'wasm/trlm.wasm' });
+  const init = await call({
+    cmd: 'init',
+    wasmUrls: { simd128: 'wasm/trlm-simd128.wasm', scalar: 'wasm/trlm.wasm' },
+    forceScalar: FORCE_SCALAR,
+  });
   if (!init.ok) throw new Error(`module: ${init.message}`);
+  wasmVariant = init.variant;
+  setStatus(`module: ${wasmVariant}`);
   registry = await getJson('registry.json');
   defaultModel = (await getJson('cases.json')).default_model;
   for (const m of registry.models) {
@@ -302,7 +313,12 @@ const POST_TRIES = 3;
 
 /** POSTs a report to the runner (again, on a new request, if one hangs or fails). */
 async function post(report) {
-  const body = JSON.stringify({ run: RUN, user_agent: navigator.userAgent, ...report });
+  const body = JSON.stringify({
+    run: RUN,
+    user_agent: navigator.userAgent,
+    wasm_variant: wasmVariant,
+    ...report,
+  });
   for (let attempt = 1; ; attempt++) {
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), POST_TIMEOUT_MS);

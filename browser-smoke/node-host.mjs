@@ -1,8 +1,10 @@
 // node-host.mjs: the Node engine. Hosts the runtime's wasm module through trlm.js and speaks a
 // line-based JSON protocol: one request object per stdin line, one answer object per stdout line.
 //
-//   node node-host.mjs MODULE.wasm
-//   -> {"ok":true,"ready":true,"abi_version":2}
+//   node node-host.mjs MODULE.wasm                 runs that module ("variant":"given")
+//   node node-host.mjs SCALAR.wasm SIMD128.wasm    runs the simd128 module when this Node
+//                                                  validates simd128, else the scalar one
+//   -> {"ok":true,"ready":true,"abi_version":2,"variant":"simd128"|"scalar"|"given"}
 //   {"op":"set_context","positions":N}                       -> {"ok":true}
 //   {"op":"load","b64":BASE64}                                -> {"ok":true,"digest":HEX,"bytes":N}
 //   {"op":"generate","prompt_b64":B64,"temperature_bits":U32,"top_k":N|null,"top_p_bits":U32,
@@ -18,12 +20,18 @@
 
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { instantiate, toHex, TrlmError } from './trlm.js';
+import { instantiate, simd128Supported, toHex, TrlmError } from './trlm.js';
 
-const wasmPath = process.argv[2];
-if (!wasmPath) {
-  process.stderr.write('usage: node node-host.mjs MODULE.wasm\n');
+const [scalarPath, simdPath] = process.argv.slice(2);
+if (!scalarPath) {
+  process.stderr.write('usage: node node-host.mjs MODULE.wasm | SCALAR.wasm SIMD128.wasm\n');
   process.exit(2);
+}
+let variant = 'given';
+let wasmPath = scalarPath;
+if (simdPath) {
+  variant = simd128Supported() ? 'simd128' : 'scalar';
+  wasmPath = variant === 'simd128' ? simdPath : scalarPath;
 }
 
 const trlm = await instantiate(readFileSync(wasmPath));
@@ -76,7 +84,7 @@ function handle(req) {
   }
 }
 
-reply({ ok: true, ready: true, abi_version: trlm.call('trlm_abi_version') });
+reply({ ok: true, ready: true, abi_version: trlm.call('trlm_abi_version'), variant });
 for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) {
   if (line.trim() === '') continue;
   try {

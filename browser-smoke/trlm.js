@@ -51,6 +51,32 @@ export function toHex(bytes) {
   return s;
 }
 
+/**
+ * The smallest module using a simd128 instruction: `(func (result v128) v128.const 0)`. An engine
+ * validates it exactly when it runs simd128 (spec/determinism.md, SIMD paths).
+ */
+const SIMD128_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+  0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // type section: () -> v128
+  0x03, 0x02, 0x01, 0x00, // function section: one function of type 0
+  0x0a, 0x16, 0x01, 0x14, 0x00, // code section: one body of 20 bytes, no locals
+  0xfd, 0x0c, ...new Array(16).fill(0), 0x0b, // v128.const 0, end
+]);
+
+/** Whether this engine runs wasm simd128 (it validates a simd128 module). */
+export function simd128Supported() {
+  return WebAssembly.validate(SIMD128_PROBE);
+}
+
+/**
+ * The module to run: `{variant, url}` with the simd128 build when the engine supports it and
+ * `forceScalar` is not set, else the scalar build.
+ */
+export function pickModule(urls, forceScalar = false) {
+  const variant = !forceScalar && simd128Supported() ? 'simd128' : 'scalar';
+  return { variant, url: urls[variant] };
+}
+
 /** Instantiates the module (bytes or an ArrayBuffer) with an empty import object. */
 export async function instantiate(wasm) {
   const { instance } = await WebAssembly.instantiate(wasm, {});

@@ -1,5 +1,8 @@
 // worker.js: runs the module in a Web Worker so the page never freezes. Messages in:
-//   {id, cmd: 'init', wasmUrl}
+//   {id, cmd: 'init', wasmUrls: {simd128, scalar}, forceScalar}
+//                                         runs the simd128 module where the engine validates
+//                                         simd128 (unless forceScalar), else the scalar one;
+//                                         answers {abi_version, variant}
 //   {id, cmd: 'load', url, sha256, bytes} streams the file with fetch + a reader into the
 //                                         chunked loader; posts {type: 'progress'} on the way
 //   {id, cmd: 'begin', total}             only trlm_load_begin (a size the module refuses)
@@ -13,7 +16,7 @@
 // Every command with an id is answered once: {id, ok: true, ...} or {id, ok: false, code,
 // message[, http_status]}. Events on the way: {id, type: 'progress' | 'piece' | 'step', ...}.
 
-import { instantiate, toHex, CODE, TrlmError, STATE_NAMES } from './trlm.js';
+import { instantiate, pickModule, toHex, CODE, TrlmError, STATE_NAMES } from './trlm.js';
 
 let trlm = null;
 let stopRequested = false;
@@ -36,10 +39,11 @@ function yieldToEvents() {
 }
 
 async function init(msg) {
-  const resp = await fetch(msg.wasmUrl);
+  const { variant, url } = pickModule(msg.wasmUrls, msg.forceScalar);
+  const resp = await fetch(url);
   if (!resp.ok) throw Object.assign(new Error(`module: HTTP ${resp.status}`), { http: resp.status });
   trlm = await instantiate(await resp.arrayBuffer());
-  return { abi_version: trlm.call('trlm_abi_version') };
+  return { abi_version: trlm.call('trlm_abi_version'), variant };
 }
 
 async function load(msg, post) {

@@ -1,9 +1,13 @@
-//! Builds the runtime's WebAssembly module (spec/abi.md, Module) so that `cargo build` and
-//! `cargo test` of the harness need no manual step: a nested
+//! Builds the runtime's two WebAssembly modules (spec/abi.md, Module; spec/determinism.md, SIMD
+//! paths) so that `cargo build` and `cargo test` of the harness need no manual step: a nested
 //! `cargo rustc -p tinyrustlm-runtime --lib --release --target wasm32-unknown-unknown
-//! --features abi --crate-type cdylib` into its own target directory (`<target>/wasm`: sharing
-//! the outer build's directory would deadlock on its lock), then exports the module's path as
-//! `TRLM_WASM_PATH`. A machine without the wasm32 target gets it from rustup.
+//! --features abi --crate-type cdylib` per module into its own target directory (sharing the
+//! outer build's directory would deadlock on its lock):
+//! - the scalar module (`<target>/wasm`), path exported as `TRLM_WASM_PATH`;
+//! - the simd128 module (`<target>/wasm-simd128`, built with `-C target-feature=+simd128`),
+//!   path exported as `TRLM_WASM_SIMD_PATH`.
+//!
+//! A machine without the wasm32 target gets it from rustup.
 
 use std::env;
 use std::ffi::OsString;
@@ -45,17 +49,29 @@ fn main() {
     }
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
 
-    let target_dir = match env::var_os("CARGO_TARGET_DIR") {
+    let target_root = match env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => workspace.join(dir),
         None => workspace.join("target"),
-    }
-    .join("wasm");
+    };
     let rustc = env::var_os("RUSTC").unwrap_or_else(|| OsString::from("rustc"));
     ensure_wasm_target(&rustc);
 
+    let scalar = build_module(&workspace, &target_root.join("wasm"), None);
+    println!("cargo:rustc-env=TRLM_WASM_PATH={}", scalar.display());
+    let simd = build_module(
+        &workspace,
+        &target_root.join("wasm-simd128"),
+        Some("-Ctarget-feature=+simd128"),
+    );
+    println!("cargo:rustc-env=TRLM_WASM_SIMD_PATH={}", simd.display());
+}
+
+/// Builds the module into `target_dir` with `rustflags` (None: the target's defaults) and
+/// returns its path.
+fn build_module(workspace: &Path, target_dir: &Path, rustflags: Option<&str>) -> PathBuf {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(&workspace)
+    cmd.current_dir(workspace)
         .args(["rustc", "-p", "tinyrustlm-runtime", "--lib", "--release"])
         .args([
             "--target",
@@ -66,11 +82,14 @@ fn main() {
             "cdylib",
         ])
         .arg("--target-dir")
-        .arg(&target_dir)
+        .arg(target_dir)
         // The module's size matters to browsers; symbol names are not needed to run it.
         .env("CARGO_PROFILE_RELEASE_STRIP", "true");
     for var in CLEARED_VARS {
         cmd.env_remove(var);
+    }
+    if let Some(flags) = rustflags {
+        cmd.env("CARGO_ENCODED_RUSTFLAGS", flags);
     }
     let status = cmd
         .status()
@@ -85,7 +104,7 @@ fn main() {
     if !wasm.is_file() {
         panic!("the wasm build succeeded but {} is missing", wasm.display());
     }
-    println!("cargo:rustc-env=TRLM_WASM_PATH={}", wasm.display());
+    wasm
 }
 
 /// Installs the wasm32 standard library into the toolchain that runs this build if it lacks it.

@@ -311,8 +311,8 @@ enum BenchWhat {
         /// Only this shape (stories15M or stories42M).
         #[arg(long)]
         shape: Option<String>,
-        /// Engines, comma-separated (default: every engine of the bench's engine list, e.g.
-        /// native, wasmtime).
+        /// Engines, comma-separated (default: every engine of the bench's engine list: native,
+        /// native-portable, wasmtime, wasmtime-scalar).
         #[arg(long, value_delimiter = ',')]
         engine: Vec<String>,
         /// Only these dtypes, comma-separated (default: every dtype within the model budget).

@@ -1,7 +1,8 @@
 //! `tinyrustlm serve`: the loopback HTTP server of the browser smoke page. It serves
-//! browser-smoke/ as its root, `/wasm/trlm.wasm` (the runtime's module), `/corpus/` (the corpus
-//! models and the malformed matrix), `/cases.json` (the standard cases) and models added for
-//! one run under `/extra/` (then listed in the `/registry.json` it serves), and accepts
+//! browser-smoke/ as its root, `/wasm/trlm.wasm` and `/wasm/trlm-simd128.wasm` (the runtime's
+//! scalar and simd128 modules), `/corpus/` (the corpus models and the malformed matrix),
+//! `/cases.json` (the standard cases) and models added for one run under `/extra/` (then listed
+//! in the `/registry.json` it serves), and accepts
 //! `POST /report` from the page, handing each report to the runner through a channel.
 //!
 //! It binds 127.0.0.1 only, serves GET and HEAD only for files (405 otherwise), refuses every
@@ -279,6 +280,13 @@ impl Handler {
         let (root, rel): (&Path, &[&str]) = match segs {
             [] => (&self.root, &["index.html"]),
             ["wasm", "trlm.wasm"] => return self.wasm.clone().filter(|p| p.is_file()),
+            // The simd128 build, served whenever a module is.
+            ["wasm", "trlm-simd128.wasm"] => {
+                return self
+                    .wasm
+                    .as_ref()
+                    .and_then(|_| smoke::wasm_simd_module_path())
+            }
             ["wasm", ..] => return None,
             ["corpus", name] if name.ends_with(".slm") => (&self.corpus, &segs[1..]),
             ["corpus", "malformed", name] if name.ends_with(".slm") || *name == "manifest.json" => {

@@ -24,9 +24,14 @@ pub fn smoke_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../browser-smoke")
 }
 
-/// The runtime's wasm module as harness/build.rs built it; None when the file is gone.
+/// The runtime's scalar wasm module as harness/build.rs built it; None when the file is gone.
 pub fn wasm_module_path() -> Option<PathBuf> {
-    Some(crate::engine::wasmtime::wasm_path()).filter(|p| p.is_file())
+    Some(crate::engine::wasmtime::WasmVariant::Scalar.path()).filter(|p| p.is_file())
+}
+
+/// The simd128 module, served beside the scalar one; None when the file is gone.
+pub fn wasm_simd_module_path() -> Option<PathBuf> {
+    Some(crate::engine::wasmtime::WasmVariant::Simd128.path()).filter(|p| p.is_file())
 }
 
 /// A model's entry in the selector registry (spec/adapters.md, Selector registry), routed at

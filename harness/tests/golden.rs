@@ -1,28 +1,35 @@
 //! Golden snapshots (golden/*.snap): token ids, text and logits digests of every corpus fixture
 //! for the standard prompt set and sampling settings. The same snapshot is asserted for every
-//! engine available in the test build. CI runs with INSTA_UPDATE=no: an unreviewed change fails.
+//! engine available in the test build: native at each kernel level of this CPU, both wasm
+//! modules (simd128, scalar) under wasmtime, and Node on both. CI runs with INSTA_UPDATE=no: an unreviewed change fails.
 
 use harness::conformance::{run_cases, standard_cases};
 use harness::engine::native::NativeEngine;
 use harness::engine::node::NodeEngine;
-use harness::engine::wasmtime::WasmtimeEngine;
+use harness::engine::wasmtime::{WasmVariant, WasmtimeEngine};
 use harness::engine::Engine;
 use harness::fixtures::{corpus_dir, load_recipes};
+use runtime::model::cpu::{self, Isa};
 
 /// New tokens per case: enough to exercise sampling, small enough to keep the suite fast.
 const MAX_NEW: u32 = 24;
 
-fn engines() -> Vec<Box<dyn Engine>> {
-    let wasm = harness::engine::wasmtime::wasm_bytes().expect("the build produces the module");
-    let mut engines: Vec<Box<dyn Engine>> = vec![
-        Box::new(NativeEngine::default()),
-        Box::new(WasmtimeEngine::new(&wasm).expect("the module instantiates")),
+/// The engines, each with the native kernel level to run at while it runs.
+fn engines() -> Vec<(Isa, Box<dyn Engine>)> {
+    let mut engines: Vec<(Isa, Box<dyn Engine>)> = vec![
+        (cpu::detected(), Box::new(NativeEngine::default())),
+        (Isa::Portable, Box::new(NativeEngine::default())),
     ];
+    for v in WasmVariant::ALL {
+        let engine = WasmtimeEngine::of(v).expect("the build produces the module");
+        engines.push((cpu::detected(), Box::new(engine)));
+    }
     if harness::engine::node::node_available() {
-        let path = harness::engine::wasmtime::wasm_path();
-        engines.push(Box::new(
-            NodeEngine::spawn(&path).expect("starting the node engine"),
-        ));
+        let detecting = NodeEngine::spawn_detecting().expect("starting the node engine");
+        assert_eq!(detecting.variant, "simd128", "Node runs simd128");
+        engines.push((cpu::detected(), Box::new(detecting)));
+        let scalar = NodeEngine::spawn(&WasmVariant::Scalar.path()).expect("starting node");
+        engines.push((cpu::detected(), Box::new(scalar)));
     } else {
         eprintln!("node engine skipped: no node executable");
     }
@@ -43,9 +50,11 @@ fn golden_token_streams_of_every_fixture_in_every_engine() {
     let cases = standard_cases(MAX_NEW);
     for recipe in &recipes.fixtures {
         let bytes = std::fs::read(dir.join(format!("{}.slm", recipe.name))).unwrap();
-        for mut engine in engines() {
+        for (isa, mut engine) in engines() {
             engine.load(&bytes).unwrap();
+            cpu::set_isa(isa);
             let results = run_cases(engine.as_mut(), &cases);
+            cpu::set_isa(cpu::detected());
             let snapshot: Vec<serde_json::Value> = cases
                 .iter()
                 .zip(&results)

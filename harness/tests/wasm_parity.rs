@@ -1,11 +1,14 @@
-//! The wasm module under wasmtime against the native runtime: identical generations on every
-//! corpus fixture, identical error codes on malformed files through every load path, and the
+//! The wasm modules (simd128 and scalar) under wasmtime against the native runtime (at every
+//! kernel level of this CPU): identical generations on every corpus fixture, identical error codes on malformed files through every load path, and the
 //! chunked loader's early rejections and its keep-the-previous-model rule (spec/abi.md).
 
 use harness::engine::native::NativeEngine;
-use harness::engine::wasmtime::{AbiInstance, WasmLimits, WasmModule, WasmtimeEngine, TRAP};
+use harness::engine::wasmtime::{
+    AbiInstance, WasmLimits, WasmModule, WasmVariant, WasmtimeEngine, TRAP,
+};
 use harness::engine::{Engine, GenRequest, GenResult};
 use runtime::generate::sampler::SamplerSettings;
+use runtime::model::cpu::{self, Isa};
 use runtime::model::Model;
 use runtime::ErrorCode;
 use std::path::{Path, PathBuf};
@@ -87,31 +90,67 @@ fn generate(engine: &mut dyn Engine, prompt: &str, settings: SamplerSettings) ->
         .unwrap_or_else(|e| panic!("{}: {e}", engine.name()))
 }
 
+/// The native result at kernel level `isa` (capped at what this CPU has).
+fn generate_native(isa: Isa, bytes: &[u8], prompt: &str, s: SamplerSettings) -> GenResult {
+    let mut native = NativeEngine::default();
+    native.load(bytes).unwrap();
+    cpu::set_isa(isa);
+    let r = generate(&mut native, prompt, s);
+    cpu::set_isa(cpu::detected());
+    r
+}
+
 #[test]
 fn native_and_wasmtime_generate_identically_on_every_fixture() {
-    let mut wasm = wasm_engine();
+    let mut wasm: Vec<WasmtimeEngine> = WasmVariant::ALL
+        .iter()
+        .map(|&v| WasmtimeEngine::of(v).unwrap())
+        .collect();
     for (name, bytes) in fixtures() {
         let mut native = NativeEngine::default();
         let info_native = native.load(&bytes).unwrap();
-        let info_wasm = wasm.load(&bytes).unwrap();
-        assert_eq!(info_native, info_wasm, "{name}: model info");
+        for w in &mut wasm {
+            assert_eq!(info_native, w.load(&bytes).unwrap(), "{name}: model info");
+        }
         for prompt in PROMPTS {
             for s in sampling_cases() {
                 let a = generate(&mut native, prompt, s);
-                let b = generate(&mut wasm, prompt, s);
                 assert!(
                     !a.tokens.is_empty() || a.finish == "stop",
                     "{name}: nothing generated"
                 );
-                assert_eq!(a.step_digests.len() as u64, b.step_digests.len() as u64);
-                assert_eq!(a, b, "{name}, prompt {prompt:?}, {s:?}");
-                assert_eq!(
-                    a.step_digests, b.step_digests,
-                    "{name}, prompt {prompt:?}, {s:?}"
-                );
+                let portable = generate_native(Isa::Portable, &bytes, prompt, s);
+                assert_eq!(a, portable, "{name}, portable kernels, {prompt:?}, {s:?}");
+                assert_eq!(a.step_digests, portable.step_digests, "{name}, portable");
+                for w in &mut wasm {
+                    let b = generate(w, prompt, s);
+                    let engine = w.name();
+                    assert_eq!(a.step_digests.len() as u64, b.step_digests.len() as u64);
+                    assert_eq!(a, b, "{name}, {engine}, prompt {prompt:?}, {s:?}");
+                    assert_eq!(
+                        a.step_digests, b.step_digests,
+                        "{name}, {engine}, prompt {prompt:?}, {s:?}"
+                    );
+                }
             }
         }
     }
+}
+
+#[test]
+fn both_modules_are_built_and_differ_only_in_simd() {
+    let simd = WasmVariant::Simd128.bytes().unwrap();
+    let scalar = WasmVariant::Scalar.bytes().unwrap();
+    assert_ne!(simd, scalar);
+    let exports = |b: &[u8]| WasmModule::compile(b).unwrap().exports();
+    assert_eq!(exports(&simd), exports(&scalar));
+    // An engine without simd128 accepts the scalar build and refuses the simd128 one (it does
+    // use vector instructions).
+    let mut no_simd = wasmtime::Config::new();
+    no_simd.wasm_simd(false).wasm_relaxed_simd(false);
+    let engine = wasmtime::Engine::new(&no_simd).unwrap();
+    assert!(wasmtime::Module::validate(&engine, &scalar).is_ok());
+    assert!(wasmtime::Module::validate(&engine, &simd).is_err());
 }
 
 #[test]

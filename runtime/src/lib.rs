@@ -8,10 +8,10 @@
 //! - [`adapter`]: ADP1/ASP1/ALR1 adapters, module plans and receipts (spec/adapters.md);
 //! - `abi` (feature `abi`): the raw WebAssembly ABI (spec/abi.md).
 //!
-//! No dependencies, no unsafe code (the ABI's `#[no_mangle]` exports are the one exception).
+//! No dependencies, no unsafe code except in two modules that allow it: the ABI's `#[no_mangle]`
+//! exports and [`model::cpu`] (CPU feature detection and the call into the AVX2 kernels).
 #![no_std]
-#![cfg_attr(not(feature = "abi"), forbid(unsafe_code))]
-#![cfg_attr(feature = "abi", deny(unsafe_code))]
+#![deny(unsafe_code)]
 
 extern crate alloc;
 /// The ABI build links `std`: on wasm32-unknown-unknown it supplies the allocator and the panic

@@ -2,11 +2,11 @@
 //! (a name and a function measuring one model with it).
 
 use super::Stats;
-use crate::engine::wasmtime::{wasm_path, AbiInstance, WasmLimits, WasmModule, LOAD_CHUNK_BYTES};
+use crate::engine::wasmtime::{AbiInstance, WasmLimits, WasmModule, WasmVariant, LOAD_CHUNK_BYTES};
 use anyhow::{anyhow, ensure, Result};
 use runtime::generate::sampler::SamplerSettings;
 use runtime::generate::{Session, Step};
-use runtime::model::Model;
+use runtime::model::{cpu, Model};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -15,11 +15,19 @@ use std::time::Instant;
 pub const ENGINES: &[Engine] = &[
     Engine {
         name: "native",
-        measure: native,
+        measure: |ctx, case| native(ctx, case, cpu::detected()),
+    },
+    Engine {
+        name: "native-portable",
+        measure: |ctx, case| native(ctx, case, cpu::Isa::Portable),
     },
     Engine {
         name: "wasmtime",
-        measure: wasmtime,
+        measure: |ctx, case| wasmtime(ctx, case, WasmVariant::Simd128),
+    },
+    Engine {
+        name: "wasmtime-scalar",
+        measure: |ctx, case| wasmtime(ctx, case, WasmVariant::Scalar),
     },
 ];
 
@@ -108,9 +116,17 @@ fn timed<T>(runs: usize, mut setup: impl FnMut() -> T, mut job: impl FnMut(T)) -
     )
 }
 
-/// The runtime called directly, logits digest off. Peak memory: heap counted by the harness's
+/// The runtime called directly at kernel level `isa` (runtime::model::cpu; `native` is the
+/// level detected on this CPU), logits digest off. Peak memory: heap counted by the harness's
 /// allocator from before the model's copy of the file to the end of decoding.
-fn native(ctx: &mut Context, case: &Case) -> Result<Measured> {
+fn native(ctx: &mut Context, case: &Case, isa: cpu::Isa) -> Result<Measured> {
+    cpu::set_isa(isa);
+    let r = native_at_level(ctx, case);
+    cpu::set_isa(cpu::detected());
+    r
+}
+
+fn native_at_level(ctx: &mut Context, case: &Case) -> Result<Measured> {
     let rt = |e: runtime::Error| anyhow!("{e}");
     let load = timed(
         case.runs,
@@ -154,18 +170,19 @@ fn native(ctx: &mut Context, case: &Case) -> Result<Measured> {
     })
 }
 
-/// The .wasm module under wasmtime through the raw ABI (chunked load, start, step), without
-/// reading diagnostics between steps. The ABI has no digest switch: decode digests every step.
-/// Peak memory: the instance's linear memory after one load, prefill and decode (linear memory
-/// never shrinks); the load timings run afterwards.
-fn wasmtime(ctx: &mut Context, case: &Case) -> Result<Measured> {
-    let module = ctx.wasm_module(&wasm_path())?;
+/// A .wasm module (simd128 or scalar) under wasmtime through the raw ABI (chunked load, start,
+/// step), logits digest off (`trlm_set_logits_digest(0)`), without reading diagnostics between
+/// steps. Peak memory: the instance's linear memory after one load, prefill and decode (linear
+/// memory never shrinks); the load timings run afterwards.
+fn wasmtime(ctx: &mut Context, case: &Case, variant: WasmVariant) -> Result<Measured> {
+    let module = ctx.wasm_module(&variant.path())?;
     let ok = |what: &str, status: Result<u32>| -> Result<()> {
         let status = status?;
         ensure!(status == 0, "wasmtime {what} failed with code {status}");
         Ok(())
     };
     let mut inst = AbiInstance::new(module, WasmLimits::default())?;
+    ok("set_logits_digest", inst.set_logits_digest(0))?;
     ok("load", inst.load_chunked(case.bytes, LOAD_CHUNK_BYTES))?;
     let out = inst.alloc(16)?;
     let prompt_ptr = inst.alloc_with(case.prompt)?;
@@ -211,7 +228,7 @@ fn wasmtime(ctx: &mut Context, case: &Case) -> Result<Measured> {
         load,
         prefill,
         decode,
-        decode_logits_digest: true,
+        decode_logits_digest: false,
         peak_bytes: Some(peak_bytes),
         peak_kind: "wasm linear memory",
     })

@@ -122,6 +122,9 @@ pub struct Row {
     pub decode_logits_digest: bool,
     /// Median prefill tok/s over median decode tok/s.
     pub prefill_over_decode: f64,
+    /// Median decode tok/s over the `native` row's of the same model in this run (None when
+    /// `native` was not measured).
+    pub decode_vs_native: Option<f64>,
     /// Peak memory of the model and its session (see `peak_kind`).
     pub peak_bytes: Option<usize>,
     /// "native heap" (the harness's counting allocator) or "wasm linear memory".
@@ -202,9 +205,9 @@ fn print_row(row: &Row) {
         _ => "peak n/a".into(),
     };
     println!(
-        "{:<11} {:<5} {:<9} file {:>6.2} MiB  load+verify {:>6.1} ms ({:.1}..{:.1})  \
+        "{:<11} {:<5} {:<15} file {:>6.2} MiB  load+verify {:>6.1} ms ({:.1}..{:.1})  \
          prefill {:>7.1} tok/s ({:.1}..{:.1})  decode{} {:>7.1} tok/s ({:.1}..{:.1})  \
-         prefill/decode {:.2}  {memory}",
+         prefill/decode {:.2}{}  {memory}",
         row.shape,
         row.dtype,
         row.engine,
@@ -224,6 +227,9 @@ fn print_row(row: &Row) {
         d.min,
         d.max,
         row.prefill_over_decode,
+        row.decode_vs_native
+            .map(|r| format!("  decode/native {r:.2}"))
+            .unwrap_or_default(),
     );
 }
 
@@ -304,6 +310,7 @@ pub fn run(selection: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usiz
             let kv_cache_bytes =
                 2 * 4 * (shape.n_layers as usize) * (shape.context as usize) * shape.dim as usize;
             let budget_bytes = bytes.len() + kv_cache_bytes + MEMORY_SLACK_BYTES;
+            let mut native_decode = None;
             for engine in &engines {
                 let m = (engine.measure)(&mut ctx, &case)?;
                 let prefill_tok_s = m.prefill.throughput(PROMPT_TOKENS as f64);
@@ -322,10 +329,14 @@ pub fn run(selection: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usiz
                     decode_tok_s,
                     decode_logits_digest: m.decode_logits_digest,
                     prefill_over_decode: prefill_tok_s.median / decode_tok_s.median,
+                    decode_vs_native: native_decode.map(|n| decode_tok_s.median / n),
                     peak_bytes: m.peak_bytes,
                     peak_kind: m.peak_kind,
                     over_budget: m.peak_bytes.map(|p| p > budget_bytes),
                 };
+                if engine.name == "native" {
+                    native_decode = Some(row.decode_tok_s.median);
+                }
                 if !json {
                     print_row(&row);
                 }

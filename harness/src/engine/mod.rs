@@ -110,22 +110,25 @@ pub fn requirement_bytes(req: Option<PlanRequirement>) -> Vec<u8> {
 }
 
 /// Engine names `--engine` accepts, in the order `check` runs them (the first is the reference).
-pub const ENGINE_NAMES: &[&str] = &["native", "wasmtime", "node"];
+/// "wasmtime" runs the simd128 module, "wasmtime-scalar" the scalar one; "node" picks by feature
+/// detection as the page does.
+pub const ENGINE_NAMES: &[&str] = &["native", "wasmtime", "wasmtime-scalar", "node"];
 
 /// The engine called `name`, or None when it cannot run on this machine.
 pub fn by_name(name: &str) -> anyhow::Result<Option<Box<dyn Engine>>> {
     match name {
         "native" => Ok(Some(Box::new(native::NativeEngine::default()))),
-        "wasmtime" => Ok(Some(Box::new(wasmtime::WasmtimeEngine::new(
-            &wasmtime::wasm_bytes()?,
+        "wasmtime" => Ok(Some(Box::new(wasmtime::WasmtimeEngine::of(
+            wasmtime::WasmVariant::Simd128,
+        )?))),
+        "wasmtime-scalar" => Ok(Some(Box::new(wasmtime::WasmtimeEngine::of(
+            wasmtime::WasmVariant::Scalar,
         )?))),
         "node" => {
             if !node::node_available() {
                 return Ok(None);
             }
-            Ok(Some(Box::new(node::NodeEngine::spawn(
-                &wasmtime::wasm_path(),
-            )?)))
+            Ok(Some(Box::new(node::NodeEngine::spawn_detecting()?)))
         }
         other => anyhow::bail!(
             "unknown engine {other:?} (known: {})",
@@ -134,7 +137,7 @@ pub fn by_name(name: &str) -> anyhow::Result<Option<Box<dyn Engine>>> {
     }
 }
 
-/// Size of the built .wasm module, when the build has one.
+/// Size of the built (simd128) .wasm module, when the build has one.
 pub fn wasm_module_bytes() -> Option<u64> {
     std::fs::metadata(wasmtime::wasm_path())
         .ok()

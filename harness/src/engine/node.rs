@@ -32,6 +32,8 @@ pub struct NodeEngine {
     stdout: BufReader<ChildStdout>,
     /// KV cache positions (0 = the model's max context); sent before each load.
     pub context: u32,
+    /// The module variant the host runs ("simd128", "scalar"; "given" for [`NodeEngine::spawn`]).
+    pub variant: String,
 }
 
 fn host_failure(e: anyhow::Error) -> EngineError {
@@ -44,10 +46,22 @@ fn host_failure(e: anyhow::Error) -> EngineError {
 impl NodeEngine {
     /// Starts the host on the wasm module at `wasm` and waits for its ready line.
     pub fn spawn(wasm: &Path) -> anyhow::Result<NodeEngine> {
+        NodeEngine::spawn_with(&[wasm])
+    }
+
+    /// Starts the host on both built modules: it runs the simd128 one when Node validates a
+    /// simd128 module, else the scalar one (as the page does), and reports which in
+    /// [`NodeEngine::variant`].
+    pub fn spawn_detecting() -> anyhow::Result<NodeEngine> {
+        use super::wasmtime::WasmVariant;
+        NodeEngine::spawn_with(&[&WasmVariant::Scalar.path(), &WasmVariant::Simd128.path()])
+    }
+
+    fn spawn_with(modules: &[&Path]) -> anyhow::Result<NodeEngine> {
         let host = smoke::smoke_dir().join("node-host.mjs");
         let mut child = Command::new("node")
             .arg(&host)
-            .arg(wasm)
+            .args(modules)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -60,11 +74,13 @@ impl NodeEngine {
             stdin,
             stdout,
             context: 0,
+            variant: String::new(),
         };
         let ready = engine.read_answer()?;
         if ready["ready"] != true || ready["abi_version"] != super::ABI_VERSION {
             bail!("unexpected first line from the node host: {ready}");
         }
+        engine.variant = ready["variant"].as_str().unwrap_or_default().to_string();
         Ok(engine)
     }
 

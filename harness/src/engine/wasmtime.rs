@@ -13,15 +13,59 @@ use anyhow::{bail, Context};
 use runtime::generate::session::PlanRequirement;
 use std::path::PathBuf;
 
-/// Where harness/build.rs put the module.
-pub fn wasm_path() -> PathBuf {
-    PathBuf::from(env!("TRLM_WASM_PATH"))
+/// The two builds of the module harness/build.rs makes (spec/determinism.md, SIMD paths): the
+/// same source, with and without wasm `simd128`; they compute the same bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WasmVariant {
+    /// Built with `-C target-feature=+simd128` (the default).
+    Simd128,
+    /// Built for the wasm32 baseline, for engines without simd128.
+    Scalar,
 }
 
-/// The module's bytes.
+impl WasmVariant {
+    /// Both variants, the default first.
+    pub const ALL: [WasmVariant; 2] = [WasmVariant::Simd128, WasmVariant::Scalar];
+
+    /// "simd128" or "scalar".
+    pub fn name(self) -> &'static str {
+        match self {
+            WasmVariant::Simd128 => "simd128",
+            WasmVariant::Scalar => "scalar",
+        }
+    }
+
+    /// The engine name of a [`WasmtimeEngine`] running this variant.
+    pub fn engine_name(self) -> &'static str {
+        match self {
+            WasmVariant::Simd128 => "wasmtime",
+            WasmVariant::Scalar => "wasmtime-scalar",
+        }
+    }
+
+    /// Where harness/build.rs put this variant.
+    pub fn path(self) -> PathBuf {
+        PathBuf::from(match self {
+            WasmVariant::Simd128 => env!("TRLM_WASM_SIMD_PATH"),
+            WasmVariant::Scalar => env!("TRLM_WASM_PATH"),
+        })
+    }
+
+    /// This variant's bytes.
+    pub fn bytes(self) -> anyhow::Result<Vec<u8>> {
+        let path = self.path();
+        std::fs::read(&path).with_context(|| format!("reading the wasm module {}", path.display()))
+    }
+}
+
+/// Where harness/build.rs put the default (simd128) module.
+pub fn wasm_path() -> PathBuf {
+    WasmVariant::Simd128.path()
+}
+
+/// The default (simd128) module's bytes.
 pub fn wasm_bytes() -> anyhow::Result<Vec<u8>> {
-    let path = wasm_path();
-    std::fs::read(&path).with_context(|| format!("reading the wasm module {}", path.display()))
+    WasmVariant::Simd128.bytes()
 }
 
 /// The `code` of an [`EngineError`] for a trap (including an exhausted fuel budget): not an
@@ -113,6 +157,7 @@ struct Exports {
     plan_abort: TypedFunc<(), u32>,
     remove_adapters: TypedFunc<(), u32>,
     require_plan: TypedFunc<(u32, u32), u32>,
+    set_logits_digest: TypedFunc<u32, u32>,
 }
 
 /// One instance of the module, called through its raw ABI.
@@ -185,6 +230,7 @@ impl AbiInstance {
             plan_abort: get!("trlm_plan_abort"),
             remove_adapters: get!("trlm_remove_adapters"),
             require_plan: get!("trlm_require_plan"),
+            set_logits_digest: get!("trlm_set_logits_digest"),
         };
         Ok(AbiInstance {
             store,
@@ -222,6 +268,7 @@ impl AbiInstance {
         plan_abort();
         remove_adapters();
         require_plan(ptr: u32, len: u32);
+        set_logits_digest(on: u32);
     }
 
     /// Bytes of linear memory.
@@ -328,6 +375,8 @@ impl AbiInstance {
 /// The [`Engine`] over an [`AbiInstance`].
 pub struct WasmtimeEngine {
     instance: AbiInstance,
+    /// What [`Engine::name`] reports.
+    name: &'static str,
     /// KV cache positions (0 = the model's max context).
     pub context: u32,
 }
@@ -357,10 +406,19 @@ impl WasmtimeEngine {
         WasmtimeEngine::with_limits(&WasmModule::compile(wasm)?, WasmLimits::default())
     }
 
+    /// An engine on the built module of `variant`, named after it ("wasmtime",
+    /// "wasmtime-scalar").
+    pub fn of(variant: WasmVariant) -> anyhow::Result<WasmtimeEngine> {
+        let mut engine = WasmtimeEngine::new(&variant.bytes()?)?;
+        engine.name = variant.engine_name();
+        Ok(engine)
+    }
+
     /// A new instance of a compiled module.
     pub fn with_limits(module: &WasmModule, limits: WasmLimits) -> anyhow::Result<WasmtimeEngine> {
         Ok(WasmtimeEngine {
             instance: AbiInstance::new(module, limits)?,
+            name: "wasmtime",
             context: 0,
         })
     }
@@ -369,6 +427,7 @@ impl WasmtimeEngine {
     pub fn from_instance(instance: AbiInstance) -> WasmtimeEngine {
         WasmtimeEngine {
             instance,
+            name: "wasmtime",
             context: 0,
         }
     }
@@ -490,7 +549,7 @@ impl Engine for WasmtimeEngine {
     }
 
     fn name(&self) -> String {
-        "wasmtime".into()
+        self.name.into()
     }
 
     fn load(&mut self, bytes: &[u8]) -> Result<ModelInfo, EngineError> {

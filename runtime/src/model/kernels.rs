@@ -1,12 +1,17 @@
 //! Dot products and matrix-vector products for every weight dtype, in the reduction order of
-//! spec/determinism.md (Kernels). The loops are written so the optimizer can vectorize them
-//! without changing a single rounding, and so that later SIMD versions can match them bit for
-//! bit.
+//! spec/determinism.md (Kernels).
+//!
+//! One source per kernel, written so the optimizer vectorizes it without changing a single
+//! rounding: f32 lanes are fixed-size arrays in the specified lane order, quantized block sums are
+//! exact i32 arithmetic (any vector width gives the same value). Each public kernel runs through
+//! [`cpu::run`], which picks the compiled instance (baseline or AVX2 on x86-64); the instances
+//! differ only in the vector instructions used.
 
 use alloc::vec::Vec;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::format::dtype::{DType, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
+use crate::model::cpu;
 use crate::model::quant::{dequantize, f16_to_f32, quantize_act_q8_0, BlockQ8};
 
 /// Accumulator lanes of the f32/f16 dot products: element i is added to lane `i % LANES`, then
@@ -14,6 +19,20 @@ use crate::model::quant::{dequantize, f16_to_f32, quantize_act_q8_0, BlockQ8};
 pub const LANES: usize = 16;
 
 const _: () = assert!(LANES.is_power_of_two());
+
+/// Rows the matrix kernels compute per pass: each activation chunk (or block) is loaded once
+/// for the group, and the rows' independent accumulator chains overlap. Each row keeps its own
+/// accumulators in its own order, so the grouping changes no rounding.
+pub const ROW_GROUP: usize = 4;
+
+/// The whole `N`-element arrays of `s` in order, and what is left after them (the shape of
+/// `slice::as_chunks`, which needs Rust 1.88).
+#[inline(always)]
+pub(crate) fn arrays<T, const N: usize>(s: &[T]) -> (impl Iterator<Item = &[T; N]>, &[T]) {
+    let chunks = s.chunks_exact(N);
+    let rest = chunks.remainder();
+    (chunks.filter_map(|c| c.first_chunk::<N>()), rest)
+}
 
 /// Combines the lanes by halving: for w = LANES/2, ..., 2, 1: lane k += lane k+w for k < w.
 #[inline(always)]
@@ -36,29 +55,76 @@ fn accumulate(acc: &mut [f32; LANES], w: &[f32; LANES], x: &[f32; LANES]) {
     *acc = core::array::from_fn(|k| acc[k] + w[k] * x[k]);
 }
 
-/// The lane-ordered dot product of a row of `CB / LANES`-byte elements with `x`: whole chunks of
-/// LANES elements are decoded by `decode`, the remainder element by element by `load`.
+/// The lane-ordered dot products of `R` rows of `CB / LANES`-byte elements with `x`: whole
+/// chunks of LANES elements are decoded by `decode`, the remainder element by element by
+/// `load`. Each row uses `min(row.len() / (CB / LANES), x.len())` elements.
 #[inline(always)]
-fn lane_dot<const CB: usize>(
-    row: &[u8],
+fn lane_dots<const CB: usize, const R: usize>(
+    rows: [&[u8]; R],
     x: &[f32],
     decode: impl Fn(&[u8; CB]) -> [f32; LANES],
     load: impl Fn(&[u8]) -> f32,
-) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let mut rows = row.chunks_exact(CB);
-    let mut xs = x.chunks_exact(LANES);
-    for (r, v) in (&mut rows).zip(&mut xs) {
-        if let (Some(r), Some(v)) = (r.first_chunk::<CB>(), v.first_chunk::<LANES>()) {
-            accumulate(&mut acc, &decode(r), v);
+) -> [f32; R] {
+    let eb = CB / LANES;
+    let n = rows.iter().fold(x.len(), |n, r| n.min(r.len() / eb));
+    let (xs, xtail) = arrays::<f32, LANES>(&x[..n]);
+    let rows = rows.map(|r| &r[..n * eb]);
+    let mut acc = [[0.0f32; LANES]; R];
+    for (c, v) in xs.enumerate() {
+        for (a, r) in acc.iter_mut().zip(&rows) {
+            if let Some(w) = r
+                .get(c * CB..(c + 1) * CB)
+                .and_then(|w| w.first_chunk::<CB>())
+            {
+                accumulate(a, &decode(w), v);
+            }
         }
     }
-    for ((a, e), &b) in acc
-        .iter_mut()
-        .zip(rows.remainder().chunks_exact(CB / LANES))
-        .zip(xs.remainder())
-    {
-        *a += load(e) * b;
+    let tails = rows.map(|r| &r[r.len() - r.len() % CB..]);
+    for (a, rt) in acc.iter_mut().zip(tails) {
+        for ((s, e), &b) in a.iter_mut().zip(rt.chunks_exact(eb)).zip(xtail) {
+            *s += load(e) * b;
+        }
+    }
+    acc.map(reduce_lanes)
+}
+
+/// Decodes LANES little-endian f32 values.
+#[inline(always)]
+fn decode_f32(c: &[u8; 4 * LANES]) -> [f32; LANES] {
+    core::array::from_fn(|k| {
+        f32::from_le_bytes([c[4 * k], c[4 * k + 1], c[4 * k + 2], c[4 * k + 3]])
+    })
+}
+
+#[inline(always)]
+fn load_f32(e: &[u8]) -> f32 {
+    f32::from_le_bytes([e[0], e[1], e[2], e[3]])
+}
+
+/// Widens LANES little-endian f16 values exactly.
+#[inline(always)]
+fn decode_f16(c: &[u8; 2 * LANES]) -> [f32; LANES] {
+    core::array::from_fn(|k| f16_to_f32(u16::from_le_bytes([c[2 * k], c[2 * k + 1]])))
+}
+
+#[inline(always)]
+fn load_f16(e: &[u8]) -> f32 {
+    f16_to_f32(u16::from_le_bytes([e[0], e[1]]))
+}
+
+/// [`dot_f32`] without dispatch.
+#[inline(always)]
+fn dot_f32_body(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (ac, at) = arrays::<f32, LANES>(&a[..n]);
+    let (bc, bt) = arrays::<f32, LANES>(&b[..n]);
+    let mut acc = [0.0f32; LANES];
+    for (x, y) in ac.zip(bc) {
+        accumulate(&mut acc, x, y);
+    }
+    for ((s, &p), &q) in acc.iter_mut().zip(at).zip(bt) {
+        *s += p * q;
     }
     reduce_lanes(acc)
 }
@@ -66,91 +132,154 @@ fn lane_dot<const CB: usize>(
 /// Dot product of two f32 vectors in the lane order (spec/determinism.md). Only the first
 /// `min(a.len(), b.len())` elements are used; callers pass equal lengths.
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let mut ac = a.chunks_exact(LANES);
-    let mut bc = b.chunks_exact(LANES);
-    for (x, y) in (&mut ac).zip(&mut bc) {
-        if let (Some(x), Some(y)) = (x.first_chunk::<LANES>(), y.first_chunk::<LANES>()) {
-            accumulate(&mut acc, x, y);
-        }
-    }
-    for ((s, &p), &q) in acc.iter_mut().zip(ac.remainder()).zip(bc.remainder()) {
-        *s += p * q;
-    }
-    reduce_lanes(acc)
+    cpu::run(
+        #[inline(always)]
+        || dot_f32_body(a, b),
+    )
 }
 
 /// Dot product of an f32 row stored as little-endian bytes with `x`, in the order of
 /// [`dot_f32`]. Uses `min(row.len() / 4, x.len())` elements.
 pub fn dot_f32_row(row: &[u8], x: &[f32]) -> f32 {
-    lane_dot::<{ 4 * LANES }>(
-        row,
-        x,
-        |c| {
-            core::array::from_fn(|k| {
-                f32::from_le_bytes([c[4 * k], c[4 * k + 1], c[4 * k + 2], c[4 * k + 3]])
-            })
-        },
-        |e| f32::from_le_bytes([e[0], e[1], e[2], e[3]]),
-    )
+    let [r] = cpu::run(
+        #[inline(always)]
+        || lane_dots([row], x, decode_f32, load_f32),
+    );
+    r
 }
 
 /// Dot product of an f16 row (little-endian bytes) with `x`: each weight is widened exactly to
 /// f32, then the order of [`dot_f32`] applies. Uses `min(row.len() / 2, x.len())` elements.
 pub fn dot_f16_row(row: &[u8], x: &[f32]) -> f32 {
-    lane_dot::<{ 2 * LANES }>(
-        row,
-        x,
-        |c| core::array::from_fn(|k| f16_to_f32(u16::from_le_bytes([c[2 * k], c[2 * k + 1]]))),
-        |e| f16_to_f32(u16::from_le_bytes([e[0], e[1]])),
+    let [r] = cpu::run(
+        #[inline(always)]
+        || lane_dots([row], x, decode_f16, load_f16),
+    );
+    r
+}
+
+/// The exact integer dot product of 32 weight codes with 32 activation codes: i8 × i8 products
+/// in i16 (never overflowing), adjacent pairs summed in i32 (the shape of `pmaddwd` and
+/// `i32x4.dot_i16x8_s`), then the 16 pair sums. Integer arithmetic: any order gives this value.
+#[inline(always)]
+fn block_sum(w: &[i8; QK], x: &[i8; QK]) -> i32 {
+    let pairs: [i32; QK / 2] = core::array::from_fn(|k| {
+        i32::from(i16::from(w[2 * k]) * i16::from(x[2 * k]))
+            + i32::from(i16::from(w[2 * k + 1]) * i16::from(x[2 * k + 1]))
+    });
+    pairs.iter().sum()
+}
+
+/// The 32 signed codes and the scale of a q8_0 block.
+#[inline(always)]
+fn decode_q8_0(blk: &[u8; Q8_0_BLOCK_BYTES]) -> (f32, [i8; QK]) {
+    let [d0, d1, qs @ ..] = blk;
+    (
+        f16_to_f32(u16::from_le_bytes([*d0, *d1])),
+        qs.map(|q| q as i8),
     )
 }
 
-/// Splits a q8_0/q4_0 block into its f16 scale (as f32) and its `N` code bytes. `None` only for
-/// a block of the wrong length, which `chunks_exact` never yields.
+/// The 32 signed codes and the scale of a q4_0 block: code j is `(byte j & 15) - 8` for j < 16
+/// and `(byte j-16 >> 4) - 8` for j >= 16.
 #[inline(always)]
-fn split_block<const N: usize>(blk: &[u8]) -> Option<(f32, &[u8; N])> {
-    let (d, qs) = blk.split_first_chunk::<2>()?;
-    Some((f16_to_f32(u16::from_le_bytes(*d)), qs.first_chunk::<N>()?))
+fn decode_q4_0(blk: &[u8; Q4_0_BLOCK_BYTES]) -> (f32, [i8; QK]) {
+    let [d0, d1, qs @ ..] = blk;
+    let lo = qs.map(|b| (b & 0x0f) as i8 - 8);
+    let hi = qs.map(|b| (b >> 4) as i8 - 8);
+    let mut codes = [0i8; QK];
+    let (cl, ch) = codes.split_at_mut(QK / 2);
+    cl.copy_from_slice(&lo);
+    ch.copy_from_slice(&hi);
+    (f16_to_f32(u16::from_le_bytes([*d0, *d1])), codes)
+}
+
+/// The quantized dot products of `R` rows of `BB`-byte blocks with a q8_0 activation: per row
+/// and block the exact integer sum of code products, then `acc = acc + sumi as f32 * (d_w *
+/// d_x)`, blocks in order, acc starting at +0. Uses `min(row blocks, act.len())` blocks.
+#[inline(always)]
+fn quant_dots<const BB: usize, const R: usize>(
+    rows: [&[u8]; R],
+    act: &[BlockQ8],
+    decode: impl Fn(&[u8; BB]) -> (f32, [i8; QK]),
+) -> [f32; R] {
+    let nb = rows.iter().fold(act.len(), |n, r| n.min(r.len() / BB));
+    let rows = rows.map(|r| &r[..nb * BB]);
+    let mut acc = [0.0f32; R];
+    for (b, a) in act[..nb].iter().enumerate() {
+        for (s, r) in acc.iter_mut().zip(&rows) {
+            if let Some(blk) = r
+                .get(b * BB..(b + 1) * BB)
+                .and_then(|c| c.first_chunk::<BB>())
+            {
+                let (dw, qw) = decode(blk);
+                *s += block_sum(&qw, &a.qs) as f32 * (dw * a.d);
+            }
+        }
+    }
+    acc
 }
 
 /// Dot product of a q8_0 row (34-byte blocks) with a q8_0-quantized activation: per block the
 /// exact integer sum of code products, then `acc = acc + sumi as f32 * (d_w * d_x)`, blocks in
 /// order, acc starting at +0. Uses `min(row blocks, act.len())` blocks.
 pub fn dot_q8_0_row(row: &[u8], act: &[BlockQ8]) -> f32 {
-    let mut acc = 0.0f32;
-    for (blk, a) in row.chunks_exact(Q8_0_BLOCK_BYTES).zip(act) {
-        let Some((dw, qs)) = split_block::<QK>(blk) else {
-            break;
-        };
-        let mut sumi = 0i32;
-        for (&w, &x) in qs.iter().zip(a.qs.iter()) {
-            sumi += i32::from(w as i8) * i32::from(x);
-        }
-        acc += sumi as f32 * (dw * a.d);
-    }
-    acc
+    let [r] = cpu::run(
+        #[inline(always)]
+        || quant_dots([row], act, decode_q8_0),
+    );
+    r
 }
 
 /// Dot product of a q4_0 row (18-byte blocks) with a q8_0-quantized activation, in the order of
 /// [`dot_q8_0_row`]; weight code j of a block is `(byte j & 15) - 8` for j < 16 and
 /// `(byte j-16 >> 4) - 8` for j >= 16.
 pub fn dot_q4_0_row(row: &[u8], act: &[BlockQ8]) -> f32 {
-    let mut acc = 0.0f32;
-    for (blk, a) in row.chunks_exact(Q4_0_BLOCK_BYTES).zip(act) {
-        let Some((dw, qs)) = split_block::<{ QK / 2 }>(blk) else {
-            break;
-        };
-        let (xlo, xhi) = a.qs.split_at(QK / 2);
-        let mut sumi = 0i32;
-        for ((&w, &x0), &x1) in qs.iter().zip(xlo).zip(xhi) {
-            let w0 = i32::from(w & 0x0f) - 8;
-            let w1 = i32::from(w >> 4) - 8;
-            sumi += w0 * i32::from(x0) + w1 * i32::from(x1);
-        }
-        acc += sumi as f32 * (dw * a.d);
+    let [r] = cpu::run(
+        #[inline(always)]
+        || quant_dots([row], act, decode_q4_0),
+    );
+    r
+}
+
+/// [`ROW_GROUP`] q8_0 rows at once: `dot_q8_0_rows(rows, act)[i] == dot_q8_0_row(rows[i], act)`.
+pub fn dot_q8_0_rows(rows: [&[u8]; ROW_GROUP], act: &[BlockQ8]) -> [f32; ROW_GROUP] {
+    cpu::run(
+        #[inline(always)]
+        || quant_dots(rows, act, decode_q8_0),
+    )
+}
+
+/// [`ROW_GROUP`] q4_0 rows at once: `dot_q4_0_rows(rows, act)[i] == dot_q4_0_row(rows[i], act)`.
+pub fn dot_q4_0_rows(rows: [&[u8]; ROW_GROUP], act: &[BlockQ8]) -> [f32; ROW_GROUP] {
+    cpu::run(
+        #[inline(always)]
+        || quant_dots(rows, act, decode_q4_0),
+    )
+}
+
+/// Every row of a matrix (`bytes` split into `row_bytes`-byte rows) through `dots`, in groups of
+/// [`ROW_GROUP`] rows and then one at a time: `out[r]` = `dots` of row r.
+#[inline(always)]
+fn all_rows(
+    out: &mut [f32],
+    bytes: &[u8],
+    row_bytes: usize,
+    group: impl Fn([&[u8]; ROW_GROUP]) -> [f32; ROW_GROUP],
+    single: impl Fn(&[u8]) -> f32,
+) {
+    let mut outs = out.chunks_exact_mut(ROW_GROUP);
+    let mut groups = bytes.chunks_exact(row_bytes * ROW_GROUP);
+    for (o, g) in (&mut outs).zip(&mut groups) {
+        let r = group(core::array::from_fn(|i| {
+            &g[i * row_bytes..(i + 1) * row_bytes]
+        }));
+        o.copy_from_slice(&r);
     }
-    acc
+    let tail = groups.remainder().chunks_exact(row_bytes);
+    for (o, row) in outs.into_remainder().iter_mut().zip(tail) {
+        *o = single(row);
+    }
 }
 
 /// A row-major `[rows, cols]` weight matrix in its storage bytes (little-endian).
@@ -277,17 +406,38 @@ pub fn matvec(out: &mut [f32], w: &MatRef, x: &[f32], scratch: &mut ActScratch) 
         ));
     }
     let rb = w.row_bytes()?;
+    // Zero columns give zero-length rows; `chunks_exact` needs a non-zero size (the rows are
+    // then filled with the empty sum below).
+    let step = rb.max(1);
     match w.dtype {
-        DType::F32 => {
-            for (o, row) in out.iter_mut().zip(w.bytes.chunks_exact(rb.max(1))) {
-                *o = dot_f32_row(row, x);
-            }
-        }
-        DType::F16 => {
-            for (o, row) in out.iter_mut().zip(w.bytes.chunks_exact(rb.max(1))) {
-                *o = dot_f16_row(row, x);
-            }
-        }
+        DType::F32 => cpu::run(
+            #[inline(always)]
+            || {
+                all_rows(
+                    out,
+                    w.bytes,
+                    step,
+                    #[inline(always)]
+                    |g| lane_dots(g, x, decode_f32, load_f32),
+                    #[inline(always)]
+                    |r| lane_dots([r], x, decode_f32, load_f32)[0],
+                )
+            },
+        ),
+        DType::F16 => cpu::run(
+            #[inline(always)]
+            || {
+                all_rows(
+                    out,
+                    w.bytes,
+                    step,
+                    #[inline(always)]
+                    |g| lane_dots(g, x, decode_f16, load_f16),
+                    #[inline(always)]
+                    |r| lane_dots([r], x, decode_f16, load_f16)[0],
+                )
+            },
+        ),
         DType::Q8_0 | DType::Q4_0 => {
             let nb = w.cols / QK;
             if nb > scratch.blocks.len() {
@@ -302,18 +452,41 @@ pub fn matvec(out: &mut [f32], w: &MatRef, x: &[f32], scratch: &mut ActScratch) 
             }
             let act = &mut scratch.blocks[..nb];
             quantize_act_q8_0(x, act)?;
-            let dot = if w.dtype == DType::Q8_0 {
-                dot_q8_0_row
+            let act = &*act;
+            if w.dtype == DType::Q8_0 {
+                cpu::run(
+                    #[inline(always)]
+                    || {
+                        all_rows(
+                            out,
+                            w.bytes,
+                            step,
+                            #[inline(always)]
+                            |g| quant_dots(g, act, decode_q8_0),
+                            #[inline(always)]
+                            |r| quant_dots([r], act, decode_q8_0)[0],
+                        )
+                    },
+                )
             } else {
-                dot_q4_0_row
-            };
-            for (o, row) in out.iter_mut().zip(w.bytes.chunks_exact(rb.max(1))) {
-                *o = dot(row, act);
+                cpu::run(
+                    #[inline(always)]
+                    || {
+                        all_rows(
+                            out,
+                            w.bytes,
+                            step,
+                            #[inline(always)]
+                            |g| quant_dots(g, act, decode_q4_0),
+                            #[inline(always)]
+                            |r| quant_dots([r], act, decode_q4_0)[0],
+                        )
+                    },
+                )
             }
         }
     }
     if rb == 0 {
-        // Zero columns: every row's dot product is the empty sum.
         out.fill(0.0);
     }
     Ok(())

@@ -401,16 +401,29 @@ pub fn cos_f32(x: f32) -> f32 {
 /// +0.0, elements in index order), then lanes are combined by halving:
 /// for w in [8, 4, 2, 1], lane[k] += lane[k + w] for k < w. Returns lane 0.
 pub fn sum_f32(xs: &[f32]) -> f32 {
+    crate::model::cpu::run(
+        #[inline(always)]
+        || sum_lanes(xs),
+    )
+}
+
+/// [`sum_f32`] in the current instance: whole chunks of 16 as one lane-array update, then the
+/// tail into the first lanes.
+#[inline(always)]
+fn sum_lanes(xs: &[f32]) -> f32 {
+    let (chunks, tail) = crate::model::kernels::arrays::<f32, SUM_LANES>(xs);
     let mut lanes = [0.0f32; SUM_LANES];
-    for chunk in xs.chunks(SUM_LANES) {
-        for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane += v;
-        }
+    for c in chunks {
+        lanes = core::array::from_fn(|k| lanes[k] + c[k]);
+    }
+    for (lane, &v) in lanes.iter_mut().zip(tail) {
+        *lane += v;
     }
     combine_lanes(lanes)
 }
 
 /// The halving combination of 16 lane partial sums (see [`sum_f32`]).
+#[inline(always)]
 pub fn combine_lanes(mut lanes: [f32; SUM_LANES]) -> f32 {
     let mut width = SUM_LANES / 2;
     while width > 0 {
@@ -425,6 +438,15 @@ pub fn combine_lanes(mut lanes: [f32; SUM_LANES]) -> f32 {
 /// Softmax in place: m = max(x), x_i = exp(x_i - m), s = sum_f32(x), x_i = x_i / s.
 /// An empty slice is left alone.
 pub fn softmax_in_place(x: &mut [f32]) {
+    crate::model::cpu::run(
+        #[inline(always)]
+        || softmax_body(x),
+    )
+}
+
+/// [`softmax_in_place`] in the current instance (the max and the exponentials are scalar).
+#[inline(always)]
+fn softmax_body(x: &mut [f32]) {
     let Some(&first) = x.first() else {
         return;
     };
@@ -437,7 +459,7 @@ pub fn softmax_in_place(x: &mut [f32]) {
     for v in x.iter_mut() {
         *v = exp_f32(*v - max);
     }
-    let sum = sum_f32(x);
+    let sum = sum_lanes(x);
     for v in x.iter_mut() {
         *v /= sum;
     }

@@ -3,6 +3,7 @@
 //! weights and the forward pass.
 
 pub mod batch;
+pub mod cpu;
 pub mod forward;
 pub mod kernels;
 pub mod math;

@@ -11,6 +11,8 @@
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::format::dtype::{DType, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
+use crate::model::cpu;
+use crate::model::kernels::arrays;
 
 /// The bits of an f16 infinity with positive sign.
 const F16_INF: u16 = 0x7c00;
@@ -98,6 +100,7 @@ const fn f16_round(x: f32) -> f32 {
 
 /// Rounds half away from zero, then converts to i32 (saturating; NaN gives 0). Exactly
 /// C `roundf` / gguf-py `np_roundf` for every |v| < 2^23, which covers all uses here.
+#[inline(always)]
 fn round_half_away(v: f32) -> i32 {
     let a = if v < 0.0 { -v } else { v };
     let t = a as i32; // trunc of a non-negative value; saturating, NaN -> 0
@@ -126,6 +129,7 @@ fn q8_0_scale(block: &[f32]) -> (f32, f32) {
 }
 
 /// The q8_0 code of one element: round-half-away(x * id) clamped to [-127, 127].
+#[inline(always)]
 fn q8_0_code(x: f32, id: f32) -> i8 {
     round_half_away(x * id).clamp(-127, 127) as i8
 }
@@ -325,14 +329,43 @@ pub fn quantize_act_q8_0(x: &[f32], out: &mut [BlockQ8]) -> Result<()> {
             ),
         ));
     }
-    for (block, out) in x.chunks_exact(QK).zip(out.iter_mut()) {
-        let (d, id) = q8_0_scale(block);
-        for (q, &v) in out.qs.iter_mut().zip(block) {
-            *q = q8_0_code(v, id);
-        }
-        out.d = f16_round(d);
-    }
+    let (blocks, _) = arrays::<f32, QK>(x);
+    cpu::run(
+        #[inline(always)]
+        || {
+            for (block, out) in blocks.zip(out.iter_mut()) {
+                let d = block_amax(block) / 127.0;
+                let id = if d == 0.0 { 0.0 } else { 1.0 / d };
+                out.qs = core::array::from_fn(|j| q8_0_code(block[j], id));
+                out.d = f16_round(d);
+            }
+        },
+    );
     Ok(())
+}
+
+/// Lanes of [`block_amax`].
+const AMAX_LANES: usize = 8;
+
+/// The largest |v| of a block (+0.0 when all are zero; NaN elements ignored), as the scan of
+/// [`q8_0_scale`] finds it: per-lane maxima, then their maximum. A maximum does not depend on the
+/// order it is taken in (NaN never compares greater, and |v| clears the sign bit so no -0.0
+/// competes with +0.0), so the lanes give the scan's value bit for bit.
+#[inline(always)]
+fn block_amax(block: &[f32; QK]) -> f32 {
+    let mut m = [0.0f32; AMAX_LANES];
+    for c in arrays::<f32, AMAX_LANES>(block).0 {
+        m = core::array::from_fn(|k| {
+            let a = f32::from_bits(c[k].to_bits() & 0x7fff_ffff);
+            if a > m[k] {
+                a
+            } else {
+                m[k]
+            }
+        });
+    }
+    m.into_iter()
+        .fold(0.0, |acc, v| if v > acc { v } else { acc })
 }
 
 #[cfg(test)]

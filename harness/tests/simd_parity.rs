@@ -1,0 +1,240 @@
+//! Every kernel's AVX2 instance against its portable instance (spec/determinism.md, SIMD
+//! paths): bit-identical results on random inputs with edge values (signed zeros, subnormals,
+//! extremes, infinities), lengths that are not multiples of the lanes, and row counts that are
+//! not multiples of the row group. NaN results must be NaN in both (their bits are unspecified).
+//!
+//! The level is process-wide, so the tests of this file take turns through one lock. On a CPU
+//! without AVX2 there is nothing to compare and each test says so.
+
+use proptest::prelude::*;
+use runtime::format::dtype::{DType, QK};
+use runtime::model::cpu::{self, Isa};
+use runtime::model::kernels::{
+    dot_f16_row, dot_f32, dot_f32_row, dot_q4_0_row, dot_q4_0_rows, dot_q8_0_row, dot_q8_0_rows,
+    matvec, ActScratch, MatRef, ROW_GROUP,
+};
+use runtime::model::math::{softmax_in_place, sum_f32};
+use runtime::model::quant::{quantize_act_q8_0, BlockQ8};
+use std::sync::Mutex;
+
+static LEVEL: Mutex<()> = Mutex::new(());
+
+/// Runs `f` once on the portable instance and once on AVX2 and returns both results; None when
+/// this CPU has no AVX2.
+fn both<T>(mut f: impl FnMut() -> T) -> Option<(T, T)> {
+    let _turn = LEVEL.lock().unwrap_or_else(|e| e.into_inner());
+    if cpu::detected() < Isa::Avx2 {
+        eprintln!("no AVX2 on this CPU: only the portable instance exists; nothing to compare");
+        return None;
+    }
+    assert_eq!(cpu::set_isa(Isa::Portable), Isa::Portable);
+    let portable = f();
+    assert_eq!(cpu::set_isa(Isa::Avx2), Isa::Avx2);
+    let avx2 = f();
+    Some((portable, avx2))
+}
+
+/// Bit equality, or NaN in both.
+fn same(a: f32, b: f32) -> bool {
+    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+}
+
+fn assert_same(a: &[f32], b: &[f32]) {
+    assert_eq!(a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            same(*x, *y),
+            "element {i}: portable {x:e} ({:#x}), avx2 {y:e} ({:#x})",
+            x.to_bits(),
+            y.to_bits()
+        );
+    }
+}
+
+/// f32 values with the edges weighted in.
+fn value() -> impl Strategy<Value = f32> {
+    prop_oneof![
+        4 => -4.0f32..4.0,
+        1 => Just(0.0f32),
+        1 => Just(-0.0f32),
+        1 => prop_oneof![
+            Just(f32::MIN_POSITIVE),
+            Just(-f32::MIN_POSITIVE / 3.0),
+            Just(f32::from_bits(1)),
+            Just(f32::MAX),
+            Just(f32::MIN),
+            Just(1e30f32),
+            Just(-1e-30f32),
+        ],
+        1 => (0u32..0x0080_0000, any::<bool>())
+            .prop_map(|(m, s)| f32::from_bits(m | (u32::from(s) << 31))), // subnormals
+        1 => any::<u32>().prop_map(f32::from_bits).prop_filter("finite", |v| v.is_finite()),
+    ]
+}
+
+/// Finite values including infinities rarely.
+fn value_or_inf() -> impl Strategy<Value = f32> {
+    prop_oneof![20 => value(), 1 => Just(f32::INFINITY), 1 => Just(f32::NEG_INFINITY)]
+}
+
+fn le_f32(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Activation blocks with arbitrary codes (-128 included, which the quantizer never makes) and
+/// scales.
+fn act_blocks(n: usize) -> impl Strategy<Value = Vec<BlockQ8>> {
+    prop::collection::vec(
+        (prop::array::uniform32(any::<i8>()), value()).prop_map(|(qs, d)| BlockQ8 { qs, d }),
+        n,
+    )
+}
+
+/// Random storage bytes for `rows` rows of `blocks` blocks of a quantized dtype, with f16 scales
+/// drawn from every bit pattern class.
+fn quant_rows(dtype: DType, rows: usize, blocks: usize) -> impl Strategy<Value = Vec<u8>> {
+    let bb = dtype.block_bytes();
+    prop::collection::vec(
+        (
+            prop_oneof![
+                4 => (0x2000u16..0x4400).boxed(),
+                1 => any::<u16>().boxed(),
+                1 => Just(0x0001u16).boxed(),
+                1 => Just(0x7bffu16).boxed(),
+            ],
+            prop::collection::vec(any::<u8>(), bb - 2),
+        ),
+        rows * blocks,
+    )
+    .prop_map(|blocks| {
+        blocks
+            .into_iter()
+            .flat_map(|(d, qs)| d.to_le_bytes().into_iter().chain(qs))
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn f32_dots(pairs in prop::collection::vec((value_or_inf(), value()), 0..150)) {
+        let (a, b): (Vec<f32>, Vec<f32>) = pairs.into_iter().unzip();
+        let bytes = le_f32(&a);
+        if let Some((p, v)) = both(|| [dot_f32(&a, &b), dot_f32_row(&bytes, &b)]) {
+            assert_same(&p, &v);
+        }
+    }
+
+    #[test]
+    fn f16_dot(pairs in prop::collection::vec((any::<u16>(), value()), 0..150)) {
+        let bytes: Vec<u8> = pairs.iter().flat_map(|(h, _)| h.to_le_bytes()).collect();
+        let x: Vec<f32> = pairs.iter().map(|p| p.1).collect();
+        if let Some((p, v)) = both(|| dot_f16_row(&bytes, &x)) {
+            assert_same(&[p], &[v]);
+        }
+    }
+
+    #[test]
+    fn quantized_dots(
+        (blocks, q8, q4, act) in (0usize..6).prop_flat_map(|n| (
+            Just(n),
+            quant_rows(DType::Q8_0, ROW_GROUP, n),
+            quant_rows(DType::Q4_0, ROW_GROUP, n),
+            act_blocks(n),
+        ))
+    ) {
+        let rows8: [&[u8]; ROW_GROUP] =
+            core::array::from_fn(|r| &q8[r * blocks * 34..(r + 1) * blocks * 34]);
+        let rows4: [&[u8]; ROW_GROUP] =
+            core::array::from_fn(|r| &q4[r * blocks * 18..(r + 1) * blocks * 18]);
+        let run = || {
+            let mut out = Vec::new();
+            out.extend(rows8.map(|r| dot_q8_0_row(r, &act)));
+            out.extend(dot_q8_0_rows(rows8, &act));
+            out.extend(rows4.map(|r| dot_q4_0_row(r, &act)));
+            out.extend(dot_q4_0_rows(rows4, &act));
+            out
+        };
+        if let Some((p, v)) = both(run) {
+            assert_same(&p, &v);
+            // The row group computes each row exactly as the single-row kernel.
+            assert_same(&p[..ROW_GROUP], &p[ROW_GROUP..2 * ROW_GROUP]);
+            assert_same(&p[2 * ROW_GROUP..3 * ROW_GROUP], &p[3 * ROW_GROUP..]);
+        }
+    }
+
+    #[test]
+    fn matvec_every_dtype(
+        rows in 0usize..11,
+        blocks in 0usize..4,
+        seed_bytes in prop::collection::vec(any::<u8>(), 11 * 4 * 128),
+        x in prop::collection::vec(value(), 4 * QK),
+    ) {
+        let cols = blocks * QK;
+        let x = &x[..cols];
+        let mut scratch = ActScratch::new(cols).unwrap();
+        for dtype in DType::ALL {
+            let len = dtype.bytes_for((rows * cols) as u64).unwrap() as usize;
+            let mut bytes = seed_bytes[..len].to_vec();
+            // Keep f32 weights mostly finite and q scales moderate, with the raw bytes elsewhere.
+            if dtype == DType::F32 {
+                for c in bytes.chunks_exact_mut(4) {
+                    c[3] &= 0xbf;
+                }
+            }
+            let m = MatRef::new(dtype, rows, cols, &bytes).unwrap();
+            if let Some((p, v)) = both(|| {
+                let mut out = vec![0.0f32; rows];
+                matvec(&mut out, &m, x, &mut scratch).unwrap();
+                out
+            }) {
+                assert_same(&p, &v);
+            }
+        }
+    }
+
+    #[test]
+    fn activation_quantization(x in prop::collection::vec(value_or_inf(), 0..5 * QK)) {
+        let n = x.len() / QK;
+        let x = &x[..n * QK];
+        if let Some((p, v)) = both(|| {
+            let mut out = vec![BlockQ8::ZERO; n];
+            quantize_act_q8_0(x, &mut out).unwrap();
+            out
+        }) {
+            for (a, b) in p.iter().zip(&v) {
+                assert_eq!(a.qs, b.qs);
+                assert!(same(a.d, b.d));
+            }
+        }
+    }
+
+    #[test]
+    fn sums_and_softmax(x in prop::collection::vec(-80.0f32..80.0, 0..300)) {
+        if let Some((p, v)) = both(|| {
+            let mut s = x.clone();
+            softmax_in_place(&mut s);
+            s.push(sum_f32(&x));
+            s
+        }) {
+            assert_same(&p, &v);
+        }
+    }
+}
+
+#[test]
+fn the_level_only_goes_down() {
+    let _turn = LEVEL.lock().unwrap_or_else(|e| e.into_inner());
+    let top = cpu::detected();
+    assert_eq!(cpu::set_isa(Isa::Portable), Isa::Portable);
+    assert_eq!(cpu::isa(), Isa::Portable);
+    assert_eq!(cpu::set_isa(Isa::Avx2), top);
+    assert_eq!(cpu::isa(), top);
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(
+        top == Isa::Avx2,
+        std::arch::is_x86_feature_detected!("avx2"),
+        "cpuid detection agrees with std's"
+    );
+}

@@ -1,0 +1,122 @@
+//! Instruction-set levels of the kernels (spec/determinism.md, SIMD paths): which compiled
+//! instance of the one kernel source runs. Every level computes the same bits; a level only
+//! changes which vector instructions the compiler may use.
+//!
+//! - wasm32: fixed when the module is built (`simd128` or not); nothing is chosen at run time.
+//! - x86-64: the baseline (SSE2) instance, or an AVX2 instance of the same code chosen at run time
+//!   when the CPU has AVX2 and the OS saves the AVX registers (cpuid + xgetbv). FMA is never
+//!   enabled.
+//!
+//! The only unsafe code of the runtime outside the wasm ABI lives here: the feature detection and
+//! the one call into the AVX2 instance.
+#![allow(unsafe_code)]
+
+use core::sync::atomic::{AtomicU8, Ordering};
+
+/// A kernel instance level, lowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// The baseline instance: SSE2 on x86-64, and whatever the wasm module was built with.
+    Portable = 1,
+    /// The AVX2 instance (x86-64 only; never with FMA).
+    Avx2 = 2,
+}
+
+impl Isa {
+    /// "portable" or "avx2".
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+        }
+    }
+
+    fn from_u8(v: u8) -> Isa {
+        if v == Isa::Avx2 as u8 {
+            Isa::Avx2
+        } else {
+            Isa::Portable
+        }
+    }
+}
+
+/// The highest level the CPU supports (0 = not detected yet).
+static DETECTED: AtomicU8 = AtomicU8::new(0);
+/// The level in use (0 = the detected one).
+static CHOSEN: AtomicU8 = AtomicU8::new(0);
+
+/// The highest level this CPU and OS support, detected once and cached.
+pub fn detected() -> Isa {
+    let v = DETECTED.load(Ordering::Relaxed);
+    if v != 0 {
+        return Isa::from_u8(v);
+    }
+    let isa = detect();
+    DETECTED.store(isa as u8, Ordering::Relaxed);
+    isa
+}
+
+/// The level the kernels use now: the detected one unless [`set_isa`] lowered it.
+#[inline]
+pub fn isa() -> Isa {
+    match CHOSEN.load(Ordering::Relaxed) {
+        0 => detected(),
+        v => Isa::from_u8(v),
+    }
+}
+
+/// Chooses the level the kernels use (process-wide), capped at [`detected`]: a level can be
+/// lowered (e.g. to compare the portable path with AVX2) but never raised past what the CPU
+/// supports. Returns the level now in use.
+pub fn set_isa(isa: Isa) -> Isa {
+    let level = isa.min(detected());
+    CHOSEN.store(level as u8, Ordering::Relaxed);
+    level
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detect() -> Isa {
+    use core::arch::x86_64::{__cpuid, __cpuid_count, _xgetbv};
+    // SAFETY: cpuid exists on every x86-64 CPU. xgetbv is executed only when cpuid reports
+    // OSXSAVE (the OS enabled XSAVE and with it the xgetbv instruction).
+    let avx2 = unsafe {
+        let max_leaf = __cpuid(0).eax;
+        let leaf1 = __cpuid(1).ecx;
+        let osxsave = leaf1 & (1 << 27) != 0;
+        let avx = leaf1 & (1 << 28) != 0;
+        // XCR0 bits 1 (SSE state) and 2 (AVX state): the OS saves the ymm registers.
+        let os_avx = osxsave && avx && _xgetbv(0) & 0b110 == 0b110;
+        os_avx && max_leaf >= 7 && __cpuid_count(7, 0).ebx & (1 << 5) != 0
+    };
+    if avx2 {
+        Isa::Avx2
+    } else {
+        Isa::Portable
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detect() -> Isa {
+    Isa::Portable
+}
+
+/// Runs `f` in the instance of the current level: inlined into an AVX2-enabled function on
+/// x86-64 when [`isa`] is AVX2, else called directly. `f` and everything it inlines (the kernels
+/// mark their bodies `#[inline(always)]`) is then compiled once per level from the same source.
+#[inline(always)]
+pub(crate) fn run<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if isa() == Isa::Avx2 {
+        // SAFETY: `isa()` is Avx2 only when `detect` found AVX2 in cpuid and the AVX register
+        // state enabled by the OS in XCR0 (`set_isa` never raises the level past that).
+        return unsafe { with_avx2(f) };
+    }
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
