@@ -12,6 +12,7 @@ use harness::engine::{Engine, EngineError};
 use harness::fixtures::corpus_dir;
 use harness::gguf::Gguf;
 use harness::malformed;
+use harness::malformed::adapters::StoredCase;
 use runtime::adapter::{Adapter, Plan, Receipt};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -28,43 +29,8 @@ fn read(sub: &str, file: &str) -> Vec<u8> {
     std::fs::read(dir(sub).join(file)).unwrap_or_else(|e| panic!("{sub}/{file}: {e}"))
 }
 
-/// One adapter-matrix case with its bytes loaded.
-struct AdapterCase {
-    name: String,
-    check: String,
-    code: u32,
-    /// The checked file (adapter, plan, receipt cases).
-    file: Option<Vec<u8>>,
-    /// The base model, plan and modules (apply cases).
-    apply: Option<(Vec<u8>, Vec<u8>, Vec<Vec<u8>>)>,
-}
-
-fn adapter_cases() -> Vec<AdapterCase> {
-    let m = manifest("adapters");
-    m["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["check"] == "apply" || c["file"].is_string())
-        .map(|c| AdapterCase {
-            name: c["name"].as_str().unwrap().into(),
-            check: c["check"].as_str().unwrap().into(),
-            code: c["code"].as_u64().unwrap() as u32,
-            file: c["file"].as_str().map(|f| read("adapters", f)),
-            apply: (c["check"] == "apply").then(|| {
-                (
-                    std::fs::read(corpus_dir().join(c["base"].as_str().unwrap())).unwrap(),
-                    read("adapters", c["plan"].as_str().unwrap()),
-                    c["modules"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|f| read("adapters", f.as_str().unwrap()))
-                        .collect(),
-                )
-            }),
-        })
-        .collect()
+fn adapter_cases() -> Vec<StoredCase> {
+    malformed::adapters::stored_cases(&corpus_dir()).unwrap()
 }
 
 fn status(r: Result<(), EngineError>) -> u32 {
@@ -80,7 +46,7 @@ fn apply_with(
     status(engine.apply_plan(plan, &ms).map(|_| ()))
 }
 
-fn native(c: &AdapterCase) -> u32 {
+fn native(c: &StoredCase) -> u32 {
     let code = |r: runtime::Result<()>| r.map_or_else(|e| e.code as u32, |_| 0);
     match (c.check.as_str(), &c.file, &c.apply) {
         ("adapter", Some(b), _) => code(Adapter::parse(b).map(|_| ())),

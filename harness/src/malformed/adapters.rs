@@ -23,6 +23,8 @@ use runtime::limits;
 use runtime::model::Model;
 use runtime::sha256::{sha256, to_hex};
 use runtime::ErrorCode::{self, *};
+// The glob above brings `ErrorCode::Ok`; the `Ok` of this file is `Result`'s.
+use std::result::Result::Ok;
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -262,7 +264,7 @@ pub fn cases(corpus: &Path) -> Result<(Vec<Case>, Vec<(String, Vec<u8>)>)> {
     plan_text(&mut m, &valid_plan, &valid);
     receipt_text(&mut m, &valid_receipt);
     apply_rules(&mut m, &f32m, &f16m, &q8m, &valid);
-    std::result::Result::Ok((m.cases, m.support))
+    Ok((m.cases, m.support))
 }
 
 fn adapter_header(m: &mut Matrix, a: &[u8]) {
@@ -999,4 +1001,53 @@ pub fn generate(corpus: &Path, check: bool) -> Result<Vec<String>> {
         &["adapter", "plan", "receipt"],
         check,
     )
+}
+
+/// A case of the committed corpus/malformed/adapters/ manifest, its files read.
+#[derive(Clone, Debug)]
+pub struct StoredCase {
+    pub name: String,
+    /// `adapter`, `plan`, `receipt` or `apply`.
+    pub check: String,
+    pub code: u32,
+    /// The checked file (adapter, plan and receipt cases).
+    pub file: Option<Vec<u8>>,
+    /// The base model, the plan and the modules (apply cases).
+    pub apply: Option<(Vec<u8>, Vec<u8>, Vec<Vec<u8>>)>,
+}
+
+/// Every stored case of the committed manifest in `corpus` (the over-budget adapter, not
+/// stored, is left out).
+pub fn stored_cases(corpus: &Path) -> Result<Vec<StoredCase>> {
+    let dir = corpus.join("malformed/adapters");
+    let read = |f: &str| std::fs::read(dir.join(f)).with_context(|| format!("reading {f}"));
+    let manifest: Value = serde_json::from_slice(&read("manifest.json")?)?;
+    let mut out = Vec::new();
+    for c in manifest["cases"].as_array().context("manifest cases")? {
+        let check = c["check"].as_str().context("check")?;
+        let apply = if check == "apply" {
+            let base = c["base"].as_str().context("base")?;
+            let mut modules = Vec::new();
+            for m in c["modules"].as_array().context("modules")? {
+                modules.push(read(m.as_str().context("module")?)?);
+            }
+            Some((
+                std::fs::read(corpus.join(base)).with_context(|| format!("reading {base}"))?,
+                read(c["plan"].as_str().context("plan")?)?,
+                modules,
+            ))
+        } else if c["file"].is_null() {
+            continue;
+        } else {
+            None
+        };
+        out.push(StoredCase {
+            name: c["name"].as_str().context("name")?.into(),
+            check: check.into(),
+            code: c["code"].as_u64().context("code")? as u32,
+            file: c["file"].as_str().map(read).transpose()?,
+            apply,
+        });
+    }
+    Ok(out)
 }
