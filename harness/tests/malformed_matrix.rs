@@ -6,8 +6,8 @@
 
 use harness::engine::native::NativeEngine;
 use harness::engine::node::{node_available, NodeEngine};
-use harness::engine::wasmtime::{wasm_bytes, wasm_path, AbiInstance, WasmLimits, WasmModule};
 use harness::engine::wasmtime::WasmtimeEngine;
+use harness::engine::wasmtime::{wasm_bytes, wasm_path, AbiInstance, WasmLimits, WasmModule};
 use harness::engine::{Engine, EngineError};
 use harness::fixtures::corpus_dir;
 use harness::gguf::Gguf;
@@ -202,7 +202,10 @@ fn every_registry_case_fails_with_its_kind() {
         let got = malformed::registry::run(&text, c["check"].as_str().unwrap(), &repo_root())
             .map_err(|e| format!("{:?}", e.kind));
         if got.as_ref().err().map(String::as_str) != c["kind"].as_str() {
-            wrong.push(format!("{}: expected {}, got {got:?}", c["name"], c["kind"]));
+            wrong.push(format!(
+                "{}: expected {}, got {got:?}",
+                c["name"], c["kind"]
+            ));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
@@ -217,7 +220,10 @@ fn every_registry_case_fails_with_its_kind() {
         "DigestMismatch",
         "Io",
     ] {
-        assert!(cases.iter().any(|c| c["kind"] == kind), "no case for {kind}");
+        assert!(
+            cases.iter().any(|c| c["kind"] == kind),
+            "no case for {kind}"
+        );
     }
 }
 
@@ -230,7 +236,10 @@ fn every_gguf_case_fails_with_its_kind_and_offset() {
     let cases = m["cases"].as_array().unwrap();
     for c in cases {
         let bytes = read("gguf", c["file"].as_str().unwrap());
-        let want = (c["kind"].as_str().unwrap().to_string(), c["offset"].as_u64());
+        let want = (
+            c["kind"].as_str().unwrap().to_string(),
+            c["offset"].as_u64(),
+        );
         kinds.insert(want.0.clone());
         match Gguf::parse(&bytes) {
             Ok(_) => wrong.push(format!("{}: accepted", c["name"])),

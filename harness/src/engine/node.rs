@@ -112,7 +112,8 @@ impl NodeEngine {
 
     /// Drops the loaded model, if any.
     pub fn unload(&mut self) -> Result<(), EngineError> {
-        self.request(serde_json::json!({"op": "unload"})).map(|_| ())
+        self.request(serde_json::json!({"op": "unload"}))
+            .map(|_| ())
     }
 }
 

@@ -24,9 +24,9 @@ use runtime::model::Model;
 use runtime::sha256::{sha256, to_hex};
 use runtime::ErrorCode::{self, *};
 // The glob above brings `ErrorCode::Ok`; the `Ok` of this file is `Result`'s.
-use std::result::Result::Ok;
 use serde_json::{json, Value};
 use std::path::Path;
+use std::result::Result::Ok;
 
 /// How a case is checked (see the module documentation).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -397,7 +397,12 @@ fn adapter_header(m: &mut Matrix, a: &[u8]) {
 fn adapter_records(m: &mut Matrix, b: &BaseBinding) {
     let dense = |name: &str, shape: &[u32]| {
         let n: u64 = shape.iter().map(|&d| u64::from(d)).product();
-        one(b, name, shape, Delta::Dense(vec![0.01; n.min(4096) as usize]))
+        one(
+            b,
+            name,
+            shape,
+            Delta::Dense(vec![0.01; n.min(4096) as usize]),
+        )
     };
     let ok = dense("output_norm.weight", &[32]);
     m.adapter(
@@ -689,7 +694,10 @@ fn plan_text(m: &mut Matrix, plan: &[u8], module: &[u8]) {
         "plan-modules-over-limit",
         LimitExceeded,
         "at most MAX_PLAN_MODULES (16) module lines",
-        format!("{text}{}", format!("{line}\n").repeat(limits::MAX_PLAN_MODULES)),
+        format!(
+            "{text}{}",
+            format!("{line}\n").repeat(limits::MAX_PLAN_MODULES)
+        ),
     );
     let mut long = text.clone();
     while long.len() <= limits::MAX_PLAN_BYTES {
@@ -946,7 +954,14 @@ pub fn manifest(cases: &[Case], support: &[(String, Vec<u8>)]) -> Value {
                 "code_name": c.expected.name(),
             });
             match (&c.check, &c.file) {
-                (Check::Apply { base, plan, modules }, _) => {
+                (
+                    Check::Apply {
+                        base,
+                        plan,
+                        modules,
+                    },
+                    _,
+                ) => {
                     v["base"] = json!(base);
                     v["plan"] = json!(plan);
                     v["modules"] = json!(modules);

@@ -77,7 +77,13 @@ pub fn cases() -> Vec<Case> {
     add("magic", BadMagic, 0, "the magic is GGUF", b);
     let mut b = g.clone();
     put_u32(&mut b, 4, 1);
-    add("version-1", UnsupportedVersion, 4, "the version is 2 or 3", b);
+    add(
+        "version-1",
+        UnsupportedVersion,
+        4,
+        "the version is 2 or 3",
+        b,
+    );
     let mut b = g.clone();
     put_u32(&mut b, 4, 0x0300_0000);
     add(
