@@ -761,11 +761,11 @@ fn run_node(wasm: &Path, opts: &Options, exp: &Expected, out: &mut Outcome) -> R
             let got = match (c.check.as_str(), &c.file, &c.apply) {
                 ("adapter", Some(b), _) => status(node.validate_adapter(b)),
                 ("plan", Some(b), _) => status(node.unload().and_then(|_| node.validate_plan(b))),
-                ("apply", _, Some((base, plan, modules))) => {
-                    let ms: Vec<&[u8]> = modules.iter().map(|m| &m[..]).collect();
+                ("apply", _, Some(a)) => {
+                    let ms: Vec<&[u8]> = a.modules.iter().map(|m| &m[..]).collect();
                     status(
-                        node.load(base)
-                            .and_then(|_| node.apply_plan(plan, &ms).map(|_| ())),
+                        node.load(&a.base)
+                            .and_then(|_| node.apply_plan(&a.plan, &ms).map(|_| ())),
                     )
                 }
                 _ => continue,

@@ -12,7 +12,7 @@ use harness::engine::{Engine, EngineError};
 use harness::fixtures::corpus_dir;
 use harness::gguf::Gguf;
 use harness::malformed;
-use harness::malformed::adapters::StoredCase;
+use harness::malformed::adapters::{ApplyInputs, StoredCase};
 use runtime::adapter::{Adapter, Plan, Receipt};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -37,13 +37,10 @@ fn status(r: Result<(), EngineError>) -> u32 {
     r.map_or_else(|e| e.code, |_| 0)
 }
 
-fn apply_with(
-    engine: &mut dyn Engine,
-    (base, plan, modules): &(Vec<u8>, Vec<u8>, Vec<Vec<u8>>),
-) -> u32 {
-    engine.load(base).unwrap();
-    let ms: Vec<&[u8]> = modules.iter().map(|m| &m[..]).collect();
-    status(engine.apply_plan(plan, &ms).map(|_| ()))
+fn apply_with(engine: &mut dyn Engine, a: &ApplyInputs) -> u32 {
+    engine.load(&a.base).unwrap();
+    let ms: Vec<&[u8]> = a.modules.iter().map(|m| &m[..]).collect();
+    status(engine.apply_plan(&a.plan, &ms).map(|_| ()))
 }
 
 fn native(c: &StoredCase) -> u32 {

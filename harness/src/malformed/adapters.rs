@@ -167,10 +167,15 @@ fn plan_bytes(base: &[u8; 32], modules: &[(&str, &[u8])]) -> Vec<u8> {
     Plan::to_bytes(base, &ms)
 }
 
+/// Named files: (file name, bytes).
+pub type Files = Vec<(String, Vec<u8>)>;
+
 struct Matrix {
+    /// The valid control adapter (stored once, as [`VALID_ADAPTER`]).
+    valid: Vec<u8>,
     cases: Vec<Case>,
     /// Files apply cases reference (modules and plans), beside the cases' own.
-    support: Vec<(String, Vec<u8>)>,
+    support: Files,
 }
 
 impl Matrix {
@@ -204,13 +209,12 @@ impl Matrix {
         base: &str,
         plan: Vec<u8>,
         modules: Vec<Vec<u8>>,
-        valid: &[u8],
     ) {
         let plan_file = format!("{name}.plan");
         self.support.push((plan_file.clone(), plan));
         let mut files = Vec::new();
         for (k, m) in modules.into_iter().enumerate() {
-            if m == valid {
+            if m == self.valid {
                 files.push(VALID_ADAPTER.to_string());
             } else {
                 let f = format!("{name}-m{k}.adapter");
@@ -234,7 +238,7 @@ impl Matrix {
 
 /// Every case, and the support files (control files, apply cases' plans and modules), built
 /// from the corpus fixtures in `corpus`.
-pub fn cases(corpus: &Path) -> Result<(Vec<Case>, Vec<(String, Vec<u8>)>)> {
+pub fn cases(corpus: &Path) -> Result<(Vec<Case>, Files)> {
     let load = |f: &str| -> Result<Model> {
         let bytes = std::fs::read(corpus.join(f)).with_context(|| format!("reading {f}"))?;
         Model::load(bytes).map_err(|e| anyhow::anyhow!("{f}: {e}"))
@@ -251,6 +255,7 @@ pub fn cases(corpus: &Path) -> Result<(Vec<Case>, Vec<(String, Vec<u8>)>)> {
         .map_err(|e| anyhow::anyhow!("the control plan: {e}"))?
         .to_bytes();
     let mut m = Matrix {
+        valid: valid.clone(),
         cases: Vec::new(),
         support: vec![
             (VALID_ADAPTER.into(), valid.clone()),
@@ -775,7 +780,6 @@ fn apply_rules(m: &mut Matrix, f32m: &Model, f16m: &Model, q8m: &Model, valid: &
         Q8_FIXTURE,
         plan1(q8m, valid),
         vec![valid.to_vec()],
-        valid,
     );
     let other_tok = BaseBinding {
         layout: b.layout,
@@ -789,7 +793,6 @@ fn apply_rules(m: &mut Matrix, f32m: &Model, f16m: &Model, q8m: &Model, valid: &
         f32_base,
         plan1(f32m, &t),
         vec![t],
-        valid,
     );
     let x = one(b, "output.weight", &[32], Delta::Dense(vec![0.0; 32]));
     m.apply(
@@ -799,7 +802,6 @@ fn apply_rules(m: &mut Matrix, f32m: &Model, f16m: &Model, q8m: &Model, valid: &
         f32_base,
         plan1(f32m, &x),
         vec![x],
-        valid,
     );
     let s = one(
         b,
@@ -814,7 +816,6 @@ fn apply_rules(m: &mut Matrix, f32m: &Model, f16m: &Model, q8m: &Model, valid: &
         f32_base,
         plan1(f32m, &s),
         vec![s],
-        valid,
     );
     let s = one(
         b,
@@ -829,7 +830,6 @@ fn apply_rules(m: &mut Matrix, f32m: &Model, f16m: &Model, q8m: &Model, valid: &
         f32_base,
         plan1(f32m, &s),
         vec![s],
-        valid,
     );
     let big = dense_norm(b, vec![3e38; 32]);
     m.apply(
@@ -839,7 +839,6 @@ fn apply_rules(m: &mut Matrix, f32m: &Model, f16m: &Model, q8m: &Model, valid: &
         f32_base,
         plan_bytes(&f32m.digest, &[("m0.adapter", &big), ("m1.adapter", &big)]),
         vec![big.clone(), big],
-        valid,
     );
     let over = one(
         &f16m.binding,
@@ -857,7 +856,6 @@ fn apply_rules(m: &mut Matrix, f32m: &Model, f16m: &Model, q8m: &Model, valid: &
         F16_FIXTURE,
         plan1(f16m, &over),
         vec![over],
-        valid,
     );
     let over = one(
         &q8m.binding,
@@ -875,7 +873,6 @@ fn apply_rules(m: &mut Matrix, f32m: &Model, f16m: &Model, q8m: &Model, valid: &
         Q8_FIXTURE,
         plan1(q8m, &over),
         vec![over],
-        valid,
     );
     m.apply(
         "apply-plan-base-mismatch",
@@ -884,7 +881,6 @@ fn apply_rules(m: &mut Matrix, f32m: &Model, f16m: &Model, q8m: &Model, valid: &
         Q8_FIXTURE,
         plan_bytes(&f32m.digest, &[(VALID_ADAPTER, valid)]),
         vec![valid.to_vec()],
-        valid,
     );
     m.apply(
         "apply-module-missing",
@@ -893,7 +889,6 @@ fn apply_rules(m: &mut Matrix, f32m: &Model, f16m: &Model, q8m: &Model, valid: &
         f32_base,
         plan_bytes(&f32m.digest, &[(VALID_ADAPTER, valid)]),
         vec![],
-        valid,
     );
     m.apply(
         "apply-module-extra",
@@ -902,7 +897,6 @@ fn apply_rules(m: &mut Matrix, f32m: &Model, f16m: &Model, q8m: &Model, valid: &
         f32_base,
         plan_bytes(&f32m.digest, &[]),
         vec![valid.to_vec()],
-        valid,
     );
     let other = dense_norm(b, values(2, 32, 0.1));
     m.apply(
@@ -912,7 +906,6 @@ fn apply_rules(m: &mut Matrix, f32m: &Model, f16m: &Model, q8m: &Model, valid: &
         f32_base,
         plan_bytes(&f32m.digest, &[(VALID_ADAPTER, valid)]),
         vec![other],
-        valid,
     );
     let text = String::from_utf8(plan_bytes(&f32m.digest, &[(VALID_ADAPTER, valid)]))
         .expect("plans are ASCII");
@@ -927,7 +920,6 @@ fn apply_rules(m: &mut Matrix, f32m: &Model, f16m: &Model, q8m: &Model, valid: &
         f32_base,
         bigger.into_bytes(),
         vec![valid.to_vec()],
-        valid,
     );
     let broken = patched(valid, 12, &[1]);
     m.apply(
@@ -937,7 +929,6 @@ fn apply_rules(m: &mut Matrix, f32m: &Model, f16m: &Model, q8m: &Model, valid: &
         f32_base,
         plan1(f32m, &broken),
         vec![broken],
-        valid,
     );
 }
 
@@ -1027,8 +1018,16 @@ pub struct StoredCase {
     pub code: u32,
     /// The checked file (adapter, plan and receipt cases).
     pub file: Option<Vec<u8>>,
-    /// The base model, the plan and the modules (apply cases).
-    pub apply: Option<(Vec<u8>, Vec<u8>, Vec<Vec<u8>>)>,
+    /// What an apply case applies.
+    pub apply: Option<ApplyInputs>,
+}
+
+/// The inputs of an apply case: the base model's bytes, the plan and the modules in order.
+#[derive(Clone, Debug)]
+pub struct ApplyInputs {
+    pub base: Vec<u8>,
+    pub plan: Vec<u8>,
+    pub modules: Vec<Vec<u8>>,
 }
 
 /// Every stored case of the committed manifest in `corpus` (the over-budget adapter, not
@@ -1046,11 +1045,12 @@ pub fn stored_cases(corpus: &Path) -> Result<Vec<StoredCase>> {
             for m in c["modules"].as_array().context("modules")? {
                 modules.push(read(m.as_str().context("module")?)?);
             }
-            Some((
-                std::fs::read(corpus.join(base)).with_context(|| format!("reading {base}"))?,
-                read(c["plan"].as_str().context("plan")?)?,
+            Some(ApplyInputs {
+                base: std::fs::read(corpus.join(base))
+                    .with_context(|| format!("reading {base}"))?,
+                plan: read(c["plan"].as_str().context("plan")?)?,
                 modules,
-            ))
+            })
         } else if c["file"].is_null() {
             continue;
         } else {
