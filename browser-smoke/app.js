@@ -6,7 +6,9 @@
 // unattended and POSTs a report to /report:
 //   1          the standard cases (/cases.json) on every registry model (or ?only=a,b), and on
 //              every registry adapter applied to its (selected) base, with the receipts
-//   malformed  every file of corpus/malformed/manifest.json through the chunked path
+//   malformed  every file of corpus/malformed/manifest.json through the chunked path, and every
+//              adapter, plan and apply case of corpus/malformed/adapters/manifest.json through
+//              validateAdapter / validatePlan / applyPlan (receipt cases have no ABI reader)
 //   missing    a model route that does not exist (404)
 //   overlong   a prompt longer than the context
 //   steps      one generation step by step, a report after each step
@@ -422,6 +424,25 @@ async function smokeMalformed() {
   return out;
 }
 
+async function smokeMalformedAdapters() {
+  const dir = 'corpus/malformed/adapters';
+  const manifest = await getJson(`${dir}/manifest.json`);
+  const out = [];
+  for (const c of manifest.cases) {
+    let urls;
+    if (c.check === 'apply') {
+      const base = await call({ cmd: 'load', url: `corpus/${c.base}` });
+      if (!base.ok) throw new Error(`loading ${c.base}: error ${base.code}: ${base.message}`);
+      urls = [c.plan, ...c.modules];
+    } else if ((c.check === 'adapter' || c.check === 'plan') && c.file !== null) {
+      urls = [c.file];
+    } else continue;
+    const ans = await call({ cmd: 'check', check: c.check, urls: urls.map((f) => `${dir}/${f}`) });
+    out.push({ name: c.name, check: c.check, ok: ans.ok, code: ans.ok ? 0 : ans.code, message: ans.message || '' });
+  }
+  return out;
+}
+
 async function smokeMissing() {
   const ans = await call({ cmd: 'load', url: 'corpus/missing-model.slm', sha256: null });
   return { ok: ans.ok, code: ans.ok ? 0 : ans.code, http_status: ans.http_status };
@@ -465,7 +486,10 @@ async function smoke(modes) {
         report.modes.cases = await smokeCases(doc);
         report.modes.adapted = await smokeAdapted(doc);
       }
-      else if (mode === 'malformed') report.modes.malformed = await smokeMalformed();
+      else if (mode === 'malformed') {
+        report.modes.malformed = await smokeMalformed();
+        report.modes.malformed_adapters = await smokeMalformedAdapters();
+      }
       else if (mode === 'missing') report.modes.missing = await smokeMissing();
       else if (mode === 'overlong') report.modes.overlong = await smokeOverlong(doc);
       else if (mode === 'steps') report.modes.steps = await smokeSteps(doc);

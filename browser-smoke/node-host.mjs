@@ -13,6 +13,9 @@
 //         "step_digests":[..],"finish":NAME}
 //   {"op":"apply_plan","plan_b64":B64,"modules_b64":[B64,..]} -> {"ok":true,"receipt_hex":HEX}
 //   {"op":"remove_adapters"}                                  -> {"ok":true}
+//   {"op":"validate_adapter","b64":B64}                       -> {"ok":true}
+//   {"op":"validate_plan","b64":B64}  (checks the base too when a model is loaded) -> {"ok":true}
+//   {"op":"unload"}                                           -> {"ok":true}
 //   {"op":"require_plan","plan_hex":HEX|null,"receipt_hex":HEX|null}  (digests) -> {"ok":true}
 //   any failure -> {"ok":false,"code":N,"message":TEXT}   (code 0: not a runtime error)
 //
@@ -71,6 +74,15 @@ function handle(req) {
       const modules = req.modules_b64.map((m) => new Uint8Array(Buffer.from(m, 'base64')));
       return { receipt_hex: toHex(trlm.applyPlan(plan, modules)) };
     }
+    case 'validate_adapter':
+      trlm.validateAdapter(new Uint8Array(Buffer.from(req.b64, 'base64')));
+      return {};
+    case 'validate_plan':
+      trlm.validatePlan(new Uint8Array(Buffer.from(req.b64, 'base64')));
+      return {};
+    case 'unload':
+      trlm.unload();
+      return {};
     case 'remove_adapters':
       trlm.removeAdapters();
       return {};

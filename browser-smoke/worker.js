@@ -12,6 +12,11 @@
 //                                         (the adapter file digest) against the registry's,
 //                                         then applies the plan; answers with the receipt
 //   {id, cmd: 'remove'}                   removes the adapters
+//   {id, cmd: 'check', check, urls}       the malformed matrix (corpus/malformed/adapters/):
+//                                         fetches the files and runs one check on them —
+//                                         'adapter' validateAdapter(urls[0]); 'plan' (no model
+//                                         loaded) validatePlan(urls[0]); 'apply' applyPlan with
+//                                         plan urls[0] and modules urls[1..] on the loaded model
 //   {cmd: 'stop'}                         cancels the running generation
 // Every command with an id is answered once: {id, ok: true, ...} or {id, ok: false, code,
 // message[, http_status]}. Events on the way: {id, type: 'progress' | 'piece' | 'step', ...}.
@@ -185,6 +190,23 @@ async function apply(msg) {
   };
 }
 
+async function fetchBytes(url) {
+  const resp = await fetch(url);
+  if (!resp.ok) throw Object.assign(new Error(`${url}: HTTP ${resp.status}`), { http: resp.status });
+  return new Uint8Array(await resp.arrayBuffer());
+}
+
+async function check(msg) {
+  const [first, ...rest] = await Promise.all(msg.urls.map(fetchBytes));
+  if (msg.check === 'adapter') trlm.validateAdapter(first);
+  else if (msg.check === 'plan') {
+    trlm.unload();
+    trlm.validatePlan(first);
+  } else if (msg.check === 'apply') trlm.applyPlan(first, rest);
+  else throw new TrlmError(0, `unknown check ${msg.check}`);
+  return {};
+}
+
 function fromHex(h) {
   const out = new Uint8Array(h.length / 2);
   for (let i = 0; i < out.length; i++) out[i] = parseInt(h.substr(2 * i, 2), 16);
@@ -209,6 +231,7 @@ self.onmessage = async (ev) => {
       answer = {};
     } else if (msg.cmd === 'generate') answer = await generate(msg, post);
     else if (msg.cmd === 'apply') answer = await apply(msg);
+    else if (msg.cmd === 'check') answer = await check(msg);
     else if (msg.cmd === 'remove') {
       trlm.removeAdapters();
       answer = {};

@@ -17,6 +17,7 @@ use crate::conformance::{first_divergence, standard_cases};
 use crate::engine::native::NativeEngine;
 use crate::engine::node::{node_available, NodeEngine};
 use crate::engine::{Engine, EngineError, GenResult};
+use crate::malformed::adapters::StoredCase;
 use crate::serve::{RunningServer, ServeConfig};
 use crate::smoke::{self, overlong_prompt, steps_case, SMOKE_MAX_NEW};
 use anyhow::{bail, Context, Result};
@@ -186,6 +187,9 @@ struct Expected {
     adapted: Vec<NativeAdapted>,
     /// Malformed manifest cases: name, native load code (0 = loaded).
     malformed: Vec<(String, u32)>,
+    /// The adapter, plan and apply cases of corpus/malformed/adapters/ (receipts have no ABI
+    /// reader): the manifest's code, which native reports too (harness/tests/malformed_matrix.rs).
+    malformed_adapters: Vec<StoredCase>,
     /// The overlong prompt on the default model: the native code.
     overlong: u32,
     /// The steps case on the default model.
@@ -270,6 +274,10 @@ fn expected(opts: &Options, serve: &ServeConfig, registry: &Value) -> Result<Exp
             native_code(bytes),
         ));
     }
+    let malformed_adapters = crate::malformed::adapters::stored_cases(corpus)?
+        .into_iter()
+        .filter(|c| c.check != "receipt")
+        .collect();
     let default =
         std::fs::read(corpus.join(format!("{}.slm", crate::fixtures::DEFAULT_MODEL_NAME)))?;
     let mut engine = NativeEngine::default();
@@ -288,6 +296,7 @@ fn expected(opts: &Options, serve: &ServeConfig, registry: &Value) -> Result<Exp
         models,
         adapted,
         malformed,
+        malformed_adapters,
         overlong,
         steps,
     })
@@ -457,6 +466,18 @@ fn compare_report(engine: &str, reports: &[Value], exp: &Expected, out: &mut Out
                 name,
                 got.and_then(|c| c["code"].as_u64()),
                 *want,
+            ));
+        }
+    }
+    if let Some(list) = modes["malformed_adapters"].as_array() {
+        for c in &exp.malformed_adapters {
+            let got = list.iter().find(|g| g["name"] == c.name.as_str());
+            out.rows.push(code_row(
+                engine,
+                &format!("malformed-adapters {}", c.check),
+                &c.name,
+                got.and_then(|g| g["code"].as_u64()),
+                c.code,
             ));
         }
     }
@@ -733,6 +754,28 @@ fn run_node(wasm: &Path, opts: &Options, exp: &Expected, out: &mut Outcome) -> R
                 name,
                 Some(u64::from(got)),
                 *want,
+            ));
+        }
+        for c in &exp.malformed_adapters {
+            let status = |r: Result<(), EngineError>| r.err().map_or(0, |e| e.code);
+            let got = match (c.check.as_str(), &c.file, &c.apply) {
+                ("adapter", Some(b), _) => status(node.validate_adapter(b)),
+                ("plan", Some(b), _) => status(node.unload().and_then(|_| node.validate_plan(b))),
+                ("apply", _, Some(a)) => {
+                    let ms: Vec<&[u8]> = a.modules.iter().map(|m| &m[..]).collect();
+                    status(
+                        node.load(&a.base)
+                            .and_then(|_| node.apply_plan(&a.plan, &ms).map(|_| ())),
+                    )
+                }
+                _ => continue,
+            };
+            out.rows.push(code_row(
+                "node",
+                &format!("malformed-adapters {}", c.check),
+                &c.name,
+                Some(u64::from(got)),
+                c.code,
             ));
         }
     }

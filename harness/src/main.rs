@@ -682,6 +682,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut touched = fixtures::generate(&dir, check)?;
             touched.extend(malformed::generate(&dir.join("malformed"), check)?);
             touched.extend(harness::adapter::fixtures::generate(&dir, check)?);
+            touched.extend(malformed::generate_formats(&dir, check)?);
             if check {
                 if !touched.is_empty() {
                     bail!("fixtures differ from their recipes: {}", touched.join(", "));

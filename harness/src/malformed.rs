@@ -15,6 +15,10 @@ use runtime::{limits, ErrorCode};
 use serde_json::{json, Value};
 use std::path::Path;
 
+pub mod adapters;
+pub mod gguf;
+pub mod registry;
+
 /// One malformed file and the error a reader must report for it.
 #[derive(Clone, Debug)]
 pub struct MalformedCase {
@@ -1382,14 +1386,27 @@ pub fn generate(dir: &Path, check: bool) -> Result<Vec<String>> {
     let mut manifest = serde_json::to_string_pretty(&manifest(&cases))?;
     manifest.push('\n');
     files.push(("manifest.json".to_string(), manifest.into_bytes()));
+    write_dir(dir, "malformed", &files, &["slm"], check)
+}
+
+/// Writes `files` into `dir` (`label` names it in the result) and deletes files there whose
+/// extension is one of `exts` and that are not among them. With `check`, writes nothing and
+/// returns what would change. Returns the names of files written, deleted or differing.
+pub(crate) fn write_dir(
+    dir: &Path,
+    label: &str,
+    files: &[(String, Vec<u8>)],
+    exts: &[&str],
+    check: bool,
+) -> Result<Vec<String>> {
     if !check {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let mut touched = Vec::new();
-    for (name, bytes) in &files {
+    for (name, bytes) in files {
         let path = dir.join(name);
         if std::fs::read(&path).ok().as_ref() != Some(bytes) {
-            touched.push(format!("malformed/{name}"));
+            touched.push(format!("{label}/{name}"));
             if !check {
                 std::fs::write(&path, bytes)
                     .with_context(|| format!("writing {}", path.display()))?;
@@ -1400,8 +1417,13 @@ pub fn generate(dir: &Path, check: bool) -> Result<Vec<String>> {
         for entry in listing {
             let path = entry?.path();
             let name = path.file_name().unwrap_or_default().to_string_lossy();
-            if name.ends_with(".slm") && !files.iter().any(|(f, _)| *f == name) {
-                touched.push(format!("malformed/{name} (not a case)"));
+            let ext = path.extension().unwrap_or_default().to_string_lossy();
+            if path.is_file()
+                && exts.contains(&ext.as_ref())
+                && name != "manifest.json"
+                && !files.iter().any(|(f, _)| *f == name)
+            {
+                touched.push(format!("{label}/{name} (not a case)"));
                 if !check {
                     std::fs::remove_file(&path)
                         .with_context(|| format!("removing {}", path.display()))?;
@@ -1409,5 +1431,15 @@ pub fn generate(dir: &Path, check: bool) -> Result<Vec<String>> {
             }
         }
     }
+    Ok(touched)
+}
+
+/// Writes (or, with `check`, compares) the other formats' matrices under `corpus/malformed/`:
+/// adapters/ (adapters, plans, receipts), registry/ and gguf/. They are derived from the corpus
+/// fixtures and adapter fixtures, so they are generated after those.
+pub fn generate_formats(corpus: &Path, check: bool) -> Result<Vec<String>> {
+    let mut touched = adapters::generate(corpus, check)?;
+    touched.extend(registry::generate(corpus, check)?);
+    touched.extend(gguf::generate(corpus, check)?);
     Ok(touched)
 }

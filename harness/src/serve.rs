@@ -292,6 +292,13 @@ impl Handler {
             ["corpus", "malformed", name] if name.ends_with(".slm") || *name == "manifest.json" => {
                 (&self.corpus, &segs[1..])
             }
+            ["corpus", "malformed", "adapters", name]
+                if [".adapter", ".plan", "manifest.json"]
+                    .iter()
+                    .any(|e| name.ends_with(e)) =>
+            {
+                (&self.corpus, &segs[1..])
+            }
             ["corpus", ..] => return None,
             _ => (&self.root, segs),
         };

@@ -170,7 +170,8 @@ fn corpus_copy(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dst);
     std::fs::create_dir_all(dst.join("malformed")).unwrap();
     std::fs::create_dir_all(dst.join("adapters")).unwrap();
-    for sub in [Path::new(""), Path::new("malformed"), Path::new("adapters")] {
+    std::fs::create_dir_all(dst.join("malformed/adapters")).unwrap();
+    for sub in ["", "malformed", "malformed/adapters", "adapters"].map(Path::new) {
         for e in std::fs::read_dir(src.join(sub)).unwrap() {
             let p = e.unwrap().path();
             if p.is_file() {

@@ -112,6 +112,27 @@ impl NodeEngine {
     }
 }
 
+/// The calls of the adapter readers that the [`Engine`] trait does not cover.
+impl NodeEngine {
+    /// Reads an adapter by every rule of spec/adapters.md (trlm.js `validateAdapter`).
+    pub fn validate_adapter(&mut self, bytes: &[u8]) -> Result<(), EngineError> {
+        self.request(serde_json::json!({"op": "validate_adapter", "b64": base64(bytes)}))
+            .map(|_| ())
+    }
+
+    /// Reads a plan's text, and its base when a model is loaded (trlm.js `validatePlan`).
+    pub fn validate_plan(&mut self, bytes: &[u8]) -> Result<(), EngineError> {
+        self.request(serde_json::json!({"op": "validate_plan", "b64": base64(bytes)}))
+            .map(|_| ())
+    }
+
+    /// Drops the loaded model, if any.
+    pub fn unload(&mut self) -> Result<(), EngineError> {
+        self.request(serde_json::json!({"op": "unload"}))
+            .map(|_| ())
+    }
+}
+
 impl Drop for NodeEngine {
     fn drop(&mut self) {
         // The host ends at the end of its input; kill it if it does not.
