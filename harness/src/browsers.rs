@@ -381,6 +381,30 @@ pub fn run(opts: &Options) -> Result<Outcome> {
             opts.timeout,
         )?;
         compare_report(browser.name(), &reports, &expected, &mut out);
+        variant_row(browser.name(), &reports, "simd128", &mut out);
+        // The scalar module too (`?wasm=scalar`), on the generation cases: both builds are held
+        // to native's output in every browser.
+        if opts.modes.split(',').any(|m| m == "1") {
+            let engine = format!("{}-scalar", browser.name());
+            let run_id = launch::run_id(&engine);
+            let query = format!(
+                "/?smoke=1&wasm=scalar&run={run_id}{}",
+                opts.models
+                    .as_ref()
+                    .map(|m| format!("&only={}", m.join(",")))
+                    .unwrap_or_default()
+            );
+            let reports = launch::run_until_report(
+                browser,
+                &exe,
+                &server,
+                &server.url(&query),
+                &run_id,
+                opts.timeout,
+            )?;
+            compare_report(&engine, &reports, &expected, &mut out);
+            variant_row(&engine, &reports, "scalar", &mut out);
+        }
         if let Some(dir) = &opts.screenshot {
             let png = launch::screenshot(browser, &exe, &server, dir, opts.timeout)?;
             out.screenshots.push(png);
@@ -433,6 +457,20 @@ fn code_row(engine: &str, model: &str, case: &str, got: Option<u64>, want: u32) 
         None => format!("no code reported, native {want}"),
     };
     r
+}
+
+/// A row checking which wasm module the page ran (simd128 by feature detection, or scalar when
+/// forced): every supported browser here validates simd128.
+fn variant_row(engine: &str, reports: &[Value], want: &str, out: &mut Outcome) {
+    let got = reports
+        .iter()
+        .find(|r| r["kind"] == "final")
+        .and_then(|r| r["wasm_variant"].as_str())
+        .unwrap_or("none");
+    let mut r = row(engine, "-", "wasm module");
+    r.ok = got == want;
+    r.detail = format!("ran the {got} module (expected {want})");
+    out.rows.push(r);
 }
 
 fn compare_report(engine: &str, reports: &[Value], exp: &Expected, out: &mut Outcome) {
