@@ -363,37 +363,26 @@ pub fn run(opts: &Options) -> Result<Outcome> {
             continue;
         };
         out.engines.push(browser.name().into());
-        let run_id = launch::run_id(browser.name());
-        let query = format!(
-            "/?smoke={}&run={run_id}{}",
-            opts.modes,
-            opts.models
-                .as_ref()
-                .map(|m| format!("&only={}", m.join(",")))
-                .unwrap_or_default()
-        );
-        let reports = launch::run_until_report(
-            browser,
-            &exe,
-            &server,
-            &server.url(&query),
-            &run_id,
-            opts.timeout,
-        )?;
-        compare_report(browser.name(), &reports, &expected, &mut out);
-        variant_row(browser.name(), &reports, "simd128", &mut out);
-        // The scalar module too (`?wasm=scalar`), on the generation cases: both builds are held
-        // to native's output in every browser.
+        let only = opts
+            .models
+            .as_ref()
+            .map(|m| format!("&only={}", m.join(",")))
+            .unwrap_or_default();
+        // Every mode on the module the page picks (simd128 here), then the generation cases on
+        // the scalar module (`?wasm=scalar`): both builds are held to native's output.
+        let mut passes = vec![(
+            browser.name().to_string(),
+            opts.modes.clone(),
+            "",
+            "simd128",
+        )];
         if opts.modes.split(',').any(|m| m == "1") {
             let engine = format!("{}-scalar", browser.name());
+            passes.push((engine, "1".into(), "&wasm=scalar", "scalar"));
+        }
+        for (engine, modes, wasm, variant) in passes {
             let run_id = launch::run_id(&engine);
-            let query = format!(
-                "/?smoke=1&wasm=scalar&run={run_id}{}",
-                opts.models
-                    .as_ref()
-                    .map(|m| format!("&only={}", m.join(",")))
-                    .unwrap_or_default()
-            );
+            let query = format!("/?smoke={modes}{wasm}&run={run_id}{only}");
             let reports = launch::run_until_report(
                 browser,
                 &exe,
@@ -403,7 +392,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
                 opts.timeout,
             )?;
             compare_report(&engine, &reports, &expected, &mut out);
-            variant_row(&engine, &reports, "scalar", &mut out);
+            variant_row(&engine, &reports, variant, &mut out);
         }
         if let Some(dir) = &opts.screenshot {
             let png = launch::screenshot(browser, &exe, &server, dir, opts.timeout)?;
