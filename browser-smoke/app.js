@@ -14,6 +14,11 @@
 //   steps      one generation step by step, a report after each step
 // ?demo=1 loads the default model and generates once (for screenshots: an image request to
 // /hold keeps the load event back until the generation was reported).
+// ?bench=NAME,...&runs=N&prompt=BYTES&decode=TOKENS (`tinyrustlm bench browsers`) measures each
+// model served at bench/NAME.slm in the worker (bench.js has the definitions), shows medians
+// with their spread in a table and POSTs every run's figures as a report.
+
+import { median } from './bench.js';
 
 const params = new URLSearchParams(location.search);
 const RUN = params.get('run') || '';
@@ -524,18 +529,84 @@ async function demo() {
   }
 }
 
+// ---- the page benchmark ----
+const MIB = 1048576;
+
+/** `median (slowest..fastest)` of a rate `units / seconds` over run times in ms. */
+function rateCell(units, ms) {
+  const r = (t) => (units / (t / 1000)).toFixed(1);
+  return `${r(median(ms))} (${r(Math.max(...ms))}..${r(Math.min(...ms))})`;
+}
+
+/** `median (min..max)` of times in ms. */
+function msCell(ms) {
+  return `${median(ms).toFixed(1)} (${Math.min(...ms).toFixed(1)}..${Math.max(...ms).toFixed(1)})`;
+}
+
+function benchRow(cells) {
+  const tr = document.createElement('tr');
+  for (const c of cells) {
+    const td = document.createElement('td');
+    td.textContent = c;
+    tr.append(td);
+  }
+  $('bench-rows').append(tr);
+}
+
+function showBench(name, ans) {
+  if (!ans.ok) {
+    benchRow([name, wasmVariant, `error ${ans.code}: ${ans.message}`]);
+    return;
+  }
+  const t = ans.times;
+  benchRow([
+    name,
+    wasmVariant,
+    (ans.file_bytes / MIB).toFixed(2),
+    msCell(t.fetch_ms),
+    msCell(t.load_ms),
+    msCell(t.fetch_load_ms),
+    rateCell(ans.prompt_tokens, t.prefill_ms),
+    rateCell(ans.decode_tokens, t.decode_ms),
+    `${(ans.wasm_memory_after_load_bytes / MIB).toFixed(2)} / ${(ans.wasm_memory_end_bytes / MIB).toFixed(2)}`,
+  ]);
+}
+
+async function bench(names) {
+  const report = { kind: 'final', bench: [] };
+  const runs = Number(params.get('runs') || '3');
+  const promptBytes = Number(params.get('prompt') || '127');
+  const decodeTokens = Number(params.get('decode') || '32');
+  $('bench-panel').hidden = false;
+  $('bench-note').textContent = `median of ${runs} run(s) after a warm-up, spread slowest..fastest; ` +
+    `prefill: BOS + ${promptBytes} bytes; decode: ${decodeTokens} greedy tokens after BOS, logits digest off`;
+  for (const name of names) {
+    const ans = await call(
+      { cmd: 'bench', url: `bench/${encodeURIComponent(name)}.slm`, runs, promptBytes, decodeTokens },
+      (ev) => setStatus(`bench: ${name}: ${ev.phase}`),
+    );
+    showBench(name, ans);
+    const { id, ok, ...figures } = ans;
+    report.bench.push({ name, ok, ...figures });
+  }
+  setStatus('bench done');
+  await post(report);
+  window.close();
+}
+
 async function main() {
   try {
     await setUp();
   } catch (e) {
     setStatus(`cannot start: ${e.message}`, true);
-    if (params.has('smoke')) {
+    if (params.has('smoke') || params.has('bench')) {
       await post({ kind: 'final', fatal: String(e.message), modes: {} });
       window.close();
     }
     return;
   }
   if (params.has('smoke')) await smoke(params.get('smoke').split(','));
+  else if (params.has('bench')) await bench(params.get('bench').split(','));
   else if (params.get('demo') === '1') await demo();
 }
 

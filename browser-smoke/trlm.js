@@ -438,3 +438,36 @@ export class Loader {
     this.done = true;
   }
 }
+
+/**
+ * Streams the file at `msg.url` with fetch + a reader into the chunked loader of `trlm` (after
+ * unloading its model); `msg.sha256` (hex), when given, must be the file's digest field and
+ * `msg.bytes` is the size used when the response has no Content-Length.
+ */
+export async function streamLoad(trlm, msg, post) {
+  const resp = await fetch(msg.url);
+  if (!resp.ok) {
+    throw Object.assign(new Error(`${msg.url}: HTTP ${resp.status}`), { http: resp.status });
+  }
+  const length = resp.headers.get('Content-Length');
+  const total = length !== null ? Number(length) : msg.bytes;
+  if (!Number.isInteger(total)) throw new TrlmError(0, `${msg.url}: the response has no length`);
+  trlm.unload();
+  const loader = trlm.beginLoad(total, msg.sha256 || null);
+  const reader = resp.body.getReader();
+  let received = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      loader.push(value);
+      received += value.length;
+      if (post) post({ type: 'progress', received, total });
+    }
+    loader.finish();
+  } catch (e) {
+    loader.abort();
+    reader.cancel().catch(() => {});
+    throw e;
+  }
+}

@@ -17,11 +17,15 @@
 //                                         'adapter' validateAdapter(urls[0]); 'plan' (no model
 //                                         loaded) validatePlan(urls[0]); 'apply' applyPlan with
 //                                         plan urls[0] and modules urls[1..] on the loaded model
+//   {id, cmd: 'bench', url, runs, promptBytes, decodeTokens}
+//                                         the page benchmark of one model (bench.js has the
+//                                         definitions); posts {type: 'progress', phase}
 //   {cmd: 'stop'}                         cancels the running generation
 // Every command with an id is answered once: {id, ok: true, ...} or {id, ok: false, code,
 // message[, http_status]}. Events on the way: {id, type: 'progress' | 'piece' | 'step', ...}.
 
-import { instantiate, pickModule, toHex, CODE, TrlmError, STATE_NAMES } from './trlm.js';
+import { instantiate, pickModule, streamLoad, toHex, CODE, TrlmError, STATE_NAMES } from './trlm.js';
+import { benchModel } from './bench.js';
 
 let trlm = null;
 let stopRequested = false;
@@ -53,31 +57,7 @@ async function init(msg) {
 
 async function load(msg, post) {
   const t0 = performance.now();
-  const resp = await fetch(msg.url);
-  if (!resp.ok) {
-    throw Object.assign(new Error(`${msg.url}: HTTP ${resp.status}`), { http: resp.status });
-  }
-  const length = resp.headers.get('Content-Length');
-  const total = length !== null ? Number(length) : msg.bytes;
-  if (!Number.isInteger(total)) throw new TrlmError(0, `${msg.url}: the response has no length`);
-  trlm.unload();
-  const loader = trlm.beginLoad(total, msg.sha256 || null);
-  const reader = resp.body.getReader();
-  let received = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      loader.push(value);
-      received += value.length;
-      post({ type: 'progress', received, total });
-    }
-    loader.finish();
-  } catch (e) {
-    loader.abort();
-    reader.cancel().catch(() => {});
-    throw e;
-  }
+  await streamLoad(trlm, msg, post);
   const d = trlm.diagnostics();
   return {
     digest: d.model_digest,
@@ -232,6 +212,7 @@ self.onmessage = async (ev) => {
     } else if (msg.cmd === 'generate') answer = await generate(msg, post);
     else if (msg.cmd === 'apply') answer = await apply(msg);
     else if (msg.cmd === 'check') answer = await check(msg);
+    else if (msg.cmd === 'bench') answer = await benchModel(trlm, msg, post);
     else if (msg.cmd === 'remove') {
       trlm.removeAdapters();
       answer = {};

@@ -322,6 +322,37 @@ enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
+    /// The figures of `bench model` measured by the smoke page itself (?bench=) in every
+    /// installed headless browser, next to native in the same run: load + verify, fetch and
+    /// fetch + load ms, prefill and decode tok/s, the page's wasm memory against the budget.
+    /// Runs in a loopback-only network namespace like `browsers`. Exit 1 when a figure is
+    /// missing or malformed.
+    Browsers {
+        /// Timed runs per measurement (after one warm-up run).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Only this shape (stories15M or stories42M).
+        #[arg(long)]
+        shape: Option<String>,
+        /// Only these dtypes, comma-separated (default: every dtype within the model budget).
+        #[arg(long, value_delimiter = ',')]
+        dtype: Vec<String>,
+        /// Engines, comma-separated: native, chromium, firefox (default: all installed).
+        #[arg(long, value_delimiter = ',')]
+        engine: Vec<String>,
+        /// Seconds to wait for one browser's report.
+        #[arg(long, default_value_t = 180)]
+        timeout: u64,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Run without the loopback-only network namespace.
+        #[arg(long)]
+        no_isolate: bool,
+        /// Set by the runner on itself inside its network namespace.
+        #[arg(long, hide = true)]
+        isolated_network: bool,
+    },
     /// Tokenizer encoding speed on 1 MB of text.
     Tokenizer {
         /// Print one JSON object instead of text.
@@ -564,6 +595,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Bench { what } => {
             match what {
+                BenchWhat::Browsers {
+                    runs,
+                    shape,
+                    dtype,
+                    engine,
+                    timeout,
+                    json,
+                    no_isolate,
+                    isolated_network,
+                } => {
+                    if let Some(code) = isolate_network(isolated_network, no_isolate)? {
+                        return Ok(code);
+                    }
+                    let report = harness::bench::browsers::run(
+                        &harness::bench::browsers::Selection {
+                            runs,
+                            shape: shape.as_deref(),
+                            dtypes: &dtype,
+                            engines: &engine,
+                            timeout: std::time::Duration::from_secs(timeout),
+                        },
+                        json,
+                        &heap::peak,
+                    )?;
+                    if !report.failures.is_empty() {
+                        return Ok(ExitCode::from(1));
+                    }
+                }
                 BenchWhat::Sha256 { mib, runs, json } => {
                     harness::bench::sha256::run(mib, runs, json)?
                 }
@@ -625,25 +684,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             speed,
             isolated_network,
         } => {
-            use harness::browsers::isolate;
-            if isolated_network && !isolate::loopback_only() {
-                bail!(
-                    "{} given, but this network namespace has interfaces besides lo",
-                    isolate::ISOLATED_FLAG
-                );
-            }
-            if !isolated_network && !no_isolate && !isolate::loopback_only() {
-                match isolate::reexec(std::env::args_os().skip(1)) {
-                    Ok(status) => {
-                        return Ok(ExitCode::from(
-                            status
-                                .code()
-                                .and_then(|c| u8::try_from(c).ok())
-                                .unwrap_or(1),
-                        ))
-                    }
-                    Err(why) => eprintln!("note: running without network isolation: {why}"),
-                }
+            if let Some(code) = isolate_network(isolated_network, no_isolate)? {
+                return Ok(code);
             }
             let opts = harness::browsers::Options {
                 only,
@@ -694,6 +736,33 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// For the commands that launch browsers: unless `no_isolate`, re-executes this command inside
+/// a loopback-only network namespace and returns its exit code (Some), or carries on here
+/// (None) when already inside one (`isolated_network`, checked) or when none can be made.
+fn isolate_network(isolated_network: bool, no_isolate: bool) -> Result<Option<ExitCode>> {
+    use harness::browsers::isolate;
+    if isolated_network && !isolate::loopback_only() {
+        bail!(
+            "{} given, but this network namespace has interfaces besides lo",
+            isolate::ISOLATED_FLAG
+        );
+    }
+    if !isolated_network && !no_isolate && !isolate::loopback_only() {
+        match isolate::reexec(std::env::args_os().skip(1)) {
+            Ok(status) => {
+                return Ok(Some(ExitCode::from(
+                    status
+                        .code()
+                        .and_then(|c| u8::try_from(c).ok())
+                        .unwrap_or(1),
+                )))
+            }
+            Err(why) => eprintln!("note: running without network isolation: {why}"),
+        }
+    }
+    Ok(None)
 }
 
 /// Counts heap bytes in use and their peak, for `bench model`.

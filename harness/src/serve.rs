@@ -1,8 +1,9 @@
 //! `tinyrustlm serve`: the loopback HTTP server of the browser smoke page. It serves
 //! browser-smoke/ as its root, `/wasm/trlm.wasm` and `/wasm/trlm-simd128.wasm` (the runtime's
 //! scalar and simd128 modules), `/corpus/` (the corpus models and the malformed matrix),
-//! `/cases.json` (the standard cases) and models added for one run under `/extra/` (then listed
-//! in the `/registry.json` it serves), and accepts
+//! `/cases.json` (the standard cases), models added for one run under `/extra/` (then listed
+//! in the `/registry.json` it serves) and the seeded models of a page benchmark under `/bench/`
+//! (`tinyrustlm bench browsers` only; listed nowhere), and accepts
 //! `POST /report` from the page, handing each report to the runner through a channel.
 //!
 //! It binds 127.0.0.1 only, serves GET and HEAD only for files (405 otherwise), refuses every
@@ -40,6 +41,8 @@ pub use crate::limits::{
 pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// The route of the runtime's module.
 pub const WASM_ROUTE: &str = "/wasm/trlm.wasm";
+/// The first segment of the bench models' routes (`/bench/NAME.slm`).
+pub const BENCH_ROUTE: &str = "bench";
 
 /// How long the server waits for clients (defaults: [`crate::limits`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +84,9 @@ pub struct ServeConfig {
     /// Model files served under `/extra/` and added to `/registry.json`
     /// ([`smoke::served_registry`]).
     pub extra_models: Vec<PathBuf>,
+    /// Model files served under `/bench/` for a page benchmark (`bench::browsers`), by file
+    /// name; in no registry.
+    pub bench_models: Vec<PathBuf>,
     /// How long clients may take.
     pub timeouts: Timeouts,
 }
@@ -94,6 +100,7 @@ impl Default for ServeConfig {
             corpus: crate::fixtures::corpus_dir(),
             wasm: smoke::wasm_module_path(),
             extra_models: Vec::new(),
+            bench_models: Vec::new(),
             timeouts: Timeouts::default(),
         }
     }
@@ -115,6 +122,8 @@ pub struct Handler {
     registry: Option<String>,
     /// The extra models by file name.
     extra: Vec<(String, PathBuf)>,
+    /// The bench models by file name.
+    bench: Vec<(String, PathBuf)>,
     reports: SyncSender<serde_json::Value>,
     released: Released,
     timeouts: Timeouts,
@@ -147,14 +156,8 @@ impl Handler {
         } else {
             Some(smoke::served_registry(&root, &config.extra_models)?.to_string())
         };
-        let mut extra = Vec::new();
-        for p in &config.extra_models {
-            let p = p
-                .canonicalize()
-                .with_context(|| format!("extra model {}", p.display()))?;
-            let name = p.file_name().and_then(|f| f.to_str()).unwrap_or_default();
-            extra.push((name.to_string(), p.clone()));
-        }
+        let extra = by_name("extra model", &config.extra_models)?;
+        let bench = by_name("bench model", &config.bench_models)?;
         let (tx, reports) = sync_channel(MAX_QUEUED_REPORTS);
         let handler = Handler {
             root,
@@ -162,6 +165,7 @@ impl Handler {
             wasm: config.wasm.clone(),
             registry,
             extra,
+            bench,
             reports: tx,
             released: Released::default(),
             timeouts: config.timeouts,
@@ -265,6 +269,10 @@ impl Handler {
                 Some((_, file)) => serve_file(file),
                 None => Response::status(404),
             },
+            [BENCH_ROUTE, name] => match self.bench.iter().find(|(n, _)| n == name) {
+                Some((_, file)) => serve_file(file),
+                None => Response::status(404),
+            },
             _ => match self.resolve(segs) {
                 Some(file) => serve_file(&file),
                 None => Response::status(404),
@@ -363,6 +371,20 @@ impl Handler {
         let _guard = self.released.runs.lock().unwrap();
         self.released.arrived.notify_all();
     }
+}
+
+/// `files` canonicalized, each with its file name (`what` names them in errors).
+fn by_name(what: &str, files: &[PathBuf]) -> Result<Vec<(String, PathBuf)>> {
+    files
+        .iter()
+        .map(|p| {
+            let p = p
+                .canonicalize()
+                .with_context(|| format!("{what} {}", p.display()))?;
+            let name = p.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+            Ok((name.to_string(), p.clone()))
+        })
+        .collect()
 }
 
 /// Headers every response carries.

@@ -20,6 +20,7 @@ const PAGE_FILES: &[&str] = &[
     "app.js",
     "worker.js",
     "trlm.js",
+    "bench.js",
     "node-host.mjs",
 ];
 
@@ -162,7 +163,13 @@ fn every_export_the_wrapper_calls_exists_with_its_signature() {
     assert_eq!(imports, 0, "the module must have no imports");
     let spec = abi_signatures();
     let mut called = Vec::new();
-    for f in ["trlm.js", "worker.js", "app.js", "node-host.mjs"] {
+    for f in [
+        "trlm.js",
+        "worker.js",
+        "app.js",
+        "bench.js",
+        "node-host.mjs",
+    ] {
         called.extend(called_exports(
             &std::fs::read_to_string(smoke_dir().join(f)).unwrap(),
         ));

@@ -1,6 +1,7 @@
 //! Benchmarks (`tinyrustlm bench ...`): medians with their spread, and ratios to a baseline
 //! measured in the same run. Never used by tests for timing.
 
+pub mod browsers;
 pub mod engines;
 pub mod model;
 pub mod sha256;

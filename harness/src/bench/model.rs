@@ -3,7 +3,7 @@
 //! the model budget (the others are reported as skipped), per engine ([`super::engines`]).
 //! Several runs, median with spread; peak memory against the budget file + KV cache + 2 MiB.
 
-use super::engines::{Case, Context, Engine, ENGINES};
+use super::engines::{Case, Context, Engine, Measured, ENGINES};
 use super::{load_average, Rate, Stats};
 use crate::fixtures::{byte_vocab, encode_tensor, SplitMix64};
 use anyhow::{anyhow, Result};
@@ -192,7 +192,8 @@ fn mib(b: usize) -> f64 {
     b as f64 / 1048576.0
 }
 
-fn print_row(row: &Row) {
+/// Prints a row as a table line.
+pub fn print_row(row: &Row) {
     let (p, d) = (row.prefill_tok_s, row.decode_tok_s);
     let memory = match (row.peak_bytes, row.over_budget) {
         (Some(b), Some(over)) => format!(
@@ -245,47 +246,89 @@ pub struct Selection<'a> {
     pub dtypes: &'a [String],
 }
 
-/// Runs the benchmark on `selection` and prints a table, or the [`Report`] as JSON.
-pub fn run(selection: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usize>) -> Result<()> {
-    let runs = selection.runs;
-    anyhow::ensure!(runs > 0, "--runs must be at least 1");
-    let engines = engines(selection.engines)?;
-    let only_shape = selection.shape;
-    if let Some(o) = only_shape {
+/// A model `bench` measures: its shape and dtype, and the file's bytes.
+pub struct BenchModel {
+    pub shape: &'static Shape,
+    pub dtype: DType,
+    pub bytes: Vec<u8>,
+}
+
+impl BenchModel {
+    /// `SHAPE-DTYPE`, e.g. `stories15M-q8_0`.
+    pub fn name(&self) -> String {
+        format!("{}-{}", self.shape.name, self.dtype.name())
+    }
+
+    /// f32 keys and values for every layer and position of the context.
+    pub fn kv_cache_bytes(&self) -> usize {
+        let s = self.shape;
+        2 * 4 * (s.n_layers as usize) * (s.context as usize) * s.dim as usize
+    }
+
+    /// The memory budget: file + KV cache + [`MEMORY_SLACK_BYTES`].
+    pub fn budget_bytes(&self) -> usize {
+        self.bytes.len() + self.kv_cache_bytes() + MEMORY_SLACK_BYTES
+    }
+
+    /// The row of `engine`'s measurement `m`, with its decode ratio to `native_decode` (the
+    /// native row's median decode tok/s in the same run) when given.
+    pub fn row(&self, engine: &'static str, m: &Measured, native_decode: Option<f64>) -> Row {
+        let prefill_tok_s = m.prefill.throughput(PROMPT_TOKENS as f64);
+        let decode_tok_s = m.decode.throughput(DECODE_TOKENS as f64);
+        let budget_bytes = self.budget_bytes();
+        Row {
+            shape: self.shape.name,
+            dtype: self.dtype.name(),
+            engine,
+            file_bytes: self.bytes.len(),
+            kv_cache_bytes: self.kv_cache_bytes(),
+            budget_bytes,
+            load_s: m.load.clone(),
+            prefill_tokens: PROMPT_TOKENS,
+            prefill_tok_s,
+            decode_tokens: DECODE_TOKENS,
+            decode_tok_s,
+            decode_logits_digest: m.decode_logits_digest,
+            prefill_over_decode: prefill_tok_s.median / decode_tok_s.median,
+            decode_vs_native: native_decode.map(|n| decode_tok_s.median / n),
+            peak_bytes: m.peak_bytes,
+            peak_kind: m.peak_kind,
+            over_budget: m.peak_bytes.map(|p| p > budget_bytes),
+        }
+    }
+}
+
+/// The models of `shape` (all when None) in `dtypes` (all when empty), built, in [`SHAPES`] and
+/// [`DType::ALL`] order; the ones over the model budget are returned as skipped. `on_skip` sees
+/// each skipped one as it is found.
+pub fn select(
+    shape: Option<&str>,
+    dtypes: &[String],
+    mut on_skip: impl FnMut(&Skipped),
+) -> Result<(Vec<BenchModel>, Vec<Skipped>)> {
+    if let Some(o) = shape {
         anyhow::ensure!(
             SHAPES.iter().any(|s| s.name == o),
             "unknown shape {o:?} (stories15M, stories42M)"
         );
     }
-    for d in selection.dtypes {
+    for d in dtypes {
         anyhow::ensure!(
             DType::ALL.iter().any(|t| t.name() == d),
             "unknown dtype {d:?} (f32, f16, q8_0, q4_0)"
         );
     }
-    let load_average_before = load_average();
-    if !json {
-        if let Some([a, b, c]) = load_average_before {
-            println!("load average {a:.2} {b:.2} {c:.2} (the machine may be shared)");
-        }
-    }
-    let mut ctx = Context::new(peak);
-    let prompt: Vec<u8> = (0..PROMPT_TOKENS - 1)
-        .map(|i| b'a' + (i % 26) as u8)
-        .collect();
-    let mut rows = Vec::new();
+    let mut models = Vec::new();
     let mut skipped = Vec::new();
-    for shape in SHAPES
-        .iter()
-        .filter(|s| only_shape.is_none_or(|o| o == s.name))
-    {
-        for dtype in DType::ALL.into_iter().filter(|d| {
-            selection.dtypes.is_empty() || selection.dtypes.iter().any(|n| n == d.name())
-        }) {
-            let estimated_bytes = estimate_bytes(shape, dtype);
+    for s in SHAPES.iter().filter(|s| shape.is_none_or(|o| o == s.name)) {
+        for dtype in DType::ALL
+            .into_iter()
+            .filter(|d| dtypes.is_empty() || dtypes.iter().any(|n| n == d.name()))
+        {
+            let estimated_bytes = estimate_bytes(s, dtype);
             if estimated_bytes > runtime::limits::MAX_MODEL_BYTES {
-                let s = Skipped {
-                    shape: shape.name,
+                let skip = Skipped {
+                    shape: s.name,
                     dtype: dtype.name(),
                     estimated_bytes,
                     reason: format!(
@@ -294,54 +337,69 @@ pub fn run(selection: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usiz
                         runtime::limits::MAX_MODEL_BYTES / 1048576
                     ),
                 };
-                if !json {
-                    println!("{:<11} {:<5} skipped: {}", s.shape, s.dtype, s.reason);
-                }
-                skipped.push(s);
+                on_skip(&skip);
+                skipped.push(skip);
                 continue;
             }
-            let bytes = build(shape, dtype)?;
-            let case = Case {
-                bytes: &bytes,
-                runs,
-                prompt: &prompt,
-                decode_tokens: DECODE_TOKENS,
-            };
-            let kv_cache_bytes =
-                2 * 4 * (shape.n_layers as usize) * (shape.context as usize) * shape.dim as usize;
-            let budget_bytes = bytes.len() + kv_cache_bytes + MEMORY_SLACK_BYTES;
-            let mut native_decode = None;
-            for engine in &engines {
-                let m = (engine.measure)(&mut ctx, &case)?;
-                let prefill_tok_s = m.prefill.throughput(PROMPT_TOKENS as f64);
-                let decode_tok_s = m.decode.throughput(DECODE_TOKENS as f64);
-                let row = Row {
-                    shape: shape.name,
-                    dtype: dtype.name(),
-                    engine: engine.name,
-                    file_bytes: bytes.len(),
-                    kv_cache_bytes,
-                    budget_bytes,
-                    load_s: m.load,
-                    prefill_tokens: PROMPT_TOKENS,
-                    prefill_tok_s,
-                    decode_tokens: DECODE_TOKENS,
-                    decode_tok_s,
-                    decode_logits_digest: m.decode_logits_digest,
-                    prefill_over_decode: prefill_tok_s.median / decode_tok_s.median,
-                    decode_vs_native: native_decode.map(|n| decode_tok_s.median / n),
-                    peak_bytes: m.peak_bytes,
-                    peak_kind: m.peak_kind,
-                    over_budget: m.peak_bytes.map(|p| p > budget_bytes),
-                };
-                if engine.name == "native" {
-                    native_decode = Some(row.decode_tok_s.median);
-                }
-                if !json {
-                    print_row(&row);
-                }
-                rows.push(row);
+            models.push(BenchModel {
+                shape: s,
+                dtype,
+                bytes: build(s, dtype)?,
+            });
+        }
+    }
+    Ok((models, skipped))
+}
+
+/// The prefill prompt: [`PROMPT_TOKENS`] - 1 bytes `a..z` repeated (BOS comes first).
+pub fn prompt() -> Vec<u8> {
+    (0..PROMPT_TOKENS - 1)
+        .map(|i| b'a' + (i % 26) as u8)
+        .collect()
+}
+
+/// Prints a skipped model as a table line.
+pub fn print_skipped(s: &Skipped) {
+    println!("{:<11} {:<5} skipped: {}", s.shape, s.dtype, s.reason);
+}
+
+/// Runs the benchmark on `selection` and prints a table, or the [`Report`] as JSON.
+pub fn run(selection: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usize>) -> Result<()> {
+    let runs = selection.runs;
+    anyhow::ensure!(runs > 0, "--runs must be at least 1");
+    let engines = engines(selection.engines)?;
+    let load_average_before = load_average();
+    if !json {
+        if let Some([a, b, c]) = load_average_before {
+            println!("load average {a:.2} {b:.2} {c:.2} (the machine may be shared)");
+        }
+    }
+    let mut ctx = Context::new(peak);
+    let prompt = prompt();
+    let mut rows = Vec::new();
+    let (models, skipped) = select(selection.shape, selection.dtypes, |s| {
+        if !json {
+            print_skipped(s)
+        }
+    })?;
+    for model in &models {
+        let case = Case {
+            bytes: &model.bytes,
+            runs,
+            prompt: &prompt,
+            decode_tokens: DECODE_TOKENS,
+        };
+        let mut native_decode = None;
+        for engine in &engines {
+            let m = (engine.measure)(&mut ctx, &case)?;
+            let row = model.row(engine.name, &m, native_decode);
+            if engine.name == "native" {
+                native_decode = Some(row.decode_tok_s.median);
             }
+            if !json {
+                print_row(&row);
+            }
+            rows.push(row);
         }
     }
     let report = Report {
@@ -360,12 +418,17 @@ pub fn run(selection: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usiz
         if let Some([a, b, c]) = report.load_average_after {
             println!("load average {a:.2} {b:.2} {c:.2}");
         }
-        println!(
-            "(median of {runs} runs after a warm-up, spread slowest..fastest; one thread; prefill = \
-             start + first step for a {PROMPT_TOKENS}-token prompt; decode = {DECODE_TOKENS} greedy \
-             steps after BOS, logits digest off unless marked +digest; budget = file + KV cache + \
-             2 MiB)"
-        );
+        println!("{}", footnote(runs));
     }
     Ok(())
+}
+
+/// What the table's figures mean.
+pub fn footnote(runs: usize) -> String {
+    format!(
+        "(median of {runs} runs after a warm-up, spread slowest..fastest; one thread; prefill = \
+         start + first step for a {PROMPT_TOKENS}-token prompt; decode = {DECODE_TOKENS} greedy \
+         steps after BOS, logits digest off unless marked +digest; budget = file + KV cache + \
+         2 MiB)"
+    )
 }
