@@ -11,8 +11,8 @@
 //                  many steps
 // Logits digest off (trlm_set_logits_digest(0)), no diagnostics read between steps. One
 // untimed warm-up of everything, then `runs` timed runs of each. Wasm memory
-// (memory.buffer.byteLength) after the first load and at the end: linear memory never
-// shrinks, so the end figure is the peak.
+// (memory.buffer.byteLength of the instance given, a fresh one per model) after the first
+// load and at the end: linear memory never shrinks, so the end figure is the peak.
 
 import { streamLoad, TrlmError } from './trlm.js';
 

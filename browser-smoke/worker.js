@@ -18,8 +18,9 @@
 //                                         loaded) validatePlan(urls[0]); 'apply' applyPlan with
 //                                         plan urls[0] and modules urls[1..] on the loaded model
 //   {id, cmd: 'bench', url, runs, promptBytes, decodeTokens}
-//                                         the page benchmark of one model (bench.js has the
-//                                         definitions); posts {type: 'progress', phase}
+//                                         the page benchmark of one model on a fresh instance
+//                                         of the module (bench.js has the definitions); posts
+//                                         {type: 'progress', phase}
 //   {cmd: 'stop'}                         cancels the running generation
 // Every command with an id is answered once: {id, ok: true, ...} or {id, ok: false, code,
 // message[, http_status]}. Events on the way: {id, type: 'progress' | 'piece' | 'step', ...}.
@@ -28,6 +29,8 @@ import { instantiate, pickModule, streamLoad, toHex, CODE, TrlmError, STATE_NAME
 import { benchModel } from './bench.js';
 
 let trlm = null;
+/** The bytes of the module `init` picked (the bench gives each model a fresh instance). */
+let moduleBytes = null;
 let stopRequested = false;
 
 /** Longest a generation runs between two yields to the event loop (ms). */
@@ -51,7 +54,8 @@ async function init(msg) {
   const { variant, url } = pickModule(msg.wasmUrls, msg.forceScalar);
   const resp = await fetch(url);
   if (!resp.ok) throw Object.assign(new Error(`module: HTTP ${resp.status}`), { http: resp.status });
-  trlm = await instantiate(await resp.arrayBuffer());
+  moduleBytes = await resp.arrayBuffer();
+  trlm = await instantiate(moduleBytes);
   return { abi_version: trlm.call('trlm_abi_version'), variant };
 }
 
@@ -212,7 +216,9 @@ self.onmessage = async (ev) => {
     } else if (msg.cmd === 'generate') answer = await generate(msg, post);
     else if (msg.cmd === 'apply') answer = await apply(msg);
     else if (msg.cmd === 'check') answer = await check(msg);
-    else if (msg.cmd === 'bench') answer = await benchModel(trlm, msg, post);
+    // A fresh instance per model: linear memory never shrinks, so a model measured after a
+    // larger one would otherwise report the larger one's memory.
+    else if (msg.cmd === 'bench') answer = await benchModel(await instantiate(moduleBytes), msg, post);
     else if (msg.cmd === 'remove') {
       trlm.removeAdapters();
       answer = {};
