@@ -765,7 +765,7 @@ fn isolate_network(isolated_network: bool, no_isolate: bool) -> Result<Option<Ex
     Ok(None)
 }
 
-/// Counts heap bytes in use and their peak, for `bench model`.
+/// Counts heap bytes in use and their peak, for `bench model` and `bench browsers` (native rows).
 mod heap {
     use std::alloc::{GlobalAlloc, Layout, System};
     use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
