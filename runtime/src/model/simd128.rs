@@ -4,8 +4,9 @@
 //! intrinsic used here safe to call); no unsafe code, no relaxed SIMD.
 //!
 //! Chain i is the q8_0 / q4_0 dot product of spec/determinism.md, bit for bit:
-//! - the 32 code products of a block are summed exactly in i32 (`i16x8.extend_*_i8x16_s`, then
-//!   `i32x4.dot_i16x8_s`, then `i32x4.add`); the four chains' i32x4 partial sums are reduced
+//! - the 32 code products of a block are summed exactly in i32 (codes loaded sign-extended to
+//!   i16 with `v128.load8x8_s`, q4_0 nibbles unpacked in i16 lanes, then `i32x4.dot_i16x8_s`
+//!   and `i32x4.add`); the four chains' i32x4 partial sums are reduced
 //!   together by a 4×4 transpose-add into one i32x4 `[sumi_0, .., sumi_3]` (integer sums are
 //!   exact, their order is free);
 //! - the float part is 4-wide with lane i = chain i: `acc = acc + (f32(sumi) * (dw * dx))`, one
@@ -17,9 +18,9 @@
 
 use core::arch::wasm32::{
     f32x4, f32x4_add, f32x4_convert_i32x4, f32x4_extract_lane, f32x4_mul, f32x4_splat, f32x4_sub,
-    i16x8_extend_high_i8x16, i16x8_extend_low_i8x16, i32x4_add, i32x4_dot_i16x8, i32x4_eq,
-    i32x4_shl, i32x4_shuffle, i8x16_splat, i8x16_sub, u32x4, u32x4_splat, u64x2, u8x16_shr,
-    u8x16_splat, v128, v128_and, v128_bitselect, v128_or,
+    i16x8_extend_low_i8x16, i16x8_sub, i32x4_add, i32x4_dot_i16x8, i32x4_eq, i32x4_shl,
+    i32x4_shuffle, u16x8_extend_low_u8x16, u16x8_shr, u16x8_splat, u32x4, u32x4_splat, u64x2, v128,
+    v128_and, v128_bitselect, v128_or,
 };
 
 #[cfg(feature = "kernel-selftest")]
@@ -29,35 +30,51 @@ use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES};
 use crate::model::kernels::arrays;
 use crate::model::quant::BlockQ8;
 
-/// A block's weight codes as two i8x16 vectors (codes 0..16 and 16..32) and its f16 scale bits.
+/// A block's 32 weight codes widened to i16 and its f16 scale.
 struct Codes {
-    scale: u16,
-    lo: v128,
-    hi: v128,
+    /// The f16 scale bits in the low 16 bits (the high 16 bits are ignored).
+    scale: u32,
+    /// Codes 0..8, 8..16, 16..24 and 24..32, each as an i16x8.
+    w: [v128; 4],
 }
 
-/// Sixteen bytes as one vector (byte j in lane j): assembled from a `u128` so the compiler emits
-/// a single `v128.load`.
+/// The `M` bytes of `b` starting at `AT` (`AT + M <= N`, checked at compile time).
 #[inline(always)]
-fn vec16(b: [u8; 16]) -> v128 {
-    let v = u128::from_le_bytes(b);
-    u64x2(v as u64, (v >> 64) as u64)
+fn bytes<const N: usize, const AT: usize, const M: usize>(b: &[u8; N]) -> [u8; M] {
+    const { assert!(AT + M <= N) };
+    core::array::from_fn(|j| b[AT + j])
 }
 
-/// The 16 bytes of `b` starting at `AT` (`AT + 16 <= N`, checked when the constant is used).
+/// Eight bytes as i8 sign-extended to an i16x8 (one `v128.load8x8_s`).
 #[inline(always)]
-fn bytes_at<const N: usize, const AT: usize>(b: &[u8; N]) -> v128 {
-    const { assert!(AT + 16 <= N) };
-    vec16(core::array::from_fn(|j| b[AT + j]))
+fn i8x8_to_i16x8(b: [u8; 8]) -> v128 {
+    i16x8_extend_low_i8x16(u64x2(u64::from_le_bytes(b), 0))
+}
+
+/// Eight bytes zero-extended to an i16x8 (one `v128.load8x8_u`).
+#[inline(always)]
+fn u8x8_to_u16x8(b: [u8; 8]) -> v128 {
+    u16x8_extend_low_u8x16(u64x2(u64::from_le_bytes(b), 0))
+}
+
+/// The first four bytes of a block as a little-endian u32: the f16 scale in the low half.
+#[inline(always)]
+fn scale_bits<const N: usize>(blk: &[u8; N]) -> u32 {
+    u32::from_le_bytes(bytes::<N, 0, 4>(blk))
 }
 
 /// A q8_0 block (34 bytes): scale bytes 0..2, code j is byte 2 + j as i8.
 #[inline(always)]
 fn q8_0_codes(blk: &[u8; Q8_0_BLOCK_BYTES]) -> Codes {
+    const N: usize = Q8_0_BLOCK_BYTES;
     Codes {
-        scale: u16::from_le_bytes([blk[0], blk[1]]),
-        lo: bytes_at::<{ Q8_0_BLOCK_BYTES }, 2>(blk),
-        hi: bytes_at::<{ Q8_0_BLOCK_BYTES }, 18>(blk),
+        scale: scale_bits(blk),
+        w: [
+            i8x8_to_i16x8(bytes::<N, 2, 8>(blk)),
+            i8x8_to_i16x8(bytes::<N, 10, 8>(blk)),
+            i8x8_to_i16x8(bytes::<N, 18, 8>(blk)),
+            i8x8_to_i16x8(bytes::<N, 26, 8>(blk)),
+        ],
     }
 }
 
@@ -65,35 +82,27 @@ fn q8_0_codes(blk: &[u8; Q8_0_BLOCK_BYTES]) -> Codes {
 /// `(byte 2 + j - 16 >> 4) - 8` for j >= 16.
 #[inline(always)]
 fn q4_0_codes(blk: &[u8; Q4_0_BLOCK_BYTES]) -> Codes {
-    let b = bytes_at::<{ Q4_0_BLOCK_BYTES }, 2>(blk);
-    let eight = i8x16_splat(8);
+    const N: usize = Q4_0_BLOCK_BYTES;
+    let b0 = u8x8_to_u16x8(bytes::<N, 2, 8>(blk));
+    let b1 = u8x8_to_u16x8(bytes::<N, 10, 8>(blk));
+    let low = |b| i16x8_sub(v128_and(b, u16x8_splat(0x0f)), u16x8_splat(8));
+    let high = |b| i16x8_sub(u16x8_shr(b, 4), u16x8_splat(8));
     Codes {
-        scale: u16::from_le_bytes([blk[0], blk[1]]),
-        lo: i8x16_sub(v128_and(b, u8x16_splat(0x0f)), eight),
-        hi: i8x16_sub(u8x16_shr(b, 4), eight),
+        scale: scale_bits(blk),
+        w: [low(b0), low(b1), high(b0), high(b1)],
     }
 }
 
-/// Codes `lo` (0..16) and `hi` (16..32) of a block widened to four i16x8 vectors: codes 0..8,
-/// 8..16, 16..24, 24..32.
-#[inline(always)]
-fn widen(lo: v128, hi: v128) -> [v128; 4] {
-    [
-        i16x8_extend_low_i8x16(lo),
-        i16x8_extend_high_i8x16(lo),
-        i16x8_extend_low_i8x16(hi),
-        i16x8_extend_high_i8x16(hi),
-    ]
-}
-
-/// An activation block's 32 codes widened as [`widen`] does.
+/// An activation block's 32 codes widened to i16 as [`Codes::w`].
 #[inline(always)]
 fn act_codes(a: &BlockQ8) -> [v128; 4] {
-    let q = &a.qs;
-    widen(
-        vec16(core::array::from_fn(|j| q[j] as u8)),
-        vec16(core::array::from_fn(|j| q[16 + j] as u8)),
-    )
+    let q: [u8; 32] = a.qs.map(|c| c as u8);
+    [
+        i8x8_to_i16x8(bytes::<32, 0, 8>(&q)),
+        i8x8_to_i16x8(bytes::<32, 8, 8>(&q)),
+        i8x8_to_i16x8(bytes::<32, 16, 8>(&q)),
+        i8x8_to_i16x8(bytes::<32, 24, 8>(&q)),
+    ]
 }
 
 /// Four i32 partial sums whose total is the exact integer dot product of a block's 32 weight
@@ -125,7 +134,8 @@ fn sum4(p0: v128, p1: v128, p2: v128, p3: v128) -> v128 {
     )
 }
 
-/// Widens four f16 bit patterns (one per u32 lane, high half zero) to f32 exactly as
+/// Widens four f16 bit patterns (the low 16 bits of each u32 lane; the high 16 bits are
+/// ignored) to f32 exactly as
 /// [`crate::model::quant::f16_to_f32`] does: exponent and mantissa shifted up 13 bits and
 /// rebased by 112 (normals) or 224 (inf/NaN, payload kept), a subnormal computed as
 /// `2^-14 (1 + m/1024) - 2^-14` (exact), the sign put back.
@@ -150,15 +160,9 @@ fn f16x4_to_f32x4(h: v128) -> v128 {
 /// the f16 weight scales `c0.scale, .., c3.scale` widened.
 #[inline(always)]
 fn step(acc: v128, sumi: v128, c: [&Codes; 4], dx: v128) -> v128 {
-    let [s0, s1, s2, s3] = c.map(|c| u32::from(c.scale));
+    let [s0, s1, s2, s3] = c.map(|c| c.scale);
     let dw = f16x4_to_f32x4(u32x4(s0, s1, s2, s3));
     f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(sumi), f32x4_mul(dw, dx)))
-}
-
-/// The exact partial sums of block codes `c` against widened activation codes `x`.
-#[inline(always)]
-fn partials(c: &Codes, x: &[v128; 4]) -> v128 {
-    block_partials(&widen(c.lo, c.hi), x)
 }
 
 /// The four lanes of an f32x4.
@@ -186,10 +190,10 @@ fn dot4_shared<const BB: usize>(
         let x = act_codes(a);
         let (c0, c1, c2, c3) = (codes(b0), codes(b1), codes(b2), codes(b3));
         let sumi = sum4(
-            partials(&c0, &x),
-            partials(&c1, &x),
-            partials(&c2, &x),
-            partials(&c3, &x),
+            block_partials(&c0.w, &x),
+            block_partials(&c1.w, &x),
+            block_partials(&c2.w, &x),
+            block_partials(&c3.w, &x),
         );
         acc = step(acc, sumi, [&c0, &c1, &c2, &c3], f32x4_splat(a.d));
     }
@@ -211,10 +215,10 @@ fn dot4_each<const BB: usize>(
     for ((((b0, b1), b2), b3), (((x0, x1), x2), x3)) in blocks.zip(act_blocks) {
         let (c0, c1, c2, c3) = (codes(b0), codes(b1), codes(b2), codes(b3));
         let sumi = sum4(
-            partials(&c0, &act_codes(x0)),
-            partials(&c1, &act_codes(x1)),
-            partials(&c2, &act_codes(x2)),
-            partials(&c3, &act_codes(x3)),
+            block_partials(&c0.w, &act_codes(x0)),
+            block_partials(&c1.w, &act_codes(x1)),
+            block_partials(&c2.w, &act_codes(x2)),
+            block_partials(&c3.w, &act_codes(x3)),
         );
         let dx = f32x4(x0.d, x1.d, x2.d, x3.d);
         acc = step(acc, sumi, [&c0, &c1, &c2, &c3], dx);
@@ -235,12 +239,12 @@ fn dot4_one_row<const BB: usize>(
     let act_blocks = a0.iter().zip(a1).zip(a2).zip(a3);
     for (b, (((x0, x1), x2), x3)) in arrays::<u8, BB>(row).0.zip(act_blocks) {
         let c = codes(b);
-        let w = widen(c.lo, c.hi);
+        let w = &c.w;
         let sumi = sum4(
-            block_partials(&w, &act_codes(x0)),
-            block_partials(&w, &act_codes(x1)),
-            block_partials(&w, &act_codes(x2)),
-            block_partials(&w, &act_codes(x3)),
+            block_partials(w, &act_codes(x0)),
+            block_partials(w, &act_codes(x1)),
+            block_partials(w, &act_codes(x2)),
+            block_partials(w, &act_codes(x3)),
         );
         let dx = f32x4(x0.d, x1.d, x2.d, x3.d);
         acc = step(acc, sumi, [&c; 4], dx);
