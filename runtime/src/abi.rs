@@ -276,3 +276,13 @@ pub extern "C" fn trlm_remove_adapters() -> u32 {
 pub extern "C" fn trlm_require_plan(ptr: u32, len: u32) -> u32 {
     operation(|s| s.require_plan(ptr, len))
 }
+
+/// Test builds only (feature `kernel-selftest`, simd128 module): the hand-written simd128
+/// kernels against the portable ones on `cases` random cases drawn from `seed`; 0 when all
+/// agree, else 1 + the first failing case (`runtime::model::simd128::selftest::run`).
+// SAFETY: see trlm_abi_version.
+#[cfg(all(feature = "kernel-selftest", target_feature = "simd128"))]
+#[no_mangle]
+pub extern "C" fn trlm_kernel_selftest(seed: u32, cases: u32) -> u32 {
+    crate::model::simd128::selftest::run(seed, cases)
+}

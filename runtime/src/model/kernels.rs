@@ -13,6 +13,8 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::format::dtype::{DType, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
 use crate::model::cpu;
 use crate::model::quant::{dequantize, f16_to_f32, quantize_act_q8_0, BlockQ8};
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+use crate::model::simd128;
 
 /// Accumulator lanes of the f32/f16 dot products: element i is added to lane `i % LANES`, then
 /// the lanes are combined by halving. This one constant fixes the order (a power of two).
@@ -244,6 +246,10 @@ pub fn dot_q4_0_row(row: &[u8], act: &[BlockQ8]) -> f32 {
 
 /// [`ROW_GROUP`] q8_0 rows at once: `dot_q8_0_rows(rows, act)[i] == dot_q8_0_row(rows[i], act)`.
 pub fn dot_q8_0_rows(rows: [&[u8]; ROW_GROUP], act: &[BlockQ8]) -> [f32; ROW_GROUP] {
+    // wasm simd128: the hand-written kernel (simd128.rs).
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return simd128::dot4_q8_0(rows, [act; ROW_GROUP]);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     cpu::run(
         #[inline(always)]
         || quant_dots(rows, act, decode_q8_0),
@@ -252,6 +258,10 @@ pub fn dot_q8_0_rows(rows: [&[u8]; ROW_GROUP], act: &[BlockQ8]) -> [f32; ROW_GRO
 
 /// [`ROW_GROUP`] q4_0 rows at once: `dot_q4_0_rows(rows, act)[i] == dot_q4_0_row(rows[i], act)`.
 pub fn dot_q4_0_rows(rows: [&[u8]; ROW_GROUP], act: &[BlockQ8]) -> [f32; ROW_GROUP] {
+    // wasm simd128: the hand-written kernel (simd128.rs).
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return simd128::dot4_q4_0(rows, act);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     cpu::run(
         #[inline(always)]
         || quant_dots(rows, act, decode_q4_0),
@@ -453,6 +463,10 @@ pub fn matvec(out: &mut [f32], w: &MatRef, x: &[f32], scratch: &mut ActScratch) 
             let act = &mut scratch.blocks[..nb];
             quantize_act_q8_0(x, act)?;
             let act = &*act;
+            // wasm simd128: whole row groups through the hand-written kernels (simd128.rs).
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            simd128_quant_rows(out, w.dtype, w.bytes, step, act);
+            #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
             if w.dtype == DType::Q8_0 {
                 cpu::run(
                     #[inline(always)]
@@ -490,6 +504,36 @@ pub fn matvec(out: &mut [f32], w: &MatRef, x: &[f32], scratch: &mut ActScratch) 
         out.fill(0.0);
     }
     Ok(())
+}
+
+/// wasm simd128: [`matvec`] of a q8_0 or q4_0 matrix (`rows` split into `row_bytes`-byte rows)
+/// with the hand-written kernels of `simd128.rs` for whole row groups, the portable ones for
+/// the rows after the last group. Same bits as the portable path.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn simd128_quant_rows(
+    out: &mut [f32],
+    dtype: DType,
+    rows: &[u8],
+    row_bytes: usize,
+    act: &[BlockQ8],
+) {
+    if dtype == DType::Q8_0 {
+        all_rows(
+            out,
+            rows,
+            row_bytes,
+            |g| simd128::dot4_q8_0(g, [act; ROW_GROUP]),
+            |r| quant_dots([r], act, decode_q8_0)[0],
+        )
+    } else {
+        all_rows(
+            out,
+            rows,
+            row_bytes,
+            |g| simd128::dot4_q4_0(g, act),
+            |r| quant_dots([r], act, decode_q4_0)[0],
+        )
+    }
 }
 
 /// Dequantizes row `row` of `w` into `out` (an embedding lookup).

@@ -8,6 +8,8 @@ pub mod forward;
 pub mod kernels;
 pub mod math;
 pub mod quant;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub(crate) mod simd128;
 pub mod weights;
 
 pub use forward::{forward, prefill, State};

@@ -1,0 +1,276 @@
+//! Hand-written wasm `simd128` kernels of the q8_0 and q4_0 dot products (spec/determinism.md,
+//! SIMD paths), four independent chains at a time. Compiled only into the simd128 module
+//! (`target_feature = "simd128"` at compile time, which makes every `core::arch::wasm32`
+//! intrinsic used here safe to call); no unsafe code, no relaxed SIMD.
+//!
+//! Chain i is the q8_0 / q4_0 dot product of spec/determinism.md, bit for bit:
+//! - the 32 code products of a block are summed exactly in i32 (codes loaded sign-extended to
+//!   i16 with `v128.load8x8_s`, q4_0 nibbles unpacked in i16 lanes, then `i32x4.dot_i16x8_s`
+//!   and `i32x4.add`); the four chains' i32x4 partial sums are reduced
+//!   together by a 4×4 transpose-add into one i32x4 `[sumi_0, .., sumi_3]` (integer sums are
+//!   exact, their order is free);
+//! - the float part is 4-wide with lane i = chain i: `acc = acc + (f32(sumi) * (dw * dx))`, one
+//!   serial accumulator per chain over the blocks in ascending order, three roundings per
+//!   block (`f32x4.mul`, `f32x4.mul`, `f32x4.add` are IEEE binary32 operations per lane, with
+//!   subnormals, as the scalar ones);
+//! - the four f16 weight scales are widened with integer SIMD exactly as
+//!   [`crate::model::quant::f16_to_f32`] does.
+
+use core::arch::wasm32::{
+    f32x4, f32x4_add, f32x4_convert_i32x4, f32x4_extract_lane, f32x4_mul, f32x4_splat, f32x4_sub,
+    i16x8_extend_low_i8x16, i16x8_sub, i32x4_add, i32x4_dot_i16x8, i32x4_eq, i32x4_shl,
+    i32x4_shuffle, u16x8_extend_low_u8x16, u16x8_shr, u16x8_splat, u32x4, u32x4_splat, u64x2, v128,
+    v128_and, v128_bitselect, v128_or,
+};
+
+#[cfg(feature = "kernel-selftest")]
+pub mod selftest;
+
+use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES};
+use crate::model::kernels::arrays;
+use crate::model::quant::BlockQ8;
+
+/// A block's 32 weight codes widened to i16 and its f16 scale.
+struct Codes {
+    /// The f16 scale bits in the low 16 bits (the high 16 bits are ignored).
+    scale: u32,
+    /// Codes 0..8, 8..16, 16..24 and 24..32, each as an i16x8.
+    w: [v128; 4],
+}
+
+/// The `M` bytes of `b` starting at `AT` (`AT + M <= N`, checked at compile time).
+#[inline(always)]
+fn bytes<const N: usize, const AT: usize, const M: usize>(b: &[u8; N]) -> [u8; M] {
+    const { assert!(AT + M <= N) };
+    core::array::from_fn(|j| b[AT + j])
+}
+
+/// Eight bytes as i8 sign-extended to an i16x8 (one `v128.load8x8_s`).
+#[inline(always)]
+fn i8x8_to_i16x8(b: [u8; 8]) -> v128 {
+    i16x8_extend_low_i8x16(u64x2(u64::from_le_bytes(b), 0))
+}
+
+/// Eight bytes zero-extended to an i16x8 (one `v128.load8x8_u`).
+#[inline(always)]
+fn u8x8_to_u16x8(b: [u8; 8]) -> v128 {
+    u16x8_extend_low_u8x16(u64x2(u64::from_le_bytes(b), 0))
+}
+
+/// The first four bytes of a block as a little-endian u32: the f16 scale in the low half.
+#[inline(always)]
+fn scale_bits<const N: usize>(blk: &[u8; N]) -> u32 {
+    u32::from_le_bytes(bytes::<N, 0, 4>(blk))
+}
+
+/// A q8_0 block (34 bytes): scale bytes 0..2, code j is byte 2 + j as i8.
+#[inline(always)]
+fn q8_0_codes(blk: &[u8; Q8_0_BLOCK_BYTES]) -> Codes {
+    const N: usize = Q8_0_BLOCK_BYTES;
+    Codes {
+        scale: scale_bits(blk),
+        w: [
+            i8x8_to_i16x8(bytes::<N, 2, 8>(blk)),
+            i8x8_to_i16x8(bytes::<N, 10, 8>(blk)),
+            i8x8_to_i16x8(bytes::<N, 18, 8>(blk)),
+            i8x8_to_i16x8(bytes::<N, 26, 8>(blk)),
+        ],
+    }
+}
+
+/// A q4_0 block (18 bytes): code j is `(byte 2 + j & 15) - 8` for j < 16 and
+/// `(byte 2 + j - 16 >> 4) - 8` for j >= 16.
+#[inline(always)]
+fn q4_0_codes(blk: &[u8; Q4_0_BLOCK_BYTES]) -> Codes {
+    const N: usize = Q4_0_BLOCK_BYTES;
+    let b0 = u8x8_to_u16x8(bytes::<N, 2, 8>(blk));
+    let b1 = u8x8_to_u16x8(bytes::<N, 10, 8>(blk));
+    let low = |b| i16x8_sub(v128_and(b, u16x8_splat(0x0f)), u16x8_splat(8));
+    let high = |b| i16x8_sub(u16x8_shr(b, 4), u16x8_splat(8));
+    Codes {
+        scale: scale_bits(blk),
+        w: [low(b0), low(b1), high(b0), high(b1)],
+    }
+}
+
+/// An activation block's 32 codes widened to i16 as [`Codes::w`].
+#[inline(always)]
+fn act_codes(a: &BlockQ8) -> [v128; 4] {
+    let q: [u8; 32] = a.qs.map(|c| c as u8);
+    [
+        i8x8_to_i16x8(bytes::<32, 0, 8>(&q)),
+        i8x8_to_i16x8(bytes::<32, 8, 8>(&q)),
+        i8x8_to_i16x8(bytes::<32, 16, 8>(&q)),
+        i8x8_to_i16x8(bytes::<32, 24, 8>(&q)),
+    ]
+}
+
+/// Four i32 partial sums whose total is the exact integer dot product of a block's 32 weight
+/// codes with its 32 activation codes (products of i16 values summed pairwise in i32 by
+/// `i32x4.dot_i16x8_s`: |product| ≤ 2^14, no overflow anywhere).
+#[inline(always)]
+fn block_partials(w: &[v128; 4], x: &[v128; 4]) -> v128 {
+    i32x4_add(
+        i32x4_add(i32x4_dot_i16x8(w[0], x[0]), i32x4_dot_i16x8(w[1], x[1])),
+        i32x4_add(i32x4_dot_i16x8(w[2], x[2]), i32x4_dot_i16x8(w[3], x[3])),
+    )
+}
+
+/// The lane sums of four i32x4 vectors: `[Σ p0, Σ p1, Σ p2, Σ p3]` (a 4×4 transpose-add; exact
+/// integer arithmetic).
+#[inline(always)]
+fn sum4(p0: v128, p1: v128, p2: v128, p3: v128) -> v128 {
+    let s01 = i32x4_add(
+        i32x4_shuffle::<0, 1, 4, 5>(p0, p1),
+        i32x4_shuffle::<2, 3, 6, 7>(p0, p1),
+    );
+    let s23 = i32x4_add(
+        i32x4_shuffle::<0, 1, 4, 5>(p2, p3),
+        i32x4_shuffle::<2, 3, 6, 7>(p2, p3),
+    );
+    i32x4_add(
+        i32x4_shuffle::<0, 2, 4, 6>(s01, s23),
+        i32x4_shuffle::<1, 3, 5, 7>(s01, s23),
+    )
+}
+
+/// Widens four f16 bit patterns (the low 16 bits of each u32 lane; the high 16 bits are
+/// ignored) to f32 exactly as
+/// [`crate::model::quant::f16_to_f32`] does: exponent and mantissa shifted up 13 bits and
+/// rebased by 112 (normals) or 224 (inf/NaN, payload kept), a subnormal computed as
+/// `2^-14 (1 + m/1024) - 2^-14` (exact), the sign put back.
+#[inline(always)]
+fn f16x4_to_f32x4(h: v128) -> v128 {
+    let sign = i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16);
+    let o = i32x4_shl(v128_and(h, u32x4_splat(0x7fff)), 13);
+    let exp = v128_and(o, u32x4_splat(0x0f80_0000));
+    let normal = i32x4_add(o, u32x4_splat(112 << 23));
+    let inf_nan = i32x4_add(o, u32x4_splat(224 << 23));
+    let subnormal = f32x4_sub(
+        i32x4_add(o, u32x4_splat(113 << 23)),
+        f32x4_splat(f32::from_bits(113 << 23)),
+    );
+    let is_inf_nan = i32x4_eq(exp, u32x4_splat(0x0f80_0000));
+    let is_small = i32x4_eq(exp, u32x4_splat(0));
+    let finite = v128_bitselect(subnormal, normal, is_small);
+    v128_or(sign, v128_bitselect(inf_nan, finite, is_inf_nan))
+}
+
+/// One block step of the four chains: `acc = acc + (f32(sumi) * (dw * dx))` per lane, with `dw`
+/// the f16 weight scales `c0.scale, .., c3.scale` widened.
+#[inline(always)]
+fn step(acc: v128, sumi: v128, c: [&Codes; 4], dx: v128) -> v128 {
+    let [s0, s1, s2, s3] = c.map(|c| c.scale);
+    let dw = f16x4_to_f32x4(u32x4(s0, s1, s2, s3));
+    f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(sumi), f32x4_mul(dw, dx)))
+}
+
+/// The four lanes of an f32x4.
+#[inline(always)]
+fn lanes(v: v128) -> [f32; 4] {
+    [
+        f32x4_extract_lane::<0>(v),
+        f32x4_extract_lane::<1>(v),
+        f32x4_extract_lane::<2>(v),
+        f32x4_extract_lane::<3>(v),
+    ]
+}
+
+/// Four rows of `BB`-byte blocks against one activation (each activation block is loaded and
+/// widened once for the four rows). Uses `min(row blocks, act.len())` blocks.
+#[inline(always)]
+fn dot4_shared<const BB: usize>(
+    rows: [&[u8]; 4],
+    act: &[BlockQ8],
+    codes: impl Fn(&[u8; BB]) -> Codes,
+) -> [f32; 4] {
+    let [r0, r1, r2, r3] = rows.map(|r| arrays::<u8, BB>(r).0);
+    let mut acc = f32x4_splat(0.0);
+    for ((((b0, b1), b2), b3), a) in r0.zip(r1).zip(r2).zip(r3).zip(act) {
+        let x = act_codes(a);
+        let (c0, c1, c2, c3) = (codes(b0), codes(b1), codes(b2), codes(b3));
+        let sumi = sum4(
+            block_partials(&c0.w, &x),
+            block_partials(&c1.w, &x),
+            block_partials(&c2.w, &x),
+            block_partials(&c3.w, &x),
+        );
+        acc = step(acc, sumi, [&c0, &c1, &c2, &c3], f32x4_splat(a.d));
+    }
+    lanes(acc)
+}
+
+/// Four (row, activation) chains of `BB`-byte blocks. Uses the fewest blocks of any chain.
+#[inline(always)]
+fn dot4_each<const BB: usize>(
+    rows: [&[u8]; 4],
+    acts: [&[BlockQ8]; 4],
+    codes: impl Fn(&[u8; BB]) -> Codes,
+) -> [f32; 4] {
+    let [r0, r1, r2, r3] = rows.map(|r| arrays::<u8, BB>(r).0);
+    let [a0, a1, a2, a3] = acts;
+    let mut acc = f32x4_splat(0.0);
+    let blocks = r0.zip(r1).zip(r2).zip(r3);
+    let act_blocks = a0.iter().zip(a1).zip(a2).zip(a3);
+    for ((((b0, b1), b2), b3), (((x0, x1), x2), x3)) in blocks.zip(act_blocks) {
+        let (c0, c1, c2, c3) = (codes(b0), codes(b1), codes(b2), codes(b3));
+        let sumi = sum4(
+            block_partials(&c0.w, &act_codes(x0)),
+            block_partials(&c1.w, &act_codes(x1)),
+            block_partials(&c2.w, &act_codes(x2)),
+            block_partials(&c3.w, &act_codes(x3)),
+        );
+        let dx = f32x4(x0.d, x1.d, x2.d, x3.d);
+        acc = step(acc, sumi, [&c0, &c1, &c2, &c3], dx);
+    }
+    lanes(acc)
+}
+
+/// One row of `BB`-byte blocks against four activations (each row block is loaded and widened
+/// once for the four chains). Uses the fewest blocks of any chain.
+#[inline(always)]
+fn dot4_one_row<const BB: usize>(
+    row: &[u8],
+    acts: [&[BlockQ8]; 4],
+    codes: impl Fn(&[u8; BB]) -> Codes,
+) -> [f32; 4] {
+    let [a0, a1, a2, a3] = acts;
+    let mut acc = f32x4_splat(0.0);
+    let act_blocks = a0.iter().zip(a1).zip(a2).zip(a3);
+    for (b, (((x0, x1), x2), x3)) in arrays::<u8, BB>(row).0.zip(act_blocks) {
+        let c = codes(b);
+        let w = &c.w;
+        let sumi = sum4(
+            block_partials(w, &act_codes(x0)),
+            block_partials(w, &act_codes(x1)),
+            block_partials(w, &act_codes(x2)),
+            block_partials(w, &act_codes(x3)),
+        );
+        let dx = f32x4(x0.d, x1.d, x2.d, x3.d);
+        acc = step(acc, sumi, [&c; 4], dx);
+    }
+    lanes(acc)
+}
+
+/// Four q8_0 dot products: chain i is the q8_0 dot product (spec/determinism.md) of `rows[i]`
+/// (34-byte blocks) with `acts[i]`, over the fewest blocks any chain has (whole row blocks and
+/// activation blocks). Work shared by the chains is done once: an activation block when the
+/// four activations are one slice (a matrix-vector product), a row block when the four rows are
+/// one slice (a row against four tokens).
+pub(crate) fn dot4_q8_0(rows: [&[u8]; 4], acts: [&[BlockQ8]; 4]) -> [f32; 4] {
+    let [a0, a1, a2, a3] = acts;
+    let [r0, r1, r2, r3] = rows;
+    if core::ptr::eq(a0, a1) && core::ptr::eq(a0, a2) && core::ptr::eq(a0, a3) {
+        dot4_shared(rows, a0, q8_0_codes)
+    } else if core::ptr::eq(r0, r1) && core::ptr::eq(r0, r2) && core::ptr::eq(r0, r3) {
+        dot4_one_row(r0, acts, q8_0_codes)
+    } else {
+        dot4_each(rows, acts, q8_0_codes)
+    }
+}
+
+/// Four q4_0 dot products: chain i is the q4_0 dot product (spec/determinism.md) of `rows[i]`
+/// (18-byte blocks) with `act`, over the fewest blocks any chain has.
+pub(crate) fn dot4_q4_0(rows: [&[u8]; 4], act: &[BlockQ8]) -> [f32; 4] {
+    dot4_shared(rows, act, q4_0_codes)
+}

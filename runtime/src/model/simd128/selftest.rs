@@ -1,0 +1,225 @@
+//! The simd128 kernels against the portable ones, run inside the simd128 module itself (the only
+//! place the simd128 code exists): feature `kernel-selftest`, export `trlm_kernel_selftest`,
+//! driven by harness/tests/simd128_kernels.rs. Not part of any shipped module.
+//!
+//! Case 0 widens all 65536 f16 patterns four at a time and compares them with
+//! [`f16_to_f32`] (bit for bit; NaN-ness only for NaNs, spec/determinism.md rule 8). Every
+//! further case draws four (row, activation) chains with edge values weighted in — f16 scales
+//! zero, subnormal, normal, largest, infinite and NaN; activation scales zero, subnormal, huge,
+//! infinite and NaN; codes −128 and 127; random bytes, which cover every q4_0 nibble; block
+//! counts 0, 1, odd and uneven per chain, rows with trailing partial blocks — and compares each
+//! chain of `dot4_q8_0` (four rows and four activations, four rows and one activation, one row
+//! and four activations), `dot4_q4_0` and the
+//! wired `kernels::dot_q8_0_rows` / `dot_q4_0_rows` with the portable single-row kernels
+//! `kernels::dot_q8_0_row` / `dot_q4_0_row` over the blocks all chains have.
+
+use alloc::vec::Vec;
+use core::arch::wasm32::{f32x4_extract_lane, u32x4};
+
+use super::{dot4_q4_0, dot4_q8_0, f16x4_to_f32x4};
+use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
+use crate::model::kernels::{dot_q4_0_row, dot_q4_0_rows, dot_q8_0_row, dot_q8_0_rows};
+use crate::model::quant::{f16_to_f32, BlockQ8};
+
+/// Runs the f16 check and `cases` random cases drawn from `seed`. Returns 0 when every result
+/// agrees, else 1 + the number of the first failing case (case 0 is the f16 check).
+pub fn run(seed: u32, cases: u32) -> u32 {
+    if !f16_widening_agrees() {
+        return 1;
+    }
+    let mut rng = Rng(u64::from(seed) ^ 0x9e37_79b9_7f4a_7c15);
+    for case in 1..=cases {
+        if !case_agrees(&mut rng) {
+            return case.saturating_add(1);
+        }
+    }
+    0
+}
+
+/// Bit equality, or NaN in both.
+fn same(a: f32, b: f32) -> bool {
+    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+}
+
+fn f16_widening_agrees() -> bool {
+    (0..=u16::MAX / 4).all(|k| {
+        let h = [0, 1, 2, 3].map(|i| u32::from(k) * 4 + i);
+        let v = f16x4_to_f32x4(u32x4(h[0], h[1], h[2], h[3]));
+        let got = [
+            f32x4_extract_lane::<0>(v),
+            f32x4_extract_lane::<1>(v),
+            f32x4_extract_lane::<2>(v),
+            f32x4_extract_lane::<3>(v),
+        ];
+        got.iter()
+            .zip(h)
+            .all(|(&g, h)| same(g, f16_to_f32(h as u16)))
+    })
+}
+
+/// splitmix64.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in 0..n (n > 0; the bias is irrelevant here).
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn byte(&mut self) -> u8 {
+        self.next() as u8
+    }
+
+    /// A weight block's f16 scale bits.
+    fn scale(&mut self) -> u16 {
+        const EDGES: [u16; 14] = [
+            0x0000, 0x8000, 0x0001, 0x8001, 0x03ff, 0x0400, 0x3c00, 0x7bff, 0xfbff, 0x7c00, 0xfc00,
+            0x7e00, 0x7c01, 0xfe01,
+        ];
+        match self.below(8) {
+            0 => EDGES[self.below(EDGES.len() as u64) as usize],
+            1 => self.next() as u16,
+            _ => (0x2000 + self.below(0x0c00) as u16) | (u16::from(self.byte() & 0x80) << 8),
+        }
+    }
+
+    /// An activation block's scale.
+    fn act_scale(&mut self) -> f32 {
+        const EDGES: [f32; 10] = [
+            0.0,
+            -0.0,
+            f32::MIN_POSITIVE,
+            1e-40, // subnormal
+            1e-8,
+            65504.0,
+            f32::MAX,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+        ];
+        match self.below(8) {
+            0 => EDGES[self.below(EDGES.len() as u64) as usize],
+            1 => f32::from_bits(self.next() as u32),
+            _ => f16_to_f32(0x1c00 + self.below(0x0c00) as u16),
+        }
+    }
+
+    /// 32 codes: random, or extremes.
+    fn codes(&mut self) -> [u8; QK] {
+        match self.below(8) {
+            0 => [0x80; QK],
+            1 => [0x7f; QK],
+            2 => core::array::from_fn(|_| if self.below(2) == 0 { 0x80 } else { 0x7f }),
+            _ => core::array::from_fn(|_| self.byte()),
+        }
+    }
+
+    /// A row of `blocks` whole blocks of `bb` bytes plus a partial block of `extra` bytes.
+    fn row(&mut self, blocks: usize, bb: usize, extra: usize) -> Vec<u8> {
+        let mut row = Vec::with_capacity(blocks * bb + extra);
+        for _ in 0..blocks {
+            row.extend_from_slice(&self.scale().to_le_bytes());
+            row.extend_from_slice(&self.codes()[..bb - 2]);
+        }
+        row.extend((0..extra).map(|_| self.byte()));
+        row
+    }
+
+    fn act(&mut self, blocks: usize) -> Vec<BlockQ8> {
+        (0..blocks)
+            .map(|_| BlockQ8 {
+                qs: self.codes().map(|c| c as i8),
+                d: self.act_scale(),
+            })
+            .collect()
+    }
+
+    /// A block count: small and odd ones weighted in.
+    fn blocks(&mut self) -> usize {
+        const SMALL: [usize; 6] = [0, 1, 2, 3, 5, 7];
+        if self.below(3) == 0 {
+            SMALL[self.below(SMALL.len() as u64) as usize]
+        } else {
+            self.below(24) as usize
+        }
+    }
+}
+
+/// The portable results of four chains over the first `nb` blocks.
+fn reference(
+    rows: &[&[u8]; 4],
+    acts: &[&[BlockQ8]; 4],
+    bb: usize,
+    nb: usize,
+    dot: fn(&[u8], &[BlockQ8]) -> f32,
+) -> [f32; 4] {
+    core::array::from_fn(|i| dot(&rows[i][..nb * bb], &acts[i][..nb]))
+}
+
+fn agree(a: [f32; 4], b: [f32; 4]) -> bool {
+    a.iter().zip(&b).all(|(&x, &y)| same(x, y))
+}
+
+fn case_agrees(rng: &mut Rng) -> bool {
+    let base = rng.blocks();
+    // Mostly equal lengths (as matvec passes them); sometimes every chain its own.
+    let uneven = rng.below(4) == 0;
+    let count = |rng: &mut Rng| if uneven { rng.blocks() } else { base };
+    let extra = |rng: &mut Rng, bb: u64| {
+        if rng.below(4) == 0 {
+            rng.below(bb) as usize
+        } else {
+            0
+        }
+    };
+    let q8: [Vec<u8>; 4] = core::array::from_fn(|_| {
+        let (n, e) = (count(rng), extra(rng, Q8_0_BLOCK_BYTES as u64));
+        rng.row(n, Q8_0_BLOCK_BYTES, e)
+    });
+    let q4: [Vec<u8>; 4] = core::array::from_fn(|_| {
+        let (n, e) = (count(rng), extra(rng, Q4_0_BLOCK_BYTES as u64));
+        rng.row(n, Q4_0_BLOCK_BYTES, e)
+    });
+    let acts: [Vec<BlockQ8>; 4] = core::array::from_fn(|_| {
+        let n = count(rng);
+        rng.act(n)
+    });
+    let q8 = q8.each_ref().map(|r| &r[..]);
+    let q4 = q4.each_ref().map(|r| &r[..]);
+    let each = acts.each_ref().map(|a| &a[..]);
+    let shared = [each[0]; 4];
+    let blocks = |rows: &[&[u8]; 4], acts: &[&[BlockQ8]; 4], bb: usize| {
+        rows.iter()
+            .zip(acts)
+            .map(|(r, a)| (r.len() / bb).min(a.len()))
+            .min()
+            .unwrap_or(0)
+    };
+    let (b8, b4) = (Q8_0_BLOCK_BYTES, Q4_0_BLOCK_BYTES);
+    let nb = blocks(&q8, &each, b8);
+    let ok_each = agree(
+        dot4_q8_0(q8, each),
+        reference(&q8, &each, b8, nb, dot_q8_0_row),
+    );
+    let nb = blocks(&q8, &shared, b8);
+    let want = reference(&q8, &shared, b8, nb, dot_q8_0_row);
+    let ok_shared = agree(dot4_q8_0(q8, shared), want) && agree(dot_q8_0_rows(q8, each[0]), want);
+    let one_row = [q8[0]; 4];
+    let nb = blocks(&one_row, &each, b8);
+    let ok_one_row = agree(
+        dot4_q8_0(one_row, each),
+        reference(&one_row, &each, b8, nb, dot_q8_0_row),
+    );
+    let nb = blocks(&q4, &shared, b4);
+    let want = reference(&q4, &shared, b4, nb, dot_q4_0_row);
+    let ok_q4 = agree(dot4_q4_0(q4, each[0]), want) && agree(dot_q4_0_rows(q4, each[0]), want);
+    ok_each && ok_shared && ok_one_row && ok_q4
+}
