@@ -29,18 +29,19 @@ pub fn available(bytes: usize) -> bool {
 
 /// The memory to have obtainable before building the model in `file`: an upper bound of what
 /// the build allocates (the parsed vocabulary, the tokenizer's tables, the directory and layer
-/// tables, all live together), derived from the header's vocab_size and layer count, the
-/// tokenizer section's length and merge count and the directory's length, plus the headroom
-/// after it. It is sized to what the build then uses: the probed memory goes back to the
-/// allocator, and the build (then the session) takes it, so on wasm the probe grows memory
-/// little beyond what the load needs anyway. A file whose header does not parse needs only the
-/// headroom (building it fails at once).
+/// tables, all live together, and the fixed part that also covers a failed build's message),
+/// derived from the header's vocab_size and layer count, the tokenizer section's length and
+/// merge count and the directory's length. The headroom is not added: the activation that
+/// follows a build checks it, and the vocabulary the build frees leaves room for the messages
+/// in between. The probed memory goes back to the allocator and the build takes it, so on wasm
+/// the probe grows memory little beyond what the load needs anyway. A file whose header does
+/// not parse needs only the fixed part (building it fails at once).
 pub fn for_model(file: &[u8]) -> usize {
     let Some(h) = file
         .get(..limits::HEADER_BYTES)
         .and_then(|b| header::parse_header(b, file.len() as u64).ok())
     else {
-        return limits::ABI_HEADROOM_BYTES;
+        return limits::MODEL_BUILD_FIXED_BYTES;
     };
     let section = h.sections.tokenizer;
     let tokenizer_bytes = usize::try_from(section.length).unwrap_or(usize::MAX);
@@ -63,7 +64,6 @@ pub fn for_model(file: &[u8]) -> usize {
         (tensors, BYTES_PER_TENSOR),
         (h.config.n_layers as usize, BYTES_PER_LAYER),
         (1, limits::MODEL_BUILD_FIXED_BYTES),
-        (1, limits::ABI_HEADROOM_BYTES),
     ]
     .iter()
     .fold(0usize, |sum, &(count, each)| {
@@ -199,7 +199,7 @@ mod tests {
             &include_bytes!("../../../corpus/spm-gqa-untied-q4_0.slm")[..],
             &include_bytes!("../../../corpus/ranked-gqa1-tied-q8_0.slm")[..],
         ] {
-            let bound = for_model(file) - limits::ABI_HEADROOM_BYTES;
+            let bound = for_model(file);
             let peak = build_peak(file);
             assert!(peak <= bound, "{peak} > {bound}");
             // The bound is not loose: at most the fixed part and twice the build's need.
@@ -211,8 +211,8 @@ mod tests {
     }
 
     #[test]
-    fn a_file_whose_header_does_not_parse_needs_only_the_headroom() {
-        assert_eq!(for_model(b""), limits::ABI_HEADROOM_BYTES);
-        assert_eq!(for_model(&[0; 300]), limits::ABI_HEADROOM_BYTES);
+    fn a_file_whose_header_does_not_parse_needs_only_the_fixed_part() {
+        assert_eq!(for_model(b""), limits::MODEL_BUILD_FIXED_BYTES);
+        assert_eq!(for_model(&[0; 300]), limits::MODEL_BUILD_FIXED_BYTES);
     }
 }
