@@ -7,8 +7,8 @@
 //! Not caps, so not here: `HEADER_BYTES`, `ALIGNMENT` and `ADAPTER_HEADER_BYTES` are layout
 //! constants (the .slm and adapter matrices in corpus/malformed/ refuse every deviation);
 //! `PREFILL_BATCH` is a computation parameter (harness/tests/prefill.rs); `ABI_HEADROOM_BYTES`
-//! and the `MODEL_BUILD_BYTES_PER_*` estimates are memory-sized and tested through a host
-//! memory cap in harness/tests/faults.rs; `ADAPTER_AUTO_APPLY_BYTES` is enforced by the
+//! and the model-build estimate's `MODEL_BUILD_FIXED_BYTES` and `ALLOCATION_OVERHEAD_WORDS` are
+//! memory-sized and tested through a host memory cap in harness/tests/faults.rs; `ADAPTER_AUTO_APPLY_BYTES` is enforced by the
 //! harness's selector registry (harness/tests/caps.rs and adapters.rs `registry_rules`).
 
 use harness::engine::wasmtime::{wasm_bytes, AbiInstance, WasmLimits, WasmModule};

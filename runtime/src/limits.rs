@@ -98,11 +98,15 @@ pub const PREFILL_BATCH: usize = 8;
 
 /// Bytes that must still be obtainable after an ABI call grew memory (a host buffer, a chunked
 /// load's reservation, a model, a session, a started generation); else the call fails with
-/// `OutOfMemory` and is undone. Small allocations that cannot fail cleanly (messages, buffer
-/// bookkeeping, generated text and tokens: at most about 200 KiB) are taken from it.
+/// `OutOfMemory` and is undone. Allocations that cannot fail cleanly are taken from it: messages,
+/// buffer bookkeeping, generated text and tokens (together about 200 KiB), and the next
+/// `trlm_start`'s encoding of its prompt (symbols and merge queue: up to about 800 KiB for a
+/// `MAX_PROMPT_BYTES` prompt).
 pub const ABI_HEADROOM_BYTES: usize = 1_048_576;
-/// Bytes to have obtainable per byte of the tokenizer section before a model is built (its
-/// vocabulary, lookup and merge tables are built with allocations that cannot fail cleanly).
-pub const MODEL_BUILD_BYTES_PER_TOKENIZER_BYTE: usize = 16;
-/// ... and per tensor (its directory entry and name).
-pub const MODEL_BUILD_BYTES_PER_TENSOR: usize = 256;
+/// Bytes to have obtainable before a model is built beyond its per-token, per-merge,
+/// per-tensor and per-layer tables (runtime/src/abi/headroom.rs): the tokenizer's dense ASCII
+/// table (grown by doubling), metadata, the model's name and the small fixed tables.
+pub const MODEL_BUILD_FIXED_BYTES: usize = 262_144;
+/// Machine words one heap allocation may cost beyond its bytes (the allocator's header, its
+/// rounding and its minimum chunk), when the build's tables are bounded.
+pub const ALLOCATION_OVERHEAD_WORDS: usize = 4;
