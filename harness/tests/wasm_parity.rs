@@ -551,6 +551,29 @@ fn an_exhausted_fuel_budget_is_an_error_not_a_hang() {
     assert!(err.message.contains("fuel"), "{err}");
 }
 
+/// The bench runs the module without fuel metering (as browsers do): same results, and the
+/// fuel limit no longer applies.
+#[test]
+fn an_unmetered_module_generates_what_the_metered_one_does() {
+    let wasm = harness::engine::wasmtime::wasm_bytes().unwrap();
+    let unmetered = WasmModule::compile_unmetered(&wasm).unwrap();
+    let starved = WasmLimits {
+        fuel_per_call: 1,
+        ..WasmLimits::default()
+    };
+    let bytes = fixture("spm-gqa-untied-q8_0");
+    let mut free = WasmtimeEngine::with_limits(&unmetered, starved).unwrap();
+    free.load(&bytes).unwrap();
+    let mut metered = wasm_engine();
+    metered.load(&bytes).unwrap();
+    for s in sampling_cases() {
+        assert_eq!(
+            generate(&mut free, "Once upon", s),
+            generate(&mut metered, "Once upon", s)
+        );
+    }
+}
+
 #[test]
 fn the_memory_limit_makes_allocations_fail_cleanly() {
     let limits = WasmLimits {

@@ -81,12 +81,13 @@ impl<'p> Context<'p> {
         }
     }
 
-    /// The module at `path`, compiled once per bench run.
+    /// The module at `path`, compiled once per bench run, without fuel metering (as browsers
+    /// run it).
     pub fn wasm_module(&mut self, path: &Path) -> Result<&WasmModule> {
         if !self.modules.contains_key(path) {
             let bytes = std::fs::read(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
             self.modules
-                .insert(path.to_path_buf(), WasmModule::compile(&bytes)?);
+                .insert(path.to_path_buf(), WasmModule::compile_unmetered(&bytes)?);
         }
         Ok(&self.modules[path])
     }

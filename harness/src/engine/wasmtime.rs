@@ -99,16 +99,34 @@ impl Default for WasmLimits {
 pub struct WasmModule {
     engine: ::wasmtime::Engine,
     module: Module,
+    /// Whether the code counts fuel ([`WasmLimits::fuel_per_call`] applies).
+    metered: bool,
 }
 
 impl WasmModule {
-    /// Compiles `wasm` with fuel metering on.
+    /// Compiles `wasm` with fuel metering on: every call of its instances is bounded by
+    /// [`WasmLimits::fuel_per_call`]. What the conformance tests use.
     pub fn compile(wasm: &[u8]) -> anyhow::Result<WasmModule> {
+        WasmModule::compile_as(wasm, true)
+    }
+
+    /// Compiles `wasm` without fuel metering, as a browser or an embedder runs it: calls are
+    /// unbounded (the fuel limit is ignored). What `tinyrustlm bench` measures, since counting
+    /// fuel costs time in every loop.
+    pub fn compile_unmetered(wasm: &[u8]) -> anyhow::Result<WasmModule> {
+        WasmModule::compile_as(wasm, false)
+    }
+
+    fn compile_as(wasm: &[u8], metered: bool) -> anyhow::Result<WasmModule> {
         let mut config = Config::new();
-        config.consume_fuel(true);
+        config.consume_fuel(metered);
         let engine = ::wasmtime::Engine::new(&config)?;
         let module = Module::new(&engine, wasm).context("compiling the wasm module")?;
-        Ok(WasmModule { engine, module })
+        Ok(WasmModule {
+            engine,
+            module,
+            metered,
+        })
     }
 
     /// The module's imports as `module.name` (spec/abi.md: there are none).
@@ -165,7 +183,8 @@ pub struct AbiInstance {
     store: Store<StoreLimits>,
     memory: Memory,
     exports: Exports,
-    fuel_per_call: u64,
+    /// Fuel set before each call (`None` for an unmetered module).
+    fuel_per_call: Option<u64>,
 }
 
 macro_rules! raw_calls {
@@ -173,7 +192,9 @@ macro_rules! raw_calls {
         $(
             $(#[$doc])*
             pub fn $name(&mut self, $($arg: $ty),*) -> anyhow::Result<u32> {
-                self.store.set_fuel(self.fuel_per_call)?;
+                if let Some(fuel) = self.fuel_per_call {
+                    self.store.set_fuel(fuel)?;
+                }
                 self.exports.$name.call(&mut self.store, ($($arg),*))
             }
         )*
@@ -189,7 +210,10 @@ impl AbiInstance {
             .build();
         let mut store = Store::new(&module.engine, store_limits);
         store.limiter(|l| l);
-        store.set_fuel(limits.fuel_per_call)?;
+        let fuel_per_call = module.metered.then_some(limits.fuel_per_call);
+        if let Some(fuel) = fuel_per_call {
+            store.set_fuel(fuel)?;
+        }
         let instance = Instance::new(&mut store, &module.module, &[])
             .context("instantiating the wasm module with no imports")?;
         let memory = instance
@@ -236,7 +260,7 @@ impl AbiInstance {
             store,
             memory,
             exports,
-            fuel_per_call: limits.fuel_per_call,
+            fuel_per_call,
         })
     }
 
