@@ -224,12 +224,14 @@ fn quant_chain<const BB: usize>(
 
 /// Continues a q8_0 chain at block `from` (the tail of a SIMD kernel whose chains differ in
 /// length): the order of [`dot_q8_0_row`] for the blocks from `from` on.
+#[cfg(target_arch = "x86_64")] // used by the hand-written kernels (model/avx2.rs)
 #[inline(always)]
 pub(crate) fn q8_0_chain(acc: f32, row: &[u8], act: &[BlockQ8], from: usize) -> f32 {
     quant_chain(acc, row, act, from, decode_q8_0)
 }
 
 /// Continues a q4_0 chain at block `from`, as [`q8_0_chain`].
+#[cfg(target_arch = "x86_64")] // used by the hand-written kernels (model/avx2.rs)
 #[inline(always)]
 pub(crate) fn q4_0_chain(acc: f32, row: &[u8], act: &[BlockQ8], from: usize) -> f32 {
     quant_chain(acc, row, act, from, decode_q4_0)
