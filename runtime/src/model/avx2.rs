@@ -110,13 +110,12 @@ fn block<const N: usize>(c: &[u8]) -> Option<&[u8; N]> {
     c.first_chunk::<N>()
 }
 
-/// The number of blocks all four chains have (each chain: the smaller of its row's blocks and
-/// its activation's blocks).
+/// Each chain's block count (the smaller of its row's blocks and its activation's blocks), and
+/// the number of blocks all four chains have.
 #[inline(always)]
-fn common_blocks<const N: usize>(rows: [&[u8]; 4], acts: [&[BlockQ8]; 4]) -> usize {
-    rows.iter()
-        .zip(acts)
-        .fold(usize::MAX, |n, (r, a)| n.min(r.len() / N).min(a.len()))
+fn block_counts<const N: usize>(rows: [&[u8]; 4], acts: [&[BlockQ8]; 4]) -> ([usize; 4], usize) {
+    let counts: [usize; 4] = core::array::from_fn(|i| (rows[i].len() / N).min(acts[i].len()));
+    (counts, counts.into_iter().fold(usize::MAX, usize::min))
 }
 
 /// The four blocks' f16 scales widened exactly to f32 (F16C).
@@ -190,7 +189,7 @@ fn q8_0_products(w: (__m256i, __m256i), x: (__m256i, __m256i)) -> __m256i {
 /// [`crate::model::kernels::dot_q8_0_row`]`(rows[i], acts[i])`.
 #[target_feature(enable = "avx2,f16c")]
 pub(crate) fn dot4_q8_0(rows: [&[u8]; 4], acts: [&[BlockQ8]; 4]) -> [f32; 4] {
-    let common = common_blocks::<Q8_0_BLOCK_BYTES>(rows, acts);
+    let (counts, common) = block_counts::<Q8_0_BLOCK_BYTES>(rows, acts);
     let shared_act = acts.iter().all(|a| core::ptr::eq(*a, acts[0]));
     let shared_row = rows.iter().all(|r| core::ptr::eq(*r, rows[0]));
     let acc = match (shared_act, shared_row) {
@@ -199,6 +198,9 @@ pub(crate) fn dot4_q8_0(rows: [&[u8]; 4], acts: [&[BlockQ8]; 4]) -> [f32; 4] {
         (false, false) => q8_0_blocks::<false, false>(rows, acts, common),
     };
     let acc = lanes(acc);
+    if counts.iter().all(|&c| c == common) {
+        return acc;
+    }
     core::array::from_fn(|i| q8_0_chain(acc[i], rows[i], acts[i], common))
 }
 
@@ -278,7 +280,7 @@ fn q8_0_blocks<const SHARED_ACT: bool, const SHARED_ROW: bool>(
 /// [`crate::model::kernels::dot_q4_0_row`]`(rows[i], act)`.
 #[target_feature(enable = "avx2,f16c")]
 pub(crate) fn dot4_q4_0(rows: [&[u8]; 4], act: &[BlockQ8]) -> [f32; 4] {
-    let common = common_blocks::<Q4_0_BLOCK_BYTES>(rows, [act; 4]);
+    let (counts, common) = block_counts::<Q4_0_BLOCK_BYTES>(rows, [act; 4]);
     let low_nibbles = _mm256_set1_epi8(0x0f);
     // The low 128 bits keep the low nibbles (codes 0..16), the high 128 bits shift the high
     // nibbles down (codes 16..32).
@@ -319,5 +321,8 @@ pub(crate) fn dot4_q4_0(rows: [&[u8]; 4], act: &[BlockQ8]) -> [f32; 4] {
         acc = step(acc, sumi, weight_scales([w0, w1, w2, w3]), _mm_set1_ps(x.d));
     }
     let acc = lanes(acc);
+    if counts.iter().all(|&c| c == common) {
+        return acc;
+    }
     core::array::from_fn(|i| q4_0_chain(acc[i], rows[i], act, common))
 }
