@@ -322,12 +322,44 @@ pub fn dot4_q4_0(rows: [&[u8]; ROW_GROUP], act: &[BlockQ8]) -> [f32; ROW_GROUP] 
 
 /// [`dot4_q8_0`] in the portable source (the reference of every SIMD kernel).
 fn dot4_q8_0_portable(rows: [&[u8]; ROW_GROUP], acts: [&[BlockQ8]; ROW_GROUP]) -> [f32; ROW_GROUP] {
-    quant_dots(rows, acts, decode_q8_0)
+    if acts.iter().all(|a| core::ptr::eq(*a, acts[0])) {
+        quant_dots_shared(rows, acts[0], decode_q8_0)
+    } else {
+        quant_dots(rows, acts, decode_q8_0)
+    }
 }
 
 /// [`dot4_q4_0`] in the portable source.
 fn dot4_q4_0_portable(rows: [&[u8]; ROW_GROUP], act: &[BlockQ8]) -> [f32; ROW_GROUP] {
-    quant_dots(rows, [act; ROW_GROUP], decode_q4_0)
+    quant_dots_shared(rows, act, decode_q4_0)
+}
+
+/// [`quant_dots`] with one activation for all chains (a matrix-vector product): each
+/// activation block is loaded once for the chains.
+#[inline(always)]
+fn quant_dots_shared<const BB: usize, const R: usize>(
+    rows: [&[u8]; R],
+    act: &[BlockQ8],
+    decode: impl Fn(&[u8; BB]) -> (f32, [i8; QK]),
+) -> [f32; R] {
+    let common = rows.iter().fold(act.len(), |n, r| n.min(r.len() / BB));
+    let heads = rows.map(|r| r.get(..common * BB).unwrap_or(&[]));
+    let mut acc = [0.0f32; R];
+    for (b, x) in act.get(..common).unwrap_or(&[]).iter().enumerate() {
+        for (s, r) in acc.iter_mut().zip(&heads) {
+            if let Some(blk) = r
+                .get(b * BB..(b + 1) * BB)
+                .and_then(|c| c.first_chunk::<BB>())
+            {
+                let (dw, qw) = decode(blk);
+                *s = quant_step(*s, dw, &qw, x);
+            }
+        }
+    }
+    for (s, r) in acc.iter_mut().zip(&rows) {
+        *s = quant_chain(*s, r, act, common, &decode);
+    }
+    acc
 }
 
 /// [`ROW_GROUP`] q8_0 rows at once: `dot_q8_0_rows(rows, act)[i] == dot_q8_0_row(rows[i], act)`.
