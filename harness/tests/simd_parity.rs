@@ -10,8 +10,8 @@ use proptest::prelude::*;
 use runtime::format::dtype::{DType, QK};
 use runtime::model::cpu::{self, Isa};
 use runtime::model::kernels::{
-    dot_f16_row, dot_f32, dot_f32_row, dot_q4_0_row, dot_q4_0_rows, dot_q8_0_row, dot_q8_0_rows,
-    matvec, ActScratch, MatRef, ROW_GROUP,
+    dot4_q4_0, dot4_q8_0, dot_f16_row, dot_f32, dot_f32_row, dot_q4_0_row, dot_q4_0_rows,
+    dot_q8_0_row, dot_q8_0_rows, matvec, ActScratch, MatRef, ROW_GROUP,
 };
 use runtime::model::math::{softmax_in_place, sum_f32};
 use runtime::model::quant::{quantize_act_q8_0, BlockQ8};
@@ -82,12 +82,36 @@ fn le_f32(v: &[f32]) -> Vec<u8> {
 }
 
 /// Activation blocks with arbitrary codes (-128 included, which the quantizer never makes) and
-/// scales.
+/// scales (infinities included).
 fn act_blocks(n: usize) -> impl Strategy<Value = Vec<BlockQ8>> {
     prop::collection::vec(
-        (prop::array::uniform32(any::<i8>()), value()).prop_map(|(qs, d)| BlockQ8 { qs, d }),
+        (
+            prop::array::uniform32(code_byte().prop_map(|b| b as i8)),
+            prop_oneof![20 => value_or_inf(), 1 => Just(f32::NAN)],
+        )
+            .prop_map(|(qs, d)| BlockQ8 { qs, d }),
         n,
     )
+}
+
+/// f16 scale bits: moderate values mostly, then every bit pattern class: signed zeros,
+/// subnormals, the largest finite value, infinities, quiet and signalling NaNs.
+fn scale_bits() -> impl Strategy<Value = u16> {
+    prop_oneof![
+        8 => (0x2000u16..0x4400).boxed(),
+        2 => any::<u16>().boxed(),
+        1 => (0x0001u16..0x0400).boxed(),
+        1 => prop::sample::select(vec![
+            0x0000u16, 0x8000, 0x0001, 0x83ff, 0x7bff, 0xfbff, 0x7c00, 0xfc00, 0x7e00, 0x7c01,
+            0xfd55,
+        ])
+        .boxed(),
+    ]
+}
+
+/// Code bytes with the extremes weighted in: -128 and 127 as q8_0 codes, nibbles 0 and 15.
+fn code_byte() -> impl Strategy<Value = u8> {
+    prop_oneof![6 => any::<u8>(), 1 => Just(0x80u8), 1 => Just(0x7fu8), 1 => Just(0xf0u8), 1 => Just(0x0fu8)]
 }
 
 /// Random storage bytes for `rows` rows of `blocks` blocks of a quantized dtype, with f16 scales
@@ -95,15 +119,7 @@ fn act_blocks(n: usize) -> impl Strategy<Value = Vec<BlockQ8>> {
 fn quant_rows(dtype: DType, rows: usize, blocks: usize) -> impl Strategy<Value = Vec<u8>> {
     let bb = dtype.block_bytes();
     prop::collection::vec(
-        (
-            prop_oneof![
-                4 => (0x2000u16..0x4400).boxed(),
-                1 => any::<u16>().boxed(),
-                1 => Just(0x0001u16).boxed(),
-                1 => Just(0x7bffu16).boxed(),
-            ],
-            prop::collection::vec(any::<u8>(), bb - 2),
-        ),
+        (scale_bits(), prop::collection::vec(code_byte(), bb - 2)),
         rows * blocks,
     )
     .prop_map(|blocks| {
@@ -161,6 +177,45 @@ proptest! {
             // The row group computes each row exactly as the single-row kernel.
             assert_same(&p[..ROW_GROUP], &p[ROW_GROUP..2 * ROW_GROUP]);
             assert_same(&p[2 * ROW_GROUP..3 * ROW_GROUP], &p[3 * ROW_GROUP..]);
+        }
+    }
+
+    /// The four-chain kernels with chains of different lengths: four q8_0 rows and four q4_0
+    /// rows of 0..7 blocks each, four activations of 0..7 blocks each. Each chain equals its
+    /// single-row kernel, and the AVX2 kernels equal the portable source.
+    #[test]
+    fn four_chains(
+        (rows8, rows4, acts) in (
+            prop::array::uniform4(0usize..7),
+            prop::array::uniform4(0usize..7),
+            prop::array::uniform4(0usize..7),
+        ).prop_flat_map(|(n8, n4, na)| (
+            n8.map(|n| quant_rows(DType::Q8_0, 1, n)),
+            n4.map(|n| quant_rows(DType::Q4_0, 1, n)),
+            na.map(act_blocks),
+        ))
+    ) {
+        let r8: [&[u8]; ROW_GROUP] = core::array::from_fn(|i| &rows8[i][..]);
+        let r4: [&[u8]; ROW_GROUP] = core::array::from_fn(|i| &rows4[i][..]);
+        let a: [&[BlockQ8]; ROW_GROUP] = core::array::from_fn(|i| &acts[i][..]);
+        let run = || {
+            let mut out = Vec::new();
+            out.extend(dot4_q8_0(r8, a));
+            out.extend((0..ROW_GROUP).map(|i| dot_q8_0_row(r8[i], a[i])));
+            // Prefill's shape: one row, four activations; matvec's: four rows, one activation.
+            out.extend(dot4_q8_0([r8[0]; ROW_GROUP], a));
+            out.extend(a.map(|a| dot_q8_0_row(r8[0], a)));
+            out.extend(dot4_q8_0(r8, [a[0]; ROW_GROUP]));
+            out.extend(r8.map(|r| dot_q8_0_row(r, a[0])));
+            out.extend(dot4_q4_0(r4, a[1]));
+            out.extend(r4.map(|r| dot_q4_0_row(r, a[1])));
+            out
+        };
+        if let Some((p, v)) = both(run) {
+            assert_same(&p, &v);
+            for pair in p.chunks_exact(2 * ROW_GROUP) {
+                assert_same(&pair[..ROW_GROUP], &pair[ROW_GROUP..]);
+            }
         }
     }
 
@@ -234,7 +289,57 @@ fn the_level_only_goes_down() {
     #[cfg(target_arch = "x86_64")]
     assert_eq!(
         top == Isa::Avx2,
-        std::arch::is_x86_feature_detected!("avx2"),
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c"),
         "cpuid detection agrees with std's"
     );
+}
+
+/// Every f16 weight scale (all 65536 bit patterns, subnormals, infinities and NaNs included) in
+/// every chain of both four-chain kernels: the AVX2 kernels widen scales with F16C, the portable
+/// source with integer operations. With all codes 1 and an activation scale of 1 a chain is
+/// `0 + 32 * (f32(h) * 1)`, which must also be exactly 32 times the widened scale.
+#[test]
+fn every_weight_scale() {
+    let act = [BlockQ8 {
+        qs: [1; QK],
+        d: 1.0,
+    }];
+    let q8 = |h: u16| -> Vec<u8> {
+        let mut b = h.to_le_bytes().to_vec();
+        b.extend([1u8; QK]);
+        b
+    };
+    let q4 = |h: u16| -> Vec<u8> {
+        let mut b = h.to_le_bytes().to_vec();
+        b.extend([0x99u8; QK / 2]); // nibbles 9: codes 1
+        b
+    };
+    let run = || {
+        let mut out = Vec::with_capacity(2 * 65536);
+        for hs in (0..=u16::MAX).collect::<Vec<_>>().chunks_exact(ROW_GROUP) {
+            let b8: Vec<Vec<u8>> = hs.iter().map(|&h| q8(h)).collect();
+            let b4: Vec<Vec<u8>> = hs.iter().map(|&h| q4(h)).collect();
+            out.extend(dot4_q8_0(
+                core::array::from_fn(|i| &b8[i][..]),
+                [&act[..]; ROW_GROUP],
+            ));
+            out.extend(dot4_q4_0(core::array::from_fn(|i| &b4[i][..]), &act));
+        }
+        out
+    };
+    if let Some((p, v)) = both(run) {
+        assert_same(&p, &v);
+        // Per group of four scales: the four q8_0 chains, then the four q4_0 chains.
+        for (hs, group) in (0..=u16::MAX)
+            .collect::<Vec<_>>()
+            .chunks_exact(ROW_GROUP)
+            .zip(v.chunks_exact(2 * ROW_GROUP))
+        {
+            for (i, &h) in hs.iter().enumerate() {
+                let want = 32.0 * runtime::model::quant::f16_to_f32(h) + 0.0;
+                let (q8, q4) = (group[i], group[ROW_GROUP + i]);
+                assert!(same(q8, want) && same(q4, want), "scale {h:#06x}");
+            }
+        }
+    }
 }

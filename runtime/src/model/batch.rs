@@ -10,7 +10,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
 use crate::format::{Config, DType};
 use crate::limits;
-use crate::model::kernels::{dot_f32, dot_f32_row, dot_q8_0_row, MatRef};
+use crate::model::kernels::{dot4_q8_0, dot_f32, dot_f32_row, dot_q8_0_row, MatRef, ROW_GROUP};
 use crate::model::quant::{dequantize, quantize_act_q8_0, BlockQ8};
 use alloc::vec::Vec;
 
@@ -205,8 +205,21 @@ impl MatmulScratch {
                     } else {
                         row
                     };
-                    for (b, a) in act.chunks_exact(nb.max(1)).enumerate() {
-                        out[b * out_stride + r] = dot_q8_0_row(row, a);
+                    // Tokens in groups of ROW_GROUP through the four-chain kernel (the row
+                    // four times), the rest one at a time; every chain is one token's order.
+                    let token_act = |b: usize| &act[b * nb..(b + 1) * nb];
+                    let groups = n - n % ROW_GROUP;
+                    for b0 in (0..groups).step_by(ROW_GROUP) {
+                        let dots = dot4_q8_0(
+                            [row; ROW_GROUP],
+                            core::array::from_fn(|i| token_act(b0 + i)),
+                        );
+                        for (i, d) in dots.into_iter().enumerate() {
+                            out[(b0 + i) * out_stride + r] = d;
+                        }
+                    }
+                    for b in groups..n {
+                        out[b * out_stride + r] = dot_q8_0_row(row, token_act(b));
                     }
                 }
             }

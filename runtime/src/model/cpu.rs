@@ -4,21 +4,25 @@
 //!
 //! - wasm32: fixed when the module is built (`simd128` or not); nothing is chosen at run time.
 //! - x86-64: the baseline (SSE2) instance, or an AVX2 instance of the same code chosen at run time
-//!   when the CPU has AVX2 and the OS saves the AVX registers (cpuid + xgetbv). FMA is never
-//!   enabled.
+//!   when the CPU has AVX2 and F16C and the OS saves the AVX registers (cpuid + xgetbv), together
+//!   with the hand-written AVX2 quantized kernels of `model/avx2.rs`. FMA is never enabled.
 //!
-//! The only unsafe code of the runtime outside the wasm ABI lives here: the feature detection and
-//! the one call into the AVX2 instance.
+//! The only unsafe code of the runtime outside the wasm ABI lives here: the feature detection, the
+//! call into the AVX2 instance and the calls into the hand-written AVX2 kernels.
 #![allow(unsafe_code)]
 
 use core::sync::atomic::{AtomicU8, Ordering};
+
+#[cfg(target_arch = "x86_64")]
+use crate::model::{avx2, quant::BlockQ8};
 
 /// A kernel instance level, lowest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Isa {
     /// The baseline instance: SSE2 on x86-64, and whatever the wasm module was built with.
     Portable = 1,
-    /// The AVX2 instance (x86-64 only; never with FMA).
+    /// The AVX2 instance and the hand-written AVX2 kernels (x86-64 with AVX2 and F16C; never
+    /// with FMA).
     Avx2 = 2,
 }
 
@@ -86,7 +90,9 @@ fn detect() -> Isa {
         let avx = leaf1 & (1 << 28) != 0;
         // XCR0 bits 1 (SSE state) and 2 (AVX state): the OS saves the ymm registers.
         let os_avx = osxsave && avx && _xgetbv(0) & 0b110 == 0b110;
-        os_avx && max_leaf >= 7 && __cpuid_count(7, 0).ebx & (1 << 5) != 0
+        // F16C (leaf 1 ecx bit 29): the hand-written kernels widen f16 scales with vcvtph2ps.
+        let f16c = leaf1 & (1 << 29) != 0;
+        os_avx && f16c && max_leaf >= 7 && __cpuid_count(7, 0).ebx & (1 << 5) != 0
     };
     if avx2 {
         Isa::Avx2
@@ -107,8 +113,8 @@ fn detect() -> Isa {
 pub(crate) fn run<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     if isa() == Isa::Avx2 {
-        // SAFETY: `isa()` is Avx2 only when `detect` found AVX2 in cpuid and the AVX register
-        // state enabled by the OS in XCR0 (`set_isa` never raises the level past that).
+        // SAFETY: `isa()` is Avx2 only when `detect` found AVX2 (and F16C) in cpuid and the AVX
+        // register state enabled by the OS in XCR0 (`set_isa` never raises the level past that).
         return unsafe { with_avx2(f) };
     }
     f()
@@ -119,4 +125,30 @@ pub(crate) fn run<R>(f: impl FnOnce() -> R) -> R {
 #[inline]
 fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
     f()
+}
+
+/// The hand-written AVX2 q8_0 kernel (`model/avx2.rs`, [`crate::model::kernels::dot4_q8_0`]'s
+/// contract) when the level is [`Isa::Avx2`]; None otherwise.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn avx2_dot4_q8_0(rows: [&[u8]; 4], acts: [&[BlockQ8]; 4]) -> Option<[f32; 4]> {
+    if isa() != Isa::Avx2 {
+        return None;
+    }
+    // SAFETY: the kernel needs AVX2 and F16C; `isa()` is Avx2 only when `detect` found both in
+    // cpuid and the OS saves the AVX register state (XCR0), and `set_isa` never raises the level
+    // past that. The kernel itself is safe code (no pointers, no unchecked indexing).
+    Some(unsafe { avx2::dot4_q8_0(rows, acts) })
+}
+
+/// The hand-written AVX2 q4_0 kernel (`model/avx2.rs`, [`crate::model::kernels::dot4_q4_0`]'s
+/// contract) when the level is [`Isa::Avx2`]; None otherwise.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn avx2_dot4_q4_0(rows: [&[u8]; 4], act: &[BlockQ8]) -> Option<[f32; 4]> {
+    if isa() != Isa::Avx2 {
+        return None;
+    }
+    // SAFETY: as in `avx2_dot4_q8_0`: AVX2 and F16C were detected.
+    Some(unsafe { avx2::dot4_q4_0(rows, act) })
 }

@@ -3,9 +3,13 @@
 //!
 //! One source per kernel, written so the optimizer vectorizes it without changing a single
 //! rounding: f32 lanes are fixed-size arrays in the specified lane order, quantized block sums are
-//! exact i32 arithmetic (any vector width gives the same value). Each public kernel runs through
-//! [`cpu::run`], which picks the compiled instance (baseline or AVX2 on x86-64); the instances
-//! differ only in the vector instructions used.
+//! exact i32 arithmetic (any vector width gives the same value). The f32/f16 kernels and the
+//! single-row quantized kernels run through [`cpu::run`], which picks the compiled instance
+//! (baseline or AVX2 on x86-64); the instances differ only in the vector instructions used.
+//! The four-chain quantized kernels [`dot4_q8_0`] / [`dot4_q4_0`] (which `matvec` uses) dispatch
+//! to hand-written kernels of the same order where there are some (`model/avx2.rs`,
+//! `model/simd128.rs`), else to
+//! this source.
 
 use alloc::vec::Vec;
 
@@ -196,28 +200,81 @@ fn decode_q4_0(blk: &[u8; Q4_0_BLOCK_BYTES]) -> (f32, [i8; QK]) {
     (f16_to_f32(u16::from_le_bytes([*d0, *d1])), codes)
 }
 
-/// The quantized dot products of `R` rows of `BB`-byte blocks with a q8_0 activation: per row
-/// and block the exact integer sum of code products, then `acc = acc + sumi as f32 * (d_w *
-/// d_x)`, blocks in order, acc starting at +0. Uses `min(row blocks, act.len())` blocks.
+/// One block of a quantized chain: `acc + (f32(sumi) * (dw * dx))`.
+#[inline(always)]
+fn quant_step(acc: f32, dw: f32, qw: &[i8; QK], x: &BlockQ8) -> f32 {
+    acc + block_sum(qw, &x.qs) as f32 * (dw * x.d)
+}
+
+/// Continues a chain of `BB`-byte blocks from block `from`: the remaining blocks of
+/// `min(row.len() / BB, act.len())`, in order, added to `acc`.
+#[inline(always)]
+fn quant_chain<const BB: usize>(
+    mut acc: f32,
+    row: &[u8],
+    act: &[BlockQ8],
+    from: usize,
+    decode: impl Fn(&[u8; BB]) -> (f32, [i8; QK]),
+) -> f32 {
+    let row = row.get(from.saturating_mul(BB)..).unwrap_or(&[]);
+    let act = act.get(from..).unwrap_or(&[]);
+    for (blk, x) in arrays::<u8, BB>(row).0.zip(act) {
+        let (dw, qw) = decode(blk);
+        acc = quant_step(acc, dw, &qw, x);
+    }
+    acc
+}
+
+/// Continues a q8_0 chain at block `from` (the tail of a SIMD kernel whose chains differ in
+/// length): the order of [`dot_q8_0_row`] for the blocks from `from` on.
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "wasm32", target_feature = "simd128")
+))] // used by the hand-written kernels (model/avx2.rs, model/simd128.rs)
+#[inline(always)]
+pub(crate) fn q8_0_chain(acc: f32, row: &[u8], act: &[BlockQ8], from: usize) -> f32 {
+    quant_chain(acc, row, act, from, decode_q8_0)
+}
+
+/// Continues a q4_0 chain at block `from`, as [`q8_0_chain`].
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "wasm32", target_feature = "simd128")
+))] // used by the hand-written kernels (model/avx2.rs, model/simd128.rs)
+#[inline(always)]
+pub(crate) fn q4_0_chain(acc: f32, row: &[u8], act: &[BlockQ8], from: usize) -> f32 {
+    quant_chain(acc, row, act, from, decode_q4_0)
+}
+
+/// The quantized dot products of `R` chains: chain i is row `rows[i]` (`BB`-byte blocks) with
+/// activation `acts[i]` over `min(rows[i].len() / BB, acts[i].len())` blocks, each block
+/// `acc = acc + sumi as f32 * (d_w * d_x)`, blocks in order, acc starting at +0. The blocks all
+/// chains have are interleaved (the chains overlap), the rest of each chain follows alone.
 #[inline(always)]
 fn quant_dots<const BB: usize, const R: usize>(
     rows: [&[u8]; R],
-    act: &[BlockQ8],
+    acts: [&[BlockQ8]; R],
     decode: impl Fn(&[u8; BB]) -> (f32, [i8; QK]),
 ) -> [f32; R] {
-    let nb = rows.iter().fold(act.len(), |n, r| n.min(r.len() / BB));
-    let rows = rows.map(|r| &r[..nb * BB]);
+    let common = rows
+        .iter()
+        .zip(&acts)
+        .fold(usize::MAX, |n, (r, a)| n.min(r.len() / BB).min(a.len()));
     let mut acc = [0.0f32; R];
-    for (b, a) in act[..nb].iter().enumerate() {
-        for (s, r) in acc.iter_mut().zip(&rows) {
-            if let Some(blk) = r
-                .get(b * BB..(b + 1) * BB)
-                .and_then(|c| c.first_chunk::<BB>())
-            {
+    for b in 0..common {
+        for ((s, r), a) in acc.iter_mut().zip(&rows).zip(&acts) {
+            if let (Some(blk), Some(x)) = (
+                r.get(b * BB..(b + 1) * BB)
+                    .and_then(|c| c.first_chunk::<BB>()),
+                a.get(b),
+            ) {
                 let (dw, qw) = decode(blk);
-                *s += block_sum(&qw, &a.qs) as f32 * (dw * a.d);
+                *s = quant_step(*s, dw, &qw, x);
             }
         }
+    }
+    for ((s, r), a) in acc.iter_mut().zip(&rows).zip(&acts) {
+        *s = quant_chain(*s, r, a, common, &decode);
     }
     acc
 }
@@ -228,7 +285,7 @@ fn quant_dots<const BB: usize, const R: usize>(
 pub fn dot_q8_0_row(row: &[u8], act: &[BlockQ8]) -> f32 {
     let [r] = cpu::run(
         #[inline(always)]
-        || quant_dots([row], act, decode_q8_0),
+        || quant_dots([row], [act], decode_q8_0),
     );
     r
 }
@@ -239,33 +296,95 @@ pub fn dot_q8_0_row(row: &[u8], act: &[BlockQ8]) -> f32 {
 pub fn dot_q4_0_row(row: &[u8], act: &[BlockQ8]) -> f32 {
     let [r] = cpu::run(
         #[inline(always)]
-        || quant_dots([row], act, decode_q4_0),
+        || quant_dots([row], [act], decode_q4_0),
     );
     r
 }
 
+/// Four q8_0 chains at once: chain i is `dot_q8_0_row(rows[i], acts[i])`, bit for bit (each
+/// chain keeps its own serial accumulator; the chains overlap). Matrix-vector products pass
+/// [`ROW_GROUP`] rows and one activation four times, the batched prefill one row and four
+/// tokens' activations.
+///
+/// The single dispatch point of the q8_0 kernels: the hand-written AVX2 kernel
+/// (`model/avx2.rs`) when the level is [`cpu::Isa::Avx2`], else the portable source.
+#[inline]
+pub fn dot4_q8_0(rows: [&[u8]; ROW_GROUP], acts: [&[BlockQ8]; ROW_GROUP]) -> [f32; ROW_GROUP] {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(r) = cpu::avx2_dot4_q8_0(rows, acts) {
+        return r;
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return simd128::dot4_q8_0(rows, acts);
+    #[allow(unreachable_code)]
+    dot4_q8_0_portable(rows, acts)
+}
+
+/// Four q4_0 rows with one activation: chain i is `dot_q4_0_row(rows[i], act)`, bit for bit.
+///
+/// The single dispatch point of the q4_0 kernels, as [`dot4_q8_0`].
+#[inline]
+pub fn dot4_q4_0(rows: [&[u8]; ROW_GROUP], act: &[BlockQ8]) -> [f32; ROW_GROUP] {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(r) = cpu::avx2_dot4_q4_0(rows, act) {
+        return r;
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return simd128::dot4_q4_0(rows, act);
+    #[allow(unreachable_code)]
+    dot4_q4_0_portable(rows, act)
+}
+
+/// [`dot4_q8_0`] in the portable source (the reference of every SIMD kernel).
+fn dot4_q8_0_portable(rows: [&[u8]; ROW_GROUP], acts: [&[BlockQ8]; ROW_GROUP]) -> [f32; ROW_GROUP] {
+    if acts.iter().all(|a| core::ptr::eq(*a, acts[0])) {
+        quant_dots_shared(rows, acts[0], decode_q8_0)
+    } else {
+        quant_dots(rows, acts, decode_q8_0)
+    }
+}
+
+/// [`dot4_q4_0`] in the portable source.
+fn dot4_q4_0_portable(rows: [&[u8]; ROW_GROUP], act: &[BlockQ8]) -> [f32; ROW_GROUP] {
+    quant_dots_shared(rows, act, decode_q4_0)
+}
+
+/// [`quant_dots`] with one activation for all chains (a matrix-vector product): each
+/// activation block is loaded once for the chains.
+#[inline(always)]
+fn quant_dots_shared<const BB: usize, const R: usize>(
+    rows: [&[u8]; R],
+    act: &[BlockQ8],
+    decode: impl Fn(&[u8; BB]) -> (f32, [i8; QK]),
+) -> [f32; R] {
+    let common = rows.iter().fold(act.len(), |n, r| n.min(r.len() / BB));
+    let heads = rows.map(|r| r.get(..common * BB).unwrap_or(&[]));
+    let mut acc = [0.0f32; R];
+    for (b, x) in act.get(..common).unwrap_or(&[]).iter().enumerate() {
+        for (s, r) in acc.iter_mut().zip(&heads) {
+            if let Some(blk) = r
+                .get(b * BB..(b + 1) * BB)
+                .and_then(|c| c.first_chunk::<BB>())
+            {
+                let (dw, qw) = decode(blk);
+                *s = quant_step(*s, dw, &qw, x);
+            }
+        }
+    }
+    for (s, r) in acc.iter_mut().zip(&rows) {
+        *s = quant_chain(*s, r, act, common, &decode);
+    }
+    acc
+}
+
 /// [`ROW_GROUP`] q8_0 rows at once: `dot_q8_0_rows(rows, act)[i] == dot_q8_0_row(rows[i], act)`.
 pub fn dot_q8_0_rows(rows: [&[u8]; ROW_GROUP], act: &[BlockQ8]) -> [f32; ROW_GROUP] {
-    // wasm simd128: the hand-written kernel (simd128.rs).
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    return simd128::dot4_q8_0(rows, [act; ROW_GROUP]);
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    cpu::run(
-        #[inline(always)]
-        || quant_dots(rows, act, decode_q8_0),
-    )
+    dot4_q8_0(rows, [act; ROW_GROUP])
 }
 
 /// [`ROW_GROUP`] q4_0 rows at once: `dot_q4_0_rows(rows, act)[i] == dot_q4_0_row(rows[i], act)`.
 pub fn dot_q4_0_rows(rows: [&[u8]; ROW_GROUP], act: &[BlockQ8]) -> [f32; ROW_GROUP] {
-    // wasm simd128: the hand-written kernel (simd128.rs).
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    return simd128::dot4_q4_0(rows, act);
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    cpu::run(
-        #[inline(always)]
-        || quant_dots(rows, act, decode_q4_0),
-    )
+    dot4_q4_0(rows, act)
 }
 
 /// Every row of a matrix (`bytes` split into `row_bytes`-byte rows) through `dots`, in groups of
@@ -463,39 +582,21 @@ pub fn matvec(out: &mut [f32], w: &MatRef, x: &[f32], scratch: &mut ActScratch) 
             let act = &mut scratch.blocks[..nb];
             quantize_act_q8_0(x, act)?;
             let act = &*act;
-            // wasm simd128: whole row groups through the hand-written kernels (simd128.rs).
-            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-            simd128_quant_rows(out, w.dtype, w.bytes, step, act);
-            #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
             if w.dtype == DType::Q8_0 {
-                cpu::run(
-                    #[inline(always)]
-                    || {
-                        all_rows(
-                            out,
-                            w.bytes,
-                            step,
-                            #[inline(always)]
-                            |g| quant_dots(g, act, decode_q8_0),
-                            #[inline(always)]
-                            |r| quant_dots([r], act, decode_q8_0)[0],
-                        )
-                    },
+                all_rows(
+                    out,
+                    w.bytes,
+                    step,
+                    |g| dot4_q8_0(g, [act; ROW_GROUP]),
+                    |r| dot_q8_0_row(r, act),
                 )
             } else {
-                cpu::run(
-                    #[inline(always)]
-                    || {
-                        all_rows(
-                            out,
-                            w.bytes,
-                            step,
-                            #[inline(always)]
-                            |g| quant_dots(g, act, decode_q4_0),
-                            #[inline(always)]
-                            |r| quant_dots([r], act, decode_q4_0)[0],
-                        )
-                    },
+                all_rows(
+                    out,
+                    w.bytes,
+                    step,
+                    |g| dot4_q4_0(g, act),
+                    |r| dot_q4_0_row(r, act),
                 )
             }
         }
@@ -504,36 +605,6 @@ pub fn matvec(out: &mut [f32], w: &MatRef, x: &[f32], scratch: &mut ActScratch) 
         out.fill(0.0);
     }
     Ok(())
-}
-
-/// wasm simd128: [`matvec`] of a q8_0 or q4_0 matrix (`rows` split into `row_bytes`-byte rows)
-/// with the hand-written kernels of `simd128.rs` for whole row groups, the portable ones for
-/// the rows after the last group. Same bits as the portable path.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-fn simd128_quant_rows(
-    out: &mut [f32],
-    dtype: DType,
-    rows: &[u8],
-    row_bytes: usize,
-    act: &[BlockQ8],
-) {
-    if dtype == DType::Q8_0 {
-        all_rows(
-            out,
-            rows,
-            row_bytes,
-            |g| simd128::dot4_q8_0(g, [act; ROW_GROUP]),
-            |r| quant_dots([r], act, decode_q8_0)[0],
-        )
-    } else {
-        all_rows(
-            out,
-            rows,
-            row_bytes,
-            |g| simd128::dot4_q4_0(g, act),
-            |r| quant_dots([r], act, decode_q4_0)[0],
-        )
-    }
 }
 
 /// Dequantizes row `row` of `w` into `out` (an embedding lookup).
@@ -625,6 +696,68 @@ mod tests {
             row_to_f32(&m, 0, &mut row).unwrap();
             assert_eq!(&row[..], &w[..], "{dtype:?}");
         }
+    }
+
+    #[test]
+    fn four_chains_equal_their_single_rows() {
+        // Rows and activations of different block counts (0 to 3): each chain uses its own
+        // count; odd scales and codes at both ends of the i8 range.
+        let scales = [0x3555u16, 0xb9c7, 0x0001, 0x7bff];
+        let q8_row = |n: usize, seed: usize| -> Vec<u8> {
+            (0..n)
+                .flat_map(|b| {
+                    let d = scales[(b + seed) % 4].to_le_bytes();
+                    let codes = (0..QK).map(move |j| ((j * 37 + b * 11 + seed) % 256) as u8);
+                    d.into_iter().chain(codes)
+                })
+                .collect()
+        };
+        let q4_row = |n: usize, seed: usize| -> Vec<u8> {
+            (0..n)
+                .flat_map(|b| {
+                    let d = scales[(b + seed + 1) % 4].to_le_bytes();
+                    let codes = (0..QK / 2).map(move |j| ((j * 53 + b * 7 + seed) % 256) as u8);
+                    d.into_iter().chain(codes)
+                })
+                .collect()
+        };
+        let act = |n: usize, seed: usize| -> Vec<BlockQ8> {
+            (0..n)
+                .map(|b| BlockQ8 {
+                    qs: core::array::from_fn(|j| ((j * 29 + b * 5 + seed) % 256) as u8 as i8),
+                    d: 0.0173 + (b + seed) as f32,
+                })
+                .collect()
+        };
+        let r8: Vec<Vec<u8>> = [3, 1, 0, 2]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| q8_row(n, i))
+            .collect();
+        let r4: Vec<Vec<u8>> = [2, 3, 3, 0]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| q4_row(n, i))
+            .collect();
+        let a: Vec<Vec<BlockQ8>> = [3, 3, 1, 2]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| act(n, i))
+            .collect();
+        let rows8: [&[u8]; ROW_GROUP] = core::array::from_fn(|i| &r8[i][..]);
+        let rows4: [&[u8]; ROW_GROUP] = core::array::from_fn(|i| &r4[i][..]);
+        let acts: [&[BlockQ8]; ROW_GROUP] = core::array::from_fn(|i| &a[i][..]);
+        let bits = |v: [f32; ROW_GROUP]| v.map(f32::to_bits);
+        let single8 = bits(core::array::from_fn(|i| dot_q8_0_row(rows8[i], acts[i])));
+        assert_eq!(bits(dot4_q8_0(rows8, acts)), single8);
+        assert_eq!(bits(dot4_q8_0_portable(rows8, acts)), single8);
+        let shared_row = bits(acts.map(|x| dot_q8_0_row(rows8[0], x)));
+        assert_eq!(bits(dot4_q8_0([rows8[0]; ROW_GROUP], acts)), shared_row);
+        let single4 = bits(rows4.map(|r| dot_q4_0_row(r, acts[0])));
+        assert_eq!(bits(dot4_q4_0(rows4, acts[0])), single4);
+        assert_eq!(bits(dot4_q4_0_portable(rows4, acts[0])), single4);
+        assert_eq!(single8[2], 0.0f32.to_bits()); // an empty chain is +0
+        assert_ne!(single8[0], 0.0f32.to_bits());
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! functions, the dot-product and matrix-vector kernels, the batched product of prefill, the loaded
 //! weights and the forward pass.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 pub mod batch;
 pub mod cpu;
 pub mod forward;

@@ -27,7 +27,7 @@ use core::arch::wasm32::{
 pub mod selftest;
 
 use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES};
-use crate::model::kernels::arrays;
+use crate::model::kernels::{arrays, q4_0_chain, q8_0_chain};
 use crate::model::quant::BlockQ8;
 
 /// A block's 32 weight codes widened to i16 and its f16 scale.
@@ -252,25 +252,45 @@ fn dot4_one_row<const BB: usize>(
     lanes(acc)
 }
 
+/// The blocks chain i has (`min(rows[i].len() / BB, acts[i].len())`) and the fewest of them.
+fn block_counts<const BB: usize>(rows: [&[u8]; 4], acts: [&[BlockQ8]; 4]) -> ([usize; 4], usize) {
+    let counts: [usize; 4] = core::array::from_fn(|i| (rows[i].len() / BB).min(acts[i].len()));
+    let common = counts.iter().copied().min().unwrap_or(0);
+    (counts, common)
+}
+
 /// Four q8_0 dot products: chain i is the q8_0 dot product (spec/determinism.md) of `rows[i]`
-/// (34-byte blocks) with `acts[i]`, over the fewest blocks any chain has (whole row blocks and
-/// activation blocks). Work shared by the chains is done once: an activation block when the
-/// four activations are one slice (a matrix-vector product), a row block when the four rows are
-/// one slice (a row against four tokens).
+/// (34-byte blocks) with `acts[i]` over `min(rows[i].len() / 34, acts[i].len())` blocks — bit
+/// for bit `kernels::dot_q8_0_row(rows[i], acts[i])`. The blocks all chains have run here; a
+/// chain with more continues in the portable order (`kernels::q8_0_chain`). Work shared by the
+/// chains is done once: an activation block when the four activations are one slice (a
+/// matrix-vector product), a row block when the four rows are one slice (a row against four
+/// tokens).
 pub(crate) fn dot4_q8_0(rows: [&[u8]; 4], acts: [&[BlockQ8]; 4]) -> [f32; 4] {
+    let (counts, common) = block_counts::<Q8_0_BLOCK_BYTES>(rows, acts);
     let [a0, a1, a2, a3] = acts;
     let [r0, r1, r2, r3] = rows;
-    if core::ptr::eq(a0, a1) && core::ptr::eq(a0, a2) && core::ptr::eq(a0, a3) {
-        dot4_shared(rows, a0, q8_0_codes)
+    let acc = if core::ptr::eq(a0, a1) && core::ptr::eq(a0, a2) && core::ptr::eq(a0, a3) {
+        dot4_shared(rows, &a0[..common], q8_0_codes)
     } else if core::ptr::eq(r0, r1) && core::ptr::eq(r0, r2) && core::ptr::eq(r0, r3) {
-        dot4_one_row(r0, acts, q8_0_codes)
+        dot4_one_row(r0, acts.map(|a| &a[..common]), q8_0_codes)
     } else {
-        dot4_each(rows, acts, q8_0_codes)
+        dot4_each(rows, acts.map(|a| &a[..common]), q8_0_codes)
+    };
+    if counts.iter().all(|&c| c == common) {
+        return acc;
     }
+    core::array::from_fn(|i| q8_0_chain(acc[i], rows[i], acts[i], common))
 }
 
 /// Four q4_0 dot products: chain i is the q4_0 dot product (spec/determinism.md) of `rows[i]`
-/// (18-byte blocks) with `act`, over the fewest blocks any chain has.
+/// (18-byte blocks) with `act`, bit for bit `kernels::dot_q4_0_row(rows[i], act)`, as
+/// [`dot4_q8_0`].
 pub(crate) fn dot4_q4_0(rows: [&[u8]; 4], act: &[BlockQ8]) -> [f32; 4] {
-    dot4_shared(rows, act, q4_0_codes)
+    let (counts, common) = block_counts::<Q4_0_BLOCK_BYTES>(rows, [act; 4]);
+    let acc = dot4_shared(rows, &act[..common], q4_0_codes);
+    if counts.iter().all(|&c| c == common) {
+        return acc;
+    }
+    core::array::from_fn(|i| q4_0_chain(acc[i], rows[i], act, common))
 }

@@ -11,7 +11,7 @@
 //! chain of `dot4_q8_0` (four rows and four activations, four rows and one activation, one row
 //! and four activations), `dot4_q4_0` and the
 //! wired `kernels::dot_q8_0_rows` / `dot_q4_0_rows` with the portable single-row kernels
-//! `kernels::dot_q8_0_row` / `dot_q4_0_row` over the blocks all chains have.
+//! `kernels::dot_q8_0_row` / `dot_q4_0_row`, each chain over its own blocks.
 
 use alloc::vec::Vec;
 use core::arch::wasm32::{f32x4_extract_lane, u32x4};
@@ -153,15 +153,13 @@ impl Rng {
     }
 }
 
-/// The portable results of four chains over the first `nb` blocks.
+/// The portable results of four chains, each over its own blocks.
 fn reference(
     rows: &[&[u8]; 4],
     acts: &[&[BlockQ8]; 4],
-    bb: usize,
-    nb: usize,
     dot: fn(&[u8], &[BlockQ8]) -> f32,
 ) -> [f32; 4] {
-    core::array::from_fn(|i| dot(&rows[i][..nb * bb], &acts[i][..nb]))
+    core::array::from_fn(|i| dot(rows[i], acts[i]))
 }
 
 fn agree(a: [f32; 4], b: [f32; 4]) -> bool {
@@ -196,30 +194,15 @@ fn case_agrees(rng: &mut Rng) -> bool {
     let q4 = q4.each_ref().map(|r| &r[..]);
     let each = acts.each_ref().map(|a| &a[..]);
     let shared = [each[0]; 4];
-    let blocks = |rows: &[&[u8]; 4], acts: &[&[BlockQ8]; 4], bb: usize| {
-        rows.iter()
-            .zip(acts)
-            .map(|(r, a)| (r.len() / bb).min(a.len()))
-            .min()
-            .unwrap_or(0)
-    };
-    let (b8, b4) = (Q8_0_BLOCK_BYTES, Q4_0_BLOCK_BYTES);
-    let nb = blocks(&q8, &each, b8);
-    let ok_each = agree(
-        dot4_q8_0(q8, each),
-        reference(&q8, &each, b8, nb, dot_q8_0_row),
-    );
-    let nb = blocks(&q8, &shared, b8);
-    let want = reference(&q8, &shared, b8, nb, dot_q8_0_row);
+    let ok_each = agree(dot4_q8_0(q8, each), reference(&q8, &each, dot_q8_0_row));
+    let want = reference(&q8, &shared, dot_q8_0_row);
     let ok_shared = agree(dot4_q8_0(q8, shared), want) && agree(dot_q8_0_rows(q8, each[0]), want);
     let one_row = [q8[0]; 4];
-    let nb = blocks(&one_row, &each, b8);
     let ok_one_row = agree(
         dot4_q8_0(one_row, each),
-        reference(&one_row, &each, b8, nb, dot_q8_0_row),
+        reference(&one_row, &each, dot_q8_0_row),
     );
-    let nb = blocks(&q4, &shared, b4);
-    let want = reference(&q4, &shared, b4, nb, dot_q4_0_row);
+    let want = reference(&q4, &shared, dot_q4_0_row);
     let ok_q4 = agree(dot4_q4_0(q4, each[0]), want) && agree(dot_q4_0_rows(q4, each[0]), want);
     ok_each && ok_shared && ok_one_row && ok_q4
 }

@@ -1,0 +1,328 @@
+//! Hand-written AVX2 kernels of the q8_0 and q4_0 dot products (spec/determinism.md, SIMD
+//! paths), four independent chains per call, each in the spec's serial order:
+//! `acc = acc + (f32(sumi) * (dw * dx))` per block, blocks ascending, acc starting at +0.0.
+//!
+//! - The integer block sums are exact, so they are free to use any instruction order: q8_0 codes
+//!   are sign-extended to i16 (`vpmovsxbw`) and multiplied and pair-summed in i32 (`vpmaddwd`),
+//!   exact for every code including -128; q4_0 nibbles (0..=15, unsigned) are multiplied with the
+//!   activation codes by `vpmaddubsw` (pair sums stay within ±3840, no saturation) and 8 × the
+//!   codes' pair sums are subtracted, giving the pair sums of `(nibble - 8) * code` exactly.
+//! - The four chains' 8-lane sums of a block are reduced together (a `vphaddd` tree) into one
+//!   4-lane vector `[sumi0, sumi1, sumi2, sumi3]`.
+//! - The float part runs 4-wide: lane i is chain i's accumulator and sees exactly the chain's
+//!   three roundings per block (`vmulps` of the scales, `vmulps` with the exact `vcvtdq2ps`
+//!   of sumi, `vaddps`), so every chain keeps its serial order. No FMA.
+//! - The weight scales are widened with F16C `vcvtph2ps`, which is exact (every f16 is an f32);
+//!   it differs from [`crate::model::quant::f16_to_f32`] only by setting the quiet bit of a
+//!   signalling NaN, and NaN bits are unspecified (spec rule 8).
+//!
+//! Chains longer than the shortest one finish their remaining blocks in the portable code
+//! ([`crate::model::kernels`]), continuing the same accumulator in the same order.
+//!
+//! No unsafe code: with Rust ≥ 1.87 the pointer-free intrinsics are safe to call inside
+//! `#[target_feature]` functions, and all loads are built from byte arrays (`_mm_set_epi64x` of
+//! little-endian words, which LLVM turns into one vector load). Calling these functions from code
+//! without AVX2 and F16C is what needs unsafe; that lives in [`crate::model::cpu`], behind the
+//! run-time detection.
+
+use core::arch::x86_64::{
+    __m128, __m128i, __m256i, _mm256_add_epi32, _mm256_and_si256, _mm256_broadcastsi128_si256,
+    _mm256_castsi256_si128, _mm256_cvtepi8_epi16, _mm256_extracti128_si256, _mm256_hadd_epi32,
+    _mm256_madd_epi16, _mm256_maddubs_epi16, _mm256_set1_epi16, _mm256_set1_epi8,
+    _mm256_set_epi64x, _mm256_setr_epi32, _mm256_srlv_epi32, _mm256_sub_epi16, _mm_add_epi32,
+    _mm_add_ps, _mm_cvtepi32_ps, _mm_cvtph_ps, _mm_cvtss_f32, _mm_extract_ps, _mm_mul_ps,
+    _mm_prefetch, _mm_set1_ps, _mm_set_epi64x, _mm_setr_ps, _mm_setzero_ps, _MM_HINT_T0,
+};
+
+use core::slice::ChunksExact;
+
+use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
+use crate::model::kernels::{q4_0_chain, q8_0_chain};
+use crate::model::quant::BlockQ8;
+
+/// Bytes `o..o + 8` of `b` as a little-endian i64 (`o + 8 <= N` at every call site; a constant
+/// offset, so the bounds check folds away and the load merges with its neighbours).
+#[inline(always)]
+fn word<const N: usize>(b: &[u8; N], o: usize) -> i64 {
+    i64::from_le_bytes(core::array::from_fn(|k| b.get(o + k).copied().unwrap_or(0)))
+}
+
+/// [`word`] of i8 codes.
+#[inline(always)]
+fn code_word(q: &[i8; QK], o: usize) -> i64 {
+    i64::from_le_bytes(core::array::from_fn(|k| {
+        q.get(o + k).map_or(0, |&c| c as u8)
+    }))
+}
+
+/// Bytes `o..o + 16` of `b` (one unaligned vector load).
+#[target_feature(enable = "avx2")]
+#[inline]
+fn load16<const N: usize>(b: &[u8; N], o: usize) -> __m128i {
+    _mm_set_epi64x(word(b, o + 8), word(b, o))
+}
+
+/// The f16 scale bits (the first two bytes, little-endian) of a block.
+#[inline(always)]
+fn scale_bits<const N: usize>(blk: &[u8; N]) -> u64 {
+    u64::from(u16::from_le_bytes([
+        blk.first().copied().unwrap_or(0),
+        blk.get(1).copied().unwrap_or(0),
+    ]))
+}
+
+/// The first `n` blocks of a row, as a block iterator.
+#[inline(always)]
+fn row_blocks<const N: usize>(row: &[u8], n: usize) -> ChunksExact<'_, u8> {
+    row.get(..n * N).unwrap_or(&[]).chunks_exact(N)
+}
+
+/// Asks the CPU to fetch the cache line `ahead` bytes past the start of `block` (a hint: it
+/// never faults and changes no result, whatever the address).
+#[target_feature(enable = "avx2")]
+#[inline]
+fn prefetch(block: &[u8], ahead: usize) {
+    _mm_prefetch::<_MM_HINT_T0>(block.as_ptr().wrapping_add(ahead).cast());
+}
+
+/// How far ahead of each row to prefetch: the callers' rows are consecutive in memory, so four
+/// rows further on (a matrix-vector product's next row group) or, when the four chains share one
+/// row, the next row (batched prefill's next row).
+#[inline(always)]
+fn prefetch_distance(rows: [&[u8]; 4], shared_row: bool) -> usize {
+    let len = rows[0].len();
+    if shared_row {
+        len
+    } else {
+        len.saturating_mul(4)
+    }
+}
+
+/// The first `n` blocks of an activation.
+#[inline(always)]
+fn act_blocks(act: &[BlockQ8], n: usize) -> core::slice::Iter<'_, BlockQ8> {
+    act.get(..n).unwrap_or(&[]).iter()
+}
+
+/// A chunk of a `chunks_exact(N)` iterator as an array (always `Some`).
+#[inline(always)]
+fn block<const N: usize>(c: &[u8]) -> Option<&[u8; N]> {
+    c.first_chunk::<N>()
+}
+
+/// Each chain's block count (the smaller of its row's blocks and its activation's blocks), and
+/// the number of blocks all four chains have.
+#[inline(always)]
+fn block_counts<const N: usize>(rows: [&[u8]; 4], acts: [&[BlockQ8]; 4]) -> ([usize; 4], usize) {
+    let counts: [usize; 4] = core::array::from_fn(|i| (rows[i].len() / N).min(acts[i].len()));
+    (counts, counts.into_iter().fold(usize::MAX, usize::min))
+}
+
+/// The four blocks' f16 scales widened exactly to f32 (F16C).
+#[target_feature(enable = "avx2,f16c")]
+#[inline]
+fn weight_scales<const N: usize>(w: [&[u8; N]; 4]) -> __m128 {
+    let bits =
+        scale_bits(w[0]) | scale_bits(w[1]) << 16 | scale_bits(w[2]) << 32 | scale_bits(w[3]) << 48;
+    _mm_cvtph_ps(_mm_set_epi64x(0, bits as i64))
+}
+
+/// Sums each of four 8-lane i32 vectors: `[Σ s0, Σ s1, Σ s2, Σ s3]`.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn reduce4(s0: __m256i, s1: __m256i, s2: __m256i, s3: __m256i) -> __m128i {
+    let t = _mm256_hadd_epi32(_mm256_hadd_epi32(s0, s1), _mm256_hadd_epi32(s2, s3));
+    // Lane i of each 128-bit half holds chain i's sum over that half's 4 elements.
+    _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256::<1>(t))
+}
+
+/// The chain accumulators as an array.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn lanes(acc: __m128) -> [f32; 4] {
+    let lane = |bits: i32| f32::from_bits(bits as u32);
+    [
+        _mm_cvtss_f32(acc),
+        lane(_mm_extract_ps::<1>(acc)),
+        lane(_mm_extract_ps::<2>(acc)),
+        lane(_mm_extract_ps::<3>(acc)),
+    ]
+}
+
+/// One block of the four chains: `acc + (f32(sumi) * (dw * dx))` lane by lane.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn step(acc: __m128, sumi: __m128i, dw: __m128, dx: __m128) -> __m128 {
+    _mm_add_ps(acc, _mm_mul_ps(_mm_cvtepi32_ps(sumi), _mm_mul_ps(dw, dx)))
+}
+
+/// The 32 activation codes of a block sign-extended to i16, in two halves.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn widen_act(x: &BlockQ8) -> (__m256i, __m256i) {
+    let q = &x.qs;
+    (
+        _mm256_cvtepi8_epi16(_mm_set_epi64x(code_word(q, 8), code_word(q, 0))),
+        _mm256_cvtepi8_epi16(_mm_set_epi64x(code_word(q, 24), code_word(q, 16))),
+    )
+}
+
+/// The 32 codes of a q8_0 block sign-extended to i16, in two halves.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn widen_row(w: &[u8; Q8_0_BLOCK_BYTES]) -> (__m256i, __m256i) {
+    (
+        _mm256_cvtepi8_epi16(load16(w, 2)),
+        _mm256_cvtepi8_epi16(load16(w, 2 + 16)),
+    )
+}
+
+/// The exact products of widened weight and activation codes, pair-summed into 8 i32 lanes.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn q8_0_products(w: (__m256i, __m256i), x: (__m256i, __m256i)) -> __m256i {
+    _mm256_add_epi32(_mm256_madd_epi16(w.0, x.0), _mm256_madd_epi16(w.1, x.1))
+}
+
+/// Chain i is the q8_0 dot product of `rows[i]` (34-byte blocks) with `acts[i]`, over
+/// `min(rows[i].len() / 34, acts[i].len())` blocks, in the spec's order: bit for bit
+/// [`crate::model::kernels::dot_q8_0_row`]`(rows[i], acts[i])`.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) fn dot4_q8_0(rows: [&[u8]; 4], acts: [&[BlockQ8]; 4]) -> [f32; 4] {
+    let (counts, common) = block_counts::<Q8_0_BLOCK_BYTES>(rows, acts);
+    let shared_act = acts.iter().all(|a| core::ptr::eq(*a, acts[0]));
+    let shared_row = rows.iter().all(|r| core::ptr::eq(*r, rows[0]));
+    let acc = match (shared_act, shared_row) {
+        (true, _) => q8_0_blocks::<true, false>(rows, acts, common),
+        (false, true) => q8_0_blocks::<false, true>(rows, acts, common),
+        (false, false) => q8_0_blocks::<false, false>(rows, acts, common),
+    };
+    let acc = lanes(acc);
+    if counts.iter().all(|&c| c == common) {
+        return acc;
+    }
+    core::array::from_fn(|i| q8_0_chain(acc[i], rows[i], acts[i], common))
+}
+
+/// The first `n` blocks of [`dot4_q8_0`]'s chains. `SHARED_ACT`: the four activations are one
+/// slice (a matrix-vector product), its codes are widened once per block; `SHARED_ROW`: the
+/// four rows are one slice (batched prefill), its codes are widened once per block.
+#[target_feature(enable = "avx2,f16c")]
+#[inline]
+fn q8_0_blocks<const SHARED_ACT: bool, const SHARED_ROW: bool>(
+    rows: [&[u8]; 4],
+    acts: [&[BlockQ8]; 4],
+    n: usize,
+) -> __m128 {
+    let [w0, w1, w2, w3] = rows;
+    let [x0, x1, x2, x3] = acts;
+    let w = row_blocks::<Q8_0_BLOCK_BYTES>(w0, n)
+        .zip(row_blocks::<Q8_0_BLOCK_BYTES>(w1, n))
+        .zip(row_blocks::<Q8_0_BLOCK_BYTES>(w2, n))
+        .zip(row_blocks::<Q8_0_BLOCK_BYTES>(w3, n));
+    let x = act_blocks(x0, n)
+        .zip(act_blocks(x1, n))
+        .zip(act_blocks(x2, n))
+        .zip(act_blocks(x3, n));
+    let ahead = prefetch_distance(rows, SHARED_ROW);
+    let mut acc = _mm_setzero_ps();
+    for ((((w0, w1), w2), w3), (((x0, x1), x2), x3)) in w.zip(x) {
+        prefetch(w0, ahead);
+        if !SHARED_ROW {
+            prefetch(w1, ahead);
+            prefetch(w2, ahead);
+            prefetch(w3, ahead);
+        }
+        let (Some(w0), Some(w1), Some(w2), Some(w3)) = (block(w0), block(w1), block(w2), block(w3))
+        else {
+            break;
+        };
+        let (sumi, dx) = if SHARED_ACT {
+            let x = widen_act(x0);
+            (
+                reduce4(
+                    q8_0_products(widen_row(w0), x),
+                    q8_0_products(widen_row(w1), x),
+                    q8_0_products(widen_row(w2), x),
+                    q8_0_products(widen_row(w3), x),
+                ),
+                _mm_set1_ps(x0.d),
+            )
+        } else if SHARED_ROW {
+            let w = widen_row(w0);
+            (
+                reduce4(
+                    q8_0_products(w, widen_act(x0)),
+                    q8_0_products(w, widen_act(x1)),
+                    q8_0_products(w, widen_act(x2)),
+                    q8_0_products(w, widen_act(x3)),
+                ),
+                _mm_setr_ps(x0.d, x1.d, x2.d, x3.d),
+            )
+        } else {
+            (
+                reduce4(
+                    q8_0_products(widen_row(w0), widen_act(x0)),
+                    q8_0_products(widen_row(w1), widen_act(x1)),
+                    q8_0_products(widen_row(w2), widen_act(x2)),
+                    q8_0_products(widen_row(w3), widen_act(x3)),
+                ),
+                _mm_setr_ps(x0.d, x1.d, x2.d, x3.d),
+            )
+        };
+        acc = step(acc, sumi, weight_scales([w0, w1, w2, w3]), dx);
+    }
+    acc
+}
+
+/// Chain i is the q4_0 dot product of `rows[i]` (18-byte blocks) with `act`, over
+/// `min(rows[i].len() / 18, act.len())` blocks, in the spec's order: bit for bit
+/// [`crate::model::kernels::dot_q4_0_row`]`(rows[i], act)`.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) fn dot4_q4_0(rows: [&[u8]; 4], act: &[BlockQ8]) -> [f32; 4] {
+    let (counts, common) = block_counts::<Q4_0_BLOCK_BYTES>(rows, [act; 4]);
+    let low_nibbles = _mm256_set1_epi8(0x0f);
+    // The low 128 bits keep the low nibbles (codes 0..16), the high 128 bits shift the high
+    // nibbles down (codes 16..32).
+    let nibble_shift = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
+    let eight = _mm256_set1_epi8(8);
+    let ones = _mm256_set1_epi16(1);
+    let [w0, w1, w2, w3] = rows;
+    let w = row_blocks::<Q4_0_BLOCK_BYTES>(w0, common)
+        .zip(row_blocks::<Q4_0_BLOCK_BYTES>(w1, common))
+        .zip(row_blocks::<Q4_0_BLOCK_BYTES>(w2, common))
+        .zip(row_blocks::<Q4_0_BLOCK_BYTES>(w3, common));
+    let ahead = prefetch_distance(rows, false);
+    let mut acc = _mm_setzero_ps();
+    for ((((w0, w1), w2), w3), x) in w.zip(act_blocks(act, common)) {
+        for c in [w0, w1, w2, w3] {
+            prefetch(c, ahead);
+        }
+        let (Some(w0), Some(w1), Some(w2), Some(w3)) = (block(w0), block(w1), block(w2), block(w3))
+        else {
+            break;
+        };
+        let q = &x.qs;
+        let codes = _mm256_set_epi64x(
+            code_word(q, 24),
+            code_word(q, 16),
+            code_word(q, 8),
+            code_word(q, 0),
+        );
+        // 8 · (code 2k + code 2k+1): the bias of the nibbles, per i16 pair.
+        let bias = _mm256_maddubs_epi16(eight, codes);
+        let products = |blk: &[u8; Q4_0_BLOCK_BYTES]| {
+            let packed = _mm256_broadcastsi128_si256(load16(blk, 2));
+            let nibbles = _mm256_and_si256(_mm256_srlv_epi32(packed, nibble_shift), low_nibbles);
+            let pairs = _mm256_sub_epi16(_mm256_maddubs_epi16(nibbles, codes), bias);
+            _mm256_madd_epi16(pairs, ones)
+        };
+        let sumi = reduce4(products(w0), products(w1), products(w2), products(w3));
+        acc = step(acc, sumi, weight_scales([w0, w1, w2, w3]), _mm_set1_ps(x.d));
+    }
+    let acc = lanes(acc);
+    if counts.iter().all(|&c| c == common) {
+        return acc;
+    }
+    core::array::from_fn(|i| q4_0_chain(acc[i], rows[i], act, common))
+}
