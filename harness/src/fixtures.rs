@@ -228,7 +228,7 @@ pub fn build(recipe: &Recipe) -> Result<ModelFile> {
         "ranked" => ranked_vocab(),
         other => bail!("recipe {}: unknown tokenizer {other:?}", recipe.name),
     };
-    if recipe.dim % recipe.n_heads != 0 {
+    if !recipe.dim.is_multiple_of(recipe.n_heads) {
         bail!("recipe {}: n_heads does not divide dim", recipe.name);
     }
     let config = Config {

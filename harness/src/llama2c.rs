@@ -372,7 +372,7 @@ pub fn convert(
         } else {
             dtype
         };
-        if *shape.last().unwrap() as usize % dt.block_elems() != 0 {
+        if !(*shape.last().unwrap() as usize).is_multiple_of(dt.block_elems()) {
             kept_f32.push(slot.name.clone());
             dt = DType::F32;
         }

@@ -267,7 +267,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Bytes from hex (even length, 0-9a-f).
 pub fn unhex(s: &str) -> Result<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         bail!("hex of odd length");
     }
     (0..s.len())

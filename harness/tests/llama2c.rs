@@ -159,7 +159,7 @@ impl Weights {
     /// The v2 group size: 64, halved until it divides dim (export.py's backoff).
     fn v2_group(&self) -> usize {
         let mut g = 64;
-        while self.header[0] as usize % g != 0 {
+        while !(self.header[0] as usize).is_multiple_of(g) {
             g /= 2;
         }
         g

@@ -207,7 +207,7 @@ impl Engine for NodeEngine {
 
 /// Bytes of lower-case hex (any even length).
 fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     (0..hex.len())

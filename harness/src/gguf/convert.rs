@@ -246,7 +246,7 @@ pub fn convert(bytes: &[u8], dtype: DTypeChoice, source: &str) -> Result<Convert
             (llama::Role::Matrix, DTypeChoice::To(d)) => d,
         };
         let cols = *shape.last().unwrap_or(&1) as usize;
-        if cols % dst.block_elems() != 0 {
+        if !cols.is_multiple_of(dst.block_elems()) {
             kept_f32.push(slot.name.clone());
             dst = DType::F32;
         }

@@ -115,7 +115,7 @@ pub fn parse<'a>(file: &'a [u8], dir: Section, data: Section) -> Result<Vec<Tens
                 .ok_or_else(|| bad(dim_at, format!("tensor {name:?} element count overflows")))?;
         }
         let inner = dims[rank as usize - 1] as usize;
-        if inner % dtype.block_elems() != 0 {
+        if !inner.is_multiple_of(dtype.block_elems()) {
             return Err(Error::at(
                 ErrorCode::ShapeMismatch,
                 rank_at,

@@ -77,7 +77,7 @@ impl Config {
         in_range("n_layers", self.n_layers, limits::MAX_LAYERS, 40)?;
         in_range("n_heads", self.n_heads, limits::MAX_HEADS, 44)?;
         in_range("n_kv_heads", self.n_kv_heads, limits::MAX_HEADS, 48)?;
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err(Error::at(
                 ErrorCode::InvalidHeader,
                 48,
@@ -88,7 +88,7 @@ impl Config {
             ));
         }
         in_range("head_dim", self.head_dim, limits::MAX_HEAD_DIM, 52)?;
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(Error::at(
                 ErrorCode::InvalidHeader,
                 52,

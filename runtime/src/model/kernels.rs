@@ -437,7 +437,7 @@ impl<'a> MatRef<'a> {
     /// Bytes of one row.
     fn row_bytes(&self) -> Result<usize> {
         let be = self.dtype.block_elems();
-        if self.cols % be != 0 {
+        if !self.cols.is_multiple_of(be) {
             return Err(Error::new(
                 ErrorCode::ShapeMismatch,
                 alloc::format!(

@@ -135,7 +135,7 @@ fn q8_0_code(x: f32, id: f32) -> i8 {
 }
 
 fn check_block_lengths(src_len: usize, dst_len: usize, block_bytes: usize) -> Result<usize> {
-    if src_len % QK != 0 {
+    if !src_len.is_multiple_of(QK) {
         return Err(Error::new(
             ErrorCode::InvalidLength,
             alloc::format!("{src_len} values are not a whole number of {QK}-element blocks"),
