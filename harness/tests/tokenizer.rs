@@ -78,7 +78,7 @@ impl<'a> RunC<'a> {
     fn new(vocab: &'a Vocab) -> Self {
         let mut ids = HashMap::new();
         for (id, piece) in vocab.pieces.iter().enumerate() {
-            ids.entry(piece.as_slice()).or_insert(id as u32);
+            ids.entry(piece).or_insert(id as u32);
         }
         RunC { vocab, ids }
     }
