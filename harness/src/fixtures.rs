@@ -5,7 +5,7 @@
 
 use anyhow::{bail, Context, Result};
 use runtime::format::{
-    self, llama, Config, DType, ModelFile, TensorData, TokenType, TokenizerKind, Vocab,
+    self, llama, Config, DType, ModelFile, Pieces, TensorData, TokenType, TokenizerKind, Vocab,
 };
 use runtime::model::quant;
 use serde::Deserialize;
@@ -109,7 +109,7 @@ fn sentencepiece_vocab() -> Vocab {
         kind: TokenizerKind::SentencePiece,
         // Longer pieces come later and score lower: SentencePiece merges the best score first.
         scores: (0..n).map(|i| -(i as f32)).collect(),
-        pieces,
+        pieces: Pieces::new(pieces).expect("a small vocabulary"),
         types,
         merges: vec![],
         bos: Some(1),
@@ -151,7 +151,7 @@ fn ranked_vocab() -> Vocab {
     let n = pieces.len();
     Vocab {
         kind: TokenizerKind::RankedMerge,
-        pieces,
+        pieces: Pieces::new(pieces).expect("a small vocabulary"),
         scores: vec![0.0; n],
         types,
         merges,
@@ -183,7 +183,7 @@ pub fn byte_vocab(total: u32, stop: Vec<u32>) -> Vocab {
     Vocab {
         kind: TokenizerKind::ByteLevel,
         scores: vec![0.0; pieces.len()],
-        pieces,
+        pieces: Pieces::new(pieces).expect("a small vocabulary"),
         types,
         merges: vec![],
         bos: Some(256),

@@ -6,7 +6,7 @@
 //! `len` bytes of piece. Nothing may follow the last token.
 
 use anyhow::{bail, ensure, Context, Result};
-use runtime::format::{TokenType, TokenizerKind, Vocab};
+use runtime::format::{Pieces, TokenType, TokenizerKind, Vocab};
 use runtime::limits;
 
 /// llama2.c's fixed special ids: `<unk>`, BOS, EOS, then the 256 byte tokens `<0x00>`..`<0xFF>`.
@@ -74,7 +74,7 @@ pub fn read_tokenizer_bin(bytes: &[u8], vocab_size: u32) -> Result<Vocab> {
         limits::MAX_PIECE_BYTES
     );
     let n = vocab_size as usize;
-    let mut pieces = Vec::with_capacity(n);
+    let mut pieces = Pieces::with_capacity(n, 0).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut scores = Vec::with_capacity(n);
     let mut types = Vec::with_capacity(n);
     for id in 0..vocab_size {
@@ -107,7 +107,7 @@ pub fn read_tokenizer_bin(bytes: &[u8], vocab_size: u32) -> Result<Vocab> {
             }
             _ => TokenType::Normal,
         };
-        pieces.push(piece.to_vec());
+        pieces.push(piece).map_err(|e| anyhow::anyhow!("{e}"))?;
         scores.push(score);
         types.push(ty);
     }

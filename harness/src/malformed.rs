@@ -8,7 +8,8 @@ use crate::fixtures::{encode_tensor, SplitMix64};
 use anyhow::{Context, Result};
 use runtime::format::header::{encode_header, Sections, ARCH_LLAMA, DIGEST_OFFSET};
 use runtime::format::{
-    file_digest, llama, Config, DType, ModelFile, TensorData, TokenType, TokenizerKind, Vocab,
+    file_digest, llama, Config, DType, ModelFile, Pieces, TensorData, TokenType, TokenizerKind,
+    Vocab,
 };
 use runtime::sha256::{sha256, to_hex};
 use runtime::{limits, ErrorCode};
@@ -56,7 +57,7 @@ fn base_vocab() -> Vocab {
     Vocab {
         kind: TokenizerKind::SentencePiece,
         scores: (0..pieces.len()).map(|i| -(i as f32)).collect(),
-        pieces,
+        pieces: Pieces::new(pieces).expect("a small vocabulary"),
         types,
         merges: vec![],
         bos: Some(1),
@@ -215,7 +216,7 @@ impl RawTokenizer {
                 .map(|i| RawToken {
                     score: v.scores[i],
                     ty: v.types[i] as u8,
-                    piece: v.pieces[i].clone(),
+                    piece: v.pieces[i].to_vec(),
                 })
                 .collect(),
             merges: v.merges.clone(),

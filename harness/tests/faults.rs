@@ -401,6 +401,7 @@ fn a_context_that_does_not_fit_leaves_no_model_and_the_next_load_works() {
     // context does not fit.
     let mut cap = base;
     let mut seen = false;
+    let mut generated = false;
     while cap < base + (64 << 20) {
         let limits = WasmLimits {
             memory_bytes: cap,
@@ -425,11 +426,72 @@ fn a_context_that_does_not_fit_leaves_no_model_and_the_next_load_works() {
             Err(code(ErrorCode::ModelNotLoaded)),
             "cap {cap}"
         );
-        // A small context and the model again: loaded and generating.
+        // A small context and the model again: loaded.
         assert_eq!(call!(wasm, set_context(16)), OK);
         assert_eq!(call!(wasm, load_chunked(&model, 4096)), OK, "cap {cap}");
         assert_eq!(active(&mut wasm), Some(hex_digest(&model)));
-        assert!(generate(&mut wasm).is_ok(), "cap {cap}");
+        // Generating takes a little more than the headroom the load left (the sampler, the
+        // prompt, then the headroom again): at the tightest caps it is refused, cleanly.
+        match generate(&mut wasm) {
+            Ok(_) => generated = true,
+            Err(c) => assert_eq!(c, code(ErrorCode::OutOfMemory), "cap {cap}"),
+        }
     }
     assert!(seen, "no cap made the full context fail");
+    assert!(generated, "the reloaded model never generated");
+}
+
+#[test]
+fn the_longest_prompt_under_the_memory_limit_gives_out_of_memory_never_a_trap() {
+    // MAX_PROMPT_BYTES of prose with two-byte code points: its encoding (symbols, candidate
+    // pairs, tokens) takes far more than the headroom a load leaves.
+    let mut text = String::new();
+    while text.len() + 24 <= runtime::limits::MAX_PROMPT_BYTES {
+        text.push_str("Once upon a time, été. ");
+    }
+    while text.len() < runtime::limits::MAX_PROMPT_BYTES {
+        text.push('a');
+    }
+    let len = text.len() as u32;
+    // A SentencePiece and a ranked-merge vocabulary.
+    for name in [PREVIOUS, "ranked-gqa1-tied-q8_0"] {
+        let model = fixture(name);
+        let mut refused = 0;
+        let mut cap = instance().memory_size() + PAGE;
+        loop {
+            assert!(cap < 64 << 20, "{name}: the longest prompt never encoded");
+            let limits = WasmLimits {
+                memory_bytes: cap,
+                ..WasmLimits::default()
+            };
+            cap += PAGE;
+            let mut wasm = AbiInstance::new(module(), limits).unwrap();
+            if call!(wasm, load_chunked(&model, 4096)) != OK {
+                continue;
+            }
+            let generated = generate(&mut wasm);
+            let prompt = call!(wasm, alloc(len));
+            if prompt == 0 {
+                continue;
+            }
+            wasm.write(prompt, text.as_bytes()).unwrap();
+            let status = call!(wasm, start(prompt, len));
+            call!(wasm, free(prompt, len));
+            // The model generates as before (when it could before).
+            if generated.is_ok() {
+                assert_eq!(generate(&mut wasm), generated, "{name} cap {cap}");
+            }
+            if status == code(ErrorCode::OutOfMemory) {
+                refused += 1;
+                continue;
+            }
+            // Encoded: more tokens than the context holds, or a started generation.
+            assert!(
+                status == OK || status == code(ErrorCode::ContextExceeded),
+                "{name} cap {cap}: {status}"
+            );
+            break;
+        }
+        assert!(refused > 0, "{name}: no cap refused the longest prompt");
+    }
 }

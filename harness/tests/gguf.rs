@@ -588,7 +588,7 @@ fn stories260k_gguf_parses_and_matches_the_llama2c_checkpoint() {
     // Its padding_token_id is u32::MAX: no padding token.
     assert_eq!((v.unk, v.pad), (Some(0), None));
     assert!(v.byte_fallback);
-    assert_eq!(v.pieces[3], b"<0x00>");
+    assert_eq!(&v.pieces[3], b"<0x00>");
     assert_eq!(v.types[3], TokenType::Byte);
 
     // The embedding table holds the same bytes as the llama2.c checkpoint's (after its 28-byte
@@ -625,7 +625,7 @@ fn llama_spm_vocab_gguf_maps_to_a_32000_token_vocab() {
     assert_eq!(v.stop, vec![2]);
     assert!(v.byte_fallback && v.add_bos && v.add_dummy_prefix);
     assert_eq!(
-        (v.pieces[13].as_slice(), v.types[13]),
+        (&v.pieces[13], v.types[13]),
         (&b"<0x0A>"[..], TokenType::Byte)
     );
     assert_eq!(v.types[0], TokenType::Unknown);
@@ -635,7 +635,7 @@ fn llama_spm_vocab_gguf_maps_to_a_32000_token_vocab() {
         .pieces
         .iter()
         .all(|p| !String::from_utf8_lossy(p).contains('\u{2581}')));
-    assert_eq!(v.pieces[29871], b" ");
+    assert_eq!(&v.pieces[29871], b" ");
     assert!(v.scores.iter().all(|s| s.is_finite()));
 }
 
@@ -666,7 +666,7 @@ fn llama_vocab_defaults_and_refusals() {
     let b = tokenizer_file(&[], false);
     let v = llama_vocab(&Gguf::parse(&b).unwrap()).unwrap();
     assert_eq!(v.pieces.len(), 260);
-    assert_eq!(v.pieces[259], b" hi");
+    assert_eq!(&v.pieces[259], b" hi");
     assert_eq!(v.scores, vec![0.0; 260]);
     // Without token_type, <0xXX> pieces are Byte and the rest Normal.
     assert_eq!(

@@ -9,7 +9,7 @@ use common::{
     build_model, byte_vocab, corpus_fixtures, fixture, generate, greedy, load, random, sampled,
     Shape,
 };
-use runtime::format::{DType, TokenType, TokenizerKind, Vocab};
+use runtime::format::{DType, Pieces, TokenType, TokenizerKind, Vocab};
 use runtime::generate::sampler::SamplerSettings;
 use runtime::generate::{Finish, Session, Step};
 use runtime::limits;
@@ -509,7 +509,7 @@ fn long_piece_vocab(long: usize) -> Vocab {
     Vocab {
         kind: TokenizerKind::SentencePiece,
         scores: vec![0.0; pieces.len()],
-        pieces,
+        pieces: Pieces::new(pieces).unwrap(),
         types,
         merges: vec![],
         bos: Some(1),

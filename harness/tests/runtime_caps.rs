@@ -179,13 +179,13 @@ fn tokenizer_pieces_and_stop_tokens() {
     let base = malformed::base_model().vocab;
     let n = base.pieces.len() as u32;
     let mut v = base.clone();
-    v.pieces[5] = vec![b'p'; MAX_PIECE_BYTES];
+    v.pieces.set(5, &[b'p'; MAX_PIECE_BYTES]).unwrap();
     vocab_section::parse(&vocab_section::encode(&v).unwrap(), 0, n).unwrap();
-    v.pieces[5].push(b'p');
+    v.pieces.set(5, &[b'p'; MAX_PIECE_BYTES + 1]).unwrap();
     // The writer refuses it too, so the section is encoded at the cap and its length field
     // raised by one with one more byte inserted.
     refused(vocab_section::encode(&v), C::LimitExceeded);
-    v.pieces[5].pop();
+    v.pieces.set(5, &[b'p'; MAX_PIECE_BYTES]).unwrap();
     let mut bytes = vocab_section::encode(&v).unwrap();
     let needle = vec![b'p'; MAX_PIECE_BYTES];
     let at = bytes
@@ -342,9 +342,9 @@ fn long_piece_model() -> Model {
     let mut m: ModelFile = malformed::base_model();
     m.config.max_context = 512;
     // Token 0 is the long piece; <unk> moves to id 1 (no BOS).
-    m.vocab.pieces[0] = vec![b'z'; MAX_PIECE_BYTES];
+    m.vocab.pieces.set(0, &[b'z'; MAX_PIECE_BYTES]).unwrap();
     m.vocab.types[0] = TokenType::Normal;
-    m.vocab.pieces[1] = b"<unk>".to_vec();
+    m.vocab.pieces.set(1, b"<unk>").unwrap();
     m.vocab.types[1] = TokenType::Unknown;
     m.vocab.unk = Some(1);
     m.vocab.bos = None;

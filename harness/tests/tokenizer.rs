@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use harness::llama2c_tokenizer::read_tokenizer_bin;
 use proptest::prelude::*;
-use runtime::format::{TokenType, TokenizerKind, Vocab};
+use runtime::format::{Pieces, TokenType, TokenizerKind, Vocab};
 use runtime::generate::tokenizer::{is_run_c_printable, Tokenizer};
 use runtime::{limits, ErrorCode};
 
@@ -78,7 +78,7 @@ impl<'a> RunC<'a> {
     fn new(vocab: &'a Vocab) -> Self {
         let mut ids = HashMap::new();
         for (id, piece) in vocab.pieces.iter().enumerate() {
-            ids.entry(piece.as_slice()).or_insert(id as u32);
+            ids.entry(piece).or_insert(id as u32);
         }
         RunC { vocab, ids }
     }
@@ -106,7 +106,7 @@ impl<'a> RunC<'a> {
         loop {
             let (mut best_score, mut best) = (-1e10f32, None);
             for i in 0..tokens.len().saturating_sub(1) {
-                let mut joined = self.vocab.pieces[tokens[i] as usize].clone();
+                let mut joined = self.vocab.pieces[tokens[i] as usize].to_vec();
                 joined.extend_from_slice(&self.vocab.pieces[tokens[i + 1] as usize]);
                 if let Some(id) = lookup(&joined) {
                     if self.vocab.scores[id as usize] > best_score {
@@ -143,8 +143,8 @@ fn ranked_merge_reference(vocab: &Vocab, text: &[u8]) -> Vec<u32> {
         let Some((rank, i)) = best else { break };
         let (l, r) = vocab.merges[rank];
         let joined = [
-            vocab.pieces[l as usize].clone(),
-            vocab.pieces[r as usize].clone(),
+            vocab.pieces[l as usize].to_vec(),
+            vocab.pieces[r as usize].to_vec(),
         ]
         .concat();
         tokens[i] = id_of(&joined);
@@ -174,7 +174,7 @@ fn sp_vocab(extra: &[(&str, f32)]) -> Vocab {
     }
     Vocab {
         kind: TokenizerKind::SentencePiece,
-        pieces,
+        pieces: Pieces::new(pieces).unwrap(),
         scores,
         types,
         merges: vec![],
@@ -197,7 +197,7 @@ fn byte_level_vocab() -> Vocab {
     Vocab {
         kind: TokenizerKind::ByteLevel,
         scores: vec![0.0; pieces.len()],
-        pieces,
+        pieces: Pieces::new(pieces).unwrap(),
         types,
         merges: vec![],
         bos: Some(256),
@@ -221,7 +221,7 @@ fn ranked_vocab(extra: &[&str], merges: &[(&str, &str)]) -> Vocab {
         kind: TokenizerKind::RankedMerge,
         scores: vec![0.0; pieces.len()],
         types: vec![TokenType::Normal; pieces.len()],
-        pieces,
+        pieces: Pieces::new(pieces).unwrap(),
         merges,
         bos: None,
         eos: None,
@@ -292,9 +292,8 @@ fn llama2c_vocab_maps_like_run_c() {
     assert_eq!(tok.piece(3 + 0x41).unwrap(), b"<0x41>");
     // Our text-slice symbols equal run.c's id symbols because every code point of every piece
     // is itself a piece, and no normal piece looks like a byte token (spec/tokenizer.md).
-    let is_piece: std::collections::HashSet<&[u8]> =
-        vocab.pieces.iter().map(Vec::as_slice).collect();
-    for piece in &vocab.pieces[259..] {
+    let is_piece: std::collections::HashSet<&[u8]> = vocab.pieces.iter().collect();
+    for piece in vocab.pieces.iter().skip(259) {
         let s = std::str::from_utf8(piece).unwrap();
         assert!(
             s.chars()
@@ -611,7 +610,7 @@ fn new_rejects_inconsistent_vocabularies() {
     Tokenizer::new(&good).unwrap();
 
     let mut v = good.clone();
-    v.pieces.clear();
+    v.pieces.truncate(0);
     v.scores.clear();
     v.types.clear();
     rejects(&v, "vocabulary size 0");
@@ -624,7 +623,9 @@ fn new_rejects_inconsistent_vocabularies() {
     rejects(&v, "types");
 
     let mut v = good.clone();
-    v.pieces[260] = vec![b'a'; limits::MAX_PIECE_BYTES + 1];
+    v.pieces
+        .set(260, &[b'a'; limits::MAX_PIECE_BYTES + 1])
+        .unwrap();
     rejects(&v, "piece 260 has 257 bytes");
 
     for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
@@ -668,14 +669,14 @@ fn new_rejects_bad_sentencepiece_vocabularies() {
     v.types[259] = TokenType::Byte;
     rejects(&v, "token 259 has type Byte");
     let mut v = good.clone();
-    v.pieces[3 + 0x2A] = b"<0x2a>".to_vec(); // lower-case hex
+    v.pieces.set(3 + 0x2A, b"<0x2a>").unwrap(); // lower-case hex
     rejects(&v, "token 45 has type Byte");
     // Byte fallback with a byte token missing or not of type Byte.
     let mut v = good.clone();
     v.types[3 + 0x41] = TokenType::Normal;
     rejects(&v, "byte fallback needs a Byte token <0x41>");
     let mut v = good.clone();
-    v.pieces[3 + 0x41] = b"A".to_vec();
+    v.pieces.set(3 + 0x41, b"A").unwrap();
     v.types[3 + 0x41] = TokenType::Normal;
     rejects(&v, "byte fallback needs a Byte token <0x41>");
     // Neither byte fallback nor unk.
@@ -705,7 +706,7 @@ fn new_handles_duplicate_pieces_deterministically() {
 fn new_rejects_bad_byte_level_and_ranked_merge_vocabularies() {
     let good = byte_level_vocab();
     let mut v = good.clone();
-    v.pieces[65] = b"B".to_vec();
+    v.pieces.set(65, b"B").unwrap();
     rejects(&v, "byte-level token 65");
     let mut v = good.clone();
     v.types[65] = TokenType::Normal;
@@ -732,7 +733,7 @@ fn new_rejects_bad_byte_level_and_ranked_merge_vocabularies() {
     let good = ranked_vocab(&["ab"], &[("a", "b")]);
     Tokenizer::new(&good).unwrap();
     let mut v = good.clone();
-    v.pieces[0x7f] = b"\x7f\x7f".to_vec();
+    v.pieces.set(0x7f, b"\x7f\x7f").unwrap();
     rejects(&v, "lacks the single-byte piece 0x7f");
     let mut v = good.clone();
     v.merges.push((256, 300));
@@ -741,7 +742,7 @@ fn new_rejects_bad_byte_level_and_ranked_merge_vocabularies() {
     v.merges.push((256, 256)); // "abab" is no token
     rejects(&v, "merge 1 (256, 256): its concatenation is not a token");
     let mut v = good.clone();
-    v.pieces.push(vec![]);
+    v.pieces.push(&[]).unwrap();
     v.scores.push(0.0);
     v.types.push(TokenType::Normal);
     v.merges.push((256, 257)); // "ab" + "" = "ab": a merge with an empty side
@@ -780,7 +781,7 @@ fn new_never_panics_on_arbitrary_vocabularies() {
             };
             let vocab = Vocab {
                 kind,
-                pieces: tokens.iter().map(|t| t.0.clone()).collect(),
+                pieces: Pieces::new(tokens.iter().map(|t| &t.0)).unwrap(),
                 types: tokens
                     .iter()
                     .map(|t| TokenType::from_code(t.1).unwrap_or(TokenType::Byte))

@@ -1,27 +1,24 @@
 //! The module's linear memory after a chunked load of a stories15M-shaped model (q4_0 and q8_0),
 //! a 128-token prefill and 32 decode steps, in both modules (simd128 and scalar): at most file +
-//! KV cache + [`WASM_SLACK_BYTES`]. Prints where the memory went, call by call.
+//! KV cache + [`MEMORY_SLACK_BYTES`] (2 MiB), issue #8's target and the bench's budget. Prints
+//! where the memory went, call by call.
 //!
-//! Issue #8 asks for file + KV cache + 2 MiB ([`MEMORY_SLACK_BYTES`], the bench's budget). The
-//! module is not there yet: beyond the file and the KV cache it holds its 64 KiB stack and
-//! static data, the tokenizer's tables (about 1.1 MiB for 32,000 tokens), the hole the parsed
-//! vocabulary leaves (about 1 MiB of one small allocation per piece, live while the tables are
-//! built; the session's scratch reuses part of it) and the 1 MiB headroom
-//! (`ABI_HEADROOM_BYTES`) every call leaves obtainable, which covers the next prompt's
-//! infallible encoding. The allocator (dlmalloc) grows memory by a whole request when its top
-//! chunk is too small, so the free top it had is carried over each growth: about 1 MiB stays
-//! free at the top after a load, which is where the headroom lies. This test keeps the part the
-//! module controls from growing back (the model-build probe and the 1 MiB stack took 6.6 MiB
-//! beyond the file and the KV cache before).
+//! Beyond the file and the KV cache the module holds its 64 KiB stack and static data, the
+//! tokenizer's tables (about 0.75 MiB for 32,000 tokens: its flat pieces, lookup slots, ASCII
+//! table and types), the hole the parsed vocabulary leaves (flat too: about 0.45 MiB, which the
+//! session's scratch reuses in part), the session's scratch and the 256 KiB headroom
+//! (`ABI_HEADROOM_BYTES`) every call leaves obtainable. The allocator (dlmalloc) grows memory by
+//! a whole request when its top chunk is too small, carrying the free top over; the memory
+//! probes (runtime/src/abi/headroom.rs) therefore allocate in pieces of under a page, so they
+//! use the free memory before they grow it. This test keeps all of it within issue #8's budget
+//! (before: file + KV + 3.8 MiB with a 1 MiB headroom, one allocation per vocabulary piece and
+//! one-piece probes; 6.6 MiB before that).
 
 use harness::bench::model::{build, MEMORY_SLACK_BYTES, SHAPES};
 use harness::engine::wasmtime::{AbiInstance, WasmLimits, WasmModule, WasmVariant};
 use runtime::format::DType;
 
 const OK: u32 = 0;
-
-/// Memory the module may hold beyond the file and the KV cache (bytes).
-const WASM_SLACK_BYTES: usize = 4 << 20;
 
 fn mib(b: usize) -> f64 {
     b as f64 / 1048576.0
@@ -73,19 +70,19 @@ fn run(module: &WasmModule, bytes: &[u8], label: &str) -> usize {
 }
 
 #[test]
-fn wasm_memory_stays_within_file_plus_kv_cache_plus_the_slack() {
+fn wasm_memory_stays_within_file_plus_kv_cache_plus_2_mib() {
     let shape = &SHAPES[0];
     let kv = 2 * 4 * (shape.n_layers * shape.context * shape.dim) as usize;
     for variant in [WasmVariant::Simd128, WasmVariant::Scalar] {
         let module = WasmModule::compile(&variant.bytes().unwrap()).unwrap();
         for dtype in [DType::Q4_0, DType::Q8_0] {
             let bytes = build(shape, dtype).unwrap();
-            let budget = bytes.len() + kv + WASM_SLACK_BYTES;
+            let budget = bytes.len() + kv + MEMORY_SLACK_BYTES;
             let label = format!("{} {} {}", shape.name, dtype.name(), variant.name());
             let size = run(&module, &bytes, &label);
             println!(
                 "{label}: file {:.3} + KV {:.3} = {:.3} MiB; memory {:.3} MiB (file + KV + {:.3}; \
-                 issue #8 allows + {:.3})",
+                 the budget allows + {:.3})",
                 mib(bytes.len()),
                 mib(kv),
                 mib(bytes.len() + kv),

@@ -98,15 +98,20 @@ pub const PREFILL_BATCH: usize = 8;
 
 /// Bytes that must still be obtainable after an ABI call grew memory (a host buffer, a chunked
 /// load's reservation, a model, a session, a started generation); else the call fails with
-/// `OutOfMemory` and is undone. Allocations that cannot fail cleanly are taken from it: messages,
-/// buffer bookkeeping, generated text and tokens (together about 200 KiB), and the next
-/// `trlm_start`'s encoding of its prompt (symbols and merge queue: up to about 800 KiB for a
-/// `MAX_PROMPT_BYTES` prompt).
-pub const ABI_HEADROOM_BYTES: usize = 1_048_576;
+/// `OutOfMemory` and is undone. Allocations that cannot fail cleanly are taken from it: error
+/// messages, buffer bookkeeping and the diagnostics text (a few KiB). Prompt encoding reserves
+/// its memory fallibly, and a session's generated text and tokens are reserved when it is made.
+pub const ABI_HEADROOM_BYTES: usize = 262_144;
 /// Bytes to have obtainable before a model is built beyond its per-token, per-merge,
 /// per-tensor and per-layer tables (runtime/src/abi/headroom.rs): the tokenizer's dense ASCII
-/// table (grown by doubling), metadata, the model's name and the small fixed tables.
-pub const MODEL_BUILD_FIXED_BYTES: usize = 262_144;
+/// table (66 KiB), metadata, the model's name and the small fixed tables.
+pub const MODEL_BUILD_FIXED_BYTES: usize = 131_072;
 /// Machine words one heap allocation may cost beyond its bytes (the allocator's header, its
 /// rounding and its minimum chunk), when the build's tables are bounded.
 pub const ALLOCATION_OVERHEAD_WORDS: usize = 4;
+
+// vocab: memory probes (spec/abi.md, Memory; runtime/src/abi/headroom.rs).
+
+/// Largest piece a memory probe allocates (bytes): just under a wasm page, so that the probe
+/// takes the allocator's free memory first and grows the memory a page at a time.
+pub const ABI_PROBE_PIECE_BYTES: usize = 61_440;

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use runtime::format::{TokenType, TokenizerKind, Vocab};
+use runtime::format::{Pieces, TokenType, TokenizerKind, Vocab};
 use runtime::generate::tokenizer::Tokenizer;
 use serde::Serialize;
 
@@ -264,7 +264,7 @@ fn synthetic_vocab() -> Vocab {
     }
     Vocab {
         kind: TokenizerKind::SentencePiece,
-        pieces,
+        pieces: Pieces::new(pieces).expect("a small vocabulary"),
         scores,
         types,
         merges: vec![],

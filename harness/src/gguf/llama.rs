@@ -3,7 +3,7 @@
 //! defaults.
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use runtime::format::{TokenType, TokenizerKind, Vocab};
+use runtime::format::{Pieces, TokenType, TokenizerKind, Vocab};
 
 use super::{Gguf, Value};
 
@@ -215,10 +215,8 @@ pub fn llama_vocab(g: &Gguf<'_>) -> Result<Vocab> {
 
     Ok(Vocab {
         kind: TokenizerKind::SentencePiece,
-        pieces: tokens
-            .iter()
-            .map(|t| t.replace(SPM_SPACE, " ").into_bytes())
-            .collect(),
+        pieces: Pieces::new(tokens.iter().map(|t| t.replace(SPM_SPACE, " ")))
+            .map_err(|e| anyhow!("{e}"))?,
         scores,
         types,
         merges: Vec::new(),

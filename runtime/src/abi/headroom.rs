@@ -1,6 +1,5 @@
 //! Memory headroom (spec/abi.md, Memory). Most of the runtime allocates fallibly, but some small
-//! allocations cannot (an error message, a node of the buffer map, a vocabulary piece, a
-//! generated token): at the memory limit they would trap. So a call that grew memory checks
+//! allocations cannot (an error message, a node of the buffer map, a model's small tables): at the memory limit they would trap. So a call that grew memory checks
 //! that [`limits::ABI_HEADROOM_BYTES`] more could still be obtained, and one that builds a model
 //! first checks that its tables fit ([`for_model`]); when not, the call is undone and fails with
 //! `OutOfMemory`. The probe's memory goes back to the allocator, which keeps it for those
@@ -21,10 +20,31 @@ pub fn out_of_memory() -> Error {
     )
 }
 
-/// Whether `bytes` more could be allocated now.
+/// Whether `bytes` more could be allocated now, in pieces of at most
+/// [`limits::ABI_PROBE_PIECE_BYTES`]. Allocated piece by piece, the probe takes the free memory
+/// the allocator already holds before it grows the memory, and then grows it little by little:
+/// one allocation of `bytes` would grow the memory by all of them whenever the free memory at its
+/// top is smaller, and that free memory would stay unused above it. Everything the probe obtains
+/// counts for the small allocations the headroom is for; the large ones are fallible.
 pub fn available(bytes: usize) -> bool {
-    let mut probe: Vec<u8> = Vec::new();
-    probe.try_reserve_exact(bytes).is_ok()
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    if held
+        .try_reserve_exact(bytes.div_ceil(limits::ABI_PROBE_PIECE_BYTES))
+        .is_err()
+    {
+        return false;
+    }
+    let mut left = bytes;
+    while left > 0 {
+        let size = left.min(limits::ABI_PROBE_PIECE_BYTES);
+        let mut piece: Vec<u8> = Vec::new();
+        if piece.try_reserve_exact(size).is_err() {
+            return false;
+        }
+        held.push(piece);
+        left -= size;
+    }
+    true
 }
 
 /// The memory to have obtainable before building the model in `file`: an upper bound of what
@@ -74,22 +94,23 @@ pub fn for_model(file: &[u8]) -> usize {
 /// What one allocation may cost beyond its bytes (header, rounding, minimum chunk).
 const ALLOCATION_OVERHEAD: usize = limits::ALLOCATION_OVERHEAD_WORDS * size_of::<usize>();
 
-/// Build memory per token: in the vocabulary its piece (a `Vec` and its allocation), score and
-/// type; in the tokenizer its offset, its lookup slots (at most four per token: a power of two
-/// at least twice the count, runtime/src/generate/tokenizer/table.rs), type and score key.
-const BYTES_PER_TOKEN: usize = size_of::<Vec<u8>>()
-    + ALLOCATION_OVERHEAD
+/// Build memory per token (its piece bytes are counted apart): in the vocabulary its piece's
+/// offset, score and type; in the tokenizer its offset, its lookup slots (one and a half per
+/// token; the table's least 16 slots are in the fixed part, runtime/src/generate/tokenizer/
+/// table.rs), type and score key.
+const BYTES_PER_TOKEN: usize = size_of::<u32>()
     + size_of::<f32>()
     + size_of::<TokenType>()
     + size_of::<u32>()
-    + 4 * size_of::<(u32, u32)>()
+    + 3 * size_of::<(u32, u32)>() / 2
     + size_of::<TokenType>()
     + size_of::<u32>();
 
 /// Build memory per ranked merge: the vocabulary's pair, the checked triple and the merge
-/// table's slots (at most four per merge).
-const BYTES_PER_MERGE: usize =
-    size_of::<(u32, u32)>() + size_of::<(u32, u32, u32)>() + 4 * size_of::<(u32, u32, u32, u32)>();
+/// table's slots (one and a half per merge).
+const BYTES_PER_MERGE: usize = size_of::<(u32, u32)>()
+    + size_of::<(u32, u32, u32)>()
+    + 3 * size_of::<(u32, u32, u32, u32)>() / 2;
 
 /// Build memory per tensor: its directory entry and its description with an owned name.
 const BYTES_PER_TENSOR: usize = size_of::<TensorEntry<'static>>()

@@ -19,5 +19,5 @@ pub use directory::TensorEntry;
 pub use dtype::DType;
 pub use header::{Config, Header};
 pub use read::{file_digest, Slm};
-pub use vocab::{TokenType, TokenizerKind, Vocab};
+pub use vocab::{Pieces, TokenType, TokenizerKind, Vocab};
 pub use write::{write, ModelFile, TensorData};

@@ -1,7 +1,8 @@
 //! The tokenizer section's content, owned: what the writer takes and the reader returns, and what
 //! [`crate::generate::tokenizer::Tokenizer`] is built from. Byte layout: spec/slm.md, Tokenizer.
 
-use alloc::vec::Vec;
+use crate::error::{Error, ErrorCode, Result};
+use alloc::{format, vec::Vec};
 
 /// How text becomes tokens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,7 +51,7 @@ impl TokenType {
 pub struct Vocab {
     pub kind: TokenizerKind,
     /// Piece bytes per id; `pieces.len()` is the vocabulary size.
-    pub pieces: Vec<Vec<u8>>,
+    pub pieces: Pieces,
     /// Merge priority per id (SentencePiece: higher merges first). Finite.
     pub scores: Vec<f32>,
     pub types: Vec<TokenType>,
@@ -69,4 +70,154 @@ pub struct Vocab {
     pub add_dummy_prefix: bool,
     /// SentencePiece: unknown code points fall back to `<0xXX>` byte pieces (else `unk`).
     pub byte_fallback: bool,
+}
+
+/// The piece bytes of every id back to back, in two allocations (not one per piece): piece `id`
+/// is `bytes[offsets[id]..offsets[id + 1]]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pieces {
+    bytes: Vec<u8>,
+    /// One more than the pieces; starts with 0.
+    offsets: Vec<u32>,
+}
+
+impl Default for Pieces {
+    fn default() -> Pieces {
+        Pieces {
+            bytes: Vec::new(),
+            offsets: alloc::vec![0],
+        }
+    }
+}
+
+/// An empty `Vec` with room for `n` items, allocated fallibly: `OutOfMemory` when it cannot be.
+/// A vocabulary's tables are as large as the file says, so they are never allocated infallibly.
+pub(crate) fn reserved<T>(n: usize) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        Error::new(
+            ErrorCode::OutOfMemory,
+            "cannot allocate the vocabulary's tables",
+        )
+    })?;
+    Ok(v)
+}
+
+impl Pieces {
+    /// No pieces, with room for `count` pieces of `bytes` bytes in total. `OutOfMemory` when
+    /// that room cannot be allocated.
+    pub fn with_capacity(count: usize, bytes: usize) -> Result<Pieces> {
+        let mut offsets = reserved(count.saturating_add(1))?;
+        offsets.push(0);
+        Ok(Pieces {
+            bytes: reserved(bytes)?,
+            offsets,
+        })
+    }
+
+    /// A copy, allocated exactly and fallibly (`OutOfMemory`).
+    pub fn try_clone(&self) -> Result<Pieces> {
+        let mut copy = Pieces::with_capacity(self.len(), self.bytes.len())?;
+        copy.bytes.extend_from_slice(&self.bytes);
+        copy.offsets.clear();
+        copy.offsets.extend_from_slice(&self.offsets);
+        Ok(copy)
+    }
+
+    /// The pieces of `pieces`, in order. `LimitExceeded` when they pass 4 GiB in total.
+    pub fn new<B: AsRef<[u8]>>(pieces: impl IntoIterator<Item = B>) -> Result<Pieces> {
+        let mut all = Pieces::default();
+        for piece in pieces {
+            all.push(piece.as_ref())?;
+        }
+        Ok(all)
+    }
+
+    /// Appends `piece` as the next id. `LimitExceeded` when the pieces would pass 4 GiB in total.
+    pub fn push(&mut self, piece: &[u8]) -> Result<()> {
+        let end = u32::try_from(piece.len())
+            .ok()
+            .and_then(|len| len.checked_add(self.total()))
+            .ok_or_else(|| Error::new(ErrorCode::LimitExceeded, "pieces exceed 4 GiB in total"))?;
+        self.bytes.extend_from_slice(piece);
+        self.offsets.push(end);
+        Ok(())
+    }
+
+    /// Replaces piece `id` with `piece`. `InvalidTokenId` when there is no piece `id`,
+    /// `LimitExceeded` when the pieces would pass 4 GiB in total.
+    pub fn set(&mut self, id: usize, piece: &[u8]) -> Result<()> {
+        let (start, end) = match (
+            self.offsets.get(id),
+            id.checked_add(1).and_then(|i| self.offsets.get(i)),
+        ) {
+            (Some(&start), Some(&end)) => (start, end),
+            _ => {
+                return Err(Error::new(
+                    ErrorCode::InvalidTokenId,
+                    format!("there is no piece {id} among {}", self.len()),
+                ))
+            }
+        };
+        let old = end - start;
+        let new = u32::try_from(piece.len())
+            .ok()
+            .filter(|&new| (self.total() - old).checked_add(new).is_some())
+            .ok_or_else(|| Error::new(ErrorCode::LimitExceeded, "pieces exceed 4 GiB in total"))?;
+        self.bytes
+            .splice(start as usize..end as usize, piece.iter().copied());
+        for offset in &mut self.offsets[id + 1..] {
+            *offset = *offset - old + new;
+        }
+        Ok(())
+    }
+
+    /// Keeps the first `len` pieces.
+    pub fn truncate(&mut self, len: usize) {
+        self.offsets.truncate(len.saturating_add(1));
+        self.bytes.truncate(self.total() as usize);
+    }
+
+    /// Bytes of all pieces together.
+    fn total(&self) -> u32 {
+        self.offsets.last().copied().unwrap_or(0)
+    }
+
+    /// Number of pieces (the vocabulary size).
+    pub fn len(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    /// Whether there is no piece.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes of piece `id`, if it exists.
+    pub fn get(&self, id: usize) -> Option<&[u8]> {
+        let start = *self.offsets.get(id)? as usize;
+        let end = *self.offsets.get(id.checked_add(1)?)? as usize;
+        self.bytes.get(start..end)
+    }
+
+    /// Every piece, by id.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
+        self.offsets.windows(2).map(|w| {
+            self.bytes
+                .get(w[0] as usize..w[1] as usize)
+                .unwrap_or_default()
+        })
+    }
+}
+
+impl core::ops::Index<usize> for Pieces {
+    type Output = [u8];
+
+    /// Piece `id`; panics when there is none (as a slice index does).
+    fn index(&self, id: usize) -> &[u8] {
+        match self.get(id) {
+            Some(piece) => piece,
+            None => panic!("piece {id} of {}", self.len()),
+        }
+    }
 }

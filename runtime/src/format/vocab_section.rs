@@ -3,7 +3,7 @@
 //! what its algorithms rely on when it is built.
 
 use super::cursor::Cursor;
-use super::vocab::{TokenType, TokenizerKind, Vocab};
+use super::vocab::{reserved, Pieces, TokenType, TokenizerKind, Vocab};
 use crate::error::{Error, ErrorCode, Result};
 use crate::limits;
 use alloc::{format, vec::Vec};
@@ -114,31 +114,24 @@ pub fn parse(bytes: &[u8], base: u64, vocab_size: u32) -> Result<Vocab> {
             format!("the tokenizer section is too short for {n} tokens"),
         ));
     }
-    let mut pieces = Vec::with_capacity(n as usize);
-    let mut scores = Vec::with_capacity(n as usize);
-    let mut types = Vec::with_capacity(n as usize);
+    // Two passes over the tokens: the first checks them and counts their piece bytes, the
+    // second copies them into tables allocated exactly (one allocation for all pieces).
+    let tokens_at = bytes.len() - c.remaining();
+    let mut piece_bytes = 0usize;
     for id in 0..n {
-        let at = c.offset();
-        let score = c.f32()?;
-        if !score.is_finite() {
-            return Err(invalid(at, format!("token {id} has a non-finite score")));
-        }
-        let type_at = c.offset();
-        let ty = TokenType::from_code(c.u8()?)
-            .ok_or_else(|| invalid(type_at, format!("token {id} has an unknown type")))?;
-        let len_at = c.offset();
-        let len = c.u16()? as usize;
-        if len > limits::MAX_PIECE_BYTES {
-            return Err(Error::at(
-                ErrorCode::LimitExceeded,
-                len_at,
-                format!(
-                    "token {id} has {len} bytes; the limit is {}",
-                    limits::MAX_PIECE_BYTES
-                ),
-            ));
-        }
-        pieces.push(c.take(len)?.to_vec());
+        piece_bytes += token(&mut c, id)?.2.len();
+    }
+    let mut t = Cursor::new(
+        &bytes[tokens_at..],
+        base + tokens_at as u64,
+        "tokenizer section",
+    );
+    let mut pieces = Pieces::with_capacity(n as usize, piece_bytes)?;
+    let mut scores = reserved(n as usize)?;
+    let mut types = reserved(n as usize)?;
+    for id in 0..n {
+        let (score, ty, piece) = token(&mut t, id)?;
+        pieces.push(piece)?;
         scores.push(score);
         types.push(ty);
     }
@@ -151,7 +144,7 @@ pub fn parse(bytes: &[u8], base: u64, vocab_size: u32) -> Result<Vocab> {
             format!("the tokenizer section is too short for {n_merges} merges"),
         ));
     }
-    let mut merges = Vec::with_capacity(n_merges as usize);
+    let mut merges = reserved(n_merges as usize)?;
     for _ in 0..n_merges {
         let at = c.offset();
         let left = c.u32()?;
@@ -181,6 +174,31 @@ pub fn parse(bytes: &[u8], base: u64, vocab_size: u32) -> Result<Vocab> {
         add_dummy_prefix: flags & FLAG_DUMMY_PREFIX != 0,
         byte_fallback: flags & FLAG_BYTE_FALLBACK != 0,
     })
+}
+
+/// Reads and checks token `id`: its score, type and piece.
+fn token<'a>(c: &mut Cursor<'a>, id: u32) -> Result<(f32, TokenType, &'a [u8])> {
+    let at = c.offset();
+    let score = c.f32()?;
+    if !score.is_finite() {
+        return Err(invalid(at, format!("token {id} has a non-finite score")));
+    }
+    let type_at = c.offset();
+    let ty = TokenType::from_code(c.u8()?)
+        .ok_or_else(|| invalid(type_at, format!("token {id} has an unknown type")))?;
+    let len_at = c.offset();
+    let len = c.u16()? as usize;
+    if len > limits::MAX_PIECE_BYTES {
+        return Err(Error::at(
+            ErrorCode::LimitExceeded,
+            len_at,
+            format!(
+                "token {id} has {len} bytes; the limit is {}",
+                limits::MAX_PIECE_BYTES
+            ),
+        ));
+    }
+    Ok((score, ty, c.take(len)?))
 }
 
 /// Encodes a vocabulary; the result passes [`parse`] (checked).

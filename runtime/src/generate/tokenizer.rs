@@ -10,9 +10,10 @@ use alloc::format;
 use alloc::vec::Vec;
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::format::{TokenType, TokenizerKind, Vocab};
+use crate::format::vocab::reserved;
+use crate::format::{Pieces, TokenType, TokenizerKind, Vocab};
 use crate::limits;
-use table::{MergeTable, PieceTable, Pieces, NONE};
+use table::{MergeTable, PieceTable, NONE};
 
 /// Every byte value once, so that a byte-fallback token decodes to a borrowed one-byte slice.
 static ALL_BYTES: [u8; 256] = {
@@ -30,7 +31,8 @@ pub struct Tokenizer {
     kind: TokenizerKind,
     pieces: Pieces,
     types: Vec<TokenType>,
-    /// SentencePiece merge priority per id ([`sentencepiece::score_key`]; larger merges first).
+    /// SentencePiece merge priority per id ([`sentencepiece::score_key`]; larger merges first);
+    /// empty for the other kinds, which do not use scores.
     score_keys: Vec<u32>,
     lookup: PieceTable,
     /// Length of the longest piece: longer concatenations are not looked up.
@@ -46,6 +48,16 @@ pub struct Tokenizer {
     add_bos: bool,
     add_dummy_prefix: bool,
     byte_fallback: bool,
+}
+
+/// What encoding fails with when its memory cannot be had.
+fn out_of_memory() -> Error {
+    Error::new(ErrorCode::OutOfMemory, "cannot allocate to encode the text")
+}
+
+/// `v.try_reserve(n)`, failing with `OutOfMemory`.
+fn try_reserve<T>(v: &mut Vec<T>, n: usize) -> Result<()> {
+    v.try_reserve(n).map_err(|_| out_of_memory())
 }
 
 fn invalid(message: impl Into<alloc::string::String>) -> Error {
@@ -82,7 +94,7 @@ fn byte_piece(byte: u8) -> [u8; 6] {
 
 impl Tokenizer {
     /// Validates `vocab` (spec/tokenizer.md, Validation) and builds the tables. Every failure is
-    /// `InvalidTokenizer`.
+    /// `InvalidTokenizer`, but `OutOfMemory` when a table cannot be allocated.
     pub fn new(vocab: &Vocab) -> Result<Tokenizer> {
         let n = vocab.pieces.len();
         if n == 0 || n > limits::MAX_VOCAB as usize {
@@ -145,19 +157,23 @@ impl Tokenizer {
             return Err(invalid("merges apply to RankedMerge vocabularies only"));
         }
 
-        let pieces = Pieces::new(&vocab.pieces)?;
+        // Tables as large as the vocabulary are allocated exactly and fallibly.
+        let pieces = vocab.pieces.try_clone()?;
         let lookup = PieceTable::build(&pieces)?;
+        let mut score_keys = Vec::new();
+        if vocab.kind == TokenizerKind::SentencePiece {
+            score_keys = reserved(n as usize)?;
+            score_keys.extend(vocab.scores.iter().map(|&s| sentencepiece::score_key(s)));
+        }
+        let mut types = reserved(n as usize)?;
+        types.extend_from_slice(&vocab.types);
         let mut tok = Tokenizer {
             kind: vocab.kind,
             pieces,
-            types: vocab.types.clone(),
-            score_keys: vocab
-                .scores
-                .iter()
-                .map(|&s| sentencepiece::score_key(s))
-                .collect(),
+            types,
+            score_keys,
             lookup,
-            max_piece_len: vocab.pieces.iter().map(Vec::len).max().unwrap_or(0),
+            max_piece_len: vocab.pieces.iter().map(<[u8]>::len).max().unwrap_or(0),
             byte_ids: [NONE; 256],
             merges: MergeTable::build(&[])?,
             bos: vocab.bos,
@@ -182,7 +198,7 @@ impl Tokenizer {
             return Err(invalid("a byte-level vocabulary needs at least 256 tokens"));
         }
         for (id, (piece, ty)) in vocab.pieces.iter().zip(&vocab.types).enumerate() {
-            if id < 256 && (piece.as_slice() != [id as u8] || *ty != TokenType::Byte) {
+            if id < 256 && (piece != [id as u8] || *ty != TokenType::Byte) {
                 return Err(invalid(format!(
                     "byte-level token {id} must be the single byte {id:#04x} with type Byte"
                 )));
@@ -244,7 +260,7 @@ impl Tokenizer {
             )));
         }
         let n = vocab.pieces.len() as u32;
-        let mut joined = Vec::with_capacity(vocab.merges.len());
+        let mut joined = reserved(vocab.merges.len())?;
         let mut buf = Vec::with_capacity(2 * self.max_piece_len);
         for (rank, &(left, right)) in vocab.merges.iter().enumerate() {
             if left >= n || right >= n {
@@ -252,13 +268,14 @@ impl Tokenizer {
                     "merge {rank} ({left}, {right}) names an id not below {n}"
                 )));
             }
+            let piece = |id: u32| self.pieces.get(id as usize).unwrap_or_default();
+            let (l, r) = (piece(left), piece(right));
             buf.clear();
-            buf.extend_from_slice(&vocab.pieces[left as usize]);
-            buf.extend_from_slice(&vocab.pieces[right as usize]);
+            buf.extend_from_slice(l);
+            buf.extend_from_slice(r);
             let result = self
                 .lookup(&buf)
-                .filter(|_| !vocab.pieces[left as usize].is_empty())
-                .filter(|_| !vocab.pieces[right as usize].is_empty())
+                .filter(|_| !l.is_empty() && !r.is_empty())
                 .ok_or_else(|| {
                     invalid(format!(
                         "merge {rank} ({left}, {right}): its concatenation is not a token or a side is empty"
@@ -279,7 +296,8 @@ impl Tokenizer {
     ///
     /// Errors: `PromptTooLong` beyond `MAX_PROMPT_BYTES`; `InvalidUtf8` (SentencePiece and
     /// RankedMerge) at the offset of the first invalid byte; `InvalidArgument` when `add_bos` is
-    /// asked of a vocabulary without BOS. Nothing is appended on error.
+    /// asked of a vocabulary without BOS; `OutOfMemory` when the encoder's memory (reserved
+    /// before use: `out`, symbols, candidate pairs) cannot be had. Nothing is appended on error.
     pub fn encode(&self, text: &[u8], add_bos: bool, out: &mut Vec<u32>) -> Result<()> {
         if text.len() > limits::MAX_PROMPT_BYTES {
             return Err(Error::new(
@@ -300,27 +318,40 @@ impl Tokenizer {
                 ));
             }
         }
-        if add_bos {
-            let bos = self.bos.ok_or_else(|| {
+        let bos = if add_bos {
+            Some(self.bos.ok_or_else(|| {
                 Error::new(
                     ErrorCode::InvalidArgument,
                     "the vocabulary has no bos token",
                 )
-            })?;
-            out.push(bos);
-        }
-        match self.kind {
-            TokenizerKind::ByteLevel => out.extend(text.iter().map(|&b| u32::from(b))),
+            })?)
+        } else {
+            None
+        };
+        // Every token takes at least one byte of the text (with its dummy prefix).
+        try_reserve(out, text.len() + 2)?;
+        let start = out.len();
+        out.extend(bos);
+        let encoded = match self.kind {
+            TokenizerKind::ByteLevel => {
+                out.extend(text.iter().map(|&b| u32::from(b)));
+                Ok(())
+            }
             TokenizerKind::SentencePiece if self.add_dummy_prefix && !text.is_empty() => {
-                let mut prefixed = Vec::with_capacity(text.len() + 1);
-                prefixed.push(b' ');
-                prefixed.extend_from_slice(text);
-                sentencepiece::encode(self, &prefixed, out);
+                let mut prefixed = Vec::new();
+                try_reserve(&mut prefixed, text.len() + 1).and_then(|()| {
+                    prefixed.push(b' ');
+                    prefixed.extend_from_slice(text);
+                    sentencepiece::encode(self, &prefixed, out)
+                })
             }
             TokenizerKind::SentencePiece => sentencepiece::encode(self, text, out),
             TokenizerKind::RankedMerge => ranked_merge::encode(self, text, out),
+        };
+        if encoded.is_err() {
+            out.truncate(start);
         }
-        Ok(())
+        encoded
     }
 
     /// The bytes `token` stands for when it follows `prev` (spec/tokenizer.md, Decoding):
@@ -345,7 +376,7 @@ impl Tokenizer {
 
     /// The piece of `id` as stored. `InvalidTokenId` when out of range.
     pub fn piece(&self, id: u32) -> Result<&[u8]> {
-        self.pieces.get(id).ok_or_else(|| {
+        self.pieces.get(id as usize).ok_or_else(|| {
             Error::new(
                 ErrorCode::InvalidTokenId,
                 format!("token id {id} is not below {}", self.vocab_size()),

@@ -7,7 +7,8 @@ use alloc::vec::Vec;
 use core::cmp::Ordering;
 
 use super::table::NONE;
-use super::Tokenizer;
+use super::{out_of_memory, try_reserve, Tokenizer};
+use crate::error::Result;
 
 /// A symbol: its token id, and its neighbours; `id == NONE` once merged into its left neighbour.
 struct Symbol {
@@ -44,20 +45,23 @@ impl PartialOrd for Candidate {
     }
 }
 
-/// Appends the ids of `text` (at most `MAX_PROMPT_BYTES`) to `out`.
-pub(super) fn encode(tok: &Tokenizer, text: &[u8], out: &mut Vec<u32>) {
+/// Appends the ids of `text` (at most `MAX_PROMPT_BYTES`) to `out`, which has room for one id
+/// per byte. `OutOfMemory` when the symbols or the candidate pairs cannot be allocated.
+pub(super) fn encode(tok: &Tokenizer, text: &[u8], out: &mut Vec<u32>) -> Result<()> {
     let n = text.len() as u32;
-    let mut symbols: Vec<Symbol> = (0..n)
-        .map(|i| Symbol {
-            id: tok.byte_ids[text[i as usize] as usize],
-            prev: if i == 0 { NONE } else { i - 1 },
-            next: if i + 1 == n { NONE } else { i + 1 },
-        })
-        .collect();
+    let mut symbols: Vec<Symbol> = Vec::new();
+    try_reserve(&mut symbols, text.len())?;
+    symbols.extend((0..n).map(|i| Symbol {
+        id: tok.byte_ids[text[i as usize] as usize],
+        prev: if i == 0 { NONE } else { i - 1 },
+        next: if i + 1 == n { NONE } else { i + 1 },
+    }));
 
-    let mut heap: BinaryHeap<Candidate> = (1..n)
-        .filter_map(|right| candidate(tok, &symbols, right - 1, right))
-        .collect();
+    // As in the SentencePiece encoder: one pair per symbol at first, two more per merge.
+    let mut pairs = Vec::new();
+    try_reserve(&mut pairs, symbols.len())?;
+    pairs.extend((1..n).filter_map(|right| candidate(tok, &symbols, right - 1, right)));
+    let mut heap = BinaryHeap::from(pairs);
     while let Some(c) = heap.pop() {
         let (l, r) = (&symbols[c.left as usize], &symbols[c.right as usize]);
         // A symbol's id only changes to a longer piece, so equal ids mean unchanged symbols.
@@ -70,6 +74,7 @@ pub(super) fn encode(tok: &Tokenizer, text: &[u8], out: &mut Vec<u32>) {
         left.id = c.result;
         left.next = after;
         let before = left.prev;
+        heap.try_reserve(2).map_err(|_| out_of_memory())?;
         if after != NONE {
             symbols[after as usize].prev = c.left;
             heap.extend(candidate(tok, &symbols, c.left, after));
@@ -85,6 +90,7 @@ pub(super) fn encode(tok: &Tokenizer, text: &[u8], out: &mut Vec<u32>) {
         out.push(s.id);
         at = s.next;
     }
+    Ok(())
 }
 
 /// The pair (`left`, `right`) if a merge joins their ids.

@@ -11,7 +11,8 @@ use alloc::vec::Vec;
 use core::cmp::Ordering;
 
 use super::table::NONE;
-use super::Tokenizer;
+use super::{out_of_memory, try_reserve, Tokenizer};
+use crate::error::Result;
 
 /// A run of text bytes `start..end`; `end == start` once merged into its left neighbour.
 struct Symbol {
@@ -57,10 +58,12 @@ pub(super) fn score_key(score: f32) -> u32 {
 }
 
 /// Appends the ids of `text` (valid UTF-8, at most `MAX_PROMPT_BYTES`, dummy prefix already
-/// added) to `out`.
-pub(super) fn encode(tok: &Tokenizer, text: &[u8], out: &mut Vec<u32>) {
+/// added) to `out`, which has room for one id per byte. `OutOfMemory` when the symbols or the
+/// candidate pairs cannot be allocated.
+pub(super) fn encode(tok: &Tokenizer, text: &[u8], out: &mut Vec<u32>) -> Result<()> {
     // Text is at most MAX_PROMPT_BYTES + 1 bytes, so positions fit u32.
-    let mut symbols: Vec<Symbol> = Vec::with_capacity(text.len());
+    let mut symbols: Vec<Symbol> = Vec::new();
+    try_reserve(&mut symbols, text.len())?;
     let mut start = 0usize;
     while start < text.len() {
         let end = start + utf8_len(text[start]).min(text.len() - start);
@@ -74,9 +77,14 @@ pub(super) fn encode(tok: &Tokenizer, text: &[u8], out: &mut Vec<u32>) {
         start = end;
     }
 
-    let mut heap: BinaryHeap<Candidate> = (1..symbols.len() as u32)
-        .filter_map(|right| candidate(tok, text, &symbols, right - 1, right))
-        .collect();
+    // The heap holds at most one pair per symbol at first; each merge pops one and pushes two.
+    let mut pairs = Vec::new();
+    try_reserve(&mut pairs, symbols.len())?;
+    pairs.extend(
+        (1..symbols.len() as u32)
+            .filter_map(|right| candidate(tok, text, &symbols, right - 1, right)),
+    );
+    let mut heap = BinaryHeap::from(pairs);
     while let Some(c) = heap.pop() {
         let (l, r) = (&symbols[c.left as usize], &symbols[c.right as usize]);
         if l.start == l.end || r.start == r.end || l.next != c.right || r.end - l.start != c.len {
@@ -91,6 +99,7 @@ pub(super) fn encode(tok: &Tokenizer, text: &[u8], out: &mut Vec<u32>) {
             symbols[after as usize].prev = c.left;
         }
         let before = symbols[c.left as usize].prev;
+        heap.try_reserve(2).map_err(|_| out_of_memory())?;
         if before != NONE {
             heap.extend(candidate(tok, text, &symbols, before, c.left));
         }
@@ -113,6 +122,7 @@ pub(super) fn encode(tok: &Tokenizer, text: &[u8], out: &mut Vec<u32>) {
         }
         at = s.next;
     }
+    Ok(())
 }
 
 /// The pair (`left`, `right`) if their concatenation is a piece.

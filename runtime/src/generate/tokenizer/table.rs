@@ -1,55 +1,14 @@
 //! Open-addressing hash tables built once in [`super::Tokenizer::new`]: piece bytes → id, and
-//! (left id, right id) → ranked merge. Linear probing, load factor ≤ 1/2, no deletion.
+//! (left id, right id) → ranked merge. Linear probing, load factor ≤ 2/3, no deletion.
 
-use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::error::{Error, ErrorCode, Result};
+use crate::format::vocab::reserved;
+use crate::format::Pieces;
 
 /// Marks an empty slot (and "no id" elsewhere in the tokenizer).
 pub(super) const NONE: u32 = u32::MAX;
-
-/// All pieces back to back: piece `id` is `bytes[offsets[id]..offsets[id + 1]]`.
-pub(super) struct Pieces {
-    bytes: Vec<u8>,
-    offsets: Vec<u32>,
-}
-
-impl Pieces {
-    /// Concatenates `pieces`; fails if their total length does not fit a u32.
-    pub(super) fn new(pieces: &[Vec<u8>]) -> Result<Pieces> {
-        let mut total: u32 = 0;
-        let mut offsets = Vec::with_capacity(pieces.len() + 1);
-        offsets.push(0);
-        for piece in pieces {
-            total = u32::try_from(piece.len())
-                .ok()
-                .and_then(|len| total.checked_add(len))
-                .ok_or_else(|| {
-                    Error::new(ErrorCode::InvalidTokenizer, "pieces exceed 4 GiB in total")
-                })?;
-            offsets.push(total);
-        }
-        let mut bytes = Vec::with_capacity(total as usize);
-        for piece in pieces {
-            bytes.extend_from_slice(piece);
-        }
-        Ok(Pieces { bytes, offsets })
-    }
-
-    /// Number of pieces.
-    pub(super) fn len(&self) -> usize {
-        self.offsets.len() - 1
-    }
-
-    /// The bytes of piece `id`, if it exists.
-    pub(super) fn get(&self, id: u32) -> Option<&[u8]> {
-        let i = id as usize;
-        let start = *self.offsets.get(i)? as usize;
-        let end = *self.offsets.get(i + 1)? as usize;
-        self.bytes.get(start..end)
-    }
-}
 
 /// FNV-1a over bytes, finished with a multiplicative mix so that low bits are usable.
 fn hash_bytes(key: &[u8]) -> u64 {
@@ -68,11 +27,26 @@ fn mix(mut h: u64) -> u64 {
     h
 }
 
-/// Slot count for `n` entries: a power of two ≥ 2n (at least 16).
+/// Slot count for `n` entries: n + n/2 (at least 16), so at most two thirds are used.
 fn capacity_for(n: usize) -> Result<usize> {
-    n.checked_mul(2)
-        .and_then(|c| c.max(16).checked_next_power_of_two())
+    n.checked_add(n / 2)
+        .map(|c| c.max(16))
+        .filter(|&c| u32::try_from(c).is_ok())
         .ok_or_else(|| Error::new(ErrorCode::InvalidTokenizer, "table too large"))
+}
+
+/// The first slot for hash `h` among `slots`: its low 32 bits scaled to `0..slots`.
+fn home(h: u64, slots: usize) -> usize {
+    (((h & 0xffff_ffff) * slots as u64) >> 32) as usize
+}
+
+/// The slot after `slot`, wrapping to the first.
+fn after(slot: usize, slots: usize) -> usize {
+    if slot + 1 == slots {
+        0
+    } else {
+        slot + 1
+    }
 }
 
 /// Piece bytes → the lowest id holding them. Empty pieces are not indexed. Each slot keeps the
@@ -81,7 +55,6 @@ fn capacity_for(n: usize) -> Result<usize> {
 pub(super) struct PieceTable {
     /// (hash tag, id); `id == NONE` marks an empty slot.
     slots: Vec<(u32, u32)>,
-    mask: usize,
     /// Id (or `NONE`) of every ASCII key `[a]` at `a`, and `[a, b]` at `128 + 128 a + b`.
     ascii: Vec<u32>,
 }
@@ -99,40 +72,44 @@ impl PieceTable {
     /// Indexes every non-empty piece; when several ids share a piece, the first id wins.
     pub(super) fn build(pieces: &Pieces) -> Result<PieceTable> {
         let cap = capacity_for(pieces.len())?;
+        let mut slots = reserved(cap)?;
+        slots.resize(cap, (0, NONE));
         let mut table = PieceTable {
-            slots: vec![(0, NONE); cap],
-            mask: cap - 1,
+            slots,
             ascii: Vec::new(),
         };
         for id in 0..pieces.len() as u32 {
-            let piece = pieces.get(id).unwrap_or_default();
+            let piece = pieces.get(id as usize).unwrap_or_default();
             if piece.is_empty() {
                 continue;
             }
             let h = hash_bytes(piece);
             let tag = (h >> 32) as u32;
-            let mut slot = h as usize & table.mask;
+            let mut slot = home(h, cap);
             loop {
                 let (held_tag, held) = table.slots[slot];
                 if held == NONE {
                     table.slots[slot] = (tag, id);
                     break;
                 }
-                if held_tag == tag && pieces.get(held) == Some(piece) {
+                if held_tag == tag && pieces.get(held as usize) == Some(piece) {
                     break; // duplicate: keep the first id
                 }
-                slot = (slot + 1) & table.mask;
+                slot = after(slot, cap);
             }
         }
-        let ascii: Vec<u32> = (0..128u8)
-            .map(|a| table.hashed(pieces, &[a]))
-            .chain(
-                (0..128u8)
-                    .flat_map(|a| (0..128u8).map(move |b| [a, b]))
-                    .map(|key| table.hashed(pieces, &key)),
-            )
-            .map(|id| id.unwrap_or(NONE))
-            .collect();
+        // Sized exactly: 128 one-byte keys, then 128 × 128 two-byte keys.
+        let mut ascii = reserved(128 + 128 * 128)?;
+        ascii.extend(
+            (0..128u8)
+                .map(|a| table.hashed(pieces, &[a]))
+                .chain(
+                    (0..128u8)
+                        .flat_map(|a| (0..128u8).map(move |b| [a, b]))
+                        .map(|key| table.hashed(pieces, &key)),
+                )
+                .map(|id| id.unwrap_or(NONE)),
+        );
         table.ascii = ascii;
         Ok(table)
     }
@@ -149,16 +126,16 @@ impl PieceTable {
     fn hashed(&self, pieces: &Pieces, key: &[u8]) -> Option<u32> {
         let h = hash_bytes(key);
         let tag = (h >> 32) as u32;
-        let mut slot = h as usize & self.mask;
+        let mut slot = home(h, self.slots.len());
         loop {
             let (held_tag, held) = self.slots[slot];
             if held == NONE {
                 return None;
             }
-            if held_tag == tag && pieces.get(held) == Some(key) {
+            if held_tag == tag && pieces.get(held as usize) == Some(key) {
                 return Some(held);
             }
-            slot = (slot + 1) & self.mask;
+            slot = after(slot, self.slots.len());
         }
     }
 }
@@ -174,7 +151,6 @@ pub(super) struct Merge {
 pub(super) struct MergeTable {
     /// (left, right, rank, result); `rank == NONE` marks an empty slot.
     slots: Vec<(u32, u32, u32, u32)>,
-    mask: usize,
 }
 
 fn hash_pair(left: u32, right: u32) -> u64 {
@@ -186,12 +162,11 @@ impl MergeTable {
     /// lowest rank.
     pub(super) fn build(merges: &[(u32, u32, u32)]) -> Result<MergeTable> {
         let cap = capacity_for(merges.len())?;
-        let mut table = MergeTable {
-            slots: vec![(0, 0, NONE, 0); cap],
-            mask: cap - 1,
-        };
+        let mut slots = reserved(cap)?;
+        slots.resize(cap, (0, 0, NONE, 0));
+        let mut table = MergeTable { slots };
         for (rank, &(left, right, result)) in merges.iter().enumerate() {
-            let mut slot = hash_pair(left, right) as usize & table.mask;
+            let mut slot = home(hash_pair(left, right), cap);
             loop {
                 let held = table.slots[slot];
                 if held.2 == NONE {
@@ -201,7 +176,7 @@ impl MergeTable {
                 if held.0 == left && held.1 == right {
                     break;
                 }
-                slot = (slot + 1) & table.mask;
+                slot = after(slot, cap);
             }
         }
         Ok(table)
@@ -209,7 +184,7 @@ impl MergeTable {
 
     /// The merge joining `left` and `right`, if there is one.
     pub(super) fn get(&self, left: u32, right: u32) -> Option<Merge> {
-        let mut slot = hash_pair(left, right) as usize & self.mask;
+        let mut slot = home(hash_pair(left, right), self.slots.len());
         loop {
             let (l, r, rank, result) = self.slots[slot];
             if rank == NONE {
@@ -218,7 +193,7 @@ impl MergeTable {
             if l == left && r == right {
                 return Some(Merge { rank, result });
             }
-            slot = (slot + 1) & self.mask;
+            slot = after(slot, self.slots.len());
         }
     }
 }
