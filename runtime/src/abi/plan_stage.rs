@@ -2,11 +2,10 @@
 //! `trlm_plan_begin`, then each module's bytes from `trlm_plan_module`, checked against the plan
 //! as they arrive (count, size, digest), until `trlm_plan_check` or `trlm_plan_apply`.
 
-use crate::adapter::format::file_digest;
+use crate::adapter::plan::check_module;
 use crate::adapter::Plan;
 use crate::error::{Error, ErrorCode, Result};
 use crate::limits;
-use crate::sha256::to_hex;
 use alloc::format;
 use alloc::vec::Vec;
 
@@ -69,18 +68,7 @@ impl PlanStage {
                 format!("the plan lists {} modules; this is one more", i),
             ));
         };
-        if bytes.len() as u64 != m.bytes || file_digest(bytes) != m.digest {
-            return Err(Error::new(
-                ErrorCode::ModuleDigestMismatch,
-                format!(
-                    "module {i} ({}): the bytes supplied ({} bytes) are not the plan's ({} bytes, sha256 {})",
-                    m.name,
-                    bytes.len(),
-                    m.bytes,
-                    to_hex(&m.digest)
-                ),
-            ));
-        }
+        check_module(i, m, bytes)?;
         self.modules.push(copy(bytes, "module")?);
         Ok(())
     }

@@ -318,6 +318,24 @@ impl Prepared {
     }
 }
 
+/// Checks that `bytes` are module `i` of a plan, `m`: its size and file digest
+/// (`ModuleDigestMismatch` otherwise, naming the module and what the plan expects).
+pub(crate) fn check_module(i: usize, m: &PlanModule, bytes: &[u8]) -> Result<()> {
+    if bytes.len() as u64 != m.bytes || file_digest(bytes) != m.digest {
+        return Err(Error::new(
+            ErrorCode::ModuleDigestMismatch,
+            format!(
+                "module {i} ({}): the bytes supplied ({} bytes) are not the plan's ({} bytes, sha256 {})",
+                m.name,
+                bytes.len(),
+                m.bytes,
+                to_hex(&m.digest)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn in_module(i: usize, e: Error) -> Error {
     Error {
         message: format!("module {i}: {}", e.message),
@@ -354,18 +372,7 @@ pub fn prepare_plan(model: &Model, plan: &[u8], modules: &[&[u8]]) -> Result<Pre
         ));
     }
     for (i, (m, bytes)) in p.modules.iter().zip(modules).enumerate() {
-        if bytes.len() as u64 != m.bytes || file_digest(bytes) != m.digest {
-            return Err(Error::new(
-                ErrorCode::ModuleDigestMismatch,
-                format!(
-                    "module {i} ({}): the bytes supplied ({} bytes) are not the plan's ({} bytes, sha256 {})",
-                    m.name,
-                    bytes.len(),
-                    m.bytes,
-                    to_hex(&m.digest)
-                ),
-            ));
-        }
+        check_module(i, m, bytes)?;
     }
     let mut adapters = Vec::with_capacity(modules.len());
     for (i, bytes) in modules.iter().enumerate() {

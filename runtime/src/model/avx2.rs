@@ -37,7 +37,7 @@ use core::arch::x86_64::{
 use core::slice::ChunksExact;
 
 use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
-use crate::model::kernels::{q4_0_chain, q8_0_chain};
+use crate::model::kernels::{chain_blocks, q4_0_chain, q8_0_chain};
 use crate::model::quant::BlockQ8;
 
 /// Bytes `o..o + 8` of `b` as a little-endian i64 (`o + 8 <= N` at every call site; a constant
@@ -108,14 +108,6 @@ fn act_blocks(act: &[BlockQ8], n: usize) -> core::slice::Iter<'_, BlockQ8> {
 #[inline(always)]
 fn block<const N: usize>(c: &[u8]) -> Option<&[u8; N]> {
     c.first_chunk::<N>()
-}
-
-/// Each chain's block count (the smaller of its row's blocks and its activation's blocks), and
-/// the number of blocks all four chains have.
-#[inline(always)]
-fn block_counts<const N: usize>(rows: [&[u8]; 4], acts: [&[BlockQ8]; 4]) -> ([usize; 4], usize) {
-    let counts: [usize; 4] = core::array::from_fn(|i| (rows[i].len() / N).min(acts[i].len()));
-    (counts, counts.into_iter().fold(usize::MAX, usize::min))
 }
 
 /// The four blocks' f16 scales widened exactly to f32 (F16C).
@@ -189,7 +181,7 @@ fn q8_0_products(w: (__m256i, __m256i), x: (__m256i, __m256i)) -> __m256i {
 /// [`crate::model::kernels::dot_q8_0_row`]`(rows[i], acts[i])`.
 #[target_feature(enable = "avx2,f16c")]
 pub(crate) fn dot4_q8_0(rows: [&[u8]; 4], acts: [&[BlockQ8]; 4]) -> [f32; 4] {
-    let (counts, common) = block_counts::<Q8_0_BLOCK_BYTES>(rows, acts);
+    let (counts, common) = chain_blocks::<Q8_0_BLOCK_BYTES>(rows, acts);
     let shared_act = acts.iter().all(|a| core::ptr::eq(*a, acts[0]));
     let shared_row = rows.iter().all(|r| core::ptr::eq(*r, rows[0]));
     let acc = match (shared_act, shared_row) {
@@ -280,7 +272,7 @@ fn q8_0_blocks<const SHARED_ACT: bool, const SHARED_ROW: bool>(
 /// [`crate::model::kernels::dot_q4_0_row`]`(rows[i], act)`.
 #[target_feature(enable = "avx2,f16c")]
 pub(crate) fn dot4_q4_0(rows: [&[u8]; 4], act: &[BlockQ8]) -> [f32; 4] {
-    let (counts, common) = block_counts::<Q4_0_BLOCK_BYTES>(rows, [act; 4]);
+    let (counts, common) = chain_blocks::<Q4_0_BLOCK_BYTES>(rows, [act; 4]);
     let low_nibbles = _mm256_set1_epi8(0x0f);
     // The low 128 bits keep the low nibbles (codes 0..16), the high 128 bits shift the high
     // nibbles down (codes 16..32).

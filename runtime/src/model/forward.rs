@@ -319,19 +319,22 @@ pub fn forward<'s>(model: &Model, s: &'s mut State, token: u32, pos: usize) -> R
         }
     }
 
-    rmsnorm(
-        &mut s.xb[..dim],
-        &s.x,
-        norm_bytes(model, &model.final_norm),
-        eps,
-    );
-    matvec(
-        &mut s.logits,
-        &model.mat(&model.classifier),
-        &s.xb[..dim],
-        &mut s.act,
-    )?;
+    classify(model, &s.x, &mut s.xb[..dim], &mut s.logits, &mut s.act)?;
     Ok(&s.logits)
+}
+
+/// The logits of residual stream `x` (dim floats): the final RMSNorm into `xb`, then the
+/// classifier (Forward pass, step 4).
+fn classify(
+    model: &Model,
+    x: &[f32],
+    xb: &mut [f32],
+    logits: &mut [f32],
+    act: &mut ActScratch,
+) -> Result<()> {
+    let c = &model.config;
+    rmsnorm(xb, x, norm_bytes(model, &model.final_norm), c.rms_eps);
+    matvec(logits, &model.mat(&model.classifier), xb, act)
 }
 
 /// Runs `tokens` at positions `pos0, pos0 + 1, ...` in passes of up to the state's batch
@@ -372,18 +375,7 @@ pub fn prefill<'s>(
         let dim = model.config.dim as usize;
         let b = &s.batch;
         let x = &b.x[(last % capacity) * dim..][..dim];
-        rmsnorm(
-            &mut s.xb[..dim],
-            x,
-            norm_bytes(model, &model.final_norm),
-            model.config.rms_eps,
-        );
-        matvec(
-            &mut s.logits,
-            &model.mat(&model.classifier),
-            &s.xb[..dim],
-            &mut s.act,
-        )?;
+        classify(model, x, &mut s.xb[..dim], &mut s.logits, &mut s.act)?;
     }
     Ok(&s.logits)
 }

@@ -225,6 +225,22 @@ fn quant_chain<const BB: usize>(
     acc
 }
 
+/// Each of four chains' block count (the smaller of its row's `N`-byte blocks and its
+/// activation's blocks), and the count all four have: the hand-written kernels run the common
+/// blocks together and continue longer chains with [`q8_0_chain`] / [`q4_0_chain`].
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "wasm32", target_feature = "simd128")
+))]
+#[inline(always)]
+pub(crate) fn chain_blocks<const N: usize>(
+    rows: [&[u8]; 4],
+    acts: [&[BlockQ8]; 4],
+) -> ([usize; 4], usize) {
+    let counts: [usize; 4] = core::array::from_fn(|i| (rows[i].len() / N).min(acts[i].len()));
+    (counts, counts.into_iter().fold(usize::MAX, usize::min))
+}
+
 /// Continues a q8_0 chain at block `from` (the tail of a SIMD kernel whose chains differ in
 /// length): the order of [`dot_q8_0_row`] for the blocks from `from` on.
 #[cfg(any(

@@ -27,7 +27,7 @@ use core::arch::wasm32::{
 pub mod selftest;
 
 use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES};
-use crate::model::kernels::{arrays, q4_0_chain, q8_0_chain};
+use crate::model::kernels::{arrays, chain_blocks, q4_0_chain, q8_0_chain};
 use crate::model::quant::BlockQ8;
 
 /// A block's 32 weight codes widened to i16 and its f16 scale.
@@ -252,13 +252,6 @@ fn dot4_one_row<const BB: usize>(
     lanes(acc)
 }
 
-/// The blocks chain i has (`min(rows[i].len() / BB, acts[i].len())`) and the fewest of them.
-fn block_counts<const BB: usize>(rows: [&[u8]; 4], acts: [&[BlockQ8]; 4]) -> ([usize; 4], usize) {
-    let counts: [usize; 4] = core::array::from_fn(|i| (rows[i].len() / BB).min(acts[i].len()));
-    let common = counts.iter().copied().min().unwrap_or(0);
-    (counts, common)
-}
-
 /// Four q8_0 dot products: chain i is the q8_0 dot product (spec/determinism.md) of `rows[i]`
 /// (34-byte blocks) with `acts[i]` over `min(rows[i].len() / 34, acts[i].len())` blocks — bit
 /// for bit `kernels::dot_q8_0_row(rows[i], acts[i])`. The blocks all chains have run here; a
@@ -267,7 +260,7 @@ fn block_counts<const BB: usize>(rows: [&[u8]; 4], acts: [&[BlockQ8]; 4]) -> ([u
 /// matrix-vector product), a row block when the four rows are one slice (a row against four
 /// tokens).
 pub(crate) fn dot4_q8_0(rows: [&[u8]; 4], acts: [&[BlockQ8]; 4]) -> [f32; 4] {
-    let (counts, common) = block_counts::<Q8_0_BLOCK_BYTES>(rows, acts);
+    let (counts, common) = chain_blocks::<Q8_0_BLOCK_BYTES>(rows, acts);
     let [a0, a1, a2, a3] = acts;
     let [r0, r1, r2, r3] = rows;
     let acc = if core::ptr::eq(a0, a1) && core::ptr::eq(a0, a2) && core::ptr::eq(a0, a3) {
@@ -287,7 +280,7 @@ pub(crate) fn dot4_q8_0(rows: [&[u8]; 4], acts: [&[BlockQ8]; 4]) -> [f32; 4] {
 /// (18-byte blocks) with `act`, bit for bit `kernels::dot_q4_0_row(rows[i], act)`, as
 /// [`dot4_q8_0`].
 pub(crate) fn dot4_q4_0(rows: [&[u8]; 4], act: &[BlockQ8]) -> [f32; 4] {
-    let (counts, common) = block_counts::<Q4_0_BLOCK_BYTES>(rows, [act; 4]);
+    let (counts, common) = chain_blocks::<Q4_0_BLOCK_BYTES>(rows, [act; 4]);
     let acc = dot4_shared(rows, &act[..common], q4_0_codes);
     if counts.iter().all(|&c| c == common) {
         return acc;
