@@ -221,10 +221,11 @@ proptest! {
 
     #[test]
     fn matvec_every_dtype(
-        rows in 0usize..11,
-        blocks in 0usize..4,
-        seed_bytes in prop::collection::vec(any::<u8>(), 11 * 4 * 128),
-        x in prop::collection::vec(value(), 4 * QK),
+        // Past two whole groups of eight rows (the AVX2 whole-matrix kernels) plus a tail.
+        rows in 0usize..21,
+        blocks in 0usize..10,
+        seed_bytes in prop::collection::vec(any::<u8>(), 21 * 10 * 128),
+        x in prop::collection::vec(value(), 10 * QK),
     ) {
         let cols = blocks * QK;
         let x = &x[..cols];

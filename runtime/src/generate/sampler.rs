@@ -270,18 +270,44 @@ impl Sampler {
     }
 }
 
+/// [`order_key`] in 32 bits, without branches (so a loop over it vectorizes): the same order,
+/// since every non-NaN key lies in `-0x7f80_0000..=0x7f80_0000` and NaN maps below them all.
+#[inline(always)]
+fn order_key32(v: f32) -> i32 {
+    let bits = v.to_bits() as i32;
+    let sign = bits >> 31; // 0 or -1
+                           // Negative values: -(bits & 0x7fff_ffff), i.e. the low 31 bits flipped, plus one.
+    let key = (bits ^ (sign & 0x7fff_ffff)).wrapping_sub(sign);
+    if bits & 0x7fff_ffff > 0x7f80_0000 {
+        i32::MIN
+    } else {
+        key
+    }
+}
+
 /// The first index of the largest logit (order of [`order_key`]: ±0 equal, NaN lowest).
+///
+/// In chunks: the largest key of each chunk (a branch-free maximum the compiler vectorizes),
+/// the first chunk holding the overall largest, then the first index in that chunk.
 fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0usize;
-    let mut best_key = i64::MIN;
-    for (i, &v) in logits.iter().enumerate() {
-        let key = order_key(v);
-        if key > best_key {
-            best = i;
-            best_key = key;
+    const CHUNK: usize = 64;
+    let mut best_key = i32::MIN;
+    let mut best_chunk = 0;
+    for (c, chunk) in logits.chunks(CHUNK).enumerate() {
+        let m = chunk.iter().fold(i32::MIN, |m, &v| m.max(order_key32(v)));
+        if m > best_key {
+            best_key = m;
+            best_chunk = c;
         }
     }
-    best as u32
+    let start = best_chunk * CHUNK;
+    let within = logits
+        .get(start..)
+        .unwrap_or(&[])
+        .iter()
+        .position(|&v| order_key32(v) == best_key)
+        .unwrap_or(0);
+    (start + within) as u32
 }
 
 /// llama2.c `sample_mult`: the first i whose running sum of probabilities exceeds `coin`; the
@@ -354,6 +380,79 @@ fn select_top_k<'a>(logits: &[f32], scratch: &'a mut [Candidate], k: usize) -> &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first index of the largest [`order_key`], one element at a time (what [`argmax`]
+    /// must equal).
+    fn argmax_reference(logits: &[f32]) -> u32 {
+        let mut best = 0usize;
+        let mut best_key = i64::MIN;
+        for (i, &v) in logits.iter().enumerate() {
+            if order_key(v) > best_key {
+                best = i;
+                best_key = order_key(v);
+            }
+        }
+        best as u32
+    }
+
+    #[test]
+    fn order_key32_orders_as_order_key() {
+        // Every sign/exponent pattern with a few mantissas, NaNs, infinities, zeros, subnormals.
+        let mut bits: Vec<u32> = Vec::new();
+        for se in 0u32..512 {
+            for m in [0u32, 1, 0x40_0000, 0x7f_ffff, 0x12_3457] {
+                bits.push(se << 23 | m);
+            }
+        }
+        for &a in &bits {
+            let (fa, ka) = (f32::from_bits(a), order_key32(f32::from_bits(a)));
+            for &b in bits.iter().step_by(7) {
+                let fb = f32::from_bits(b);
+                assert_eq!(
+                    ka.cmp(&order_key32(fb)),
+                    order_key(fa).cmp(&order_key(fb)),
+                    "{a:#x} {b:#x}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn argmax_is_the_first_largest() {
+        let mut rng = Rng::new(7).unwrap();
+        let specials = [
+            f32::NAN,
+            -0.0,
+            0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1e-45,
+            -1e-45,
+        ];
+        for len in [0usize, 1, 2, 63, 64, 65, 130, 1000] {
+            for round in 0..40 {
+                let v: Vec<f32> = (0..len)
+                    .map(|i| {
+                        let r = rng.next_f32();
+                        match round % 4 {
+                            // Few distinct values: many ties, the first must win.
+                            0 => (r * 4.0).floor() - 2.0,
+                            1 => specials[(r * 7.0) as usize % 7],
+                            2 if i % 3 == 0 => f32::NAN,
+                            _ => r * 2.0 - 1.0,
+                        }
+                    })
+                    .collect();
+                assert_eq!(argmax(&v), argmax_reference(&v), "{v:?}");
+            }
+        }
+        assert_eq!(argmax(&[f32::NAN; 70]), 0);
+        assert_eq!(argmax(&[-0.0, 0.0]), 0);
+        let mut late = alloc::vec![1.0f32; 200];
+        late[150] = 2.0;
+        late[190] = 2.0;
+        assert_eq!(argmax(&late), 150);
+    }
 
     #[test]
     fn order_key_is_monotone_and_merges_zeros() {

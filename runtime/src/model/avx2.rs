@@ -26,10 +26,12 @@
 //! run-time detection.
 
 use core::arch::x86_64::{
-    __m128, __m128i, __m256i, _mm256_add_epi32, _mm256_and_si256, _mm256_broadcastsi128_si256,
-    _mm256_castsi256_si128, _mm256_cvtepi8_epi16, _mm256_extracti128_si256, _mm256_hadd_epi32,
-    _mm256_madd_epi16, _mm256_maddubs_epi16, _mm256_set1_epi16, _mm256_set1_epi8,
-    _mm256_set_epi64x, _mm256_setr_epi32, _mm256_srlv_epi32, _mm256_sub_epi16, _mm_add_epi32,
+    __m128, __m128i, __m256, __m256i, _mm256_add_epi32, _mm256_add_ps, _mm256_and_si256,
+    _mm256_broadcastsi128_si256, _mm256_castps256_ps128, _mm256_castsi256_si128,
+    _mm256_cvtepi32_ps, _mm256_cvtepi8_epi16, _mm256_cvtph_ps, _mm256_extractf128_ps,
+    _mm256_extracti128_si256, _mm256_hadd_epi32, _mm256_madd_epi16, _mm256_maddubs_epi16,
+    _mm256_mul_ps, _mm256_set1_epi16, _mm256_set1_epi8, _mm256_set1_ps, _mm256_set_epi64x,
+    _mm256_set_m128i, _mm256_setr_epi32, _mm256_srlv_epi32, _mm256_sub_epi16, _mm_add_epi32,
     _mm_add_ps, _mm_cvtepi32_ps, _mm_cvtph_ps, _mm_cvtss_f32, _mm_extract_ps, _mm_mul_ps,
     _mm_prefetch, _mm_set1_ps, _mm_set_epi64x, _mm_setr_ps, _mm_setzero_ps, _MM_HINT_T0,
 };
@@ -317,4 +319,156 @@ pub(crate) fn dot4_q4_0(rows: [&[u8]; 4], act: &[BlockQ8]) -> [f32; 4] {
         return acc;
     }
     core::array::from_fn(|i| q4_0_chain(acc[i], rows[i], act, common))
+}
+
+/// Rows per group of the whole-matrix kernels: eight chains, one 256-bit float step per block.
+pub(crate) const MATVEC_GROUP: usize = 8;
+
+/// The eight blocks' f16 scales widened exactly to f32 (F16C).
+#[target_feature(enable = "avx2,f16c")]
+#[inline]
+fn weight_scales8<const N: usize>(w: &[&[u8; N]; MATVEC_GROUP]) -> __m256 {
+    let word = |w: &[&[u8; N]]| {
+        w.iter()
+            .enumerate()
+            .fold(0u64, |b, (i, blk)| b | scale_bits(blk) << (16 * i))
+    };
+    let (lo, hi) = w.split_at(4);
+    _mm256_cvtph_ps(_mm_set_epi64x(word(hi) as i64, word(lo) as i64))
+}
+
+/// Eight chain accumulators as an array.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn lanes8(acc: __m256) -> [f32; MATVEC_GROUP] {
+    let [a, b, c, d] = lanes(_mm256_castps256_ps128(acc));
+    let [e, f, g, h] = lanes(_mm256_extractf128_ps::<1>(acc));
+    [a, b, c, d, e, f, g, h]
+}
+
+/// One block of eight chains: `acc + (f32(sumi) * (dw * dx))` lane by lane (the 4-lane
+/// [`step`] in 256 bits: the same three roundings per lane).
+#[target_feature(enable = "avx2")]
+#[inline]
+fn step8(acc: __m256, sumi: __m256i, dw: __m256, dx: __m256) -> __m256 {
+    _mm256_add_ps(
+        acc,
+        _mm256_mul_ps(_mm256_cvtepi32_ps(sumi), _mm256_mul_ps(dw, dx)),
+    )
+}
+
+/// The next block of each of eight block iterators, as arrays (None when any is exhausted).
+#[inline(always)]
+fn next8<'a, const N: usize>(
+    it: &mut [ChunksExact<'a, u8>; MATVEC_GROUP],
+) -> Option<[&'a [u8; N]; MATVEC_GROUP]> {
+    let mut out: [&[u8; N]; MATVEC_GROUP] = [&[0; N]; MATVEC_GROUP];
+    for (o, i) in out.iter_mut().zip(it.iter_mut()) {
+        *o = block(i.next()?)?;
+    }
+    Some(out)
+}
+
+/// The whole-matrix product of the q8_0 or q4_0 rows in `bytes` (`rb`-byte rows of
+/// `act.len()` blocks each) with `act`, for the whole groups of [`MATVEC_GROUP`] rows:
+/// `out[r]` = the chain of row r, bit for bit `dot_q*_row(row r, act)`. Returns the number of
+/// rows computed (the caller does the rest). `products` gives a block's eight i32 lanes whose
+/// sum is the block's exact integer sum, given the activation block prepared by `prepare`.
+#[target_feature(enable = "avx2,f16c")]
+#[inline]
+fn matvec_groups<const BB: usize, P: Copy>(
+    out: &mut [f32],
+    bytes: &[u8],
+    act: &[BlockQ8],
+    prepare: impl Fn(&BlockQ8) -> P,
+    products: impl Fn(&[u8; BB], P) -> __m256i,
+) -> usize {
+    let rb = act.len() * BB;
+    if rb == 0 {
+        return 0;
+    }
+    let group_bytes = rb * MATVEC_GROUP;
+    let mut done = 0;
+    for (o, g) in out
+        .chunks_exact_mut(MATVEC_GROUP)
+        .zip(bytes.chunks_exact(group_bytes))
+    {
+        let mut blocks: [ChunksExact<'_, u8>; MATVEC_GROUP] =
+            core::array::from_fn(|i| g[i * rb..(i + 1) * rb].chunks_exact(BB));
+        let mut acc = _mm256_set1_ps(0.0);
+        for x in act {
+            let Some(w) = next8::<BB>(&mut blocks) else {
+                break;
+            };
+            // The next group (the rows are consecutive): one line per row and block.
+            for blk in &w {
+                prefetch(&blk[..], group_bytes);
+            }
+            let p = prepare(x);
+            let lo = reduce4(
+                products(w[0], p),
+                products(w[1], p),
+                products(w[2], p),
+                products(w[3], p),
+            );
+            let hi = reduce4(
+                products(w[4], p),
+                products(w[5], p),
+                products(w[6], p),
+                products(w[7], p),
+            );
+            acc = step8(
+                acc,
+                _mm256_set_m128i(hi, lo),
+                weight_scales8(&w),
+                _mm256_set1_ps(x.d),
+            );
+        }
+        o.copy_from_slice(&lanes8(acc));
+        done += MATVEC_GROUP;
+    }
+    done
+}
+
+/// [`matvec_groups`] of q8_0 rows (34-byte blocks): the rows of the whole groups of eight, bit
+/// for bit `dot_q8_0_row(row, act)` each. Returns the rows computed.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) fn matvec_q8_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usize {
+    matvec_groups::<Q8_0_BLOCK_BYTES, _>(
+        out,
+        bytes,
+        act,
+        |x| widen_act(x),
+        |w, x| q8_0_products(widen_row(w), x),
+    )
+}
+
+/// [`matvec_groups`] of q4_0 rows (18-byte blocks), as [`matvec_q8_0`].
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) fn matvec_q4_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usize {
+    let low_nibbles = _mm256_set1_epi8(0x0f);
+    let nibble_shift = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
+    let eight = _mm256_set1_epi8(8);
+    let ones = _mm256_set1_epi16(1);
+    matvec_groups::<Q4_0_BLOCK_BYTES, _>(
+        out,
+        bytes,
+        act,
+        |x| {
+            let q = &x.qs;
+            let codes = _mm256_set_epi64x(
+                code_word(q, 24),
+                code_word(q, 16),
+                code_word(q, 8),
+                code_word(q, 0),
+            );
+            (codes, _mm256_maddubs_epi16(eight, codes))
+        },
+        |blk, (codes, bias)| {
+            let packed = _mm256_broadcastsi128_si256(load16(blk, 2));
+            let nibbles = _mm256_and_si256(_mm256_srlv_epi32(packed, nibble_shift), low_nibbles);
+            let pairs = _mm256_sub_epi16(_mm256_maddubs_epi16(nibbles, codes), bias);
+            _mm256_madd_epi16(pairs, ones)
+        },
+    )
 }

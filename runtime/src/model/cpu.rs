@@ -152,3 +152,27 @@ pub(crate) fn avx2_dot4_q4_0(rows: [&[u8]; 4], act: &[BlockQ8]) -> Option<[f32; 
     // SAFETY: as in `avx2_dot4_q8_0`: AVX2 and F16C were detected.
     Some(unsafe { avx2::dot4_q4_0(rows, act) })
 }
+
+/// The hand-written AVX2 whole-matrix q8_0 kernel (`model/avx2.rs`): the rows of the whole
+/// groups of eight of a matrix of `act.len()`-block rows, bit for bit the single-row products.
+/// Returns the rows computed (0 below [`Isa::Avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn avx2_matvec_q8_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usize {
+    if isa() != Isa::Avx2 {
+        return 0;
+    }
+    // SAFETY: as in `avx2_dot4_q8_0`: AVX2 and F16C were detected.
+    unsafe { avx2::matvec_q8_0(out, bytes, act) }
+}
+
+/// The hand-written AVX2 whole-matrix q4_0 kernel, as [`avx2_matvec_q8_0`].
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn avx2_matvec_q4_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usize {
+    if isa() != Isa::Avx2 {
+        return 0;
+    }
+    // SAFETY: as in `avx2_dot4_q8_0`: AVX2 and F16C were detected.
+    unsafe { avx2::matvec_q4_0(out, bytes, act) }
+}

@@ -598,10 +598,13 @@ pub fn matvec(out: &mut [f32], w: &MatRef, x: &[f32], scratch: &mut ActScratch) 
             let act = &mut scratch.blocks[..nb];
             quantize_act_q8_0(x, act)?;
             let act = &*act;
+            // Whole groups of rows in a whole-matrix kernel where there is one, the rest here.
+            let done = matvec_groups(w.dtype, out, w.bytes, act);
+            let (out, bytes) = (&mut out[done..], &w.bytes[done * rb..]);
             if w.dtype == DType::Q8_0 {
                 all_rows(
                     out,
-                    w.bytes,
+                    bytes,
                     step,
                     |g| dot4_q8_0(g, [act; ROW_GROUP]),
                     |r| dot_q8_0_row(r, act),
@@ -609,7 +612,7 @@ pub fn matvec(out: &mut [f32], w: &MatRef, x: &[f32], scratch: &mut ActScratch) 
             } else {
                 all_rows(
                     out,
-                    w.bytes,
+                    bytes,
                     step,
                     |g| dot4_q4_0(g, act),
                     |r| dot_q4_0_row(r, act),
@@ -621,6 +624,30 @@ pub fn matvec(out: &mut [f32], w: &MatRef, x: &[f32], scratch: &mut ActScratch) 
         out.fill(0.0);
     }
     Ok(())
+}
+
+/// The rows of a quantized matrix (`act.len()` blocks per row) that a hand-written
+/// whole-matrix kernel computes: whole groups of rows from the first, each bit for bit its
+/// single-row product. Returns the number of rows done (0 where there is no such kernel).
+#[inline]
+fn matvec_groups(dtype: DType, out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    return match dtype {
+        DType::Q8_0 => cpu::avx2_matvec_q8_0(out, bytes, act),
+        DType::Q4_0 => cpu::avx2_matvec_q4_0(out, bytes, act),
+        _ => 0,
+    };
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return match dtype {
+        DType::Q8_0 => simd128::matvec_q8_0(out, bytes, act),
+        DType::Q4_0 => simd128::matvec_q4_0(out, bytes, act),
+        _ => 0,
+    };
+    #[allow(unreachable_code)]
+    {
+        let _ = (dtype, out, bytes, act);
+        0
+    }
 }
 
 /// Dequantizes row `row` of `w` into `out` (an embedding lookup).

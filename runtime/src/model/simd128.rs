@@ -287,3 +287,46 @@ pub(crate) fn dot4_q4_0(rows: [&[u8]; 4], act: &[BlockQ8]) -> [f32; 4] {
     }
     core::array::from_fn(|i| q4_0_chain(acc[i], rows[i], act, common))
 }
+
+/// Rows per group of the whole-matrix kernels (four chains, as [`dot4_shared`]; eight rows per
+/// pass measured slower under wasmtime).
+pub(crate) const MATVEC_GROUP: usize = 4;
+
+/// The whole-matrix product of the `BB`-byte-block rows in `bytes` (rows of `act.len()` blocks
+/// each) with `act`, for the whole groups of [`MATVEC_GROUP`] rows: `out[r]` is bit for bit the
+/// single-row product of row r (each row its own serial chain, [`dot4_shared`]). Returns the
+/// number of rows computed; the caller does the rest.
+#[inline(always)]
+fn matvec_groups<const BB: usize>(
+    out: &mut [f32],
+    bytes: &[u8],
+    act: &[BlockQ8],
+    codes: impl Fn(&[u8; BB]) -> Codes + Copy,
+) -> usize {
+    let rb = act.len() * BB;
+    if rb == 0 {
+        return 0;
+    }
+    let mut done = 0;
+    for (o, g) in out
+        .chunks_exact_mut(MATVEC_GROUP)
+        .zip(bytes.chunks_exact(rb * MATVEC_GROUP))
+    {
+        let rows: [&[u8]; MATVEC_GROUP] = core::array::from_fn(|i| &g[i * rb..(i + 1) * rb]);
+        o.copy_from_slice(&dot4_shared(rows, act, codes));
+        done += MATVEC_GROUP;
+    }
+    done
+}
+
+/// The q8_0 rows (34-byte blocks, `act.len()` per row) of the whole groups of four of a
+/// matrix times `act`, each bit for bit `kernels::dot_q8_0_row(row, act)`. Returns the rows
+/// computed.
+pub(crate) fn matvec_q8_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usize {
+    matvec_groups(out, bytes, act, q8_0_codes)
+}
+
+/// The q4_0 rows (18-byte blocks) of the whole groups of four, as [`matvec_q8_0`].
+pub(crate) fn matvec_q4_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usize {
+    matvec_groups(out, bytes, act, q4_0_codes)
+}

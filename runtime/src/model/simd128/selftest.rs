@@ -11,12 +11,13 @@
 //! chain of `dot4_q8_0` (four rows and four activations, four rows and one activation, one row
 //! and four activations), `dot4_q4_0` and the
 //! wired `kernels::dot_q8_0_rows` / `dot_q4_0_rows` with the portable single-row kernels
-//! `kernels::dot_q8_0_row` / `dot_q4_0_row`, each chain over its own blocks.
+//! `kernels::dot_q8_0_row` / `dot_q4_0_row`, each chain over its own blocks; and the whole-matrix
+//! `matvec_q8_0` / `matvec_q4_0` on 0 to 20 rows, row by row against the same single-row kernels.
 
 use alloc::vec::Vec;
 use core::arch::wasm32::{f32x4_extract_lane, u32x4};
 
-use super::{dot4_q4_0, dot4_q8_0, f16x4_to_f32x4};
+use super::{dot4_q4_0, dot4_q8_0, f16x4_to_f32x4, matvec_q4_0, matvec_q8_0, MATVEC_GROUP};
 use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
 use crate::model::kernels::{dot_q4_0_row, dot_q4_0_rows, dot_q8_0_row, dot_q8_0_rows};
 use crate::model::quant::{f16_to_f32, BlockQ8};
@@ -204,5 +205,33 @@ fn case_agrees(rng: &mut Rng) -> bool {
     );
     let want = reference(&q4, &shared, dot_q4_0_row);
     let ok_q4 = agree(dot4_q4_0(q4, each[0]), want) && agree(dot_q4_0_rows(q4, each[0]), want);
-    ok_each && ok_shared && ok_one_row && ok_q4
+    ok_each && ok_shared && ok_one_row && ok_q4 && matvec_agrees(rng, base)
+}
+
+/// The whole-matrix kernels on a matrix of 0 to 20 rows of `blocks` blocks: they compute
+/// exactly the whole groups of [`MATVEC_GROUP`] rows, each row bit for bit its single-row
+/// product.
+fn matvec_agrees(rng: &mut Rng, blocks: usize) -> bool {
+    let rows = rng.below(21) as usize;
+    let act = rng.act(blocks);
+    let whole = if blocks == 0 {
+        0
+    } else {
+        rows / MATVEC_GROUP * MATVEC_GROUP
+    };
+    let check = |bb: usize,
+                 rng: &mut Rng,
+                 kernel: fn(&mut [f32], &[u8], &[BlockQ8]) -> usize,
+                 dot: fn(&[u8], &[BlockQ8]) -> f32| {
+        let bytes: Vec<u8> = (0..rows).flat_map(|_| rng.row(blocks, bb, 0)).collect();
+        let mut out = alloc::vec![f32::NAN; rows];
+        let done = kernel(&mut out, &bytes, &act);
+        done == whole
+            && (0..done).all(|r| {
+                let row = &bytes[r * blocks * bb..(r + 1) * blocks * bb];
+                same(out[r], dot(row, &act))
+            })
+    };
+    check(Q8_0_BLOCK_BYTES, rng, matvec_q8_0, dot_q8_0_row)
+        && check(Q4_0_BLOCK_BYTES, rng, matvec_q4_0, dot_q4_0_row)
 }
