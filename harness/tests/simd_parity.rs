@@ -8,12 +8,13 @@
 
 use proptest::prelude::*;
 use runtime::format::dtype::{DType, QK};
+use runtime::model::batch::MatmulScratch;
 use runtime::model::cpu::{self, Isa};
 use runtime::model::kernels::{
     dot4_q4_0, dot4_q8_0, dot_f16_row, dot_f32, dot_f32_row, dot_q4_0_row, dot_q4_0_rows,
     dot_q8_0_row, dot_q8_0_rows, matvec, ActScratch, MatRef, ROW_GROUP,
 };
-use runtime::model::math::{softmax_in_place, sum_f32};
+use runtime::model::math::{exp_f32, silu_f32, softmax_in_place, sum_f32, swiglu_in_place};
 use runtime::model::quant::{quantize_act_q8_0, BlockQ8};
 use std::sync::Mutex;
 
@@ -250,6 +251,43 @@ proptest! {
         }
     }
 
+    /// Batched prefill's product (`MatmulScratch::matmul`: whole groups of eight tokens in the
+    /// AVX2 kernels, the rest in groups of four and one at a time) equals `matvec` token by
+    /// token, at both levels, with raw weight bytes (NaN, infinite and subnormal scales, codes
+    /// -128) and strides wider than the matrix.
+    #[test]
+    fn matmul_is_matvec_per_token(
+        rows in 0usize..11,
+        blocks in 0usize..4,
+        n in 0usize..18,
+        seed_bytes in prop::collection::vec(any::<u8>(), 11 * 4 * 34),
+        x in prop::collection::vec(value(), 18 * (4 * QK + 3)),
+    ) {
+        let cols = blocks * QK;
+        let (x_stride, out_stride) = (cols + 3, rows + 2);
+        let mut kernel = MatmulScratch::new(18, 4 * QK).unwrap();
+        let mut scratch = ActScratch::new(cols).unwrap();
+        for dtype in [DType::Q8_0, DType::Q4_0] {
+            let len = dtype.bytes_for((rows * cols) as u64).unwrap() as usize;
+            let m = MatRef::new(dtype, rows, cols, &seed_bytes[..len]).unwrap();
+            let mut batched = || {
+                let mut out = vec![0.0f32; n * out_stride];
+                kernel.matmul(&mut out, out_stride, &m, &x, x_stride, n).unwrap();
+                out
+            };
+            let (p, v) = match both(&mut batched) {
+                Some(pv) => pv,
+                None => (batched(), batched()),
+            };
+            assert_same(&p, &v);
+            for t in 0..n {
+                let mut want = vec![0.0f32; rows];
+                matvec(&mut want, &m, &x[t * x_stride..t * x_stride + cols], &mut scratch).unwrap();
+                assert_same(&v[t * out_stride..t * out_stride + rows], &want);
+            }
+        }
+    }
+
     #[test]
     fn activation_quantization(x in prop::collection::vec(value_or_inf(), 0..5 * QK)) {
         let n = x.len() / QK;
@@ -277,6 +315,62 @@ proptest! {
             assert_same(&p, &v);
         }
     }
+}
+
+/// Gate values for SwiGLU: ordinary ones, the exp thresholds (±89, ±104 and just past them),
+/// huge, tiny, infinite and NaN.
+fn gate_value() -> impl Strategy<Value = f32> {
+    prop_oneof![
+        4 => -20.0f32..20.0,
+        1 => prop::sample::select(vec![
+            89.0f32, 89.000_01, -89.0, -89.000_01, 104.0, 104.000_01, -104.0, -104.000_01,
+            88.722_84, -87.336_54, -103.278_93, 0.0, -0.0, 1e-45, -1e-45, f32::MAX, f32::MIN,
+            f32::INFINITY, f32::NEG_INFINITY, f32::NAN,
+        ]),
+        1 => any::<u32>().prop_map(f32::from_bits),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// SwiGLU over a slice (vectorized in each instance) equals the scalar expression element by
+    /// element, at both levels.
+    #[test]
+    fn swiglu_is_elementwise(pairs in prop::collection::vec((gate_value(), value()), 0..100)) {
+        let (gate, up): (Vec<f32>, Vec<f32>) = pairs.into_iter().unzip();
+        let scalar: Vec<f32> = gate
+            .iter()
+            .zip(&up)
+            .map(|(&g, &u)| std::hint::black_box(silu_f32(std::hint::black_box(g))) * u)
+            .collect();
+        let run = || {
+            let mut g = gate.clone();
+            swiglu_in_place(&mut g, &up);
+            g
+        };
+        if let Some((p, v)) = both(run) {
+            assert_same(&p, &v);
+            assert_same(&p, &scalar);
+        } else {
+            assert_same(&run(), &scalar);
+        }
+    }
+}
+
+/// exp's special cases, which its branch-free form computes with selects.
+#[test]
+fn exp_edges_are_selected_exactly() {
+    assert_eq!(exp_f32(89.000_01), f32::INFINITY);
+    assert_eq!(exp_f32(f32::INFINITY), f32::INFINITY);
+    assert_eq!(exp_f32(f32::MAX), f32::INFINITY);
+    assert_eq!(exp_f32(-104.000_01).to_bits(), 0);
+    assert_eq!(exp_f32(f32::NEG_INFINITY).to_bits(), 0);
+    assert_eq!(exp_f32(f32::MIN).to_bits(), 0);
+    assert!(exp_f32(88.0).is_finite() && exp_f32(88.0) > 1e38);
+    assert!(exp_f32(-104.0) == 0.0 || exp_f32(-104.0) < 1e-44);
+    let nan = f32::from_bits(0x7fc0_1234);
+    assert_eq!(exp_f32(nan).to_bits(), nan.to_bits());
 }
 
 #[test]

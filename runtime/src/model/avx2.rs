@@ -31,9 +31,10 @@ use core::arch::x86_64::{
     _mm256_cvtepi32_ps, _mm256_cvtepi8_epi16, _mm256_cvtph_ps, _mm256_extractf128_ps,
     _mm256_extracti128_si256, _mm256_hadd_epi32, _mm256_madd_epi16, _mm256_maddubs_epi16,
     _mm256_mul_ps, _mm256_set1_epi16, _mm256_set1_epi8, _mm256_set1_ps, _mm256_set_epi64x,
-    _mm256_set_m128i, _mm256_setr_epi32, _mm256_srlv_epi32, _mm256_sub_epi16, _mm_add_epi32,
-    _mm_add_ps, _mm_cvtepi32_ps, _mm_cvtph_ps, _mm_cvtss_f32, _mm_extract_ps, _mm_mul_ps,
-    _mm_prefetch, _mm_set1_ps, _mm_set_epi64x, _mm_setr_ps, _mm_setzero_ps, _MM_HINT_T0,
+    _mm256_set_m128i, _mm256_setr_epi32, _mm256_setr_ps, _mm256_srlv_epi32, _mm256_sub_epi16,
+    _mm_add_epi32, _mm_add_ps, _mm_cvtepi32_ps, _mm_cvtph_ps, _mm_cvtss_f32, _mm_extract_ps,
+    _mm_mul_ps, _mm_prefetch, _mm_set1_epi16, _mm_set1_ps, _mm_set_epi64x, _mm_setr_ps,
+    _mm_setzero_ps, _MM_HINT_T0,
 };
 
 use core::slice::ChunksExact;
@@ -467,6 +468,151 @@ pub(crate) fn matvec_q4_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usi
         |blk, (codes, bias)| {
             let packed = _mm256_broadcastsi128_si256(load16(blk, 2));
             let nibbles = _mm256_and_si256(_mm256_srlv_epi32(packed, nibble_shift), low_nibbles);
+            let pairs = _mm256_sub_epi16(_mm256_maddubs_epi16(nibbles, codes), bias);
+            _mm256_madd_epi16(pairs, ones)
+        },
+    )
+}
+
+/// Tokens per group of the whole-product prefill kernels: eight chains (one per token) per
+/// weight row, one 256-bit float step per block.
+pub(crate) const MATMUL_GROUP: usize = 8;
+
+/// Batched prefill's product for the whole groups of [`MATMUL_GROUP`] tokens: for every row r of
+/// `bytes` (`nb` blocks of `BB` bytes) and token t of a group, `out[t * out_stride + r]` = the
+/// chain of row r with token t's activation `acts[t * nb..(t + 1) * nb]`, bit for bit
+/// `dot_q*_row`. A row block is unpacked once (`unpack`) for the group's eight tokens
+/// (`products` gives the eight i32 lanes summing to its exact integer sum with one token's
+/// block). Returns the number of tokens done (the caller does the rest).
+#[target_feature(enable = "avx2,f16c")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+fn matmul_groups<const BB: usize, U: Copy>(
+    out: &mut [f32],
+    out_stride: usize,
+    bytes: &[u8],
+    acts: &[BlockQ8],
+    nb: usize,
+    n: usize,
+    unpack: impl Fn(&[u8; BB]) -> U,
+    products: impl Fn(U, &BlockQ8) -> __m256i,
+) -> usize {
+    let rb = nb * BB;
+    let groups = n - n % MATMUL_GROUP;
+    if rb == 0 || acts.len() < groups * nb {
+        return 0;
+    }
+    for t0 in (0..groups).step_by(MATMUL_GROUP) {
+        let token: [&[BlockQ8]; MATMUL_GROUP] =
+            core::array::from_fn(|i| &acts[(t0 + i) * nb..(t0 + i + 1) * nb]);
+        for (r, row) in bytes.chunks_exact(rb).enumerate() {
+            let mut acc = _mm256_set1_ps(0.0);
+            for (b, blk) in row.chunks_exact(BB).enumerate() {
+                // The same block of the next row.
+                prefetch(blk, rb);
+                let (Some(blk), Some(x)) = (block::<BB>(blk), each_block(&token, b)) else {
+                    break;
+                };
+                let w = unpack(blk);
+                let lo = reduce4(
+                    products(w, x[0]),
+                    products(w, x[1]),
+                    products(w, x[2]),
+                    products(w, x[3]),
+                );
+                let hi = reduce4(
+                    products(w, x[4]),
+                    products(w, x[5]),
+                    products(w, x[6]),
+                    products(w, x[7]),
+                );
+                let dw = _mm256_cvtph_ps(_mm_set1_epi16(scale_bits(blk) as i16));
+                let dx = _mm256_setr_ps(
+                    x[0].d, x[1].d, x[2].d, x[3].d, x[4].d, x[5].d, x[6].d, x[7].d,
+                );
+                acc = step8(acc, _mm256_set_m128i(hi, lo), dw, dx);
+            }
+            for (i, v) in lanes8(acc).into_iter().enumerate() {
+                if let Some(o) = out.get_mut((t0 + i) * out_stride + r) {
+                    *o = v;
+                }
+            }
+        }
+    }
+    groups
+}
+
+/// Block `b` of each of the eight tokens' activations.
+#[inline(always)]
+fn each_block<'a>(
+    token: &[&'a [BlockQ8]; MATMUL_GROUP],
+    b: usize,
+) -> Option<[&'a BlockQ8; MATMUL_GROUP]> {
+    let mut out = [&BlockQ8::ZERO; MATMUL_GROUP];
+    for (o, t) in out.iter_mut().zip(token) {
+        *o = t.get(b)?;
+    }
+    Some(out)
+}
+
+/// [`matmul_groups`] of q8_0 rows (34-byte blocks): a row block is sign-extended once for the
+/// eight tokens.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) fn matmul_q8_0(
+    out: &mut [f32],
+    out_stride: usize,
+    bytes: &[u8],
+    acts: &[BlockQ8],
+    nb: usize,
+    n: usize,
+) -> usize {
+    matmul_groups::<Q8_0_BLOCK_BYTES, _>(
+        out,
+        out_stride,
+        bytes,
+        acts,
+        nb,
+        n,
+        |w| widen_row(w),
+        |w, x| q8_0_products(w, widen_act(x)),
+    )
+}
+
+/// [`matmul_groups`] of q4_0 rows (18-byte blocks): a row block's nibbles are unpacked once for
+/// the eight tokens, each token's codes are used as bytes (`vpmaddubsw`, as [`dot4_q4_0`]).
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) fn matmul_q4_0(
+    out: &mut [f32],
+    out_stride: usize,
+    bytes: &[u8],
+    acts: &[BlockQ8],
+    nb: usize,
+    n: usize,
+) -> usize {
+    let low_nibbles = _mm256_set1_epi8(0x0f);
+    let nibble_shift = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
+    let eight = _mm256_set1_epi8(8);
+    let ones = _mm256_set1_epi16(1);
+    matmul_groups::<Q4_0_BLOCK_BYTES, _>(
+        out,
+        out_stride,
+        bytes,
+        acts,
+        nb,
+        n,
+        |blk| {
+            let packed = _mm256_broadcastsi128_si256(load16(blk, 2));
+            _mm256_and_si256(_mm256_srlv_epi32(packed, nibble_shift), low_nibbles)
+        },
+        |nibbles, x| {
+            let q = &x.qs;
+            let codes = _mm256_set_epi64x(
+                code_word(q, 24),
+                code_word(q, 16),
+                code_word(q, 8),
+                code_word(q, 0),
+            );
+            let bias = _mm256_maddubs_epi16(eight, codes);
             let pairs = _mm256_sub_epi16(_mm256_maddubs_epi16(nibbles, codes), bias);
             _mm256_madd_epi16(pairs, ones)
         },

@@ -10,8 +10,12 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
 use crate::format::{Config, DType};
 use crate::limits;
+#[cfg(target_arch = "x86_64")]
+use crate::model::cpu;
 use crate::model::kernels::{dot4_q8_0, dot_f32, dot_f32_row, dot_q8_0_row, MatRef, ROW_GROUP};
 use crate::model::quant::{dequantize, quantize_act_q8_0, BlockQ8};
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+use crate::model::simd128;
 use alloc::vec::Vec;
 
 /// Allocates `n` copies of `fill`, reporting failure as `OutOfMemory` instead of aborting.
@@ -197,6 +201,12 @@ impl MatmulScratch {
                 for (b, a) in act.chunks_exact_mut(nb.max(1)).enumerate() {
                     quantize_act_q8_0(token_x(b), a)?;
                 }
+                // Whole groups of tokens in a hand-written whole-product kernel where there is
+                // one, the rest below.
+                let done = matmul_groups(w.dtype, out, out_stride, w.bytes, act, nb, n);
+                if done == n {
+                    return Ok(());
+                }
                 let widened = &mut self.row_q8[..nb * Q8_0_BLOCK_BYTES];
                 for (r, row) in rows.enumerate() {
                     let row = if w.dtype == DType::Q4_0 {
@@ -208,8 +218,8 @@ impl MatmulScratch {
                     // Tokens in groups of ROW_GROUP through the four-chain kernel (the row
                     // four times), the rest one at a time; every chain is one token's order.
                     let token_act = |b: usize| &act[b * nb..(b + 1) * nb];
-                    let groups = n - n % ROW_GROUP;
-                    for b0 in (0..groups).step_by(ROW_GROUP) {
+                    let groups = done + (n - done) / ROW_GROUP * ROW_GROUP;
+                    for b0 in (done..groups).step_by(ROW_GROUP) {
                         let dots = dot4_q8_0(
                             [row; ROW_GROUP],
                             core::array::from_fn(|i| token_act(b0 + i)),
@@ -231,6 +241,39 @@ impl MatmulScratch {
             }
         }
         Ok(())
+    }
+}
+
+/// The tokens of a batched q8_0/q4_0 product (`acts`: `n` tokens of `nb` blocks) that a
+/// hand-written whole-product kernel computes for every row: whole groups of tokens from the
+/// first, each output bit for bit its single-row product. Returns the number of tokens done (0
+/// where there is no such kernel).
+#[inline]
+fn matmul_groups(
+    dtype: DType,
+    out: &mut [f32],
+    out_stride: usize,
+    bytes: &[u8],
+    acts: &[BlockQ8],
+    nb: usize,
+    n: usize,
+) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    return match dtype {
+        DType::Q8_0 => cpu::avx2_matmul_q8_0(out, out_stride, bytes, acts, nb, n),
+        DType::Q4_0 => cpu::avx2_matmul_q4_0(out, out_stride, bytes, acts, nb, n),
+        _ => 0,
+    };
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return match dtype {
+        DType::Q8_0 => simd128::matmul_q8_0(out, out_stride, bytes, acts, nb, n),
+        DType::Q4_0 => simd128::matmul_q4_0(out, out_stride, bytes, acts, nb, n),
+        _ => 0,
+    };
+    #[allow(unreachable_code)]
+    {
+        let _ = (dtype, out, out_stride, bytes, acts, nb, n);
+        0
     }
 }
 

@@ -176,3 +176,41 @@ pub(crate) fn avx2_matvec_q4_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -
     // SAFETY: as in `avx2_dot4_q8_0`: AVX2 and F16C were detected.
     unsafe { avx2::matvec_q4_0(out, bytes, act) }
 }
+
+/// The hand-written AVX2 prefill kernel of q8_0 rows (`model/avx2.rs`): the whole groups of
+/// eight tokens of a batched product, bit for bit the single-row products. Returns the tokens
+/// done (0 below [`Isa::Avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn avx2_matmul_q8_0(
+    out: &mut [f32],
+    out_stride: usize,
+    bytes: &[u8],
+    acts: &[BlockQ8],
+    nb: usize,
+    n: usize,
+) -> usize {
+    if isa() != Isa::Avx2 {
+        return 0;
+    }
+    // SAFETY: as in `avx2_dot4_q8_0`: AVX2 and F16C were detected.
+    unsafe { avx2::matmul_q8_0(out, out_stride, bytes, acts, nb, n) }
+}
+
+/// The hand-written AVX2 prefill kernel of q4_0 rows, as [`avx2_matmul_q8_0`].
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn avx2_matmul_q4_0(
+    out: &mut [f32],
+    out_stride: usize,
+    bytes: &[u8],
+    acts: &[BlockQ8],
+    nb: usize,
+    n: usize,
+) -> usize {
+    if isa() != Isa::Avx2 {
+        return 0;
+    }
+    // SAFETY: as in `avx2_dot4_q8_0`: AVX2 and F16C were detected.
+    unsafe { avx2::matmul_q4_0(out, out_stride, bytes, acts, nb, n) }
+}

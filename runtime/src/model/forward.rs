@@ -9,7 +9,7 @@
 use crate::error::{Error, ErrorCode, Result};
 use crate::model::batch::Batch;
 use crate::model::kernels::{self, dot_f32, matvec, ActScratch};
-use crate::model::math::{cos_f32, pow_f32, silu_f32, sin_f32, softmax_in_place, sqrt_f32};
+use crate::model::math::{cos_f32, pow_f32, sin_f32, softmax_in_place, sqrt_f32, swiglu_in_place};
 use crate::model::weights::{Model, TensorLoc};
 use alloc::vec::Vec;
 
@@ -310,9 +310,7 @@ pub fn forward<'s>(model: &Model, s: &'s mut State, token: u32, pos: usize) -> R
         rmsnorm(&mut s.xb[..dim], &s.x, norm_bytes(model, &lw.ffn_norm), eps);
         matvec(&mut s.hb, &model.mat(&lw.w1), &s.xb[..dim], &mut s.act)?;
         matvec(&mut s.hb2, &model.mat(&lw.w3), &s.xb[..dim], &mut s.act)?;
-        for (g, &u) in s.hb.iter_mut().zip(&s.hb2) {
-            *g = silu_f32(*g) * u;
-        }
+        swiglu_in_place(&mut s.hb, &s.hb2);
         matvec(&mut s.xb2, &model.mat(&lw.w2), &s.hb, &mut s.act)?;
         for (x, &d) in s.x.iter_mut().zip(&s.xb2) {
             *x += d;
@@ -490,9 +488,7 @@ fn prefill_pass(model: &Model, s: &mut State, tokens: &[u32], pos0: usize) -> Re
         }
         kernel.matmul(hb, ffn, &model.mat(&lw.w1), xb, xw, n)?;
         kernel.matmul(hb2, ffn, &model.mat(&lw.w3), xb, xw, n)?;
-        for (g, &u) in hb[..n * ffn].iter_mut().zip(&hb2[..n * ffn]) {
-            *g = silu_f32(*g) * u;
-        }
+        swiglu_in_place(&mut hb[..n * ffn], &hb2[..n * ffn]);
         kernel.matmul(xb2, dim, &model.mat(&lw.w2), hb, ffn, n)?;
         for (xi, &d) in x[..n * dim].iter_mut().zip(&xb2[..n * dim]) {
             *xi += d;

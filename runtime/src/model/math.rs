@@ -217,17 +217,23 @@ fn isqrt_u64(n: u64) -> (u64, u64) {
 
 /// e^x. Overflow gives +inf (x > 89), underflow +0 (x < -104); subnormal results are rounded
 /// once from f64. NaN propagates.
+///
+/// Written without branches (the special cases are selects over a computation on a clamped
+/// argument) so loops of it vectorize, e.g. [`swiglu_in_place`] and [`softmax_in_place`]; the
+/// selects give exactly the cases above.
+#[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
+    // NaN stays NaN here (every comparison is false) and is harmless below: the rounding of
+    // NaN to i32 is 0.
+    let clamped = x.clamp(-104.0, 89.0);
+    let y = exp_f64(f64::from(clamped)) as f32;
+    let y = if x > 89.0 { f32::INFINITY } else { y };
+    let y = if x < -104.0 { 0.0 } else { y };
     if x.is_nan() {
-        return x;
+        x
+    } else {
+        y
     }
-    if x > 89.0 {
-        return f32::INFINITY;
-    }
-    if x < -104.0 {
-        return 0.0;
-    }
-    exp_f64(f64::from(x)) as f32
 }
 
 /// Natural logarithm. ln(±0) = -inf, ln(x < 0) = NaN, ln(+inf) = +inf, ln(1) = +0.
@@ -466,8 +472,23 @@ fn softmax_body(x: &mut [f32]) {
 }
 
 /// SiLU as llama2.c writes it: `x * (1 / (1 + exp(-x)))`.
+#[inline(always)]
 pub fn silu_f32(x: f32) -> f32 {
     x * (1.0 / (1.0 + exp_f32(-x)))
+}
+
+/// SwiGLU's gate, element by element: `gate[i] = silu(gate[i]) * up[i]` (over the shorter of
+/// the two). Element-wise, so the compiled instance of the level ([`crate::model::cpu::run`])
+/// may vectorize it without changing a bit.
+pub fn swiglu_in_place(gate: &mut [f32], up: &[f32]) {
+    crate::model::cpu::run(
+        #[inline(always)]
+        || {
+            for (g, &u) in gate.iter_mut().zip(up) {
+                *g = silu_f32(*g) * u;
+            }
+        },
+    )
 }
 
 #[cfg(test)]

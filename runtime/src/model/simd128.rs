@@ -330,3 +330,64 @@ pub(crate) fn matvec_q8_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usi
 pub(crate) fn matvec_q4_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usize {
     matvec_groups(out, bytes, act, q4_0_codes)
 }
+
+/// Tokens per group of the whole-product prefill kernels (four chains, as [`dot4_one_row`]).
+pub(crate) const MATMUL_GROUP: usize = 4;
+
+/// Batched prefill's product for the whole groups of [`MATMUL_GROUP`] tokens: for every row r of
+/// `bytes` (`nb` blocks of `BB` bytes) and token t of a group, `out[t * out_stride + r]` = the
+/// chain of row r with `acts[t * nb..(t + 1) * nb]`, bit for bit the single-row product; a row
+/// block is widened once for the group (q4_0 rows straight from their nibbles). Returns the
+/// number of tokens done; the caller does the rest.
+#[inline(always)]
+fn matmul_groups<const BB: usize>(
+    out: &mut [f32],
+    out_stride: usize,
+    bytes: &[u8],
+    acts: &[BlockQ8],
+    nb: usize,
+    n: usize,
+    codes: impl Fn(&[u8; BB]) -> Codes + Copy,
+) -> usize {
+    let rb = nb * BB;
+    let groups = n - n % MATMUL_GROUP;
+    if rb == 0 || acts.len() < groups * nb {
+        return 0;
+    }
+    for t0 in (0..groups).step_by(MATMUL_GROUP) {
+        let token: [&[BlockQ8]; MATMUL_GROUP] =
+            core::array::from_fn(|i| &acts[(t0 + i) * nb..(t0 + i + 1) * nb]);
+        for (r, row) in bytes.chunks_exact(rb).enumerate() {
+            for (i, v) in dot4_one_row(row, token, codes).into_iter().enumerate() {
+                if let Some(o) = out.get_mut((t0 + i) * out_stride + r) {
+                    *o = v;
+                }
+            }
+        }
+    }
+    groups
+}
+
+/// [`matmul_groups`] of q8_0 rows (34-byte blocks).
+pub(crate) fn matmul_q8_0(
+    out: &mut [f32],
+    out_stride: usize,
+    bytes: &[u8],
+    acts: &[BlockQ8],
+    nb: usize,
+    n: usize,
+) -> usize {
+    matmul_groups(out, out_stride, bytes, acts, nb, n, q8_0_codes)
+}
+
+/// [`matmul_groups`] of q4_0 rows (18-byte blocks).
+pub(crate) fn matmul_q4_0(
+    out: &mut [f32],
+    out_stride: usize,
+    bytes: &[u8],
+    acts: &[BlockQ8],
+    nb: usize,
+    n: usize,
+) -> usize {
+    matmul_groups(out, out_stride, bytes, acts, nb, n, q4_0_codes)
+}

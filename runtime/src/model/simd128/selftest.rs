@@ -12,12 +12,16 @@
 //! and four activations), `dot4_q4_0` and the
 //! wired `kernels::dot_q8_0_rows` / `dot_q4_0_rows` with the portable single-row kernels
 //! `kernels::dot_q8_0_row` / `dot_q4_0_row`, each chain over its own blocks; and the whole-matrix
-//! `matvec_q8_0` / `matvec_q4_0` on 0 to 20 rows, row by row against the same single-row kernels.
+//! `matvec_q8_0` / `matvec_q4_0` on 0 to 20 rows, row by row against the same single-row kernels,
+//! and the prefill kernels `matmul_q8_0` / `matmul_q4_0` on 0 to 10 rows × 0 to 10 tokens.
 
 use alloc::vec::Vec;
 use core::arch::wasm32::{f32x4_extract_lane, u32x4};
 
-use super::{dot4_q4_0, dot4_q8_0, f16x4_to_f32x4, matvec_q4_0, matvec_q8_0, MATVEC_GROUP};
+use super::{
+    dot4_q4_0, dot4_q8_0, f16x4_to_f32x4, matmul_q4_0, matmul_q8_0, matvec_q4_0, matvec_q8_0,
+    MATMUL_GROUP, MATVEC_GROUP,
+};
 use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
 use crate::model::kernels::{dot_q4_0_row, dot_q4_0_rows, dot_q8_0_row, dot_q8_0_rows};
 use crate::model::quant::{f16_to_f32, BlockQ8};
@@ -205,7 +209,12 @@ fn case_agrees(rng: &mut Rng) -> bool {
     );
     let want = reference(&q4, &shared, dot_q4_0_row);
     let ok_q4 = agree(dot4_q4_0(q4, each[0]), want) && agree(dot_q4_0_rows(q4, each[0]), want);
-    ok_each && ok_shared && ok_one_row && ok_q4 && matvec_agrees(rng, base)
+    ok_each
+        && ok_shared
+        && ok_one_row
+        && ok_q4
+        && matvec_agrees(rng, base)
+        && matmul_agrees(rng, base)
 }
 
 /// The whole-matrix kernels on a matrix of 0 to 20 rows of `blocks` blocks: they compute
@@ -234,4 +243,39 @@ fn matvec_agrees(rng: &mut Rng, blocks: usize) -> bool {
     };
     check(Q8_0_BLOCK_BYTES, rng, matvec_q8_0, dot_q8_0_row)
         && check(Q4_0_BLOCK_BYTES, rng, matvec_q4_0, dot_q4_0_row)
+}
+
+/// The whole-product prefill kernels on 0 to 10 rows of `blocks` blocks and 0 to 10 tokens,
+/// with an output stride wider than the rows: they compute exactly the whole groups of
+/// [`MATMUL_GROUP`] tokens, each output bit for bit its single-row product, and write nothing
+/// else.
+fn matmul_agrees(rng: &mut Rng, blocks: usize) -> bool {
+    let rows = rng.below(11) as usize;
+    let n = rng.below(11) as usize;
+    let stride = rows + 1;
+    let acts = rng.act(blocks * n);
+    let whole = if blocks == 0 {
+        0
+    } else {
+        n / MATMUL_GROUP * MATMUL_GROUP
+    };
+    type Kernel = fn(&mut [f32], usize, &[u8], &[BlockQ8], usize, usize) -> usize;
+    let check = |bb: usize, rng: &mut Rng, kernel: Kernel, dot: fn(&[u8], &[BlockQ8]) -> f32| {
+        let bytes: Vec<u8> = (0..rows).flat_map(|_| rng.row(blocks, bb, 0)).collect();
+        let sentinel = f32::from_bits(0x7fc0_0bad);
+        let mut out = alloc::vec![sentinel; n * stride];
+        let done = kernel(&mut out, stride, &bytes, &acts, blocks, n);
+        done == whole
+            && (0..n * stride).all(|i| {
+                let (t, r) = (i / stride, i % stride);
+                if t < done && r < rows {
+                    let row = &bytes[r * blocks * bb..(r + 1) * blocks * bb];
+                    same(out[i], dot(row, &acts[t * blocks..(t + 1) * blocks]))
+                } else {
+                    out[i].to_bits() == sentinel.to_bits()
+                }
+            })
+    };
+    check(Q8_0_BLOCK_BYTES, rng, matmul_q8_0, dot_q8_0_row)
+        && check(Q4_0_BLOCK_BYTES, rng, matmul_q4_0, dot_q4_0_row)
 }
