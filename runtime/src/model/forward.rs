@@ -8,8 +8,9 @@
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::model::batch::Batch;
+use crate::model::cpu;
 use crate::model::kernels::{self, dot_f32, matvec, ActScratch};
-use crate::model::math::{cos_f32, pow_f32, sin_f32, softmax_in_place, sqrt_f32, swiglu_in_place};
+use crate::model::math::{self, cos_f32, pow_f32, sin_f32, sqrt_f32, swiglu_in_place};
 use crate::model::weights::{Model, TensorLoc};
 use alloc::vec::Vec;
 
@@ -205,6 +206,25 @@ impl Heads {
         att: &mut [f32],
         out: &mut [f32],
     ) {
+        // One dispatch for the whole call: the dot products, the softmax and the weighted sum
+        // are inlined into the instance of the level (the same source, the same bits).
+        cpu::run(
+            #[inline(always)]
+            || self.attend_body(q, keys, values, pos, att, out),
+        )
+    }
+
+    /// [`Heads::attend`] in the current instance.
+    #[inline(always)]
+    fn attend_body(
+        &self,
+        q: &[f32],
+        keys: &[f32],
+        values: &[f32],
+        pos: usize,
+        att: &mut [f32],
+        out: &mut [f32],
+    ) {
         let (hd, kv_dim) = (self.head_dim, self.kv_dim);
         for h in 0..self.n_heads {
             let q = &q[h * hd..(h + 1) * hd];
@@ -212,9 +232,9 @@ impl Heads {
             let att = &mut att[..=pos];
             for (t, a) in att.iter_mut().enumerate() {
                 let k = t * kv_dim + kv_off;
-                *a = dot_f32(q, &keys[k..k + hd]) / self.scale;
+                *a = kernels::dot_f32_body(q, &keys[k..k + hd]) / self.scale;
             }
-            softmax_in_place(att);
+            math::softmax_body(att);
             let out = &mut out[h * hd..(h + 1) * hd];
             out.fill(0.0);
             for (t, &a) in att.iter().enumerate() {

@@ -119,9 +119,9 @@ fn load_f16(e: &[u8]) -> f32 {
     f16_to_f32(u16::from_le_bytes([e[0], e[1]]))
 }
 
-/// [`dot_f32`] without dispatch.
+/// [`dot_f32`] without dispatch (for callers already inside [`cpu::run`]).
 #[inline(always)]
-fn dot_f32_body(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot_f32_body(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (ac, at) = arrays::<f32, LANES>(&a[..n]);
     let (bc, bt) = arrays::<f32, LANES>(&b[..n]);

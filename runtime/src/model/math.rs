@@ -450,9 +450,10 @@ pub fn softmax_in_place(x: &mut [f32]) {
     )
 }
 
-/// [`softmax_in_place`] in the current instance (the max and the exponentials are scalar).
+/// [`softmax_in_place`] in the current instance, without dispatch (for callers already inside
+/// [`crate::model::cpu::run`]).
 #[inline(always)]
-fn softmax_body(x: &mut [f32]) {
+pub(crate) fn softmax_body(x: &mut [f32]) {
     let Some(&first) = x.first() else {
         return;
     };
