@@ -26,15 +26,15 @@
 //! run-time detection.
 
 use core::arch::x86_64::{
-    __m128, __m128i, __m256, __m256i, _mm256_add_epi32, _mm256_add_ps, _mm256_and_si256,
-    _mm256_broadcastsi128_si256, _mm256_castps256_ps128, _mm256_castsi256_si128,
+    __m128, __m128i, __m256, __m256i, _mm256_abs_epi8, _mm256_add_epi32, _mm256_add_ps,
+    _mm256_and_si256, _mm256_broadcastsi128_si256, _mm256_castps256_ps128, _mm256_castsi256_si128,
     _mm256_cvtepi32_ps, _mm256_cvtepi8_epi16, _mm256_cvtph_ps, _mm256_extractf128_ps,
     _mm256_extracti128_si256, _mm256_hadd_epi32, _mm256_madd_epi16, _mm256_maddubs_epi16,
     _mm256_mul_ps, _mm256_set1_epi16, _mm256_set1_epi8, _mm256_set1_ps, _mm256_set_epi64x,
-    _mm256_set_m128i, _mm256_setr_epi32, _mm256_setr_ps, _mm256_srlv_epi32, _mm256_sub_epi16,
-    _mm_add_epi32, _mm_add_ps, _mm_cvtepi32_ps, _mm_cvtph_ps, _mm_cvtss_f32, _mm_extract_ps,
-    _mm_mul_ps, _mm_prefetch, _mm_set1_epi16, _mm_set1_ps, _mm_set_epi64x, _mm_setr_ps,
-    _mm_setzero_ps, _MM_HINT_T0,
+    _mm256_set_m128i, _mm256_setr_epi32, _mm256_setr_ps, _mm256_sign_epi8, _mm256_srlv_epi32,
+    _mm256_sub_epi16, _mm256_sub_epi32, _mm_add_epi32, _mm_add_ps, _mm_cvtepi32_ps, _mm_cvtph_ps,
+    _mm_cvtss_f32, _mm_extract_ps, _mm_mul_ps, _mm_prefetch, _mm_set1_epi16, _mm_set1_ps,
+    _mm_set_epi64x, _mm_setr_ps, _mm_setzero_ps, _MM_HINT_T0,
 };
 
 use core::slice::ChunksExact;
@@ -481,9 +481,14 @@ pub(crate) const MATMUL_GROUP: usize = 8;
 /// Batched prefill's product for the whole groups of [`MATMUL_GROUP`] tokens: for every row r of
 /// `bytes` (`nb` blocks of `BB` bytes) and token t of a group, `out[t * out_stride + r]` = the
 /// chain of row r with token t's activation `acts[t * nb..(t + 1) * nb]`, bit for bit
-/// `dot_q*_row`. A row block is unpacked once (`unpack`) for the group's eight tokens
-/// (`products` gives the eight i32 lanes summing to its exact integer sum with one token's
-/// block). Returns the number of tokens done (the caller does the rest).
+/// `dot_q*_row`. Returns the number of tokens done (the caller does the rest).
+///
+/// A row block is unpacked once (`unpack`) for the group's eight tokens; `products` gives the
+/// eight i32 lanes whose sum minus `bias` of the token's block is the block's exact integer
+/// sum; a token block failing `accept` (the products' precondition) ends the work at its group.
+/// What depends only on the tokens is gathered once per group into `dx` and `biases`
+/// (`[block][token]`, at least `nb * 8` long, else nothing is done): the activation scales and
+/// the biases, one 8-lane load per block for every row.
 #[target_feature(enable = "avx2,f16c")]
 #[inline]
 #[allow(clippy::too_many_arguments)]
@@ -494,23 +499,55 @@ fn matmul_groups<const BB: usize, U: Copy>(
     acts: &[BlockQ8],
     nb: usize,
     n: usize,
+    (dx, biases): (&mut [f32], &mut [i32]),
     unpack: impl Fn(&[u8; BB]) -> U,
     products: impl Fn(U, &BlockQ8) -> __m256i,
+    bias: impl Fn(&BlockQ8) -> i32,
+    accept: impl Fn(&BlockQ8) -> bool,
 ) -> usize {
     let rb = nb * BB;
     let groups = n - n % MATMUL_GROUP;
-    if rb == 0 || acts.len() < groups * nb {
+    let Some(lanes_len) = nb.checked_mul(MATMUL_GROUP) else {
+        return 0;
+    };
+    if rb == 0 || acts.len() < groups * nb || dx.len() < lanes_len || biases.len() < lanes_len {
         return 0;
     }
+    let (dx, biases) = (&mut dx[..lanes_len], &mut biases[..lanes_len]);
     for t0 in (0..groups).step_by(MATMUL_GROUP) {
         let token: [&[BlockQ8]; MATMUL_GROUP] =
             core::array::from_fn(|i| &acts[(t0 + i) * nb..(t0 + i + 1) * nb]);
+        for (b, (d, s)) in dx
+            .chunks_exact_mut(MATMUL_GROUP)
+            .zip(biases.chunks_exact_mut(MATMUL_GROUP))
+            .enumerate()
+        {
+            for ((d, s), t) in d.iter_mut().zip(s.iter_mut()).zip(&token) {
+                match t.get(b) {
+                    Some(x) if accept(x) => {
+                        *d = x.d;
+                        *s = bias(x);
+                    }
+                    // A block outside the kernel's precondition: this group and the rest go
+                    // to the caller's general path.
+                    _ => return t0,
+                }
+            }
+        }
+        let group_lanes = dx
+            .chunks_exact(MATMUL_GROUP)
+            .zip(biases.chunks_exact(MATMUL_GROUP));
         for (r, row) in bytes.chunks_exact(rb).enumerate() {
             let mut acc = _mm256_set1_ps(0.0);
-            for (b, blk) in row.chunks_exact(BB).enumerate() {
+            for (b, (blk, (d, s))) in row.chunks_exact(BB).zip(group_lanes.clone()).enumerate() {
                 // The same block of the next row.
                 prefetch(blk, rb);
-                let (Some(blk), Some(x)) = (block::<BB>(blk), each_block(&token, b)) else {
+                let (Some(blk), Some(x), Some(d), Some(s)) = (
+                    block::<BB>(blk),
+                    each_block(&token, b),
+                    d.first_chunk::<MATMUL_GROUP>(),
+                    s.first_chunk::<MATMUL_GROUP>(),
+                ) else {
                     break;
                 };
                 let w = unpack(blk);
@@ -526,11 +563,13 @@ fn matmul_groups<const BB: usize, U: Copy>(
                     products(w, x[6]),
                     products(w, x[7]),
                 );
-                let dw = _mm256_cvtph_ps(_mm_set1_epi16(scale_bits(blk) as i16));
-                let dx = _mm256_setr_ps(
-                    x[0].d, x[1].d, x[2].d, x[3].d, x[4].d, x[5].d, x[6].d, x[7].d,
+                let sumi = _mm256_sub_epi32(
+                    _mm256_set_m128i(hi, lo),
+                    _mm256_setr_epi32(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]),
                 );
-                acc = step8(acc, _mm256_set_m128i(hi, lo), dw, dx);
+                let dw = _mm256_cvtph_ps(_mm_set1_epi16(scale_bits(blk) as i16));
+                let dx = _mm256_setr_ps(d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]);
+                acc = step8(acc, sumi, dw, dx);
             }
             for (i, v) in lanes8(acc).into_iter().enumerate() {
                 if let Some(o) = out.get_mut((t0 + i) * out_stride + r) {
@@ -555,8 +594,12 @@ fn each_block<'a>(
     Some(out)
 }
 
-/// [`matmul_groups`] of q8_0 rows (34-byte blocks): a row block is sign-extended once for the
-/// eight tokens.
+/// [`matmul_groups`] of q8_0 rows (34-byte blocks): a row block's codes and their magnitudes
+/// are loaded once for the eight tokens; per token `vpsignb` gives the activation codes times
+/// the weight codes' signs and `vpmaddubsw` multiplies them with the magnitudes (0..=128 as
+/// unsigned bytes), which is w · x exactly when |x| ≤ 127: the pair sums stay within
+/// 2 · 128 · 127 < 2^15. Activation blocks with a code −128 (never made by
+/// `quantize_act_q8_0`, which clamps to ±127) are left to the caller.
 #[target_feature(enable = "avx2,f16c")]
 pub(crate) fn matmul_q8_0(
     out: &mut [f32],
@@ -565,7 +608,9 @@ pub(crate) fn matmul_q8_0(
     acts: &[BlockQ8],
     nb: usize,
     n: usize,
+    lanes: (&mut [f32], &mut [i32]),
 ) -> usize {
+    let ones = _mm256_set1_epi16(1);
     matmul_groups::<Q8_0_BLOCK_BYTES, _>(
         out,
         out_stride,
@@ -573,13 +618,31 @@ pub(crate) fn matmul_q8_0(
         acts,
         nb,
         n,
-        |w| widen_row(w),
-        |w, x| q8_0_products(w, widen_act(x)),
+        lanes,
+        |blk| {
+            let w = _mm256_set_epi64x(word(blk, 26), word(blk, 18), word(blk, 10), word(blk, 2));
+            (w, _mm256_abs_epi8(w))
+        },
+        |(w, magnitudes), x| {
+            let q = &x.qs;
+            let codes = _mm256_set_epi64x(
+                code_word(q, 24),
+                code_word(q, 16),
+                code_word(q, 8),
+                code_word(q, 0),
+            );
+            let signed = _mm256_sign_epi8(codes, w);
+            _mm256_madd_epi16(_mm256_maddubs_epi16(magnitudes, signed), ones)
+        },
+        |_| 0,
+        |x| !x.qs.contains(&i8::MIN),
     )
 }
 
-/// [`matmul_groups`] of q4_0 rows (18-byte blocks): a row block's nibbles are unpacked once for
-/// the eight tokens, each token's codes are used as bytes (`vpmaddubsw`, as [`dot4_q4_0`]).
+/// [`matmul_groups`] of q4_0 rows (18-byte blocks): a row block's nibbles (0..15) are unpacked
+/// once for the eight tokens and multiplied with each token's codes as bytes (`vpmaddubsw`);
+/// the bias 8 × Σ codes of the token's block, gathered once per group, is subtracted from the
+/// reduced sums: Σ (nibble − 8) · code = Σ nibble · code − 8 · Σ code, exactly.
 #[target_feature(enable = "avx2,f16c")]
 pub(crate) fn matmul_q4_0(
     out: &mut [f32],
@@ -588,10 +651,10 @@ pub(crate) fn matmul_q4_0(
     acts: &[BlockQ8],
     nb: usize,
     n: usize,
+    lanes: (&mut [f32], &mut [i32]),
 ) -> usize {
     let low_nibbles = _mm256_set1_epi8(0x0f);
     let nibble_shift = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
-    let eight = _mm256_set1_epi8(8);
     let ones = _mm256_set1_epi16(1);
     matmul_groups::<Q4_0_BLOCK_BYTES, _>(
         out,
@@ -600,6 +663,7 @@ pub(crate) fn matmul_q4_0(
         acts,
         nb,
         n,
+        lanes,
         |blk| {
             let packed = _mm256_broadcastsi128_si256(load16(blk, 2));
             _mm256_and_si256(_mm256_srlv_epi32(packed, nibble_shift), low_nibbles)
@@ -612,9 +676,9 @@ pub(crate) fn matmul_q4_0(
                 code_word(q, 8),
                 code_word(q, 0),
             );
-            let bias = _mm256_maddubs_epi16(eight, codes);
-            let pairs = _mm256_sub_epi16(_mm256_maddubs_epi16(nibbles, codes), bias);
-            _mm256_madd_epi16(pairs, ones)
+            _mm256_madd_epi16(_mm256_maddubs_epi16(nibbles, codes), ones)
         },
+        |x| 8 * x.qs.iter().map(|&c| i32::from(c)).sum::<i32>(),
+        |_| true,
     )
 }

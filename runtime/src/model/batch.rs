@@ -103,7 +103,15 @@ pub struct MatmulScratch {
     row: Vec<f32>,
     /// One q4_0 row widened to q8_0 blocks (q4_0 weights).
     row_q8: Vec<u8>,
+    /// Per block, the activation scales and code biases of one group of [`GROUP_TOKENS`]
+    /// tokens (`[block][token]`), gathered by the hand-written prefill kernels.
+    group_dx: Vec<f32>,
+    group_bias: Vec<i32>,
 }
+
+/// Tokens whose per-block activation data the prefill kernels gather together (the largest
+/// token group of any hand-written kernel: 8 on AVX2).
+const GROUP_TOKENS: usize = 8;
 
 impl MatmulScratch {
     /// Room for `capacity` tokens of activations up to `max_cols` long.
@@ -115,12 +123,18 @@ impl MatmulScratch {
             act: filled(size(&[capacity, max_cols / QK])?, BlockQ8::ZERO)?,
             row: filled(max_cols, 0.0)?,
             row_q8: filled(size(&[max_cols / QK, Q8_0_BLOCK_BYTES])?, 0u8)?,
+            group_dx: filled(size(&[max_cols / QK, GROUP_TOKENS])?, 0.0)?,
+            group_bias: filled(size(&[max_cols / QK, GROUP_TOKENS])?, 0)?,
         })
     }
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.row.len() * 4 + self.row_q8.len() + self.act.len() * core::mem::size_of::<BlockQ8>()
+        self.row.len() * 4
+            + self.row_q8.len()
+            + self.act.len() * core::mem::size_of::<BlockQ8>()
+            + self.group_dx.len() * 4
+            + self.group_bias.len() * 4
     }
 
     /// `out[b][r] = w_r · x[b]` for `n` tokens (`out` rows of `out_stride` floats, `x` rows of
@@ -203,7 +217,8 @@ impl MatmulScratch {
                 }
                 // Whole groups of tokens in a hand-written whole-product kernel where there is
                 // one, the rest below.
-                let done = matmul_groups(w.dtype, out, out_stride, w.bytes, act, nb, n);
+                let lanes = (&mut self.group_dx[..], &mut self.group_bias[..]);
+                let done = matmul_groups(w.dtype, out, out_stride, w.bytes, act, nb, n, lanes);
                 if done == n {
                     return Ok(());
                 }
@@ -249,6 +264,7 @@ impl MatmulScratch {
 /// first, each output bit for bit its single-row product. Returns the number of tokens done (0
 /// where there is no such kernel).
 #[inline]
+#[allow(clippy::too_many_arguments)]
 fn matmul_groups(
     dtype: DType,
     out: &mut [f32],
@@ -257,22 +273,26 @@ fn matmul_groups(
     acts: &[BlockQ8],
     nb: usize,
     n: usize,
+    lanes: (&mut [f32], &mut [i32]),
 ) -> usize {
     #[cfg(target_arch = "x86_64")]
     return match dtype {
-        DType::Q8_0 => cpu::avx2_matmul_q8_0(out, out_stride, bytes, acts, nb, n),
-        DType::Q4_0 => cpu::avx2_matmul_q4_0(out, out_stride, bytes, acts, nb, n),
+        DType::Q8_0 => cpu::avx2_matmul_q8_0(out, out_stride, bytes, acts, nb, n, lanes),
+        DType::Q4_0 => cpu::avx2_matmul_q4_0(out, out_stride, bytes, acts, nb, n, lanes),
         _ => 0,
     };
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    return match dtype {
-        DType::Q8_0 => simd128::matmul_q8_0(out, out_stride, bytes, acts, nb, n),
-        DType::Q4_0 => simd128::matmul_q4_0(out, out_stride, bytes, acts, nb, n),
-        _ => 0,
+    return {
+        let _ = lanes; // the simd128 kernels gather nothing
+        match dtype {
+            DType::Q8_0 => simd128::matmul_q8_0(out, out_stride, bytes, acts, nb, n),
+            DType::Q4_0 => simd128::matmul_q4_0(out, out_stride, bytes, acts, nb, n),
+            _ => 0,
+        }
     };
     #[allow(unreachable_code)]
     {
-        let _ = (dtype, out, out_stride, bytes, acts, nb, n);
+        let _ = (dtype, out, out_stride, bytes, acts, nb, n, lanes);
         0
     }
 }
@@ -299,6 +319,51 @@ fn q4_0_to_q8_0(q4: &[u8], q8: &mut [u8]) {
 mod tests {
     use super::*;
     use crate::model::kernels::dot_q4_0_row;
+
+    /// The AVX2 q8_0 prefill kernel multiplies through `vpsignb`, exact only for activation
+    /// codes in ±127: a group holding a −128 code is left to the general path (the tokens before
+    /// it are done, nothing after it is written).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx2_q8_0_prefill_kernel_leaves_code_minus_128_to_the_general_path() {
+        if cpu::isa() != cpu::Isa::Avx2 {
+            // No AVX2 on this CPU: the kernel does not run here (CI machines have it).
+            return;
+        }
+        let (rows, nb, n) = (3usize, 2usize, 16usize);
+        let bytes: Vec<u8> = (0..rows * nb)
+            .flat_map(|b| {
+                let d = 0x3555u16.to_le_bytes();
+                let codes = (0..QK).map(move |j| ((j * 37 + b * 11) % 256) as u8);
+                d.into_iter().chain(codes)
+            })
+            .collect();
+        let mut acts: Vec<BlockQ8> = (0..n * nb)
+            .map(|k| BlockQ8 {
+                qs: core::array::from_fn(|j| (((j * 29 + k * 5) % 255) as i32 - 127) as i8),
+                d: 0.0173 + k as f32,
+            })
+            .collect();
+        acts[11 * nb + 1].qs[7] = i8::MIN; // token 11, block 1
+        let sentinel = f32::from_bits(0x7fc0_0bad);
+        let mut out = alloc::vec![sentinel; n * rows];
+        let (mut dx, mut bias) = (alloc::vec![0.0; nb * 8], alloc::vec![0; nb * 8]);
+        let done =
+            cpu::avx2_matmul_q8_0(&mut out, rows, &bytes, &acts, nb, n, (&mut dx, &mut bias));
+        assert_eq!(done, 8);
+        for t in 0..n {
+            for r in 0..rows {
+                let got = out[t * rows + r];
+                if t < done {
+                    let row = &bytes[r * nb * Q8_0_BLOCK_BYTES..(r + 1) * nb * Q8_0_BLOCK_BYTES];
+                    let want = dot_q8_0_row(row, &acts[t * nb..(t + 1) * nb]);
+                    assert_eq!(got.to_bits(), want.to_bits(), "token {t} row {r}");
+                } else {
+                    assert_eq!(got.to_bits(), sentinel.to_bits(), "token {t} row {r}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn a_q4_0_row_widened_to_q8_0_gives_the_same_bits() {

@@ -178,8 +178,9 @@ pub(crate) fn avx2_matvec_q4_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -
 }
 
 /// The hand-written AVX2 prefill kernel of q8_0 rows (`model/avx2.rs`): the whole groups of
-/// eight tokens of a batched product, bit for bit the single-row products. Returns the tokens
-/// done (0 below [`Isa::Avx2`]).
+/// eight tokens of a batched product, bit for bit the single-row products; `lanes` is its
+/// scratch for the tokens' per-block scales and biases. Returns the tokens done (0 below
+/// [`Isa::Avx2`]).
 #[cfg(target_arch = "x86_64")]
 #[inline]
 pub(crate) fn avx2_matmul_q8_0(
@@ -189,12 +190,13 @@ pub(crate) fn avx2_matmul_q8_0(
     acts: &[BlockQ8],
     nb: usize,
     n: usize,
+    lanes: (&mut [f32], &mut [i32]),
 ) -> usize {
     if isa() != Isa::Avx2 {
         return 0;
     }
     // SAFETY: as in `avx2_dot4_q8_0`: AVX2 and F16C were detected.
-    unsafe { avx2::matmul_q8_0(out, out_stride, bytes, acts, nb, n) }
+    unsafe { avx2::matmul_q8_0(out, out_stride, bytes, acts, nb, n, lanes) }
 }
 
 /// The hand-written AVX2 prefill kernel of q4_0 rows, as [`avx2_matmul_q8_0`].
@@ -207,10 +209,11 @@ pub(crate) fn avx2_matmul_q4_0(
     acts: &[BlockQ8],
     nb: usize,
     n: usize,
+    lanes: (&mut [f32], &mut [i32]),
 ) -> usize {
     if isa() != Isa::Avx2 {
         return 0;
     }
     // SAFETY: as in `avx2_dot4_q8_0`: AVX2 and F16C were detected.
-    unsafe { avx2::matmul_q4_0(out, out_stride, bytes, acts, nb, n) }
+    unsafe { avx2::matmul_q4_0(out, out_stride, bytes, acts, nb, n, lanes) }
 }
