@@ -18,9 +18,9 @@
 
 use core::arch::wasm32::{
     f32x4, f32x4_add, f32x4_convert_i32x4, f32x4_extract_lane, f32x4_mul, f32x4_splat, f32x4_sub,
-    i16x8_extend_low_i8x16, i16x8_sub, i32x4_add, i32x4_dot_i16x8, i32x4_eq, i32x4_shl,
-    i32x4_shuffle, u16x8_extend_low_u8x16, u16x8_shr, u16x8_splat, u32x4, u32x4_splat, u64x2, v128,
-    v128_and, v128_bitselect, v128_or,
+    i16x8_extend_low_i8x16, i16x8_splat, i16x8_sub, i32x4_add, i32x4_dot_i16x8, i32x4_eq,
+    i32x4_shl, i32x4_shuffle, i32x4_sub, u16x8_extend_low_u8x16, u16x8_shr, u16x8_splat, u32x4,
+    u32x4_splat, u64x2, v128, v128_and, v128_bitselect, v128_or,
 };
 
 #[cfg(feature = "kernel-selftest")]
@@ -87,6 +87,22 @@ fn q4_0_codes(blk: &[u8; Q4_0_BLOCK_BYTES]) -> Codes {
     let b1 = u8x8_to_u16x8(bytes::<N, 10, 8>(blk));
     let low = |b| i16x8_sub(v128_and(b, u16x8_splat(0x0f)), u16x8_splat(8));
     let high = |b| i16x8_sub(u16x8_shr(b, 4), u16x8_splat(8));
+    Codes {
+        scale: scale_bits(blk),
+        w: [low(b0), low(b1), high(b0), high(b1)],
+    }
+}
+
+/// A q4_0 block's bare nibbles (0..=15, without the −8 of its codes) in the layout of
+/// [`q4_0_codes`]: the block sums it gives exceed the true ones by 8 × Σ activation codes, which
+/// [`nibble_bias`] takes off — four subtractions per activation block instead of four per row.
+#[inline(always)]
+fn q4_0_nibbles(blk: &[u8; Q4_0_BLOCK_BYTES]) -> Codes {
+    const N: usize = Q4_0_BLOCK_BYTES;
+    let b0 = u8x8_to_u16x8(bytes::<N, 2, 8>(blk));
+    let b1 = u8x8_to_u16x8(bytes::<N, 10, 8>(blk));
+    let low = |b| v128_and(b, u16x8_splat(0x0f));
+    let high = |b| u16x8_shr(b, 4);
     Codes {
         scale: scale_bits(blk),
         w: [low(b0), low(b1), high(b0), high(b1)],
@@ -177,27 +193,48 @@ fn lanes(v: v128) -> [f32; 4] {
 }
 
 /// Four rows of `BB`-byte blocks against one activation (each activation block is loaded and
-/// widened once for the four rows). Uses `min(row blocks, act.len())` blocks.
+/// widened once for the four rows). Uses `min(row blocks, act.len())` blocks. `bias` gives, from
+/// an activation block's widened codes, what is subtracted from every row's block sum (the
+/// codes may be stored with an offset, as q4_0's nibbles: see [`q4_0_nibbles`]).
 #[inline(always)]
 fn dot4_shared<const BB: usize>(
     rows: [&[u8]; 4],
     act: &[BlockQ8],
     codes: impl Fn(&[u8; BB]) -> Codes,
+    bias: impl Fn(&[v128; 4]) -> v128,
 ) -> [f32; 4] {
     let [r0, r1, r2, r3] = rows.map(|r| arrays::<u8, BB>(r).0);
     let mut acc = f32x4_splat(0.0);
     for ((((b0, b1), b2), b3), a) in r0.zip(r1).zip(r2).zip(r3).zip(act) {
         let x = act_codes(a);
         let (c0, c1, c2, c3) = (codes(b0), codes(b1), codes(b2), codes(b3));
-        let sumi = sum4(
-            block_partials(&c0.w, &x),
-            block_partials(&c1.w, &x),
-            block_partials(&c2.w, &x),
-            block_partials(&c3.w, &x),
+        let sumi = i32x4_sub(
+            sum4(
+                block_partials(&c0.w, &x),
+                block_partials(&c1.w, &x),
+                block_partials(&c2.w, &x),
+                block_partials(&c3.w, &x),
+            ),
+            bias(&x),
         );
         acc = step(acc, sumi, [&c0, &c1, &c2, &c3], f32x4_splat(a.d));
     }
     lanes(acc)
+}
+
+/// No bias (codes stored as they are).
+#[inline(always)]
+fn no_bias(_: &[v128; 4]) -> v128 {
+    u32x4_splat(0)
+}
+
+/// The bias of [`q4_0_nibbles`] in every lane: 8 × the sum of the activation block's 32 codes
+/// (exact in i32), since Σ (nibble − 8) · code = Σ nibble · code − 8 · Σ code.
+#[inline(always)]
+fn nibble_bias(x: &[v128; 4]) -> v128 {
+    let eight = i16x8_splat(8);
+    let p = block_partials(&[eight; 4], x);
+    sum4(p, p, p, p)
 }
 
 /// Four (row, activation) chains of `BB`-byte blocks. Uses the fewest blocks of any chain.
@@ -264,7 +301,7 @@ pub(crate) fn dot4_q8_0(rows: [&[u8]; 4], acts: [&[BlockQ8]; 4]) -> [f32; 4] {
     let [a0, a1, a2, a3] = acts;
     let [r0, r1, r2, r3] = rows;
     let acc = if core::ptr::eq(a0, a1) && core::ptr::eq(a0, a2) && core::ptr::eq(a0, a3) {
-        dot4_shared(rows, &a0[..common], q8_0_codes)
+        dot4_shared(rows, &a0[..common], q8_0_codes, no_bias)
     } else if core::ptr::eq(r0, r1) && core::ptr::eq(r0, r2) && core::ptr::eq(r0, r3) {
         dot4_one_row(r0, acts.map(|a| &a[..common]), q8_0_codes)
     } else {
@@ -281,7 +318,7 @@ pub(crate) fn dot4_q8_0(rows: [&[u8]; 4], acts: [&[BlockQ8]; 4]) -> [f32; 4] {
 /// [`dot4_q8_0`].
 pub(crate) fn dot4_q4_0(rows: [&[u8]; 4], act: &[BlockQ8]) -> [f32; 4] {
     let (counts, common) = chain_blocks::<Q4_0_BLOCK_BYTES>(rows, [act; 4]);
-    let acc = dot4_shared(rows, &act[..common], q4_0_codes);
+    let acc = dot4_shared(rows, &act[..common], q4_0_nibbles, nibble_bias);
     if counts.iter().all(|&c| c == common) {
         return acc;
     }
@@ -302,6 +339,7 @@ fn matvec_groups<const BB: usize>(
     bytes: &[u8],
     act: &[BlockQ8],
     codes: impl Fn(&[u8; BB]) -> Codes + Copy,
+    bias: impl Fn(&[v128; 4]) -> v128 + Copy,
 ) -> usize {
     let rb = act.len() * BB;
     if rb == 0 {
@@ -313,7 +351,7 @@ fn matvec_groups<const BB: usize>(
         .zip(bytes.chunks_exact(rb * MATVEC_GROUP))
     {
         let rows: [&[u8]; MATVEC_GROUP] = core::array::from_fn(|i| &g[i * rb..(i + 1) * rb]);
-        o.copy_from_slice(&dot4_shared(rows, act, codes));
+        o.copy_from_slice(&dot4_shared(rows, act, codes, bias));
         done += MATVEC_GROUP;
     }
     done
@@ -323,12 +361,12 @@ fn matvec_groups<const BB: usize>(
 /// matrix times `act`, each bit for bit `kernels::dot_q8_0_row(row, act)`. Returns the rows
 /// computed.
 pub(crate) fn matvec_q8_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usize {
-    matvec_groups(out, bytes, act, q8_0_codes)
+    matvec_groups(out, bytes, act, q8_0_codes, no_bias)
 }
 
 /// The q4_0 rows (18-byte blocks) of the whole groups of four, as [`matvec_q8_0`].
 pub(crate) fn matvec_q4_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usize {
-    matvec_groups(out, bytes, act, q4_0_codes)
+    matvec_groups(out, bytes, act, q4_0_nibbles, nibble_bias)
 }
 
 /// Tokens per group of the whole-product prefill kernels (four chains, as [`dot4_one_row`]).
