@@ -109,9 +109,10 @@ pub struct MatmulScratch {
     group_bias: Vec<i32>,
 }
 
-/// Tokens whose per-block activation data the prefill kernels gather together (the largest
-/// token group of any hand-written kernel: 8 on AVX2).
-const GROUP_TOKENS: usize = 8;
+/// Tokens whose per-block activation data the prefill kernels gather together: the AVX2
+/// kernels' group of 8 on x86-64; nothing elsewhere (no other kernel gathers, and wasm memory is
+/// budgeted to the page).
+const GROUP_TOKENS: usize = if cfg!(target_arch = "x86_64") { 8 } else { 0 };
 
 impl MatmulScratch {
     /// Room for `capacity` tokens of activations up to `max_cols` long.
