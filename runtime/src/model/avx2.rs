@@ -1,5 +1,5 @@
 //! Hand-written AVX2 kernels of the q8_0 and q4_0 dot products (spec/determinism.md, SIMD
-//! paths), four independent chains per call, each in the spec's serial order:
+//! paths), four or eight independent chains per call, each in the spec's serial order:
 //! `acc = acc + (f32(sumi) * (dw * dx))` per block, blocks ascending, acc starting at +0.0.
 //!
 //! - The integer block sums are exact, so they are free to use any instruction order: q8_0 codes
@@ -18,6 +18,15 @@
 //!
 //! Chains longer than the shortest one finish their remaining blocks in the portable code
 //! ([`crate::model::kernels`]), continuing the same accumulator in the same order.
+//!
+//! Two kernels work on whole matrices with eight chains and a 256-bit float step (lane i =
+//! chain i, the same three roundings):
+//! - [`matvec_q8_0`] / [`matvec_q4_0`] (decode): eight rows per pass against one activation,
+//!   over every whole group of eight rows of the matrix in one call;
+//! - [`matmul_q8_0`] / [`matmul_q4_0`] (batched prefill): one row block against eight tokens. The
+//!   tokens' scales and q4_0 biases are gathered once per group for all rows; q8_0 multiplies
+//!   through `vpsignb` + `vpmaddubsw`, exact for activation codes within ±127 (blocks holding
+//!   −128 are left to the caller).
 //!
 //! No unsafe code: with Rust ≥ 1.87 the pointer-free intrinsics are safe to call inside
 //! `#[target_feature]` functions, and all loads are built from byte arrays (`_mm_set_epi64x` of
