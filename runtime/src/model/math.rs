@@ -479,7 +479,7 @@ pub fn silu_f32(x: f32) -> f32 {
 }
 
 /// SwiGLU's gate, element by element: `gate[i] = silu(gate[i]) * up[i]` (over the shorter of
-/// the two). Element-wise, so the compiled instance of the level ([`crate::model::cpu::run`])
+/// the two). Element-wise, so the compiled instance of the level (`cpu::run`)
 /// may vectorize it without changing a bit.
 pub fn swiglu_in_place(gate: &mut [f32], up: &[f32]) {
     crate::model::cpu::run(
