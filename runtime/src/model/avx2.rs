@@ -49,6 +49,7 @@ use core::arch::x86_64::{
 use core::slice::ChunksExact;
 
 use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
+use crate::model::batch::BatchedProduct;
 use crate::model::kernels::{chain_blocks, q4_0_chain, q8_0_chain};
 use crate::model::quant::BlockQ8;
 
@@ -500,20 +501,22 @@ pub(crate) const MATMUL_GROUP: usize = 8;
 /// the biases, one 8-lane load per block for every row.
 #[target_feature(enable = "avx2,f16c")]
 #[inline]
-#[allow(clippy::too_many_arguments)]
 fn matmul_groups<const BB: usize, U: Copy>(
-    out: &mut [f32],
-    out_stride: usize,
-    bytes: &[u8],
-    acts: &[BlockQ8],
-    nb: usize,
-    n: usize,
+    p: BatchedProduct,
     (dx, biases): (&mut [f32], &mut [i32]),
     unpack: impl Fn(&[u8; BB]) -> U,
     products: impl Fn(U, &BlockQ8) -> __m256i,
     bias: impl Fn(&BlockQ8) -> i32,
     accept: impl Fn(&BlockQ8) -> bool,
 ) -> usize {
+    let BatchedProduct {
+        out,
+        out_stride,
+        bytes,
+        acts,
+        nb,
+        n,
+    } = p;
     let rb = nb * BB;
     let groups = n - n % MATMUL_GROUP;
     let Some(lanes_len) = nb.checked_mul(MATMUL_GROUP) else {
@@ -610,23 +613,10 @@ fn each_block<'a>(
 /// 2 · 128 · 127 < 2^15. Activation blocks with a code −128 (never made by
 /// `quantize_act_q8_0`, which clamps to ±127) are left to the caller.
 #[target_feature(enable = "avx2,f16c")]
-pub(crate) fn matmul_q8_0(
-    out: &mut [f32],
-    out_stride: usize,
-    bytes: &[u8],
-    acts: &[BlockQ8],
-    nb: usize,
-    n: usize,
-    lanes: (&mut [f32], &mut [i32]),
-) -> usize {
+pub(crate) fn matmul_q8_0(p: BatchedProduct, lanes: (&mut [f32], &mut [i32])) -> usize {
     let ones = _mm256_set1_epi16(1);
     matmul_groups::<Q8_0_BLOCK_BYTES, _>(
-        out,
-        out_stride,
-        bytes,
-        acts,
-        nb,
-        n,
+        p,
         lanes,
         |blk| {
             let w = _mm256_set_epi64x(word(blk, 26), word(blk, 18), word(blk, 10), word(blk, 2));
@@ -653,25 +643,12 @@ pub(crate) fn matmul_q8_0(
 /// the bias 8 × Σ codes of the token's block, gathered once per group, is subtracted from the
 /// reduced sums: Σ (nibble − 8) · code = Σ nibble · code − 8 · Σ code, exactly.
 #[target_feature(enable = "avx2,f16c")]
-pub(crate) fn matmul_q4_0(
-    out: &mut [f32],
-    out_stride: usize,
-    bytes: &[u8],
-    acts: &[BlockQ8],
-    nb: usize,
-    n: usize,
-    lanes: (&mut [f32], &mut [i32]),
-) -> usize {
+pub(crate) fn matmul_q4_0(p: BatchedProduct, lanes: (&mut [f32], &mut [i32])) -> usize {
     let low_nibbles = _mm256_set1_epi8(0x0f);
     let nibble_shift = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
     let ones = _mm256_set1_epi16(1);
     matmul_groups::<Q4_0_BLOCK_BYTES, _>(
-        out,
-        out_stride,
-        bytes,
-        acts,
-        nb,
-        n,
+        p,
         lanes,
         |blk| {
             let packed = _mm256_broadcastsi128_si256(load16(blk, 2));

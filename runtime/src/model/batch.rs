@@ -219,7 +219,15 @@ impl MatmulScratch {
                 // Whole groups of tokens in a hand-written whole-product kernel where there is
                 // one, the rest below.
                 let lanes = (&mut self.group_dx[..], &mut self.group_bias[..]);
-                let done = matmul_groups(w.dtype, out, out_stride, w.bytes, act, nb, n, lanes);
+                let product = BatchedProduct {
+                    out,
+                    out_stride,
+                    bytes: w.bytes,
+                    acts: act,
+                    nb,
+                    n,
+                };
+                let done = matmul_groups(w.dtype, product, lanes);
                 if done == n {
                     return Ok(());
                 }
@@ -260,40 +268,44 @@ impl MatmulScratch {
     }
 }
 
-/// The tokens of a batched q8_0/q4_0 product (`acts`: `n` tokens of `nb` blocks) that a
-/// hand-written whole-product kernel computes for every row: whole groups of tokens from the
-/// first, each output bit for bit its single-row product. Returns the number of tokens done (0
-/// where there is no such kernel).
+/// The operands of a batched q8_0/q4_0 product as the hand-written kernels take them: `n`
+/// tokens' activations of `nb` blocks each (`acts`, token-major) against every row of `bytes`
+/// (`nb` blocks per row); row r with token t goes to `out[t * out_stride + r]`.
+#[cfg_attr(
+    not(any(
+        target_arch = "x86_64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    )),
+    allow(dead_code) // no hand-written kernel reads it on this target
+)]
+pub(crate) struct BatchedProduct<'a> {
+    pub out: &'a mut [f32],
+    pub out_stride: usize,
+    pub bytes: &'a [u8],
+    pub acts: &'a [BlockQ8],
+    pub nb: usize,
+    pub n: usize,
+}
+
+/// The tokens of a batched q8_0/q4_0 product that a hand-written whole-product kernel computes
+/// for every row: whole groups of tokens from the first, each output bit for bit its
+/// single-row product. Returns the number of tokens done (0 where there is no such kernel).
 #[inline]
-#[allow(clippy::too_many_arguments)]
-fn matmul_groups(
-    dtype: DType,
-    out: &mut [f32],
-    out_stride: usize,
-    bytes: &[u8],
-    acts: &[BlockQ8],
-    nb: usize,
-    n: usize,
-    lanes: (&mut [f32], &mut [i32]),
-) -> usize {
+fn matmul_groups(dtype: DType, p: BatchedProduct, lanes: (&mut [f32], &mut [i32])) -> usize {
     #[cfg(target_arch = "x86_64")]
-    return match dtype {
-        DType::Q8_0 => cpu::avx2_matmul_q8_0(out, out_stride, bytes, acts, nb, n, lanes),
-        DType::Q4_0 => cpu::avx2_matmul_q4_0(out, out_stride, bytes, acts, nb, n, lanes),
-        _ => 0,
-    };
+    return cpu::avx2_matmul(dtype, p, lanes);
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     return {
         let _ = lanes; // the simd128 kernels gather nothing
         match dtype {
-            DType::Q8_0 => simd128::matmul_q8_0(out, out_stride, bytes, acts, nb, n),
-            DType::Q4_0 => simd128::matmul_q4_0(out, out_stride, bytes, acts, nb, n),
+            DType::Q8_0 => simd128::matmul_q8_0(p),
+            DType::Q4_0 => simd128::matmul_q4_0(p),
             _ => 0,
         }
     };
     #[allow(unreachable_code)]
     {
-        let _ = (dtype, out, out_stride, bytes, acts, nb, n, lanes);
+        let _ = (dtype, p, lanes);
         0
     }
 }
@@ -349,8 +361,15 @@ mod tests {
         let sentinel = f32::from_bits(0x7fc0_0bad);
         let mut out = alloc::vec![sentinel; n * rows];
         let (mut dx, mut bias) = (alloc::vec![0.0; nb * 8], alloc::vec![0; nb * 8]);
-        let done =
-            cpu::avx2_matmul_q8_0(&mut out, rows, &bytes, &acts, nb, n, (&mut dx, &mut bias));
+        let product = BatchedProduct {
+            out: &mut out,
+            out_stride: rows,
+            bytes: &bytes,
+            acts: &acts,
+            nb,
+            n,
+        };
+        let done = cpu::avx2_matmul(DType::Q8_0, product, (&mut dx, &mut bias));
         assert_eq!(done, 8);
         for t in 0..n {
             for r in 0..rows {

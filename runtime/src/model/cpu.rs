@@ -14,7 +14,9 @@
 use core::sync::atomic::{AtomicU8, Ordering};
 
 #[cfg(target_arch = "x86_64")]
-use crate::model::{avx2, quant::BlockQ8};
+use crate::format::DType;
+#[cfg(target_arch = "x86_64")]
+use crate::model::{avx2, batch::BatchedProduct, quant::BlockQ8};
 
 /// A kernel instance level, lowest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -153,67 +155,45 @@ pub(crate) fn avx2_dot4_q4_0(rows: [&[u8]; 4], act: &[BlockQ8]) -> Option<[f32; 
     Some(unsafe { avx2::dot4_q4_0(rows, act) })
 }
 
-/// The hand-written AVX2 whole-matrix q8_0 kernel (`model/avx2.rs`): the rows of the whole
-/// groups of eight of a matrix of `act.len()`-block rows, bit for bit the single-row products.
-/// Returns the rows computed (0 below [`Isa::Avx2`]).
+/// The hand-written AVX2 whole-matrix kernel of a q8_0 or q4_0 matrix (`model/avx2.rs`) of
+/// `act.len()`-block rows: the rows of its whole groups of eight, bit for bit the single-row
+/// products. Returns the rows computed (0 below [`Isa::Avx2`] and for other dtypes).
 #[cfg(target_arch = "x86_64")]
 #[inline]
-pub(crate) fn avx2_matvec_q8_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usize {
+pub(crate) fn avx2_matvec(dtype: DType, out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usize {
     if isa() != Isa::Avx2 {
         return 0;
     }
     // SAFETY: as in `avx2_dot4_q8_0`: AVX2 and F16C were detected.
-    unsafe { avx2::matvec_q8_0(out, bytes, act) }
-}
-
-/// The hand-written AVX2 whole-matrix q4_0 kernel, as [`avx2_matvec_q8_0`].
-#[cfg(target_arch = "x86_64")]
-#[inline]
-pub(crate) fn avx2_matvec_q4_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usize {
-    if isa() != Isa::Avx2 {
-        return 0;
+    unsafe {
+        match dtype {
+            DType::Q8_0 => avx2::matvec_q8_0(out, bytes, act),
+            DType::Q4_0 => avx2::matvec_q4_0(out, bytes, act),
+            _ => 0,
+        }
     }
-    // SAFETY: as in `avx2_dot4_q8_0`: AVX2 and F16C were detected.
-    unsafe { avx2::matvec_q4_0(out, bytes, act) }
 }
 
-/// The hand-written AVX2 prefill kernel of q8_0 rows (`model/avx2.rs`): the whole groups of
-/// eight tokens of a batched product, bit for bit the single-row products; `lanes` is its
-/// scratch for the tokens' per-block scales and biases. Returns the tokens done (0 below
-/// [`Isa::Avx2`]).
+/// The hand-written AVX2 prefill kernel of q8_0 or q4_0 rows (`model/avx2.rs`): the whole
+/// groups of eight tokens of a batched product, bit for bit the single-row products; `lanes` is
+/// its scratch for the tokens' per-block scales and biases. Returns the tokens done (0 below
+/// [`Isa::Avx2`] and for other dtypes).
 #[cfg(target_arch = "x86_64")]
 #[inline]
-pub(crate) fn avx2_matmul_q8_0(
-    out: &mut [f32],
-    out_stride: usize,
-    bytes: &[u8],
-    acts: &[BlockQ8],
-    nb: usize,
-    n: usize,
+pub(crate) fn avx2_matmul(
+    dtype: DType,
+    p: BatchedProduct,
     lanes: (&mut [f32], &mut [i32]),
 ) -> usize {
     if isa() != Isa::Avx2 {
         return 0;
     }
     // SAFETY: as in `avx2_dot4_q8_0`: AVX2 and F16C were detected.
-    unsafe { avx2::matmul_q8_0(out, out_stride, bytes, acts, nb, n, lanes) }
-}
-
-/// The hand-written AVX2 prefill kernel of q4_0 rows, as [`avx2_matmul_q8_0`].
-#[cfg(target_arch = "x86_64")]
-#[inline]
-pub(crate) fn avx2_matmul_q4_0(
-    out: &mut [f32],
-    out_stride: usize,
-    bytes: &[u8],
-    acts: &[BlockQ8],
-    nb: usize,
-    n: usize,
-    lanes: (&mut [f32], &mut [i32]),
-) -> usize {
-    if isa() != Isa::Avx2 {
-        return 0;
+    unsafe {
+        match dtype {
+            DType::Q8_0 => avx2::matmul_q8_0(p, lanes),
+            DType::Q4_0 => avx2::matmul_q4_0(p, lanes),
+            _ => 0,
+        }
     }
-    // SAFETY: as in `avx2_dot4_q8_0`: AVX2 and F16C were detected.
-    unsafe { avx2::matmul_q4_0(out, out_stride, bytes, acts, nb, n, lanes) }
 }

@@ -632,11 +632,7 @@ pub fn matvec(out: &mut [f32], w: &MatRef, x: &[f32], scratch: &mut ActScratch) 
 #[inline]
 fn matvec_groups(dtype: DType, out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usize {
     #[cfg(target_arch = "x86_64")]
-    return match dtype {
-        DType::Q8_0 => cpu::avx2_matvec_q8_0(out, bytes, act),
-        DType::Q4_0 => cpu::avx2_matvec_q4_0(out, bytes, act),
-        _ => 0,
-    };
+    return cpu::avx2_matvec(dtype, out, bytes, act);
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     return match dtype {
         DType::Q8_0 => simd128::matvec_q8_0(out, bytes, act),

@@ -27,6 +27,7 @@ use core::arch::wasm32::{
 pub mod selftest;
 
 use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES};
+use crate::model::batch::BatchedProduct;
 use crate::model::kernels::{arrays, chain_blocks, q4_0_chain, q8_0_chain};
 use crate::model::quant::BlockQ8;
 
@@ -379,14 +380,17 @@ pub(crate) const MATMUL_GROUP: usize = 4;
 /// number of tokens done; the caller does the rest.
 #[inline(always)]
 fn matmul_groups<const BB: usize>(
-    out: &mut [f32],
-    out_stride: usize,
-    bytes: &[u8],
-    acts: &[BlockQ8],
-    nb: usize,
-    n: usize,
+    p: BatchedProduct,
     codes: impl Fn(&[u8; BB]) -> Codes + Copy,
 ) -> usize {
+    let BatchedProduct {
+        out,
+        out_stride,
+        bytes,
+        acts,
+        nb,
+        n,
+    } = p;
     let rb = nb * BB;
     let groups = n - n % MATMUL_GROUP;
     if rb == 0 || acts.len() < groups * nb {
@@ -407,25 +411,11 @@ fn matmul_groups<const BB: usize>(
 }
 
 /// [`matmul_groups`] of q8_0 rows (34-byte blocks).
-pub(crate) fn matmul_q8_0(
-    out: &mut [f32],
-    out_stride: usize,
-    bytes: &[u8],
-    acts: &[BlockQ8],
-    nb: usize,
-    n: usize,
-) -> usize {
-    matmul_groups(out, out_stride, bytes, acts, nb, n, q8_0_codes)
+pub(crate) fn matmul_q8_0(p: BatchedProduct) -> usize {
+    matmul_groups(p, q8_0_codes)
 }
 
 /// [`matmul_groups`] of q4_0 rows (18-byte blocks).
-pub(crate) fn matmul_q4_0(
-    out: &mut [f32],
-    out_stride: usize,
-    bytes: &[u8],
-    acts: &[BlockQ8],
-    nb: usize,
-    n: usize,
-) -> usize {
-    matmul_groups(out, out_stride, bytes, acts, nb, n, q4_0_codes)
+pub(crate) fn matmul_q4_0(p: BatchedProduct) -> usize {
+    matmul_groups(p, q4_0_codes)
 }

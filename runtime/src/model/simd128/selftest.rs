@@ -23,6 +23,7 @@ use super::{
     MATMUL_GROUP, MATVEC_GROUP,
 };
 use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
+use crate::model::batch::BatchedProduct;
 use crate::model::kernels::{dot_q4_0_row, dot_q4_0_rows, dot_q8_0_row, dot_q8_0_rows};
 use crate::model::quant::{f16_to_f32, BlockQ8};
 
@@ -259,12 +260,19 @@ fn matmul_agrees(rng: &mut Rng, blocks: usize) -> bool {
     } else {
         n / MATMUL_GROUP * MATMUL_GROUP
     };
-    type Kernel = fn(&mut [f32], usize, &[u8], &[BlockQ8], usize, usize) -> usize;
+    type Kernel = fn(BatchedProduct) -> usize;
     let check = |bb: usize, rng: &mut Rng, kernel: Kernel, dot: fn(&[u8], &[BlockQ8]) -> f32| {
         let bytes: Vec<u8> = (0..rows).flat_map(|_| rng.row(blocks, bb, 0)).collect();
         let sentinel = f32::from_bits(0x7fc0_0bad);
         let mut out = alloc::vec![sentinel; n * stride];
-        let done = kernel(&mut out, stride, &bytes, &acts, blocks, n);
+        let done = kernel(BatchedProduct {
+            out: &mut out,
+            out_stride: stride,
+            bytes: &bytes,
+            acts: &acts,
+            nb: blocks,
+            n,
+        });
         done == whole
             && (0..n * stride).all(|i| {
                 let (t, r) = (i / stride, i % stride);
