@@ -23,10 +23,12 @@
 //! chain i, the same three roundings):
 //! - [`matvec_q8_0`] / [`matvec_q4_0`] (decode): eight rows per pass against one activation,
 //!   over every whole group of eight rows of the matrix in one call;
-//! - [`matmul_q8_0`] / [`matmul_q4_0`] (batched prefill): one row block against eight tokens. The
-//!   tokens' scales and q4_0 biases are gathered once per group for all rows; q8_0 multiplies
-//!   through `vpsignb` + `vpmaddubsw`, exact for activation codes within ±127 (blocks holding
-//!   −128 are left to the caller).
+//! - [`matmul_q8_0`] / [`matmul_q4_0`] (batched prefill): one row block against eight tokens,
+//!   lane t = token t throughout, so a block's eight integer sums need no horizontal reduction.
+//!   The tokens' scales, q4_0 biases and codes (as 32-bit words, word k of the eight tokens in one
+//!   vector) are gathered once per group for all rows; a row block's word k is copied to all
+//!   lanes (`vpshufd`) and multiplied with it: q4_0 nibbles by `vpmaddubsw`, q8_0 codes widened
+//!   to i16 by `vpmaddwd`, both exact for every code.
 //!
 //! No unsafe code: with Rust ≥ 1.87 the pointer-free intrinsics are safe to call inside
 //! `#[target_feature]` functions, and all loads are built from byte arrays (`_mm_set_epi64x` of
@@ -35,21 +37,22 @@
 //! run-time detection.
 
 use core::arch::x86_64::{
-    __m128, __m128i, __m256, __m256i, _mm256_abs_epi8, _mm256_add_epi32, _mm256_add_ps,
+    __m128, __m128i, __m256, __m256i, _mm256_add_epi16, _mm256_add_epi32, _mm256_add_ps,
     _mm256_and_si256, _mm256_broadcastsi128_si256, _mm256_castps256_ps128, _mm256_castsi256_si128,
     _mm256_cvtepi32_ps, _mm256_cvtepi8_epi16, _mm256_cvtph_ps, _mm256_extractf128_ps,
     _mm256_extracti128_si256, _mm256_hadd_epi32, _mm256_madd_epi16, _mm256_maddubs_epi16,
     _mm256_mul_ps, _mm256_set1_epi16, _mm256_set1_epi8, _mm256_set1_ps, _mm256_set_epi64x,
-    _mm256_set_m128i, _mm256_setr_epi32, _mm256_setr_ps, _mm256_sign_epi8, _mm256_srlv_epi32,
-    _mm256_sub_epi16, _mm256_sub_epi32, _mm_add_epi32, _mm_add_ps, _mm_cvtepi32_ps, _mm_cvtph_ps,
-    _mm_cvtss_f32, _mm_extract_ps, _mm_mul_ps, _mm_prefetch, _mm_set1_epi16, _mm_set1_ps,
-    _mm_set_epi64x, _mm_setr_ps, _mm_setzero_ps, _MM_HINT_T0,
+    _mm256_set_m128i, _mm256_setr_epi32, _mm256_setr_ps, _mm256_shuffle_epi32, _mm256_srli_epi16,
+    _mm256_srlv_epi32, _mm256_sub_epi16, _mm256_sub_epi32, _mm_add_epi32, _mm_add_ps,
+    _mm_cvtepi32_ps, _mm_cvtepi8_epi16, _mm_cvtph_ps, _mm_cvtss_f32, _mm_extract_ps, _mm_mul_ps,
+    _mm_prefetch, _mm_set1_epi16, _mm_set1_ps, _mm_set_epi64x, _mm_setr_ps, _mm_setzero_ps,
+    _MM_HINT_T0,
 };
 
 use core::slice::ChunksExact;
 
 use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
-use crate::model::batch::BatchedProduct;
+use crate::model::batch::{BatchedProduct, TokenLanes};
 use crate::model::kernels::{chain_blocks, q4_0_chain, q8_0_chain};
 use crate::model::quant::BlockQ8;
 
@@ -488,26 +491,55 @@ pub(crate) fn matvec_q4_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usi
 /// weight row, one 256-bit float step per block.
 pub(crate) const MATMUL_GROUP: usize = 8;
 
+/// Eight i32 lanes from an array (one unaligned vector load).
+#[target_feature(enable = "avx2")]
+#[inline]
+fn load_i32x8(v: &[i32; MATMUL_GROUP]) -> __m256i {
+    _mm256_setr_epi32(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7])
+}
+
+/// Eight f32 lanes from an array (one unaligned vector load).
+#[target_feature(enable = "avx2")]
+#[inline]
+fn load_f32x8(v: &[f32; MATMUL_GROUP]) -> __m256 {
+    _mm256_setr_ps(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7])
+}
+
+/// Each 32-bit word of a 128-bit lane copied to all four words of its lane: `[w0; 4], [w1; 4],
+/// [w2; 4], [w3; 4]` (per lane; with the same 16 bytes in both lanes, each is one word in all
+/// eight).
+#[target_feature(enable = "avx2")]
+#[inline]
+fn spread_words(v: __m256i) -> [__m256i; 4] {
+    [
+        _mm256_shuffle_epi32::<0x00>(v),
+        _mm256_shuffle_epi32::<0x55>(v),
+        _mm256_shuffle_epi32::<0xaa>(v),
+        _mm256_shuffle_epi32::<0xff>(v),
+    ]
+}
+
 /// Batched prefill's product for the whole groups of [`MATMUL_GROUP`] tokens: for every row r of
 /// `bytes` (`nb` blocks of `BB` bytes) and token t of a group, `out[t * out_stride + r]` = the
 /// chain of row r with token t's activation `acts[t * nb..(t + 1) * nb]`, bit for bit
 /// `dot_q*_row`. Returns the number of tokens done (the caller does the rest).
 ///
-/// A row block is unpacked once (`unpack`) for the group's eight tokens; `products` gives the
-/// eight i32 lanes whose sum minus `bias` of the token's block is the block's exact integer
-/// sum; a token block failing `accept` (the products' precondition) ends the work at its group.
-/// What depends only on the tokens is gathered once per group into `dx` and `biases`
-/// (`[block][token]`, at least `nb * 8` long, else nothing is done): the activation scales and
-/// the biases, one 8-lane load per block for every row.
+/// Lane t of every vector is token t, so a block's integer sums come out as one 8-lane vector
+/// with no horizontal reduction. What depends only on the tokens is gathered once per group into
+/// `lanes` (`[block][..][token]`, else nothing is done): the activation scales, the biases, and
+/// the codes as `W` 32-bit words per block (`word(x, k)`, word k of every token in one vector).
+/// Per row block, `products` gets the block unpacked once (`unpack`) and the block's gathered
+/// words, and returns the eight tokens' integer sums plus `bias` of their blocks; the bias is
+/// subtracted and the float step is the spec's.
 #[target_feature(enable = "avx2,f16c")]
 #[inline]
-fn matmul_groups<const BB: usize, U: Copy>(
+fn matmul_groups<const BB: usize, const W: usize, U: Copy>(
     p: BatchedProduct,
-    (dx, biases): (&mut [f32], &mut [i32]),
-    unpack: impl Fn(&[u8; BB]) -> U,
-    products: impl Fn(U, &BlockQ8) -> __m256i,
+    lanes: TokenLanes,
+    word: impl Fn(&BlockQ8, usize) -> i32,
     bias: impl Fn(&BlockQ8) -> i32,
-    accept: impl Fn(&BlockQ8) -> bool,
+    unpack: impl Fn(&[u8; BB]) -> U,
+    products: impl Fn(U, &[[i32; MATMUL_GROUP]; W]) -> __m256i,
 ) -> usize {
     let BatchedProduct {
         out,
@@ -517,71 +549,68 @@ fn matmul_groups<const BB: usize, U: Copy>(
         nb,
         n,
     } = p;
-    let rb = nb * BB;
+    let TokenLanes {
+        dx,
+        bias: biases,
+        codes,
+    } = lanes;
     let groups = n - n % MATMUL_GROUP;
-    let Some(lanes_len) = nb.checked_mul(MATMUL_GROUP) else {
+    let (Some(rb), Some(lanes_len), Some(words_len)) = (
+        nb.checked_mul(BB),
+        nb.checked_mul(MATMUL_GROUP),
+        nb.checked_mul(W),
+    ) else {
         return 0;
     };
-    if rb == 0 || acts.len() < groups * nb || dx.len() < lanes_len || biases.len() < lanes_len {
+    if rb == 0
+        || acts.len() < groups * nb
+        || dx.len() < lanes_len
+        || biases.len() < lanes_len
+        || codes.len() < words_len
+    {
         return 0;
     }
-    let (dx, biases) = (&mut dx[..lanes_len], &mut biases[..lanes_len]);
+    let (dx, biases, codes) = (
+        &mut dx[..lanes_len],
+        &mut biases[..lanes_len],
+        &mut codes[..words_len],
+    );
     for t0 in (0..groups).step_by(MATMUL_GROUP) {
-        let token: [&[BlockQ8]; MATMUL_GROUP] =
-            core::array::from_fn(|i| &acts[(t0 + i) * nb..(t0 + i + 1) * nb]);
-        for (b, (d, s)) in dx
-            .chunks_exact_mut(MATMUL_GROUP)
-            .zip(biases.chunks_exact_mut(MATMUL_GROUP))
-            .enumerate()
-        {
-            for ((d, s), t) in d.iter_mut().zip(s.iter_mut()).zip(&token) {
-                match t.get(b) {
-                    Some(x) if accept(x) => {
-                        *d = x.d;
-                        *s = bias(x);
-                    }
-                    // A block outside the kernel's precondition: this group and the rest go
-                    // to the caller's general path.
-                    _ => return t0,
+        let group = &acts[t0 * nb..(t0 + MATMUL_GROUP) * nb];
+        for (t, token) in group.chunks_exact(nb).enumerate() {
+            for (((x, d), s), c) in token
+                .iter()
+                .zip(dx.chunks_exact_mut(MATMUL_GROUP))
+                .zip(biases.chunks_exact_mut(MATMUL_GROUP))
+                .zip(codes.chunks_exact_mut(W))
+            {
+                d[t] = x.d;
+                s[t] = bias(x);
+                for (k, words) in c.iter_mut().enumerate() {
+                    words[t] = word(x, k);
                 }
             }
         }
-        let group_lanes = dx
+        let per_block = dx
             .chunks_exact(MATMUL_GROUP)
-            .zip(biases.chunks_exact(MATMUL_GROUP));
+            .zip(biases.chunks_exact(MATMUL_GROUP))
+            .zip(codes.chunks_exact(W));
         for (r, row) in bytes.chunks_exact(rb).enumerate() {
             let mut acc = _mm256_set1_ps(0.0);
-            for (b, (blk, (d, s))) in row.chunks_exact(BB).zip(group_lanes.clone()).enumerate() {
+            for (blk, ((d, s), c)) in row.chunks_exact(BB).zip(per_block.clone()) {
                 // The same block of the next row.
                 prefetch(blk, rb);
-                let (Some(blk), Some(x), Some(d), Some(s)) = (
+                let (Some(blk), Some(d), Some(s), Some(c)) = (
                     block::<BB>(blk),
-                    each_block(&token, b),
                     d.first_chunk::<MATMUL_GROUP>(),
                     s.first_chunk::<MATMUL_GROUP>(),
+                    c.first_chunk::<W>(),
                 ) else {
                     break;
                 };
-                let w = unpack(blk);
-                let lo = reduce4(
-                    products(w, x[0]),
-                    products(w, x[1]),
-                    products(w, x[2]),
-                    products(w, x[3]),
-                );
-                let hi = reduce4(
-                    products(w, x[4]),
-                    products(w, x[5]),
-                    products(w, x[6]),
-                    products(w, x[7]),
-                );
-                let sumi = _mm256_sub_epi32(
-                    _mm256_set_m128i(hi, lo),
-                    _mm256_setr_epi32(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]),
-                );
+                let sumi = _mm256_sub_epi32(products(unpack(blk), c), load_i32x8(s));
                 let dw = _mm256_cvtph_ps(_mm_set1_epi16(scale_bits(blk) as i16));
-                let dx = _mm256_setr_ps(d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]);
-                acc = step8(acc, sumi, dw, dx);
+                acc = step8(acc, sumi, dw, load_f32x8(d));
             }
             for (i, v) in lanes8(acc).into_iter().enumerate() {
                 if let Some(o) = out.get_mut((t0 + i) * out_stride + r) {
@@ -593,78 +622,85 @@ fn matmul_groups<const BB: usize, U: Copy>(
     groups
 }
 
-/// Block `b` of each of the eight tokens' activations.
-#[inline(always)]
-fn each_block<'a>(
-    token: &[&'a [BlockQ8]; MATMUL_GROUP],
-    b: usize,
-) -> Option<[&'a BlockQ8; MATMUL_GROUP]> {
-    let mut out = [&BlockQ8::ZERO; MATMUL_GROUP];
-    for (o, t) in out.iter_mut().zip(token) {
-        *o = t.get(b)?;
-    }
-    Some(out)
-}
-
-/// [`matmul_groups`] of q8_0 rows (34-byte blocks): a row block's codes and their magnitudes
-/// are loaded once for the eight tokens; per token `vpsignb` gives the activation codes times
-/// the weight codes' signs and `vpmaddubsw` multiplies them with the magnitudes (0..=128 as
-/// unsigned bytes), which is w · x exactly when |x| ≤ 127: the pair sums stay within
-/// 2 · 128 · 127 < 2^15. Activation blocks with a code −128 (never made by
-/// `quantize_act_q8_0`, which clamps to ±127) are left to the caller.
+/// [`matmul_groups`] of q8_0 rows (34-byte blocks) through `vpmaddwd`: a token's codes are
+/// gathered as 16 words of two i16 codes each (codes 2k and 2k + 1), a row block's codes are
+/// widened to i16 once, and pair k of the row, copied to all eight lanes, is multiplied and
+/// pair-summed with word k of the eight tokens. Exact for every code (|sum| ≤ 32 · 128²).
 #[target_feature(enable = "avx2,f16c")]
-pub(crate) fn matmul_q8_0(p: BatchedProduct, lanes: (&mut [f32], &mut [i32])) -> usize {
-    let ones = _mm256_set1_epi16(1);
-    matmul_groups::<Q8_0_BLOCK_BYTES, _>(
+pub(crate) fn matmul_q8_0(p: BatchedProduct, lanes: TokenLanes) -> usize {
+    matmul_groups::<Q8_0_BLOCK_BYTES, 16, _>(
         p,
         lanes,
-        |blk| {
-            let w = _mm256_set_epi64x(word(blk, 26), word(blk, 18), word(blk, 10), word(blk, 2));
-            (w, _mm256_abs_epi8(w))
-        },
-        |(w, magnitudes), x| {
-            let q = &x.qs;
-            let codes = _mm256_set_epi64x(
-                code_word(q, 24),
-                code_word(q, 16),
-                code_word(q, 8),
-                code_word(q, 0),
-            );
-            let signed = _mm256_sign_epi8(codes, w);
-            _mm256_madd_epi16(_mm256_maddubs_epi16(magnitudes, signed), ones)
+        |x, k| {
+            let code = |j: usize| x.qs.get(j).map_or(0, |&c| i32::from(c as i16 as u16));
+            code(2 * k) | code(2 * k + 1) << 16
         },
         |_| 0,
-        |x| !x.qs.contains(&i8::MIN),
+        |blk| {
+            // Codes 8g..8g + 8 as i16, the same in both 128-bit lanes.
+            let quarter = |g: usize| {
+                _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_set_epi64x(
+                    0,
+                    word(blk, 2 + 8 * g),
+                )))
+            };
+            [quarter(0), quarter(1), quarter(2), quarter(3)]
+        },
+        |quarters, c| {
+            let [q0, q1, q2, q3] = quarters.map(|q| spread_words(q));
+            let pairs: [__m256i; 16] = [
+                q0[0], q0[1], q0[2], q0[3], q1[0], q1[1], q1[2], q1[3], q2[0], q2[1], q2[2], q2[3],
+                q3[0], q3[1], q3[2], q3[3],
+            ];
+            let p: [__m256i; 16] =
+                core::array::from_fn(|k| _mm256_madd_epi16(pairs[k], load_i32x8(&c[k])));
+            let add = _mm256_add_epi32;
+            let s: [__m256i; 8] = core::array::from_fn(|k| add(p[2 * k], p[2 * k + 1]));
+            let s: [__m256i; 4] = core::array::from_fn(|k| add(s[2 * k], s[2 * k + 1]));
+            add(add(s[0], s[1]), add(s[2], s[3]))
+        },
     )
 }
 
-/// [`matmul_groups`] of q4_0 rows (18-byte blocks): a row block's nibbles (0..15) are unpacked
-/// once for the eight tokens and multiplied with each token's codes as bytes (`vpmaddubsw`);
-/// the bias 8 × Σ codes of the token's block, gathered once per group, is subtracted from the
-/// reduced sums: Σ (nibble − 8) · code = Σ nibble · code − 8 · Σ code, exactly.
+/// [`matmul_groups`] of q4_0 rows (18-byte blocks) through `vpmaddubsw`: a token's codes are
+/// gathered as 8 words of four codes (codes 4k..4k + 4), a row block's nibbles (0..15) are
+/// unpacked once, and nibbles 4k..4k + 4, copied to all eight lanes, are multiplied with word k
+/// of the eight tokens as bytes. The products' pair sums are added in i16 (each lane sums 16
+/// products, |sum| ≤ 16 · 15 · 128 < 2^15) and pair-summed to i32 once; the bias
+/// 8 × Σ codes of each token's block is subtracted after: Σ (nibble − 8) · code =
+/// Σ nibble · code − 8 · Σ code, exactly.
 #[target_feature(enable = "avx2,f16c")]
-pub(crate) fn matmul_q4_0(p: BatchedProduct, lanes: (&mut [f32], &mut [i32])) -> usize {
+pub(crate) fn matmul_q4_0(p: BatchedProduct, lanes: TokenLanes) -> usize {
     let low_nibbles = _mm256_set1_epi8(0x0f);
-    let nibble_shift = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
     let ones = _mm256_set1_epi16(1);
-    matmul_groups::<Q4_0_BLOCK_BYTES, _>(
+    matmul_groups::<Q4_0_BLOCK_BYTES, 8, _>(
         p,
         lanes,
-        |blk| {
-            let packed = _mm256_broadcastsi128_si256(load16(blk, 2));
-            _mm256_and_si256(_mm256_srlv_epi32(packed, nibble_shift), low_nibbles)
-        },
-        |nibbles, x| {
-            let q = &x.qs;
-            let codes = _mm256_set_epi64x(
-                code_word(q, 24),
-                code_word(q, 16),
-                code_word(q, 8),
-                code_word(q, 0),
-            );
-            _mm256_madd_epi16(_mm256_maddubs_epi16(nibbles, codes), ones)
+        |x, k| {
+            i32::from_le_bytes(core::array::from_fn(|j| {
+                x.qs.get(4 * k + j).map_or(0, |&c| c as u8)
+            }))
         },
         |x| 8 * x.qs.iter().map(|&c| i32::from(c)).sum::<i32>(),
-        |_| true,
+        |blk| {
+            // Byte j holds nibble j (low) and nibble j + 16 (high), in both 128-bit lanes.
+            let packed = _mm256_broadcastsi128_si256(load16(blk, 2));
+            let low = _mm256_and_si256(packed, low_nibbles);
+            let high = _mm256_and_si256(_mm256_srli_epi16::<4>(packed), low_nibbles);
+            (low, high)
+        },
+        |(low, high), c| {
+            let [l0, l1, l2, l3] = spread_words(low);
+            let [h0, h1, h2, h3] = spread_words(high);
+            let nibbles = [l0, l1, l2, l3, h0, h1, h2, h3];
+            let p: [__m256i; 8] =
+                core::array::from_fn(|k| _mm256_maddubs_epi16(nibbles[k], load_i32x8(&c[k])));
+            let add = _mm256_add_epi16;
+            let s = add(
+                add(add(p[0], p[1]), add(p[2], p[3])),
+                add(add(p[4], p[5]), add(p[6], p[7])),
+            );
+            _mm256_madd_epi16(s, ones)
+        },
     )
 }

@@ -103,16 +103,31 @@ pub struct MatmulScratch {
     row: Vec<f32>,
     /// One q4_0 row widened to q8_0 blocks (q4_0 weights).
     row_q8: Vec<u8>,
-    /// Per block, the activation scales and code biases of one group of [`GROUP_TOKENS`]
-    /// tokens (`[block][token]`), gathered by the hand-written prefill kernels.
+    /// Per block, the activation scales, code biases and code words of one group of
+    /// [`GROUP_TOKENS`] tokens (`[block][token]`, `[block][word][token]`), gathered by the
+    /// hand-written prefill kernels.
     group_dx: Vec<f32>,
     group_bias: Vec<i32>,
+    group_codes: Vec<[i32; 8]>,
 }
 
 /// Tokens whose per-block activation data the prefill kernels gather together: the AVX2
 /// kernels' group of 8 on x86-64; nothing elsewhere (no other kernel gathers, and wasm memory is
 /// budgeted to the page).
 const GROUP_TOKENS: usize = if cfg!(target_arch = "x86_64") { 8 } else { 0 };
+
+/// The most 32-bit words of codes a prefill kernel gathers per token and block (q8_0's 16 pairs
+/// of i16 codes), when [`GROUP_TOKENS`] is not 0.
+const GROUP_WORDS: usize = if GROUP_TOKENS == 0 { 0 } else { QK / 2 };
+
+/// A group of tokens' activation data gathered by a hand-written prefill kernel: per block, the
+/// scales and biases (`[block][token]`) and code words (`[block][word][token]`).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // only the AVX2 kernels gather
+pub(crate) struct TokenLanes<'a> {
+    pub dx: &'a mut [f32],
+    pub bias: &'a mut [i32],
+    pub codes: &'a mut [[i32; 8]],
+}
 
 impl MatmulScratch {
     /// Room for `capacity` tokens of activations up to `max_cols` long.
@@ -126,6 +141,7 @@ impl MatmulScratch {
             row_q8: filled(size(&[max_cols / QK, Q8_0_BLOCK_BYTES])?, 0u8)?,
             group_dx: filled(size(&[max_cols / QK, GROUP_TOKENS])?, 0.0)?,
             group_bias: filled(size(&[max_cols / QK, GROUP_TOKENS])?, 0)?,
+            group_codes: filled(size(&[max_cols / QK, GROUP_WORDS])?, [0; 8])?,
         })
     }
 
@@ -136,6 +152,7 @@ impl MatmulScratch {
             + self.act.len() * core::mem::size_of::<BlockQ8>()
             + self.group_dx.len() * 4
             + self.group_bias.len() * 4
+            + self.group_codes.len() * 32
     }
 
     /// `out[b][r] = w_r · x[b]` for `n` tokens (`out` rows of `out_stride` floats, `x` rows of
@@ -218,7 +235,11 @@ impl MatmulScratch {
                 }
                 // Whole groups of tokens in a hand-written whole-product kernel where there is
                 // one, the rest below.
-                let lanes = (&mut self.group_dx[..], &mut self.group_bias[..]);
+                let lanes = TokenLanes {
+                    dx: &mut self.group_dx,
+                    bias: &mut self.group_bias,
+                    codes: &mut self.group_codes,
+                };
                 let product = BatchedProduct {
                     out,
                     out_stride,
@@ -291,7 +312,7 @@ pub(crate) struct BatchedProduct<'a> {
 /// for every row: whole groups of tokens from the first, each output bit for bit its
 /// single-row product. Returns the number of tokens done (0 where there is no such kernel).
 #[inline]
-fn matmul_groups(dtype: DType, p: BatchedProduct, lanes: (&mut [f32], &mut [i32])) -> usize {
+fn matmul_groups(dtype: DType, p: BatchedProduct, lanes: TokenLanes) -> usize {
     #[cfg(target_arch = "x86_64")]
     return cpu::avx2_matmul(dtype, p, lanes);
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -333,53 +354,85 @@ mod tests {
     use super::*;
     use crate::model::kernels::dot_q4_0_row;
 
-    /// The AVX2 q8_0 prefill kernel multiplies through `vpsignb`, exact only for activation
-    /// codes in ±127: a group holding a −128 code is left to the general path (the tokens before
-    /// it are done, nothing after it is written).
+    /// The AVX2 prefill kernels at the extreme codes, which quantized activations never hold
+    /// (`quantize_act_q8_0` clamps to ±127) but a kernel must take: activation codes −128 and
+    /// 127, q8_0 weight codes −128 and 127, q4_0 nibbles 0 and 15 (a q4_0 block of nibbles 15
+    /// against codes −128 is the largest i16 sum the q4_0 kernel forms, 16 · 15 · 128), next to
+    /// mixed codes. Every token of the whole groups is bit for bit its single-row product, and
+    /// the tokens after them are left to the caller.
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn the_avx2_q8_0_prefill_kernel_leaves_code_minus_128_to_the_general_path() {
+    fn the_avx2_prefill_kernels_are_exact_at_the_extreme_codes() {
         if cpu::isa() != cpu::Isa::Avx2 {
-            // No AVX2 on this CPU: the kernel does not run here (CI machines have it).
+            // No AVX2 on this CPU: the kernels do not run here (CI machines have it).
             return;
         }
-        let (rows, nb, n) = (3usize, 2usize, 16usize);
-        let bytes: Vec<u8> = (0..rows * nb)
-            .flat_map(|b| {
-                let d = 0x3555u16.to_le_bytes();
-                let codes = (0..QK).map(move |j| ((j * 37 + b * 11) % 256) as u8);
-                d.into_iter().chain(codes)
-            })
-            .collect();
-        let mut acts: Vec<BlockQ8> = (0..n * nb)
+        let (rows, nb, n) = (5usize, 3usize, 19usize);
+        let acts: Vec<BlockQ8> = (0..n * nb)
             .map(|k| BlockQ8 {
-                qs: core::array::from_fn(|j| (((j * 29 + k * 5) % 255) as i32 - 127) as i8),
+                qs: core::array::from_fn(|j| match k % 4 {
+                    0 => i8::MIN,
+                    1 => i8::MAX,
+                    2 => [i8::MIN, i8::MAX][j % 2],
+                    _ => (((j * 29 + k * 5) % 256) as i32 - 128) as i8,
+                }),
                 d: 0.0173 + k as f32,
             })
             .collect();
-        acts[11 * nb + 1].qs[7] = i8::MIN; // token 11, block 1
-        let sentinel = f32::from_bits(0x7fc0_0bad);
-        let mut out = alloc::vec![sentinel; n * rows];
-        let (mut dx, mut bias) = (alloc::vec![0.0; nb * 8], alloc::vec![0; nb * 8]);
-        let product = BatchedProduct {
-            out: &mut out,
-            out_stride: rows,
-            bytes: &bytes,
-            acts: &acts,
-            nb,
-            n,
-        };
-        let done = cpu::avx2_matmul(DType::Q8_0, product, (&mut dx, &mut bias));
-        assert_eq!(done, 8);
-        for t in 0..n {
-            for r in 0..rows {
-                let got = out[t * rows + r];
-                if t < done {
-                    let row = &bytes[r * nb * Q8_0_BLOCK_BYTES..(r + 1) * nb * Q8_0_BLOCK_BYTES];
-                    let want = dot_q8_0_row(row, &acts[t * nb..(t + 1) * nb]);
-                    assert_eq!(got.to_bits(), want.to_bits(), "token {t} row {r}");
-                } else {
-                    assert_eq!(got.to_bits(), sentinel.to_bits(), "token {t} row {r}");
+        for (dtype, bb) in [
+            (DType::Q8_0, Q8_0_BLOCK_BYTES),
+            (DType::Q4_0, Q4_0_BLOCK_BYTES),
+        ] {
+            let bytes: Vec<u8> = (0..rows * nb)
+                .flat_map(|b| {
+                    let d = 0x3555u16.to_le_bytes();
+                    let codes = (0..bb - 2).map(move |j| match b % 4 {
+                        0 => 0x80,
+                        1 => 0x7f,
+                        2 => 0xff,
+                        _ => ((j * 37 + b * 11) % 256) as u8,
+                    });
+                    d.into_iter().chain(codes)
+                })
+                .collect();
+            let sentinel = f32::from_bits(0x7fc0_0bad);
+            let mut out = alloc::vec![sentinel; n * rows];
+            let mut dx = alloc::vec![0.0; nb * 8];
+            let mut bias = alloc::vec![0; nb * 8];
+            let mut codes = alloc::vec![[0; 8]; nb * GROUP_WORDS];
+            let product = BatchedProduct {
+                out: &mut out,
+                out_stride: rows,
+                bytes: &bytes,
+                acts: &acts,
+                nb,
+                n,
+            };
+            let lanes = TokenLanes {
+                dx: &mut dx,
+                bias: &mut bias,
+                codes: &mut codes,
+            };
+            let done = cpu::avx2_matmul(dtype, product, lanes);
+            assert_eq!(done, 16, "{dtype:?}");
+            for t in 0..n {
+                for r in 0..rows {
+                    let got = out[t * rows + r];
+                    if t < done {
+                        let row = &bytes[r * nb * bb..(r + 1) * nb * bb];
+                        let act = &acts[t * nb..(t + 1) * nb];
+                        let want = match dtype {
+                            DType::Q8_0 => dot_q8_0_row(row, act),
+                            _ => dot_q4_0_row(row, act),
+                        };
+                        assert_eq!(got.to_bits(), want.to_bits(), "{dtype:?} token {t} row {r}");
+                    } else {
+                        assert_eq!(
+                            got.to_bits(),
+                            sentinel.to_bits(),
+                            "{dtype:?} token {t} row {r}"
+                        );
+                    }
                 }
             }
         }

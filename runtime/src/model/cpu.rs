@@ -16,7 +16,11 @@ use core::sync::atomic::{AtomicU8, Ordering};
 #[cfg(target_arch = "x86_64")]
 use crate::format::DType;
 #[cfg(target_arch = "x86_64")]
-use crate::model::{avx2, batch::BatchedProduct, quant::BlockQ8};
+use crate::model::{
+    avx2,
+    batch::{BatchedProduct, TokenLanes},
+    quant::BlockQ8,
+};
 
 /// A kernel instance level, lowest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -176,15 +180,11 @@ pub(crate) fn avx2_matvec(dtype: DType, out: &mut [f32], bytes: &[u8], act: &[Bl
 
 /// The hand-written AVX2 prefill kernel of q8_0 or q4_0 rows (`model/avx2.rs`): the whole
 /// groups of eight tokens of a batched product, bit for bit the single-row products; `lanes` is
-/// its scratch for the tokens' per-block scales and biases. Returns the tokens done (0 below
+/// its scratch for the tokens' per-block scales, biases and codes. Returns the tokens done (0 below
 /// [`Isa::Avx2`] and for other dtypes).
 #[cfg(target_arch = "x86_64")]
 #[inline]
-pub(crate) fn avx2_matmul(
-    dtype: DType,
-    p: BatchedProduct,
-    lanes: (&mut [f32], &mut [i32]),
-) -> usize {
+pub(crate) fn avx2_matmul(dtype: DType, p: BatchedProduct, lanes: TokenLanes) -> usize {
     if isa() != Isa::Avx2 {
         return 0;
     }
