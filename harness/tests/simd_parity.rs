@@ -251,6 +251,31 @@ proptest! {
         }
     }
 
+    /// Rows longer than one column chunk of the AVX2 q4_0 whole-matrix kernel (64 blocks: each
+    /// chunk continues the accumulators of the one before), for both quantized dtypes.
+    #[test]
+    fn matvec_long_rows(
+        rows in 0usize..18,
+        blocks in 60usize..140,
+        seed_bytes in prop::collection::vec(any::<u8>(), 17 * 139 * 34),
+        x in prop::collection::vec(value(), 139 * QK),
+    ) {
+        let cols = blocks * QK;
+        let x = &x[..cols];
+        let mut scratch = ActScratch::new(cols).unwrap();
+        for dtype in [DType::Q8_0, DType::Q4_0] {
+            let len = dtype.bytes_for((rows * cols) as u64).unwrap() as usize;
+            let m = MatRef::new(dtype, rows, cols, &seed_bytes[..len]).unwrap();
+            if let Some((p, v)) = both(|| {
+                let mut out = vec![0.0f32; rows];
+                matvec(&mut out, &m, x, &mut scratch).unwrap();
+                out
+            }) {
+                assert_same(&p, &v);
+            }
+        }
+    }
+
     /// Batched prefill's product (`MatmulScratch::matmul`: whole groups of eight tokens in the
     /// AVX2 kernels, the rest in groups of four and one at a time) equals `matvec` token by
     /// token, at both levels, with raw weight bytes (NaN, infinite and subnormal scales, codes

@@ -22,7 +22,10 @@
 //! Two kernels work on whole matrices with eight chains and a 256-bit float step (lane i =
 //! chain i, the same three roundings):
 //! - [`matvec_q8_0`] / [`matvec_q4_0`] (decode): eight rows per pass against one activation,
-//!   over every whole group of eight rows of the matrix in one call;
+//!   over every whole group of eight rows of the matrix in one call. q4_0 runs in row lanes
+//!   (lane i = row i from the products on): the eight row blocks are transposed into vectors of
+//!   four nibbles per row and multiplied with the activation's codes copied to every lane, so no
+//!   horizontal reduction is needed; q8_0 reduces each row's products by `vphaddd` trees;
 //! - [`matmul_q8_0`] / [`matmul_q4_0`] (batched prefill): one row block against eight tokens,
 //!   lane t = token t throughout, so a block's eight integer sums need no horizontal reduction.
 //!   The tokens' scales, q4_0 biases and codes (as 32-bit words, word k of the eight tokens in one
@@ -41,12 +44,13 @@ use core::arch::x86_64::{
     _mm256_and_si256, _mm256_broadcastsi128_si256, _mm256_castps256_ps128, _mm256_castsi256_si128,
     _mm256_cvtepi32_ps, _mm256_cvtepi8_epi16, _mm256_cvtph_ps, _mm256_extractf128_ps,
     _mm256_extracti128_si256, _mm256_hadd_epi32, _mm256_madd_epi16, _mm256_maddubs_epi16,
-    _mm256_mul_ps, _mm256_set1_epi16, _mm256_set1_epi8, _mm256_set1_ps, _mm256_set_epi64x,
-    _mm256_set_m128i, _mm256_setr_epi32, _mm256_setr_ps, _mm256_shuffle_epi32, _mm256_srli_epi16,
-    _mm256_srlv_epi32, _mm256_sub_epi16, _mm256_sub_epi32, _mm_add_epi32, _mm_add_ps,
-    _mm_cvtepi32_ps, _mm_cvtepi8_epi16, _mm_cvtph_ps, _mm_cvtss_f32, _mm_extract_ps, _mm_mul_ps,
-    _mm_prefetch, _mm_set1_epi16, _mm_set1_ps, _mm_set_epi64x, _mm_setr_ps, _mm_setzero_ps,
-    _MM_HINT_T0,
+    _mm256_mul_ps, _mm256_set1_epi16, _mm256_set1_epi32, _mm256_set1_epi8, _mm256_set1_ps,
+    _mm256_set_epi64x, _mm256_set_m128i, _mm256_setr_epi32, _mm256_setr_ps, _mm256_shuffle_epi32,
+    _mm256_srli_epi16, _mm256_srlv_epi32, _mm256_sub_epi16, _mm256_sub_epi32,
+    _mm256_unpackhi_epi32, _mm256_unpackhi_epi64, _mm256_unpacklo_epi32, _mm256_unpacklo_epi64,
+    _mm_add_epi32, _mm_add_ps, _mm_cvtepi32_ps, _mm_cvtepi8_epi16, _mm_cvtph_ps, _mm_cvtss_f32,
+    _mm_extract_ps, _mm_mul_ps, _mm_prefetch, _mm_set1_epi16, _mm_set1_ps, _mm_set_epi64x,
+    _mm_setr_ps, _mm_setzero_ps, _MM_HINT_T0,
 };
 
 use core::slice::ChunksExact;
@@ -457,34 +461,104 @@ pub(crate) fn matvec_q8_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usi
     )
 }
 
-/// [`matvec_groups`] of q4_0 rows (18-byte blocks), as [`matvec_q8_0`].
+/// Activation blocks per column chunk of [`matvec_q4_0`] (the length of its stack of biases).
+const MATVEC_CHUNK: usize = 64;
+
+/// The whole-matrix product of the q4_0 rows in `bytes` (18-byte blocks, `act.len()` per row)
+/// with `act` for the whole groups of [`MATVEC_GROUP`] rows, in row lanes: lane i = row i from
+/// the products on, so a block's eight integer sums need no horizontal reduction. The group's
+/// eight row blocks are transposed into eight vectors of four nibbles per row (`vpunpck*`:
+/// vector k holds nibbles 4k..4k + 4 of every row), each multiplied by `vpmaddubsw` with the
+/// activation's codes 4k..4k + 4 copied to every lane; the pair sums are added in i16 (16
+/// products per lane, |sum| ≤ 16 · 15 · 128 < 2^15) and pair-summed to i32 once, and the bias
+/// 8 × Σ codes of the activation block, the same for every row, is subtracted. The chains run
+/// over the columns in chunks of [`MATVEC_CHUNK`] blocks, each chunk continuing the
+/// accumulators kept in `out`: every row is `dot_q4_0_row(row, act)` bit for bit. Returns the
+/// rows computed.
 #[target_feature(enable = "avx2,f16c")]
 pub(crate) fn matvec_q4_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usize {
+    const BB: usize = Q4_0_BLOCK_BYTES;
+    let rb = act.len() * BB;
+    if rb == 0 {
+        return 0;
+    }
+    let group_bytes = rb * MATVEC_GROUP;
     let low_nibbles = _mm256_set1_epi8(0x0f);
-    let nibble_shift = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
-    let eight = _mm256_set1_epi8(8);
     let ones = _mm256_set1_epi16(1);
-    matvec_groups::<Q4_0_BLOCK_BYTES, _>(
-        out,
-        bytes,
-        act,
-        |x| {
-            let q = &x.qs;
-            let codes = _mm256_set_epi64x(
-                code_word(q, 24),
-                code_word(q, 16),
-                code_word(q, 8),
-                code_word(q, 0),
-            );
-            (codes, _mm256_maddubs_epi16(eight, codes))
-        },
-        |blk, (codes, bias)| {
-            let packed = _mm256_broadcastsi128_si256(load16(blk, 2));
-            let nibbles = _mm256_and_si256(_mm256_srlv_epi32(packed, nibble_shift), low_nibbles);
-            let pairs = _mm256_sub_epi16(_mm256_maddubs_epi16(nibbles, codes), bias);
-            _mm256_madd_epi16(pairs, ones)
-        },
-    )
+    let mut biases = [0i32; MATVEC_CHUNK];
+    let mut done = 0;
+    for (c, chunk) in act.chunks(MATVEC_CHUNK).enumerate() {
+        for (s, x) in biases.iter_mut().zip(chunk) {
+            *s = 8 * x.qs.iter().map(|&q| i32::from(q)).sum::<i32>();
+        }
+        // The chunk's bytes within each row.
+        let (first, len) = (c * MATVEC_CHUNK * BB, chunk.len() * BB);
+        done = 0;
+        for (o, g) in out
+            .chunks_exact_mut(MATVEC_GROUP)
+            .zip(bytes.chunks_exact(group_bytes))
+        {
+            let Some(o) = o.first_chunk_mut::<MATVEC_GROUP>() else {
+                break;
+            };
+            let mut blocks: [ChunksExact<'_, u8>; MATVEC_GROUP] = core::array::from_fn(|i| {
+                let start = i * rb + first;
+                g[start..start + len].chunks_exact(BB)
+            });
+            let mut acc = if c == 0 {
+                _mm256_set1_ps(0.0)
+            } else {
+                load_f32x8(o)
+            };
+            for (x, &bias) in chunk.iter().zip(&biases) {
+                let Some(w) = next8::<BB>(&mut blocks) else {
+                    break;
+                };
+                // The next group (the rows are consecutive): one line per row and block.
+                for blk in &w {
+                    prefetch(&blk[..], group_bytes);
+                }
+                let pair = |i: usize, j: usize| _mm256_set_m128i(load16(w[j], 2), load16(w[i], 2));
+                let (r04, r15, r26, r37) = (pair(0, 4), pair(1, 5), pair(2, 6), pair(3, 7));
+                let (t0, t1) = (
+                    _mm256_unpacklo_epi32(r04, r15),
+                    _mm256_unpackhi_epi32(r04, r15),
+                );
+                let (t2, t3) = (
+                    _mm256_unpacklo_epi32(r26, r37),
+                    _mm256_unpackhi_epi32(r26, r37),
+                );
+                // Word k of the eight rows' packed bytes, row i in lane i.
+                let packed = [
+                    _mm256_unpacklo_epi64(t0, t2),
+                    _mm256_unpackhi_epi64(t0, t2),
+                    _mm256_unpacklo_epi64(t1, t3),
+                    _mm256_unpackhi_epi64(t1, t3),
+                ];
+                let low = packed.map(|v| _mm256_and_si256(v, low_nibbles));
+                let high = packed.map(|v| _mm256_and_si256(_mm256_srli_epi16::<4>(v), low_nibbles));
+                let codes = |k: usize| {
+                    _mm256_set1_epi32(i32::from_le_bytes(core::array::from_fn(|j| {
+                        x.qs.get(4 * k + j).map_or(0, |&q| q as u8)
+                    })))
+                };
+                let p: [__m256i; 8] = core::array::from_fn(|k| {
+                    let nibbles = if k < 4 { low[k] } else { high[k - 4] };
+                    _mm256_maddubs_epi16(nibbles, codes(k))
+                });
+                let add = _mm256_add_epi16;
+                let s = add(
+                    add(add(p[0], p[1]), add(p[2], p[3])),
+                    add(add(p[4], p[5]), add(p[6], p[7])),
+                );
+                let sumi = _mm256_sub_epi32(_mm256_madd_epi16(s, ones), _mm256_set1_epi32(bias));
+                acc = step8(acc, sumi, weight_scales8(&w), _mm256_set1_ps(x.d));
+            }
+            *o = lanes8(acc);
+            done += MATVEC_GROUP;
+        }
+    }
+    done
 }
 
 /// Tokens per group of the whole-product prefill kernels: eight chains (one per token) per
