@@ -177,7 +177,12 @@ fn page_row(
     };
     let variant = fin["wasm_variant"].as_str().unwrap_or("none").to_string();
     Ok(PageRow {
-        row: model.row(engine_name(browser, &variant), &measured, native_decode),
+        row: model.row(
+            engine_name(browser, &variant),
+            &measured,
+            native_decode,
+            None,
+        ),
         wasm_variant: variant,
         user_agent: fin["user_agent"].as_str().unwrap_or_default().into(),
         fetch_s: times(entry, "fetch_ms", runs)?,
@@ -375,7 +380,7 @@ pub fn run(sel: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usize>) ->
                 prompt: &prompt,
                 decode_tokens: DECODE_TOKENS,
             };
-            let row = m.row(engine.name, &(engine.measure)(&mut ctx, &case)?, None);
+            let row = m.row(engine.name, &(engine.measure)(&mut ctx, &case)?, None, None);
             *n = Some(row.decode_tok_s.median);
             native.push(row);
         }

@@ -75,6 +75,29 @@ pub struct Rate {
     pub max: f64,
 }
 
+/// Bytes of the streaming-read baseline ([`stream_read`]): past the last-level cache of the
+/// machines we run on, so it measures memory rather than cache.
+pub const STREAM_BYTES: usize = 64 << 20;
+
+/// The machine's sequential read bandwidth now, in bytes per second: one pass summing a
+/// [`STREAM_BYTES`] buffer, `runs` times after a warm-up. A decode step reads every tensor once,
+/// so on a model larger than the cache this is its ceiling; `bench model` measures it next to
+/// each model, as a shared machine's bandwidth changes from minute to minute.
+pub fn stream_read(runs: usize) -> Rate {
+    let words = vec![1u64; STREAM_BYTES / 8];
+    let words = std::hint::black_box(&words[..]);
+    Stats::measure(runs, || {
+        let mut acc = [0u64; 8];
+        for chunk in words.chunks_exact(8) {
+            for (a, w) in acc.iter_mut().zip(chunk) {
+                *a = a.wrapping_add(*w);
+            }
+        }
+        std::hint::black_box(acc);
+    })
+    .throughput(STREAM_BYTES as f64)
+}
+
 /// The machine's load averages (1, 5, 15 minutes) from /proc/loadavg, when readable: the
 /// machine may be shared, so every report carries them.
 pub fn load_average() -> Option<[f64; 3]> {

@@ -4,7 +4,7 @@
 //! Several runs, median with spread; peak memory against the budget file + KV cache + 2 MiB.
 
 use super::engines::{Case, Context, Engine, Measured, ENGINES};
-use super::{load_average, Rate, Stats};
+use super::{load_average, stream_read, Rate, Stats, STREAM_BYTES};
 use crate::fixtures::{byte_vocab, encode_tensor, SplitMix64};
 use anyhow::{anyhow, Result};
 use runtime::format::{self, llama, Config, DType, ModelFile, TensorData};
@@ -125,6 +125,16 @@ pub struct Row {
     /// Median decode tok/s over the `native` row's of the same model in this run (None when
     /// `native` was not measured).
     pub decode_vs_native: Option<f64>,
+    /// Bytes of the file's tensors, which a decode step reads once each (the tied classifier
+    /// is the embedding table).
+    pub tensor_bytes: usize,
+    /// `tensor_bytes` × median decode tok/s: the read bandwidth decoding needs.
+    pub decode_read_bytes_per_s: f64,
+    /// The machine's streaming read bandwidth measured next to this model (`bench::stream_read`,
+    /// None when not measured) and `decode_read_bytes_per_s` over its median: how close decoding
+    /// is to the memory's ceiling.
+    pub stream_read_bytes_per_s: Option<Rate>,
+    pub decode_read_vs_stream: Option<f64>,
     /// Peak memory of the model and its session (see `peak_kind`).
     pub peak_bytes: Option<usize>,
     /// "native heap" (the harness's counting allocator) or "wasm linear memory".
@@ -208,7 +218,7 @@ pub fn print_row(row: &Row) {
     println!(
         "{:<11} {:<5} {:<15} file {:>6.2} MiB  load+verify {:>6.1} ms ({:.1}..{:.1})  \
          prefill {:>7.1} tok/s ({:.1}..{:.1})  decode{} {:>7.1} tok/s ({:.1}..{:.1})  \
-         prefill/decode {:.2}{}  {memory}",
+         prefill/decode {:.2}{}{}  {memory}",
         row.shape,
         row.dtype,
         row.engine,
@@ -230,6 +240,12 @@ pub fn print_row(row: &Row) {
         row.prefill_over_decode,
         row.decode_vs_native
             .map(|r| format!("  decode/native {r:.2}"))
+            .unwrap_or_default(),
+        row.decode_read_vs_stream
+            .map(|r| format!(
+                "  reads {:.1} GB/s = {r:.2} of stream",
+                row.decode_read_bytes_per_s / 1e9
+            ))
             .unwrap_or_default(),
     );
 }
@@ -270,12 +286,29 @@ impl BenchModel {
         self.bytes.len() + self.kv_cache_bytes() + MEMORY_SLACK_BYTES
     }
 
+    /// Bytes of the file's tensor payloads (0 if the file does not parse, which a generated
+    /// model always does).
+    pub fn tensor_bytes(&self) -> usize {
+        format::Slm::parse(&self.bytes)
+            .map(|f| f.tensors.iter().map(|t| t.length as usize).sum())
+            .unwrap_or(0)
+    }
+
     /// The row of `engine`'s measurement `m`, with its decode ratio to `native_decode` (the
-    /// native row's median decode tok/s in the same run) when given.
-    pub fn row(&self, engine: &'static str, m: &Measured, native_decode: Option<f64>) -> Row {
+    /// native row's median decode tok/s in the same run) and the streaming-read baseline
+    /// `stream` measured next to it, when given.
+    pub fn row(
+        &self,
+        engine: &'static str,
+        m: &Measured,
+        native_decode: Option<f64>,
+        stream: Option<Rate>,
+    ) -> Row {
         let prefill_tok_s = m.prefill.throughput(PROMPT_TOKENS as f64);
         let decode_tok_s = m.decode.throughput(DECODE_TOKENS as f64);
         let budget_bytes = self.budget_bytes();
+        let tensor_bytes = self.tensor_bytes();
+        let decode_read_bytes_per_s = tensor_bytes as f64 * decode_tok_s.median;
         Row {
             shape: self.shape.name,
             dtype: self.dtype.name(),
@@ -291,6 +324,10 @@ impl BenchModel {
             decode_logits_digest: m.decode_logits_digest,
             prefill_over_decode: prefill_tok_s.median / decode_tok_s.median,
             decode_vs_native: native_decode.map(|n| decode_tok_s.median / n),
+            tensor_bytes,
+            decode_read_bytes_per_s,
+            stream_read_bytes_per_s: stream,
+            decode_read_vs_stream: stream.map(|s| decode_read_bytes_per_s / s.median),
             peak_bytes: m.peak_bytes,
             peak_kind: m.peak_kind,
             over_budget: m.peak_bytes.map(|p| p > budget_bytes),
@@ -389,10 +426,24 @@ pub fn run(selection: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usiz
             prompt: &prompt,
             decode_tokens: DECODE_TOKENS,
         };
+        let stream = stream_read(runs.max(3));
+        if !json {
+            println!(
+                "{:<11} {:<5} streaming read of {} MiB: {:.1} GB/s ({:.1}..{:.1}); decode reads the \
+                 {:.2} MiB of tensors once per token",
+                model.shape.name,
+                model.dtype.name(),
+                STREAM_BYTES >> 20,
+                stream.median / 1e9,
+                stream.min / 1e9,
+                stream.max / 1e9,
+                mib(model.tensor_bytes()),
+            );
+        }
         let mut native_decode = None;
         for engine in &engines {
             let m = (engine.measure)(&mut ctx, &case)?;
-            let row = model.row(engine.name, &m, native_decode);
+            let row = model.row(engine.name, &m, native_decode, Some(stream));
             if engine.name == "native" {
                 native_decode = Some(row.decode_tok_s.median);
             }
@@ -419,6 +470,12 @@ pub fn run(selection: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usiz
             println!("load average {a:.2} {b:.2} {c:.2}");
         }
         println!("{}", footnote(runs));
+        println!(
+            "(reads = tensor bytes x median decode tok/s, against the streaming read of a {} MiB \
+             buffer measured just before the model's rows: decoding reads every tensor once per \
+             token, so a model larger than the cache cannot decode faster than that allows)",
+            STREAM_BYTES >> 20
+        );
     }
     Ok(())
 }
