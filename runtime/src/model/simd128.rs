@@ -13,12 +13,12 @@
 //!   serial accumulator per chain over the blocks in ascending order, three roundings per
 //!   block (`f32x4.mul`, `f32x4.mul`, `f32x4.add` are IEEE binary32 operations per lane, with
 //!   subnormals, as the scalar ones);
-//! - the four f16 weight scales are widened with integer SIMD exactly as
-//!   [`crate::model::quant::f16_to_f32`] does.
+//! - the four f16 weight scales are widened exactly to the value of
+//!   [`crate::model::quant::f16_to_f32`] (a power-of-two product, see [`f16x4_to_f32x4`]).
 
 use core::arch::wasm32::{
-    f32x4, f32x4_add, f32x4_convert_i32x4, f32x4_extract_lane, f32x4_mul, f32x4_splat, f32x4_sub,
-    i16x8_extend_low_i8x16, i16x8_splat, i16x8_sub, i32x4_add, i32x4_dot_i16x8, i32x4_eq,
+    f32x4, f32x4_add, f32x4_convert_i32x4, f32x4_extract_lane, f32x4_mul, f32x4_splat,
+    i16x8_extend_low_i8x16, i16x8_splat, i16x8_sub, i32x4_add, i32x4_dot_i16x8, i32x4_ge,
     i32x4_shl, i32x4_shuffle, i32x4_sub, u16x8_extend_low_u8x16, u16x8_shr, u16x8_splat, u32x4,
     u32x4_splat, u64x2, v128, v128_and, v128_bitselect, v128_or,
 };
@@ -152,24 +152,19 @@ fn sum4(p0: v128, p1: v128, p2: v128, p3: v128) -> v128 {
 }
 
 /// Widens four f16 bit patterns (the low 16 bits of each u32 lane; the high 16 bits are
-/// ignored) to f32 exactly as
-/// [`crate::model::quant::f16_to_f32`] does: exponent and mantissa shifted up 13 bits and
-/// rebased by 112 (normals) or 224 (inf/NaN, payload kept), a subnormal computed as
-/// `2^-14 (1 + m/1024) - 2^-14` (exact), the sign put back.
+/// ignored) to f32 with the value of [`crate::model::quant::f16_to_f32`]: exponent and mantissa
+/// shifted up 13 bits read as an f32 are the f16's value times 2^-112 (a normal f16 a normal
+/// f32, a subnormal one a subnormal f32, zero zero), so one `f32x4.mul` by 2^112 gives the value
+/// exactly (a product by a power of two that is representable, and wasm keeps subnormals);
+/// infinity and NaN (exponent 31) are rebased by 224 in the exponent instead, payload kept; the
+/// sign is put back.
 #[inline(always)]
 fn f16x4_to_f32x4(h: v128) -> v128 {
     let sign = i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16);
     let o = i32x4_shl(v128_and(h, u32x4_splat(0x7fff)), 13);
-    let exp = v128_and(o, u32x4_splat(0x0f80_0000));
-    let normal = i32x4_add(o, u32x4_splat(112 << 23));
+    let finite = f32x4_mul(o, f32x4_splat(f32::from_bits((127 + 112) << 23)));
     let inf_nan = i32x4_add(o, u32x4_splat(224 << 23));
-    let subnormal = f32x4_sub(
-        i32x4_add(o, u32x4_splat(113 << 23)),
-        f32x4_splat(f32::from_bits(113 << 23)),
-    );
-    let is_inf_nan = i32x4_eq(exp, u32x4_splat(0x0f80_0000));
-    let is_small = i32x4_eq(exp, u32x4_splat(0));
-    let finite = v128_bitselect(subnormal, normal, is_small);
+    let is_inf_nan = i32x4_ge(o, u32x4_splat(0x0f80_0000));
     v128_or(sign, v128_bitselect(inf_nan, finite, is_inf_nan))
 }
 
@@ -330,10 +325,16 @@ pub(crate) fn dot4_q4_0(rows: [&[u8]; 4], act: &[BlockQ8]) -> [f32; 4] {
 /// pass measured slower under wasmtime).
 pub(crate) const MATVEC_GROUP: usize = 4;
 
+/// Activation blocks per column chunk of the whole-matrix kernels (the length of their stack of
+/// prepared activation blocks).
+const MATVEC_CHUNK: usize = 64;
+
 /// The whole-matrix product of the `BB`-byte-block rows in `bytes` (rows of `act.len()` blocks
 /// each) with `act`, for the whole groups of [`MATVEC_GROUP`] rows: `out[r]` is bit for bit the
-/// single-row product of row r (each row its own serial chain, [`dot4_shared`]). Returns the
-/// number of rows computed; the caller does the rest.
+/// single-row product of row r (each row its own serial chain, as [`dot4_shared`]). What depends
+/// only on the activation (its codes widened, and `bias`) is prepared once per block for all
+/// rows, in column chunks of [`MATVEC_CHUNK`] blocks, each chunk continuing the accumulators
+/// kept in `out`. Returns the number of rows computed; the caller does the rest.
 #[inline(always)]
 fn matvec_groups<const BB: usize>(
     out: &mut [f32],
@@ -346,14 +347,50 @@ fn matvec_groups<const BB: usize>(
     if rb == 0 {
         return 0;
     }
+    let zero = u32x4_splat(0);
+    let mut prepared = [([zero; 4], zero); MATVEC_CHUNK];
     let mut done = 0;
-    for (o, g) in out
-        .chunks_exact_mut(MATVEC_GROUP)
-        .zip(bytes.chunks_exact(rb * MATVEC_GROUP))
-    {
-        let rows: [&[u8]; MATVEC_GROUP] = core::array::from_fn(|i| &g[i * rb..(i + 1) * rb]);
-        o.copy_from_slice(&dot4_shared(rows, act, codes, bias));
-        done += MATVEC_GROUP;
+    for (c, chunk) in act.chunks(MATVEC_CHUNK).enumerate() {
+        for (p, a) in prepared.iter_mut().zip(chunk) {
+            let x = act_codes(a);
+            *p = (x, bias(&x));
+        }
+        // The chunk's bytes within each row.
+        let (first, len) = (c * MATVEC_CHUNK * BB, chunk.len() * BB);
+        done = 0;
+        for (o, g) in out
+            .chunks_exact_mut(MATVEC_GROUP)
+            .zip(bytes.chunks_exact(rb * MATVEC_GROUP))
+        {
+            let Some(o) = o.first_chunk_mut::<MATVEC_GROUP>() else {
+                break;
+            };
+            let [r0, r1, r2, r3] = core::array::from_fn(|i| {
+                let start = i * rb + first;
+                arrays::<u8, BB>(&g[start..start + len]).0
+            });
+            let mut acc = if c == 0 {
+                f32x4_splat(0.0)
+            } else {
+                f32x4(o[0], o[1], o[2], o[3])
+            };
+            let blocks = r0.zip(r1).zip(r2).zip(r3);
+            for ((((b0, b1), b2), b3), ((x, bias), a)) in blocks.zip(prepared.iter().zip(chunk)) {
+                let (c0, c1, c2, c3) = (codes(b0), codes(b1), codes(b2), codes(b3));
+                let sumi = i32x4_sub(
+                    sum4(
+                        block_partials(&c0.w, x),
+                        block_partials(&c1.w, x),
+                        block_partials(&c2.w, x),
+                        block_partials(&c3.w, x),
+                    ),
+                    *bias,
+                );
+                acc = step(acc, sumi, [&c0, &c1, &c2, &c3], f32x4_splat(a.d));
+            }
+            *o = lanes(acc);
+            done += MATVEC_GROUP;
+        }
     }
     done
 }

@@ -12,7 +12,8 @@
 //! and four activations), `dot4_q4_0` and the
 //! wired `kernels::dot_q8_0_rows` / `dot_q4_0_rows` with the portable single-row kernels
 //! `kernels::dot_q8_0_row` / `dot_q4_0_row`, each chain over its own blocks; and the whole-matrix
-//! `matvec_q8_0` / `matvec_q4_0` on 0 to 20 rows, row by row against the same single-row kernels,
+//! `matvec_q8_0` / `matvec_q4_0` on 0 to 20 rows (of up to 23 blocks, and in one case of eight
+//! of 60 to 139 blocks), row by row against the same single-row kernels,
 //! and the prefill kernels `matmul_q8_0` / `matmul_q4_0` on 0 to 10 rows × 0 to 10 tokens.
 
 use alloc::vec::Vec;
@@ -215,12 +216,23 @@ fn case_agrees(rng: &mut Rng) -> bool {
         && ok_one_row
         && ok_q4
         && matvec_agrees(rng, base)
+        && long_rows_agree(rng)
         && matmul_agrees(rng, base)
 }
 
 /// The whole-matrix kernels on a matrix of 0 to 20 rows of `blocks` blocks: they compute
 /// exactly the whole groups of [`MATVEC_GROUP`] rows, each row bit for bit its single-row
 /// product.
+/// In one case of eight, [`matvec_agrees`] on rows of 60 to 139 blocks: longer than one column
+/// chunk of the whole-matrix kernels (64 blocks), whose accumulators each chunk continues.
+fn long_rows_agree(rng: &mut Rng) -> bool {
+    if rng.below(8) != 0 {
+        return true;
+    }
+    let blocks = 60 + rng.below(80) as usize;
+    matvec_agrees(rng, blocks)
+}
+
 fn matvec_agrees(rng: &mut Rng, blocks: usize) -> bool {
     let rows = rng.below(21) as usize;
     let act = rng.act(blocks);
