@@ -276,8 +276,9 @@ proptest! {
         }
     }
 
-    /// Batched prefill's product (`MatmulScratch::matmul`: whole groups of eight tokens in the
-    /// AVX2 kernels, the rest in groups of four and one at a time) equals `matvec` token by
+    /// Batched prefill's product (`MatmulScratch::matmul`: every token in the AVX2 kernels, in
+    /// groups of eight with the last one padded; portable: groups of four and one at a time)
+    /// equals `matvec` token by
     /// token, at both levels, with raw weight bytes (NaN, infinite and subnormal scales, codes
     /// -128) and strides wider than the matrix.
     #[test]

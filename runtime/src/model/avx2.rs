@@ -593,10 +593,11 @@ fn spread_words(v: __m256i) -> [__m256i; 4] {
     ]
 }
 
-/// Batched prefill's product for the whole groups of [`MATMUL_GROUP`] tokens: for every row r of
-/// `bytes` (`nb` blocks of `BB` bytes) and token t of a group, `out[t * out_stride + r]` = the
-/// chain of row r with token t's activation `acts[t * nb..(t + 1) * nb]`, bit for bit
-/// `dot_q*_row`. Returns the number of tokens done (the caller does the rest).
+/// Batched prefill's product in groups of [`MATMUL_GROUP`] tokens: for every row r of `bytes`
+/// (`nb` blocks of `BB` bytes) and token t, `out[t * out_stride + r]` = the chain of row r with
+/// token t's activation `acts[t * nb..(t + 1) * nb]`, bit for bit `dot_q*_row`. A last group of
+/// fewer tokens runs with its missing lanes zeroed, and only its tokens are written. Returns the
+/// number of tokens done: all `n`, or 0 when the operands or the scratch do not fit.
 ///
 /// Lane t of every vector is token t, so a block's integer sums come out as one 8-lane vector
 /// with no horizontal reduction. What depends only on the tokens is gathered once per group into
@@ -628,7 +629,6 @@ fn matmul_groups<const BB: usize, const W: usize, U: Copy>(
         bias: biases,
         codes,
     } = lanes;
-    let groups = n - n % MATMUL_GROUP;
     let (Some(rb), Some(lanes_len), Some(words_len)) = (
         nb.checked_mul(BB),
         nb.checked_mul(MATMUL_GROUP),
@@ -637,7 +637,7 @@ fn matmul_groups<const BB: usize, const W: usize, U: Copy>(
         return 0;
     };
     if rb == 0
-        || acts.len() < groups * nb
+        || acts.len() / nb < n
         || dx.len() < lanes_len
         || biases.len() < lanes_len
         || codes.len() < words_len
@@ -649,8 +649,15 @@ fn matmul_groups<const BB: usize, const W: usize, U: Copy>(
         &mut biases[..lanes_len],
         &mut codes[..words_len],
     );
-    for t0 in (0..groups).step_by(MATMUL_GROUP) {
-        let group = &acts[t0 * nb..(t0 + MATMUL_GROUP) * nb];
+    for t0 in (0..n).step_by(MATMUL_GROUP) {
+        let count = (n - t0).min(MATMUL_GROUP);
+        let group = &acts[t0 * nb..(t0 + count) * nb];
+        if count < MATMUL_GROUP {
+            // The lanes of the tokens this last group lacks compute on zeros and are not written.
+            dx.fill(0.0);
+            biases.fill(0);
+            codes.fill([0; MATMUL_GROUP]);
+        }
         for (t, token) in group.chunks_exact(nb).enumerate() {
             for (((x, d), s), c) in token
                 .iter()
@@ -686,14 +693,14 @@ fn matmul_groups<const BB: usize, const W: usize, U: Copy>(
                 let dw = _mm256_cvtph_ps(_mm_set1_epi16(scale_bits(blk) as i16));
                 acc = step8(acc, sumi, dw, load_f32x8(d));
             }
-            for (i, v) in lanes8(acc).into_iter().enumerate() {
+            for (i, v) in lanes8(acc).into_iter().enumerate().take(count) {
                 if let Some(o) = out.get_mut((t0 + i) * out_stride + r) {
                     *o = v;
                 }
             }
         }
     }
-    groups
+    n
 }
 
 /// [`matmul_groups`] of q8_0 rows (34-byte blocks) through `vpmaddwd`: a token's codes are

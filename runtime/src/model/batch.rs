@@ -233,8 +233,8 @@ impl MatmulScratch {
                 for (b, a) in act.chunks_exact_mut(nb.max(1)).enumerate() {
                     quantize_act_q8_0(token_x(b), a)?;
                 }
-                // Whole groups of tokens in a hand-written whole-product kernel where there is
-                // one, the rest below.
+                // The tokens in a hand-written whole-product kernel where there is one (all of
+                // them on AVX2, the whole groups of four on simd128), the rest below.
                 let lanes = TokenLanes {
                     dx: &mut self.group_dx,
                     bias: &mut self.group_bias,
@@ -309,8 +309,9 @@ pub(crate) struct BatchedProduct<'a> {
 }
 
 /// The tokens of a batched q8_0/q4_0 product that a hand-written whole-product kernel computes
-/// for every row: whole groups of tokens from the first, each output bit for bit its
-/// single-row product. Returns the number of tokens done (0 where there is no such kernel).
+/// for every row: tokens from the first (all of them on AVX2, the whole groups of four on
+/// simd128), each output bit for bit its single-row product. Returns the number of tokens done
+/// (0 where there is no such kernel).
 #[inline]
 fn matmul_groups(dtype: DType, p: BatchedProduct, lanes: TokenLanes) -> usize {
     #[cfg(target_arch = "x86_64")]
@@ -358,8 +359,9 @@ mod tests {
     /// (`quantize_act_q8_0` clamps to ±127) but a kernel must take: activation codes −128 and
     /// 127, q8_0 weight codes −128 and 127, q4_0 nibbles 0 and 15 (a q4_0 block of nibbles 15
     /// against codes −128 is the largest i16 sum the q4_0 kernel forms, 16 · 15 · 128), next to
-    /// mixed codes. Every token of the whole groups is bit for bit its single-row product, and
-    /// the tokens after them are left to the caller.
+    /// mixed codes. Every token, the last group's three included, is bit for bit its single-row
+    /// product, and no other cell of `out` is written (not the gaps of the stride, not the rows
+    /// of the last group's missing tokens).
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_avx2_prefill_kernels_are_exact_at_the_extreme_codes() {
@@ -396,13 +398,14 @@ mod tests {
                 })
                 .collect();
             let sentinel = f32::from_bits(0x7fc0_0bad);
-            let mut out = alloc::vec![sentinel; n * rows];
+            let stride = rows + 1;
+            let mut out = alloc::vec![sentinel; (n + 8) * stride];
             let mut dx = alloc::vec![0.0; nb * 8];
             let mut bias = alloc::vec![0; nb * 8];
             let mut codes = alloc::vec![[0; 8]; nb * GROUP_WORDS];
             let product = BatchedProduct {
                 out: &mut out,
-                out_stride: rows,
+                out_stride: stride,
                 bytes: &bytes,
                 acts: &acts,
                 nb,
@@ -414,11 +417,11 @@ mod tests {
                 codes: &mut codes,
             };
             let done = cpu::avx2_matmul(dtype, product, lanes);
-            assert_eq!(done, 16, "{dtype:?}");
-            for t in 0..n {
-                for r in 0..rows {
-                    let got = out[t * rows + r];
-                    if t < done {
+            assert_eq!(done, n, "{dtype:?}");
+            for t in 0..n + 8 {
+                for r in 0..stride {
+                    let got = out[t * stride + r];
+                    if t < n && r < rows {
                         let row = &bytes[r * nb * bb..(r + 1) * nb * bb];
                         let act = &acts[t * nb..(t + 1) * nb];
                         let want = match dtype {

@@ -178,8 +178,9 @@ pub(crate) fn avx2_matvec(dtype: DType, out: &mut [f32], bytes: &[u8], act: &[Bl
     }
 }
 
-/// The hand-written AVX2 prefill kernel of q8_0 or q4_0 rows (`model/avx2.rs`): the whole
-/// groups of eight tokens of a batched product, bit for bit the single-row products; `lanes` is
+/// The hand-written AVX2 prefill kernel of q8_0 or q4_0 rows (`model/avx2.rs`): every token of
+/// a batched product in groups of eight (the last one padded), bit for bit the single-row
+/// products; `lanes` is
 /// its scratch for the tokens' per-block scales, biases and codes. Returns the tokens done (0 below
 /// [`Isa::Avx2`] and for other dtypes).
 #[cfg(target_arch = "x86_64")]
