@@ -315,7 +315,12 @@ proptest! {
     }
 
     #[test]
-    fn activation_quantization(x in prop::collection::vec(value_or_inf(), 0..5 * QK)) {
+    fn activation_quantization(
+        x in prop::collection::vec(
+            prop_oneof![40 => value_or_inf(), 1 => Just(f32::NAN)],
+            0..5 * QK,
+        ),
+    ) {
         let n = x.len() / QK;
         let x = &x[..n * QK];
         if let Some((p, v)) = both(|| {
@@ -462,5 +467,48 @@ fn every_weight_scale() {
                 assert!(same(q8, want) && same(q4, want), "scale {h:#06x}");
             }
         }
+    }
+}
+
+/// Activation quantization at its rounding ties and edges, at both levels: a block whose largest
+/// |x| is 127 has scale 1, so x itself is rounded (ties ±0.5, ±2.5, ±126.5 go away from zero;
+/// 0.49999997 and the values next to each tie do not); a block of a subnormal largest |x| has an
+/// infinite inverse scale (codes ±127, 0 for zeros); a block holding infinity has a zero inverse
+/// scale (0 and NaN products give code 0); NaN elements give code 0.
+#[test]
+fn activation_quantization_ties_and_edges() {
+    let below = |v: f32| f32::from_bits(v.to_bits() - 1);
+    let above = |v: f32| f32::from_bits(v.to_bits() + 1);
+    let mut ties: Vec<f32> = vec![127.0, -127.0, 0.0, -0.0, f32::NAN];
+    for t in [0.5f32, 1.5, 2.5, 63.5, 126.5] {
+        ties.extend([t, -t, below(t), above(t), -below(t)]);
+    }
+    ties.push(0.499_999_97);
+    ties.resize(2 * QK, 0.25);
+    let mut blocks = ties;
+    let mut tiny = vec![
+        f32::from_bits(3),
+        -f32::from_bits(3),
+        f32::from_bits(1),
+        0.0,
+        -0.0,
+    ];
+    tiny.resize(QK, f32::from_bits(2));
+    blocks.extend(tiny);
+    let mut inf = vec![f32::INFINITY, 1.0, -3.0, 0.0, f32::NAN, f32::NEG_INFINITY];
+    inf.resize(QK, 7.0);
+    blocks.extend(inf);
+    let n = blocks.len() / QK;
+    if let Some((p, v)) = both(|| {
+        let mut out = vec![BlockQ8::ZERO; n];
+        quantize_act_q8_0(&blocks, &mut out).unwrap();
+        out
+    }) {
+        for (a, b) in p.iter().zip(&v) {
+            assert_eq!(a.qs, b.qs);
+            assert!(same(a.d, b.d));
+        }
+        // The ties of the first block went away from zero at both levels.
+        assert_eq!(&v[0].qs[..8], &[127, -127, 0, 0, 0, 1, -1, 0]);
     }
 }

@@ -41,16 +41,19 @@
 
 use core::arch::x86_64::{
     __m128, __m128i, __m256, __m256i, _mm256_add_epi16, _mm256_add_epi32, _mm256_add_ps,
-    _mm256_and_si256, _mm256_broadcastsi128_si256, _mm256_castps256_ps128, _mm256_castsi256_si128,
-    _mm256_cvtepi32_ps, _mm256_cvtepi8_epi16, _mm256_cvtph_ps, _mm256_extractf128_ps,
-    _mm256_extracti128_si256, _mm256_hadd_epi32, _mm256_madd_epi16, _mm256_maddubs_epi16,
-    _mm256_mul_ps, _mm256_set1_epi16, _mm256_set1_epi32, _mm256_set1_epi8, _mm256_set1_ps,
-    _mm256_set_epi64x, _mm256_set_m128i, _mm256_setr_epi32, _mm256_setr_ps, _mm256_shuffle_epi32,
-    _mm256_srli_epi16, _mm256_srlv_epi32, _mm256_sub_epi16, _mm256_sub_epi32,
-    _mm256_unpackhi_epi32, _mm256_unpackhi_epi64, _mm256_unpacklo_epi32, _mm256_unpacklo_epi64,
-    _mm_add_epi32, _mm_add_ps, _mm_cvtepi32_ps, _mm_cvtepi8_epi16, _mm_cvtph_ps, _mm_cvtss_f32,
-    _mm_extract_ps, _mm_mul_ps, _mm_prefetch, _mm_set1_epi16, _mm_set1_ps, _mm_set_epi64x,
-    _mm_setr_ps, _mm_setzero_ps, _MM_HINT_T0,
+    _mm256_and_ps, _mm256_and_si256, _mm256_andnot_ps, _mm256_broadcastsi128_si256,
+    _mm256_castps256_ps128, _mm256_castps_si256, _mm256_castsi256_ps, _mm256_castsi256_si128,
+    _mm256_cmp_ps, _mm256_cvtepi32_ps, _mm256_cvtepi8_epi16, _mm256_cvtph_ps, _mm256_cvttps_epi32,
+    _mm256_extract_epi64, _mm256_extractf128_ps, _mm256_extracti128_si256, _mm256_hadd_epi32,
+    _mm256_madd_epi16, _mm256_maddubs_epi16, _mm256_min_epi32, _mm256_min_ps, _mm256_mul_ps,
+    _mm256_packs_epi16, _mm256_packs_epi32, _mm256_permutevar8x32_epi32, _mm256_set1_epi16,
+    _mm256_set1_epi32, _mm256_set1_epi8, _mm256_set1_ps, _mm256_set_epi64x, _mm256_set_m128i,
+    _mm256_setr_epi32, _mm256_setr_ps, _mm256_shuffle_epi32, _mm256_sign_epi32, _mm256_srli_epi16,
+    _mm256_srlv_epi32, _mm256_sub_epi16, _mm256_sub_epi32, _mm256_sub_ps, _mm256_unpackhi_epi32,
+    _mm256_unpackhi_epi64, _mm256_unpacklo_epi32, _mm256_unpacklo_epi64, _mm_add_epi32, _mm_add_ps,
+    _mm_cvtepi32_ps, _mm_cvtepi8_epi16, _mm_cvtph_ps, _mm_cvtss_f32, _mm_extract_ps, _mm_mul_ps,
+    _mm_prefetch, _mm_set1_epi16, _mm_set1_ps, _mm_set_epi64x, _mm_setr_ps, _mm_setzero_ps,
+    _CMP_GE_OQ, _CMP_UNORD_Q, _MM_HINT_T0,
 };
 
 use core::slice::ChunksExact;
@@ -784,4 +787,42 @@ pub(crate) fn matmul_q4_0(p: BatchedProduct, lanes: TokenLanes) -> usize {
             _mm256_madd_epi16(s, ones)
         },
     )
+}
+
+/// The codes of one activation block ([`crate::model::quant::quantize_act_q8_0`]'s), eight
+/// elements per step: with `id` the block's inverse scale, code j = round-half-away(x_j · id)
+/// clamped to ±127, each step the scalar one: `v = x · id` (`vmulps`), `a = |v|` clamped to 128
+/// with NaN made 0 (the scalar truncation saturates and takes NaN to 0, and anything ≥ 128
+/// clamps to 127 either way), `t = trunc(a)` (`vcvttps2dq`, exact below 2^31), `t + 1` where
+/// `a − t ≥ 0.5` (exact), at most 127, and the sign of v put back (`vpsignd`; v = ±0 or NaN
+/// gives 0 already).
+#[target_feature(enable = "avx2")]
+pub(crate) fn act_codes_q8_0(block: &[f32; QK], id: f32) -> [i8; QK] {
+    let id = _mm256_set1_ps(id);
+    let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let (limit, half) = (_mm256_set1_ps(128.0), _mm256_set1_ps(0.5));
+    let (one, max_code) = (_mm256_set1_epi32(1), _mm256_set1_epi32(127));
+    let eight = |k: usize| {
+        let x: [f32; 8] = core::array::from_fn(|j| block.get(8 * k + j).copied().unwrap_or(0.0));
+        let v = _mm256_mul_ps(load_f32x8(&x), id);
+        let a = _mm256_and_ps(v, magnitude);
+        // min(a, 128) for a number; NaN (unordered with itself) becomes 0.
+        let a = _mm256_andnot_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(a, a), _mm256_min_ps(a, limit));
+        let t = _mm256_cvttps_epi32(a);
+        let up = _mm256_cmp_ps::<_CMP_GE_OQ>(_mm256_sub_ps(a, _mm256_cvtepi32_ps(t)), half);
+        let r = _mm256_add_epi32(t, _mm256_and_si256(_mm256_castps_si256(up), one));
+        _mm256_sign_epi32(_mm256_min_epi32(r, max_code), _mm256_castps_si256(v))
+    };
+    let (c0, c1, c2, c3) = (eight(0), eight(1), eight(2), eight(3));
+    // i32 → i16 → i8 (the values are within ±127, no saturation); the packs interleave the
+    // 128-bit lanes, which one dword permutation puts back in order.
+    let bytes = _mm256_packs_epi16(_mm256_packs_epi32(c0, c1), _mm256_packs_epi32(c2, c3));
+    let ordered = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    let mut words = [0i64; 4];
+    let [w0, w1, w2, w3] = &mut words;
+    *w0 = _mm256_extract_epi64::<0>(ordered);
+    *w1 = _mm256_extract_epi64::<1>(ordered);
+    *w2 = _mm256_extract_epi64::<2>(ordered);
+    *w3 = _mm256_extract_epi64::<3>(ordered);
+    core::array::from_fn(|j| (words[j / 8] >> (8 * (j % 8))) as i8)
 }

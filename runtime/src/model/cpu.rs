@@ -14,7 +14,7 @@
 use core::sync::atomic::{AtomicU8, Ordering};
 
 #[cfg(target_arch = "x86_64")]
-use crate::format::DType;
+use crate::format::{dtype::QK, DType};
 #[cfg(target_arch = "x86_64")]
 use crate::model::{
     avx2,
@@ -157,6 +157,19 @@ pub(crate) fn avx2_dot4_q4_0(rows: [&[u8]; 4], act: &[BlockQ8]) -> Option<[f32; 
     }
     // SAFETY: as in `avx2_dot4_q8_0`: AVX2 and F16C were detected.
     Some(unsafe { avx2::dot4_q4_0(rows, act) })
+}
+
+/// The hand-written AVX2 codes of one activation block (`model/avx2.rs`,
+/// `avx2::act_codes_q8_0`), bit for bit the scalar ones of `quant::quantize_act_q8_0`, when the
+/// level is [`Isa::Avx2`]; None otherwise.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn avx2_act_codes_q8_0(block: &[f32; QK], id: f32) -> Option<[i8; QK]> {
+    if isa() != Isa::Avx2 {
+        return None;
+    }
+    // SAFETY: as in `avx2_dot4_q8_0`: AVX2 and F16C were detected.
+    Some(unsafe { avx2::act_codes_q8_0(block, id) })
 }
 
 /// The hand-written AVX2 whole-matrix kernel of a q8_0 or q4_0 matrix (`model/avx2.rs`) of

@@ -336,6 +336,12 @@ pub fn quantize_act_q8_0(x: &[f32], out: &mut [BlockQ8]) -> Result<()> {
             for (block, out) in blocks.zip(out.iter_mut()) {
                 let d = block_amax(block) / 127.0;
                 let id = if d == 0.0 { 0.0 } else { 1.0 / d };
+                #[cfg(target_arch = "x86_64")]
+                if let Some(codes) = cpu::avx2_act_codes_q8_0(block, id) {
+                    out.qs = codes;
+                    out.d = f16_round(d);
+                    continue;
+                }
                 out.qs = core::array::from_fn(|j| q8_0_code(block[j], id));
                 out.d = f16_round(d);
             }
