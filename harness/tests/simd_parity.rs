@@ -131,6 +131,39 @@ fn quant_rows(dtype: DType, rows: usize, blocks: usize) -> impl Strategy<Value =
     })
 }
 
+/// `matvec` of a `rows` × `blocks · 32` matrix of each dtype in `dtypes` (its bytes the first of
+/// `seed_bytes`, f32 weights kept mostly finite) with the first `blocks · 32` values of `x`, at
+/// both levels: the same bits.
+fn assert_matvec_levels_agree(
+    dtypes: &[DType],
+    rows: usize,
+    blocks: usize,
+    seed_bytes: &[u8],
+    x: &[f32],
+) {
+    let cols = blocks * QK;
+    let x = &x[..cols];
+    let mut scratch = ActScratch::new(cols).unwrap();
+    for &dtype in dtypes {
+        let len = dtype.bytes_for((rows * cols) as u64).unwrap() as usize;
+        let mut bytes = seed_bytes[..len].to_vec();
+        // Keep f32 weights mostly finite and q scales moderate, with the raw bytes elsewhere.
+        if dtype == DType::F32 {
+            for c in bytes.chunks_exact_mut(4) {
+                c[3] &= 0xbf;
+            }
+        }
+        let m = MatRef::new(dtype, rows, cols, &bytes).unwrap();
+        if let Some((p, v)) = both(|| {
+            let mut out = vec![0.0f32; rows];
+            matvec(&mut out, &m, x, &mut scratch).unwrap();
+            out
+        }) {
+            assert_same(&p, &v);
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
@@ -228,27 +261,7 @@ proptest! {
         seed_bytes in prop::collection::vec(any::<u8>(), 21 * 10 * 128),
         x in prop::collection::vec(value(), 10 * QK),
     ) {
-        let cols = blocks * QK;
-        let x = &x[..cols];
-        let mut scratch = ActScratch::new(cols).unwrap();
-        for dtype in DType::ALL {
-            let len = dtype.bytes_for((rows * cols) as u64).unwrap() as usize;
-            let mut bytes = seed_bytes[..len].to_vec();
-            // Keep f32 weights mostly finite and q scales moderate, with the raw bytes elsewhere.
-            if dtype == DType::F32 {
-                for c in bytes.chunks_exact_mut(4) {
-                    c[3] &= 0xbf;
-                }
-            }
-            let m = MatRef::new(dtype, rows, cols, &bytes).unwrap();
-            if let Some((p, v)) = both(|| {
-                let mut out = vec![0.0f32; rows];
-                matvec(&mut out, &m, x, &mut scratch).unwrap();
-                out
-            }) {
-                assert_same(&p, &v);
-            }
-        }
+        assert_matvec_levels_agree(&DType::ALL, rows, blocks, &seed_bytes, &x);
     }
 
     /// Rows longer than one column chunk of the AVX2 q4_0 whole-matrix kernel (64 blocks: each
@@ -260,20 +273,7 @@ proptest! {
         seed_bytes in prop::collection::vec(any::<u8>(), 17 * 139 * 34),
         x in prop::collection::vec(value(), 139 * QK),
     ) {
-        let cols = blocks * QK;
-        let x = &x[..cols];
-        let mut scratch = ActScratch::new(cols).unwrap();
-        for dtype in [DType::Q8_0, DType::Q4_0] {
-            let len = dtype.bytes_for((rows * cols) as u64).unwrap() as usize;
-            let m = MatRef::new(dtype, rows, cols, &seed_bytes[..len]).unwrap();
-            if let Some((p, v)) = both(|| {
-                let mut out = vec![0.0f32; rows];
-                matvec(&mut out, &m, x, &mut scratch).unwrap();
-                out
-            }) {
-                assert_same(&p, &v);
-            }
-        }
+        assert_matvec_levels_agree(&[DType::Q8_0, DType::Q4_0], rows, blocks, &seed_bytes, &x);
     }
 
     /// Batched prefill's product (`MatmulScratch::matmul`: every token in the AVX2 kernels, in

@@ -60,7 +60,7 @@ use core::slice::ChunksExact;
 
 use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
 use crate::model::batch::{BatchedProduct, TokenLanes};
-use crate::model::kernels::{chain_blocks, q4_0_chain, q8_0_chain};
+use crate::model::kernels::{chain_blocks, q4_0_chain, q8_0_chain, MATVEC_CHUNK};
 use crate::model::quant::BlockQ8;
 
 /// Bytes `o..o + 8` of `b` as a little-endian i64 (`o + 8 <= N` at every call site; a constant
@@ -464,9 +464,6 @@ pub(crate) fn matvec_q8_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usi
     )
 }
 
-/// Activation blocks per column chunk of [`matvec_q4_0`] (the length of its stack of biases).
-const MATVEC_CHUNK: usize = 64;
-
 /// The whole-matrix product of the q4_0 rows in `bytes` (18-byte blocks, `act.len()` per row)
 /// with `act` for the whole groups of [`MATVEC_GROUP`] rows, in row lanes: lane i = row i from
 /// the products on, so a block's eight integer sums need no horizontal reduction. The group's
@@ -818,11 +815,11 @@ pub(crate) fn act_codes_q8_0(block: &[f32; QK], id: f32) -> [i8; QK] {
     // 128-bit lanes, which one dword permutation puts back in order.
     let bytes = _mm256_packs_epi16(_mm256_packs_epi32(c0, c1), _mm256_packs_epi32(c2, c3));
     let ordered = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-    let mut words = [0i64; 4];
-    let [w0, w1, w2, w3] = &mut words;
-    *w0 = _mm256_extract_epi64::<0>(ordered);
-    *w1 = _mm256_extract_epi64::<1>(ordered);
-    *w2 = _mm256_extract_epi64::<2>(ordered);
-    *w3 = _mm256_extract_epi64::<3>(ordered);
+    let words = [
+        _mm256_extract_epi64::<0>(ordered),
+        _mm256_extract_epi64::<1>(ordered),
+        _mm256_extract_epi64::<2>(ordered),
+        _mm256_extract_epi64::<3>(ordered),
+    ];
     core::array::from_fn(|j| (words[j / 8] >> (8 * (j % 8))) as i8)
 }

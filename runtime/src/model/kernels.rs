@@ -31,6 +31,18 @@ const _: () = assert!(LANES.is_power_of_two());
 /// accumulators in its own order, so the grouping changes no rounding.
 pub const ROW_GROUP: usize = 4;
 
+/// Activation blocks per column chunk of the hand-written whole-matrix kernels (AVX2 q4_0,
+/// simd128 q8_0/q4_0): what they prepare per activation block is kept on the stack for one
+/// chunk, and each chunk continues the rows' accumulators (spec/determinism.md, SIMD paths).
+#[cfg_attr(
+    not(any(
+        target_arch = "x86_64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    )),
+    allow(dead_code) // no whole-matrix kernel on this target
+)]
+pub(crate) const MATVEC_CHUNK: usize = 64;
+
 /// The whole `N`-element arrays of `s` in order, and what is left after them (the shape of
 /// `slice::as_chunks`, which needs Rust 1.88).
 #[inline(always)]

@@ -28,7 +28,7 @@ pub mod selftest;
 
 use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES};
 use crate::model::batch::BatchedProduct;
-use crate::model::kernels::{arrays, chain_blocks, q4_0_chain, q8_0_chain};
+use crate::model::kernels::{arrays, chain_blocks, q4_0_chain, q8_0_chain, MATVEC_CHUNK};
 use crate::model::quant::BlockQ8;
 
 /// A block's 32 weight codes widened to i16 and its f16 scale.
@@ -324,10 +324,6 @@ pub(crate) fn dot4_q4_0(rows: [&[u8]; 4], act: &[BlockQ8]) -> [f32; 4] {
 /// Rows per group of the whole-matrix kernels (four chains, as [`dot4_shared`]; eight rows per
 /// pass measured slower under wasmtime).
 pub(crate) const MATVEC_GROUP: usize = 4;
-
-/// Activation blocks per column chunk of the whole-matrix kernels (the length of their stack of
-/// prepared activation blocks).
-const MATVEC_CHUNK: usize = 64;
 
 /// The whole-matrix product of the `BB`-byte-block rows in `bytes` (rows of `act.len()` blocks
 /// each) with `act`, for the whole groups of [`MATVEC_GROUP`] rows: `out[r]` is bit for bit the
