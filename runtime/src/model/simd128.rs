@@ -5,8 +5,9 @@
 //!
 //! Chain i is the q8_0 / q4_0 dot product of spec/determinism.md, bit for bit:
 //! - the 32 code products of a block are summed exactly in i32 (codes loaded sign-extended to
-//!   i16 with `v128.load8x8_s`, q4_0 nibbles unpacked in i16 lanes, then `i32x4.dot_i16x8_s`
-//!   and `i32x4.add`); the four chains' i32x4 partial sums are reduced
+//!   i16 with `v128.load8x8_s`, q4_0 nibbles unpacked in i16 lanes — or, in the whole-matrix
+//!   kernel, the packed bytes against recast activation codes ([`packed_act_codes`]) — then
+//!   `i32x4.dot_i16x8_s` and `i32x4.add`); the four chains' i32x4 partial sums are reduced
 //!   together by a 4×4 transpose-add into one i32x4 `[sumi_0, .., sumi_3]` (integer sums are
 //!   exact, their order is free);
 //! - the float part is 4-wide with lane i = chain i: `acc = acc + (f32(sumi) * (dw * dx))`, one
@@ -18,9 +19,9 @@
 
 use core::arch::wasm32::{
     f32x4, f32x4_add, f32x4_convert_i32x4, f32x4_extract_lane, f32x4_mul, f32x4_splat,
-    i16x8_extend_low_i8x16, i16x8_splat, i16x8_sub, i32x4_add, i32x4_dot_i16x8, i32x4_ge,
-    i32x4_shl, i32x4_shuffle, i32x4_sub, u16x8_extend_low_u8x16, u16x8_shr, u16x8_splat, u32x4,
-    u32x4_splat, u64x2, v128, v128_and, v128_bitselect, v128_or,
+    i16x8_extend_low_i8x16, i16x8_shl, i16x8_splat, i16x8_sub, i32x4_add, i32x4_dot_i16x8,
+    i32x4_gt, i32x4_shl, i32x4_shuffle, i32x4_sub, u16x8_extend_low_u8x16, u16x8_shr, u16x8_splat,
+    u32x4, u32x4_splat, u64x2, v128, v128_and, v128_or,
 };
 
 #[cfg(feature = "kernel-selftest")]
@@ -110,6 +111,40 @@ fn q4_0_nibbles(blk: &[u8; Q4_0_BLOCK_BYTES]) -> Codes {
     }
 }
 
+/// A q4_0 block's 16 packed bytes zero-extended to i16 (bytes 0..8 and 8..16) and their high
+/// nibbles (the same shifted right by 4): against [`packed_act_codes`] its block sums are those
+/// of the bare nibbles of [`q4_0_nibbles`] (no mask for the low nibbles).
+#[inline(always)]
+fn q4_0_packed(blk: &[u8; Q4_0_BLOCK_BYTES]) -> Codes {
+    const N: usize = Q4_0_BLOCK_BYTES;
+    let b0 = u8x8_to_u16x8(bytes::<N, 2, 8>(blk));
+    let b1 = u8x8_to_u16x8(bytes::<N, 10, 8>(blk));
+    Codes {
+        scale: scale_bits(blk),
+        w: [b0, b1, u16x8_shr(b0, 4), u16x8_shr(b1, 4)],
+    }
+}
+
+/// The activation codes `x` (as [`act_codes`]) recast for [`q4_0_packed`]: `x_0..16` and
+/// `y_j = x_(j+16) - 16 x_j` for j < 16 (|y_j| ≤ 2175, and |high nibble × y_j| ≤ 32625: i16
+/// operands, exact i32 products). With byte_j = low_j + 16 high_j:
+/// Σ byte_j x_j + Σ high_j y_j = Σ low_j x_j + Σ high_j x_(j+16), the bare-nibble block sum.
+#[inline(always)]
+fn packed_act_codes(x: &[v128; 4]) -> [v128; 4] {
+    [
+        x[0],
+        x[1],
+        i16x8_sub(x[2], i16x8_shl(x[0], 4)),
+        i16x8_sub(x[3], i16x8_shl(x[1], 4)),
+    ]
+}
+
+/// The activation codes as they are (rows whose codes are stored as they are).
+#[inline(always)]
+fn plain_act_codes(x: &[v128; 4]) -> [v128; 4] {
+    *x
+}
+
 /// An activation block's 32 codes widened to i16 as [`Codes::w`].
 #[inline(always)]
 fn act_codes(a: &BlockQ8) -> [v128; 4] {
@@ -155,17 +190,18 @@ fn sum4(p0: v128, p1: v128, p2: v128, p3: v128) -> v128 {
 /// ignored) to f32 with the value of [`crate::model::quant::f16_to_f32`]: exponent and mantissa
 /// shifted up 13 bits read as an f32 are the f16's value times 2^-112 (a normal f16 a normal
 /// f32, a subnormal one a subnormal f32, zero zero), so one `f32x4.mul` by 2^112 gives the value
-/// exactly (a product by a power of two that is representable, and wasm keeps subnormals);
-/// infinity and NaN (exponent 31) are rebased by 224 in the exponent instead, payload kept; the
-/// sign is put back.
+/// exactly (a product by a power of two that is representable, and wasm keeps subnormals). For
+/// infinity and NaN (exponent 31) that product is the normal number with f32 exponent 143 and
+/// the f16's mantissa shifted up 13 bits; setting every exponent bit (an `or`) makes it the
+/// infinity or the NaN with that payload. The sign is put back.
 #[inline(always)]
 fn f16x4_to_f32x4(h: v128) -> v128 {
     let sign = i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16);
     let o = i32x4_shl(v128_and(h, u32x4_splat(0x7fff)), 13);
     let finite = f32x4_mul(o, f32x4_splat(f32::from_bits((127 + 112) << 23)));
-    let inf_nan = i32x4_add(o, u32x4_splat(224 << 23));
-    let is_inf_nan = i32x4_ge(o, u32x4_splat(0x0f80_0000));
-    v128_or(sign, v128_bitselect(inf_nan, finite, is_inf_nan))
+    let is_inf_nan = i32x4_gt(o, u32x4_splat(0x0f7f_ffff));
+    let exponent = v128_and(is_inf_nan, u32x4_splat(0x7f80_0000));
+    v128_or(sign, v128_or(finite, exponent))
 }
 
 /// One block step of the four chains: `acc = acc + (f32(sumi) * (dw * dx))` per lane, with `dw`
@@ -328,15 +364,17 @@ pub(crate) const MATVEC_GROUP: usize = 4;
 /// The whole-matrix product of the `BB`-byte-block rows in `bytes` (rows of `act.len()` blocks
 /// each) with `act`, for the whole groups of [`MATVEC_GROUP`] rows: `out[r]` is bit for bit the
 /// single-row product of row r (each row its own serial chain, as [`dot4_shared`]). What depends
-/// only on the activation (its codes widened, and `bias`) is prepared once per block for all
-/// rows, in column chunks of [`MATVEC_CHUNK`] blocks, each chunk continuing the accumulators
-/// kept in `out`. Returns the number of rows computed; the caller does the rest.
+/// only on the activation (its codes widened and `recast` for the rows' `codes`, and `bias`) is
+/// prepared once per block for all rows, in column chunks of [`MATVEC_CHUNK`] blocks, each chunk
+/// continuing the accumulators kept in `out`. Returns the number of rows computed; the caller
+/// does the rest.
 #[inline(always)]
 fn matvec_groups<const BB: usize>(
     out: &mut [f32],
     bytes: &[u8],
     act: &[BlockQ8],
     codes: impl Fn(&[u8; BB]) -> Codes + Copy,
+    recast: impl Fn(&[v128; 4]) -> [v128; 4] + Copy,
     bias: impl Fn(&[v128; 4]) -> v128 + Copy,
 ) -> usize {
     let rb = act.len() * BB;
@@ -349,7 +387,7 @@ fn matvec_groups<const BB: usize>(
     for (c, chunk) in act.chunks(MATVEC_CHUNK).enumerate() {
         for (p, a) in prepared.iter_mut().zip(chunk) {
             let x = act_codes(a);
-            *p = (x, bias(&x));
+            *p = (recast(&x), bias(&x));
         }
         // The chunk's bytes within each row.
         let (first, len) = (c * MATVEC_CHUNK * BB, chunk.len() * BB);
@@ -361,19 +399,20 @@ fn matvec_groups<const BB: usize>(
             let Some(o) = o.first_chunk_mut::<MATVEC_GROUP>() else {
                 break;
             };
-            let [r0, r1, r2, r3] = core::array::from_fn(|i| {
+            let rows: [&[u8]; 4] = core::array::from_fn(|i| {
                 let start = i * rb + first;
-                arrays::<u8, BB>(&g[start..start + len]).0
+                &g[start..start + len]
             });
-            let mut acc = if c == 0 {
-                f32x4_splat(0.0)
-            } else {
-                f32x4(o[0], o[1], o[2], o[3])
-            };
+            let [r0, r1, r2, r3] = rows.map(|r| arrays::<u8, BB>(r).0);
+            // The integer block sums first, then the float chain: two short loops keep fewer
+            // values live than one.
+            let mut sums = [zero; MATVEC_CHUNK];
             let blocks = r0.zip(r1).zip(r2).zip(r3);
-            for ((((b0, b1), b2), b3), ((x, bias), a)) in blocks.zip(prepared.iter().zip(chunk)) {
+            for (s, ((((b0, b1), b2), b3), (x, bias))) in
+                sums.iter_mut().zip(blocks.zip(prepared.iter()))
+            {
                 let (c0, c1, c2, c3) = (codes(b0), codes(b1), codes(b2), codes(b3));
-                let sumi = i32x4_sub(
+                *s = i32x4_sub(
                     sum4(
                         block_partials(&c0.w, x),
                         block_partials(&c1.w, x),
@@ -382,7 +421,25 @@ fn matvec_groups<const BB: usize>(
                     ),
                     *bias,
                 );
-                acc = step(acc, sumi, [&c0, &c1, &c2, &c3], f32x4_splat(a.d));
+            }
+            let mut acc = if c == 0 {
+                f32x4_splat(0.0)
+            } else {
+                f32x4(o[0], o[1], o[2], o[3])
+            };
+            let [r0, r1, r2, r3] = rows.map(|r| arrays::<u8, BB>(r).0);
+            let blocks = r0.zip(r1).zip(r2).zip(r3);
+            for (((((b0, b1), b2), b3), sumi), a) in blocks.zip(&sums).zip(chunk) {
+                let dw = f16x4_to_f32x4(u32x4(
+                    scale_bits(b0),
+                    scale_bits(b1),
+                    scale_bits(b2),
+                    scale_bits(b3),
+                ));
+                acc = f32x4_add(
+                    acc,
+                    f32x4_mul(f32x4_convert_i32x4(*sumi), f32x4_mul(dw, f32x4_splat(a.d))),
+                );
             }
             *o = lanes(acc);
             done += MATVEC_GROUP;
@@ -395,12 +452,12 @@ fn matvec_groups<const BB: usize>(
 /// matrix times `act`, each bit for bit `kernels::dot_q8_0_row(row, act)`. Returns the rows
 /// computed.
 pub(crate) fn matvec_q8_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usize {
-    matvec_groups(out, bytes, act, q8_0_codes, no_bias)
+    matvec_groups(out, bytes, act, q8_0_codes, plain_act_codes, no_bias)
 }
 
 /// The q4_0 rows (18-byte blocks) of the whole groups of four, as [`matvec_q8_0`].
 pub(crate) fn matvec_q4_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usize {
-    matvec_groups(out, bytes, act, q4_0_nibbles, nibble_bias)
+    matvec_groups(out, bytes, act, q4_0_packed, packed_act_codes, nibble_bias)
 }
 
 /// Tokens per group of the whole-product prefill kernels (four chains, as [`dot4_one_row`]).
