@@ -234,7 +234,7 @@ impl MatmulScratch {
                     quantize_act_q8_0(token_x(b), a)?;
                 }
                 // The tokens in a hand-written whole-product kernel where there is one (all of
-                // them on AVX2, the whole groups of four on simd128), the rest below.
+                // them on AVX2 and simd128), the rest below.
                 let lanes = TokenLanes {
                     dx: &mut self.group_dx,
                     bias: &mut self.group_bias,
@@ -309,8 +309,8 @@ pub(crate) struct BatchedProduct<'a> {
 }
 
 /// The tokens of a batched q8_0/q4_0 product that a hand-written whole-product kernel computes
-/// for every row: tokens from the first (all of them on AVX2, the whole groups of four on
-/// simd128), each output bit for bit its single-row product. Returns the number of tokens done
+/// for every row: tokens from the first (all of them on AVX2 and on simd128), each output bit
+/// for bit its single-row product. Returns the number of tokens done
 /// (0 where there is no such kernel).
 #[inline]
 fn matmul_groups(dtype: DType, p: BatchedProduct, lanes: TokenLanes) -> usize {

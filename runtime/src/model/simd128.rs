@@ -80,23 +80,8 @@ fn q8_0_codes(blk: &[u8; Q8_0_BLOCK_BYTES]) -> Codes {
     }
 }
 
-/// A q4_0 block (18 bytes): code j is `(byte 2 + j & 15) - 8` for j < 16 and
-/// `(byte 2 + j - 16 >> 4) - 8` for j >= 16.
-#[inline(always)]
-fn q4_0_codes(blk: &[u8; Q4_0_BLOCK_BYTES]) -> Codes {
-    const N: usize = Q4_0_BLOCK_BYTES;
-    let b0 = u8x8_to_u16x8(bytes::<N, 2, 8>(blk));
-    let b1 = u8x8_to_u16x8(bytes::<N, 10, 8>(blk));
-    let low = |b| i16x8_sub(v128_and(b, u16x8_splat(0x0f)), u16x8_splat(8));
-    let high = |b| i16x8_sub(u16x8_shr(b, 4), u16x8_splat(8));
-    Codes {
-        scale: scale_bits(blk),
-        w: [low(b0), low(b1), high(b0), high(b1)],
-    }
-}
-
-/// A q4_0 block's bare nibbles (0..=15, without the −8 of its codes) in the layout of
-/// [`q4_0_codes`]: the block sums it gives exceed the true ones by 8 × Σ activation codes, which
+/// A q4_0 block's bare nibbles (0..=15, without the −8 of its codes: code j is nibble j − 8,
+/// nibble j being the low half of byte 2 + j for j < 16, the high half of byte 2 + j − 16 after): the block sums it gives exceed the true ones by 8 × Σ activation codes, which
 /// [`nibble_bias`] takes off — four subtractions per activation block instead of four per row.
 #[inline(always)]
 fn q4_0_nibbles(blk: &[u8; Q4_0_BLOCK_BYTES]) -> Codes {
@@ -463,15 +448,30 @@ pub(crate) fn matvec_q4_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usi
 /// Tokens per group of the whole-product prefill kernels (four chains, as [`dot4_one_row`]).
 pub(crate) const MATMUL_GROUP: usize = 4;
 
-/// Batched prefill's product for the whole groups of [`MATMUL_GROUP`] tokens: for every row r of
-/// `bytes` (`nb` blocks of `BB` bytes) and token t of a group, `out[t * out_stride + r]` = the
-/// chain of row r with `acts[t * nb..(t + 1) * nb]`, bit for bit the single-row product; a row
-/// block is widened once for the group (q4_0 rows straight from their nibbles). Returns the
-/// number of tokens done; the caller does the rest.
+/// Blocks per column chunk of the prefill kernels: what a group's activation blocks widen to
+/// is kept on the stack for this many blocks (32 × 18 vectors, 9 KiB).
+const MATMUL_CHUNK: usize = 32;
+
+/// An activation block of each token of a group, prepared once for all rows: its codes widened
+/// and `recast` for the rows' codes, the biases (lane i: token i) and the scales (lane i:
+/// token i).
+type GroupBlock = ([[v128; 4]; MATMUL_GROUP], v128, v128);
+
+/// Batched prefill's product for every token, in groups of [`MATMUL_GROUP`]: for every row r of
+/// `bytes` (`nb` blocks of `BB` bytes) and token t, `out[t * out_stride + r]` = the chain of row
+/// r with `acts[t * nb..(t + 1) * nb]`, bit for bit the single-row product, lane i of the
+/// four-wide chain being token i of its group (a last group of fewer tokens runs with a copy of
+/// its first token in the missing lanes, which are not written). The tokens' activation blocks
+/// are prepared once per group ([`GroupBlock`], in column chunks of [`MATMUL_CHUNK`] blocks,
+/// each chunk continuing the accumulators kept in `out`); per row and chunk the integer block
+/// sums come first, then the float steps over them. Returns the number of tokens done: all of
+/// them, or 0 when the operands do not fit (the caller then does them).
 #[inline(always)]
 fn matmul_groups<const BB: usize>(
     p: BatchedProduct,
     codes: impl Fn(&[u8; BB]) -> Codes + Copy,
+    recast: impl Fn(&[v128; 4]) -> [v128; 4] + Copy,
+    bias: impl Fn(&[[v128; 4]; MATMUL_GROUP]) -> v128 + Copy,
 ) -> usize {
     let BatchedProduct {
         out,
@@ -482,30 +482,95 @@ fn matmul_groups<const BB: usize>(
         n,
     } = p;
     let rb = nb * BB;
-    let groups = n - n % MATMUL_GROUP;
-    if rb == 0 || acts.len() < groups * nb {
+    if rb == 0 || acts.len() < n * nb {
         return 0;
     }
-    for t0 in (0..groups).step_by(MATMUL_GROUP) {
-        let token: [&[BlockQ8]; MATMUL_GROUP] =
-            core::array::from_fn(|i| &acts[(t0 + i) * nb..(t0 + i + 1) * nb]);
-        for (r, row) in bytes.chunks_exact(rb).enumerate() {
-            for (i, v) in dot4_one_row(row, token, codes).into_iter().enumerate() {
-                if let Some(o) = out.get_mut((t0 + i) * out_stride + r) {
-                    *o = v;
+    let zero = u32x4_splat(0);
+    let mut prepared: [GroupBlock; MATMUL_CHUNK] =
+        [([[zero; 4]; MATMUL_GROUP], zero, zero); MATMUL_CHUNK];
+    let mut sums = [zero; MATMUL_CHUNK];
+    for t0 in (0..n).step_by(MATMUL_GROUP) {
+        // A last group of fewer tokens runs with its first token in the missing lanes, which
+        // are not written.
+        let count = (n - t0).min(MATMUL_GROUP);
+        let token: [&[BlockQ8]; MATMUL_GROUP] = core::array::from_fn(|i| {
+            let t = if i < count { t0 + i } else { t0 };
+            &acts[t * nb..(t + 1) * nb]
+        });
+        for first in (0..nb).step_by(MATMUL_CHUNK) {
+            let len = (nb - first).min(MATMUL_CHUNK);
+            for (j, p) in prepared[..len].iter_mut().enumerate() {
+                let b = first + j;
+                let x = token.map(|a| act_codes(&a[b]));
+                let [d0, d1, d2, d3] = token.map(|a| a[b].d);
+                *p = (x.map(|x| recast(&x)), bias(&x), f32x4(d0, d1, d2, d3));
+            }
+            let chunk = &prepared[..len];
+            for (r, row) in bytes.chunks_exact(rb).enumerate() {
+                let row = &row[first * BB..(first + len) * BB];
+                for (s, (blk, (x, bias, _))) in
+                    sums.iter_mut().zip(arrays::<u8, BB>(row).0.zip(chunk))
+                {
+                    let w = codes(blk).w;
+                    *s = i32x4_sub(
+                        sum4(
+                            block_partials(&w, &x[0]),
+                            block_partials(&w, &x[1]),
+                            block_partials(&w, &x[2]),
+                            block_partials(&w, &x[3]),
+                        ),
+                        *bias,
+                    );
+                }
+                let at: [usize; MATMUL_GROUP] = core::array::from_fn(|i| (t0 + i) * out_stride + r);
+                let mut acc = if first == 0 {
+                    f32x4_splat(0.0)
+                } else {
+                    let [a0, a1, a2, a3] = at.map(|i| out.get(i).copied().unwrap_or(0.0));
+                    f32x4(a0, a1, a2, a3)
+                };
+                for ((blk, sumi), (_, _, dx)) in arrays::<u8, BB>(row).0.zip(&sums).zip(chunk) {
+                    let dw = f16x4_to_f32x4(u32x4_splat(scale_bits(blk)));
+                    acc = f32x4_add(
+                        acc,
+                        f32x4_mul(f32x4_convert_i32x4(*sumi), f32x4_mul(dw, *dx)),
+                    );
+                }
+                for (i, v) in at.into_iter().zip(lanes(acc)).take(count) {
+                    if let Some(o) = out.get_mut(i) {
+                        *o = v;
+                    }
                 }
             }
         }
     }
-    groups
+    n
+}
+
+/// No bias for any token.
+#[inline(always)]
+fn no_bias4(_: &[[v128; 4]; MATMUL_GROUP]) -> v128 {
+    u32x4_splat(0)
+}
+
+/// [`nibble_bias`] of each token, lane i for token i: 8 × the sum of its block's 32 codes.
+#[inline(always)]
+fn nibble_bias4(x: &[[v128; 4]; MATMUL_GROUP]) -> v128 {
+    let eight = [i16x8_splat(8); 4];
+    sum4(
+        block_partials(&eight, &x[0]),
+        block_partials(&eight, &x[1]),
+        block_partials(&eight, &x[2]),
+        block_partials(&eight, &x[3]),
+    )
 }
 
 /// [`matmul_groups`] of q8_0 rows (34-byte blocks).
 pub(crate) fn matmul_q8_0(p: BatchedProduct) -> usize {
-    matmul_groups(p, q8_0_codes)
+    matmul_groups(p, q8_0_codes, plain_act_codes, no_bias4)
 }
 
 /// [`matmul_groups`] of q4_0 rows (18-byte blocks).
 pub(crate) fn matmul_q4_0(p: BatchedProduct) -> usize {
-    matmul_groups(p, q4_0_codes)
+    matmul_groups(p, q4_0_packed, packed_act_codes, nibble_bias4)
 }
