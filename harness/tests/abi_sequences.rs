@@ -461,12 +461,14 @@ fn apply(wasm: &mut AbiInstance, m: &mut Mirror, op: &Op) -> Result<u32, TestCas
             let (ptr, len) = m.resolve(p, l);
             wasm.start(ptr, len).unwrap()
         }
-        Op::StartText(text) => {
-            let ptr = wasm.alloc_with(text.as_bytes()).unwrap();
-            let status = wasm.start(ptr, text.len() as u32).unwrap();
-            wasm.free(ptr, text.len().max(1) as u32).unwrap();
-            status
-        }
+        Op::StartText(text) => match temp_buffer(wasm, text.as_bytes())? {
+            Ok(ptr) => {
+                let status = wasm.start(ptr, text.len() as u32).unwrap();
+                wasm.free(ptr, text.len().max(1) as u32).unwrap();
+                status
+            }
+            Err(code) => code,
+        },
         Op::Step(p) => {
             let (ptr, _) = m.resolve(p, &Len::Exact(16));
             step_checked(wasm, ptr)?
@@ -543,20 +545,34 @@ fn apply(wasm: &mut AbiInstance, m: &mut Mirror, op: &Op) -> Result<u32, TestCas
                     data.extend_from_slice(receipt);
                 }
             }
-            let ptr = wasm.alloc_with(&data).unwrap();
-            let status = wasm.require_plan(ptr, data.len() as u32).unwrap();
-            wasm.free(ptr, data.len().max(1) as u32).unwrap();
-            status
+            match temp_buffer(wasm, &data)? {
+                Ok(ptr) => {
+                    let status = wasm.require_plan(ptr, data.len() as u32).unwrap();
+                    wasm.free(ptr, data.len().max(1) as u32).unwrap();
+                    status
+                }
+                Err(code) => code,
+            }
         }
         Op::ApplyFixturePlan(i) => {
             let (plan, adapter, _) = adapter_fixture(*i);
-            let p = wasm.alloc_with(plan).unwrap();
-            let mut status = wasm.plan_begin(p, plan.len() as u32).unwrap();
-            wasm.free(p, plan.len() as u32).unwrap();
+            let mut status = match temp_buffer(wasm, plan)? {
+                Ok(p) => {
+                    let status = wasm.plan_begin(p, plan.len() as u32).unwrap();
+                    wasm.free(p, plan.len() as u32).unwrap();
+                    status
+                }
+                Err(code) => code,
+            };
             if status == 0 {
-                let a = wasm.alloc_with(adapter).unwrap();
-                status = wasm.plan_module(a, adapter.len() as u32).unwrap();
-                wasm.free(a, adapter.len() as u32).unwrap();
+                status = match temp_buffer(wasm, adapter)? {
+                    Ok(a) => {
+                        let status = wasm.plan_module(a, adapter.len() as u32).unwrap();
+                        wasm.free(a, adapter.len() as u32).unwrap();
+                        status
+                    }
+                    Err(code) => code,
+                };
             }
             if status == 0 {
                 status = wasm.plan_apply().unwrap();
@@ -564,6 +580,27 @@ fn apply(wasm: &mut AbiInstance, m: &mut Mirror, op: &Op) -> Result<u32, TestCas
             status
         }
     })
+}
+
+/// A host buffer holding `data` (at least one byte) for one call, or the code `trlm_alloc`
+/// refused it with: the sequence's own live buffers may leave no room in the buffer budget.
+fn temp_buffer(wasm: &mut AbiInstance, data: &[u8]) -> Result<Result<u32, u32>, TestCaseError> {
+    let len = data.len().max(1) as u32;
+    let ptr = wasm.alloc(len).unwrap();
+    if ptr == 0 {
+        let code = wasm.last_error_code().unwrap();
+        prop_assert!(
+            code == ErrorCode::BudgetExceeded as u32
+                || code == ErrorCode::LimitExceeded as u32
+                || code == ErrorCode::OutOfMemory as u32,
+            "trlm_alloc({}) failed with {}",
+            len,
+            code
+        );
+        return Ok(Err(code));
+    }
+    wasm.write(ptr, data).unwrap();
+    Ok(Ok(ptr))
 }
 
 /// One `trlm_step`; a written record must be well-formed.
@@ -640,20 +677,44 @@ proptest! {
     fn random_call_sequences_never_trap_and_leave_a_working_module(
         ops in prop::collection::vec(op(), 1..64)
     ) {
-        let mut wasm = AbiInstance::new(module(), WasmLimits::default()).unwrap();
-        let mut mirror = Mirror::default();
-        for op in &ops {
-            let status = apply(&mut wasm, &mut mirror, op)?;
-            check_invariants(&mut wasm, &mirror, status)?;
-        }
-        // The host frees its buffers (live ones count against the buffer budget the engine's
-        // loader needs too), then loads and generates.
-        for &(ptr, len) in &mirror.live {
-            prop_assert_eq!(wasm.free(ptr, len).unwrap(), 0);
-        }
-        let mut engine = WasmtimeEngine::from_instance(wasm);
-        engine.load(fixture(1)).unwrap();
-        let result = engine.generate(&final_request()).unwrap();
-        prop_assert_eq!(&result, reference());
+        run_sequence(&ops)?;
+    }
+}
+
+/// Runs `ops`, checking the invariants after each; then the host frees its buffers (live ones
+/// count against the buffer budget the engine's loader needs too), loads and generates.
+fn run_sequence(ops: &[Op]) -> Result<(), TestCaseError> {
+    let mut wasm = AbiInstance::new(module(), WasmLimits::default()).unwrap();
+    let mut mirror = Mirror::default();
+    for op in ops {
+        let status = apply(&mut wasm, &mut mirror, op)?;
+        check_invariants(&mut wasm, &mirror, status)?;
+    }
+    for &(ptr, len) in &mirror.live {
+        prop_assert_eq!(wasm.free(ptr, len).unwrap(), 0);
+    }
+    let mut engine = WasmtimeEngine::from_instance(wasm);
+    engine.load(fixture(1)).unwrap();
+    let result = engine.generate(&final_request()).unwrap();
+    prop_assert_eq!(&result, reference());
+    Ok(())
+}
+
+/// Found by the proptest: two live buffers of the largest size fill the buffer budget, so the
+/// one-call buffers of the ops that make their own (here the prompt of `StartText`) are refused;
+/// the op reports that refusal as its status instead of failing the test.
+#[test]
+fn a_full_buffer_budget_refuses_the_one_call_buffers() {
+    let ops = [
+        Op::Alloc(33_554_432),
+        Op::Alloc(1),
+        Op::FreeLive(10_335_067_450_916_851_627),
+        Op::Alloc(33_554_432),
+        Op::StartText(String::new()),
+        Op::RequireFixturePlan(None),
+        Op::ApplyFixturePlan(0),
+    ];
+    if let Err(e) = run_sequence(&ops) {
+        panic!("{e}");
     }
 }
