@@ -384,20 +384,19 @@ fn matvec_groups<const BB: usize>(
             let Some(o) = o.first_chunk_mut::<MATVEC_GROUP>() else {
                 break;
             };
-            let rows: [&[u8]; 4] = core::array::from_fn(|i| {
+            let [r0, r1, r2, r3] = core::array::from_fn(|i| {
                 let start = i * rb + first;
-                &g[start..start + len]
+                arrays::<u8, BB>(&g[start..start + len]).0
             });
-            let [r0, r1, r2, r3] = rows.map(|r| arrays::<u8, BB>(r).0);
-            // The integer block sums first, then the float chain: two short loops keep fewer
-            // values live than one.
-            let mut sums = [zero; MATVEC_CHUNK];
+            let mut acc = if c == 0 {
+                f32x4_splat(0.0)
+            } else {
+                f32x4(o[0], o[1], o[2], o[3])
+            };
             let blocks = r0.zip(r1).zip(r2).zip(r3);
-            for (s, ((((b0, b1), b2), b3), (x, bias))) in
-                sums.iter_mut().zip(blocks.zip(prepared.iter()))
-            {
+            for ((((b0, b1), b2), b3), ((x, bias), a)) in blocks.zip(prepared.iter().zip(chunk)) {
                 let (c0, c1, c2, c3) = (codes(b0), codes(b1), codes(b2), codes(b3));
-                *s = i32x4_sub(
+                let sumi = i32x4_sub(
                     sum4(
                         block_partials(&c0.w, x),
                         block_partials(&c1.w, x),
@@ -406,25 +405,7 @@ fn matvec_groups<const BB: usize>(
                     ),
                     *bias,
                 );
-            }
-            let mut acc = if c == 0 {
-                f32x4_splat(0.0)
-            } else {
-                f32x4(o[0], o[1], o[2], o[3])
-            };
-            let [r0, r1, r2, r3] = rows.map(|r| arrays::<u8, BB>(r).0);
-            let blocks = r0.zip(r1).zip(r2).zip(r3);
-            for (((((b0, b1), b2), b3), sumi), a) in blocks.zip(&sums).zip(chunk) {
-                let dw = f16x4_to_f32x4(u32x4(
-                    scale_bits(b0),
-                    scale_bits(b1),
-                    scale_bits(b2),
-                    scale_bits(b3),
-                ));
-                acc = f32x4_add(
-                    acc,
-                    f32x4_mul(f32x4_convert_i32x4(*sumi), f32x4_mul(dw, f32x4_splat(a.d))),
-                );
+                acc = step(acc, sumi, [&c0, &c1, &c2, &c3], f32x4_splat(a.d));
             }
             *o = lanes(acc);
             done += MATVEC_GROUP;
