@@ -81,7 +81,8 @@ fn q8_0_codes(blk: &[u8; Q8_0_BLOCK_BYTES]) -> Codes {
 }
 
 /// A q4_0 block's bare nibbles (0..=15, without the −8 of its codes: code j is nibble j − 8,
-/// nibble j being the low half of byte 2 + j for j < 16, the high half of byte 2 + j − 16 after): the block sums it gives exceed the true ones by 8 × Σ activation codes, which
+/// nibble j being the low half of byte 2 + j for j < 16 and the high half of byte 2 + j − 16
+/// after): the block sums it gives exceed the true ones by 8 × Σ activation codes, which
 /// [`nibble_bias`] takes off — four subtractions per activation block instead of four per row.
 #[inline(always)]
 fn q4_0_nibbles(blk: &[u8; Q4_0_BLOCK_BYTES]) -> Codes {

@@ -259,10 +259,11 @@ fn matvec_agrees(rng: &mut Rng, blocks: usize) -> bool {
 }
 
 /// The whole-product prefill kernels on 0 to 10 rows of `blocks` blocks and 0 to 10 tokens
-/// (groups of [`super::MATMUL_GROUP`] and a last partial one), with an output stride wider than the
-/// rows and room for more tokens: they compute every token (none for rows of no blocks), each
-/// output bit for bit its single-row product, and write nothing else. In one case of eight the rows have 60 to 139
-/// blocks: longer than a column chunk, whose accumulators the next chunk continues.
+/// (groups of [`super::MATMUL_GROUP`] and a last partial one), with an output stride wider than
+/// the rows and room for more tokens: they compute every token (none for rows of no blocks),
+/// each output bit for bit its single-row product, and write nothing else. In one case of eight
+/// the rows have 60 to 139 blocks: longer than a column chunk, whose accumulators the next
+/// chunk continues.
 fn matmul_agrees(rng: &mut Rng, blocks: usize) -> bool {
     let blocks = if rng.below(8) == 0 {
         60 + rng.below(80) as usize
