@@ -6,7 +6,8 @@
 //! Chain i is the q8_0 / q4_0 dot product of spec/determinism.md, bit for bit:
 //! - the 32 code products of a block are summed exactly in i32 (codes loaded sign-extended to
 //!   i16 with `v128.load8x8_s`, q4_0 nibbles unpacked in i16 lanes — or, in the whole-matrix
-//!   kernel, the packed bytes against recast activation codes ([`packed_act_codes`]) — then
+//!   and prefill kernels, the packed bytes against recast activation codes
+//!   ([`packed_act_codes`]) — then
 //!   `i32x4.dot_i16x8_s` and `i32x4.add`); the four chains' i32x4 partial sums are reduced
 //!   together by a 4×4 transpose-add into one i32x4 `[sumi_0, .., sumi_3]` (integer sums are
 //!   exact, their order is free);
@@ -464,7 +465,7 @@ fn matmul_groups<const BB: usize>(
         n,
     } = p;
     let rb = nb * BB;
-    if rb == 0 || acts.len() < n * nb {
+    if rb == 0 || n.checked_mul(nb).is_none_or(|need| acts.len() < need) {
         return 0;
     }
     let zero = u32x4_splat(0);
