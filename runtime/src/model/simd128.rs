@@ -21,8 +21,8 @@
 use core::arch::wasm32::{
     f32x4, f32x4_add, f32x4_convert_i32x4, f32x4_extract_lane, f32x4_mul, f32x4_splat,
     i16x8_extend_low_i8x16, i16x8_shl, i16x8_splat, i16x8_sub, i32x4_add, i32x4_dot_i16x8,
-    i32x4_gt, i32x4_shl, i32x4_shuffle, i32x4_sub, u16x8_extend_low_u8x16, u16x8_shr, u16x8_splat,
-    u32x4, u32x4_splat, u64x2, v128, v128_and, v128_or,
+    i32x4_eq, i32x4_shl, i32x4_shr, i32x4_shuffle, i32x4_sub, u16x8_extend_low_u8x16, u16x8_shr,
+    u16x8_splat, u32x4, u32x4_splat, u64x2, v128, v128_and, v128_or,
 };
 
 #[cfg(feature = "kernel-selftest")]
@@ -174,21 +174,23 @@ fn sum4(p0: v128, p1: v128, p2: v128, p3: v128) -> v128 {
 }
 
 /// Widens four f16 bit patterns (the low 16 bits of each u32 lane; the high 16 bits are
-/// ignored) to f32 with the value of [`crate::model::quant::f16_to_f32`]: exponent and mantissa
-/// shifted up 13 bits read as an f32 are the f16's value times 2^-112 (a normal f16 a normal
-/// f32, a subnormal one a subnormal f32, zero zero), so one `f32x4.mul` by 2^112 gives the value
-/// exactly (a product by a power of two that is representable, and wasm keeps subnormals). For
-/// infinity and NaN (exponent 31) that product is the normal number with f32 exponent 143 and
-/// the f16's mantissa shifted up 13 bits; setting every exponent bit (an `or`) makes it the
-/// infinity or the NaN with that payload. The sign is put back.
+/// ignored) to f32 with the value of [`crate::model::quant::f16_to_f32`]. Shifted up 16 bits
+/// (the high half dropped), then arithmetically down 3, the f16's sign stays bit 31 and its
+/// exponent and mantissa land in bits 27..13, where the mask keeps them (bits 30..28 hold copies
+/// of the sign): read as an f32 that is the f16's value times 2^-112 (a normal f16 a normal f32,
+/// a subnormal one a subnormal f32, zero zero, the sign in place), so one `f32x4.mul` by 2^112
+/// gives the value exactly (a product by a power of two that is representable, and wasm keeps
+/// subnormals). For infinity and NaN (exponent 31, found by an equality: engines lower the
+/// unsigned compare an ordered one becomes to several instructions) that product is the normal
+/// number with f32 exponent 143 and the f16's mantissa shifted up 13 bits; setting every
+/// exponent bit (an `or`) makes it the infinity or the NaN with that payload and sign.
 #[inline(always)]
 fn f16x4_to_f32x4(h: v128) -> v128 {
-    let sign = i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16);
-    let o = i32x4_shl(v128_and(h, u32x4_splat(0x7fff)), 13);
-    let finite = f32x4_mul(o, f32x4_splat(f32::from_bits((127 + 112) << 23)));
-    let is_inf_nan = i32x4_gt(o, u32x4_splat(0x0f7f_ffff));
-    let exponent = v128_and(is_inf_nan, u32x4_splat(0x7f80_0000));
-    v128_or(sign, v128_or(finite, exponent))
+    let placed = v128_and(i32x4_shr(i32x4_shl(h, 16), 3), u32x4_splat(0x8fff_e000));
+    let finite = f32x4_mul(placed, f32x4_splat(f32::from_bits((127 + 112) << 23)));
+    let exponent_bits = u32x4_splat(0x7c00);
+    let is_inf_nan = i32x4_eq(v128_and(h, exponent_bits), exponent_bits);
+    v128_or(finite, v128_and(is_inf_nan, u32x4_splat(0x7f80_0000)))
 }
 
 /// One block step of the four chains: `acc = acc + (f32(sumi) * (dw * dx))` per lane, with `dw`
