@@ -34,6 +34,38 @@ fn every_malformed_case_reports_its_code() {
     );
 }
 
+/// The offsets errors.md gives the header's cases: a version at the field that fails, a file
+/// cut short at its length (where the data ran out), whatever the length.
+#[test]
+fn header_cases_report_their_offsets() {
+    let cases = malformed::cases();
+    let mut checked = 0;
+    for c in &cases {
+        let expected = match c.name.as_str() {
+            "version-major-1" | "version-major-3" => 8,
+            "version-minor-1" => 10,
+            "truncated-empty"
+            | "truncated-in-magic"
+            | "truncated-in-version"
+            | "truncated-header"
+            | "file-truncated" => c.bytes.len() as u64,
+            _ => continue,
+        };
+        let e = inspect::verify(&c.bytes).unwrap_err();
+        assert_eq!(
+            (e.code, e.offset),
+            (c.expected, Some(expected)),
+            "{}: {e}",
+            c.name
+        );
+        checked += 1;
+    }
+    assert_eq!(
+        checked, 8,
+        "a header case of the matrix was renamed or removed"
+    );
+}
+
 #[test]
 fn malformed_cases_are_well_formed_and_small() {
     let cases = malformed::cases();
@@ -344,6 +376,8 @@ proptest! {
         let len = cut.index(s.len());
         let e = Slm::parse(&s[..len]).unwrap_err();
         prop_assert!(e.code == ErrorCode::Truncated, "cut at {len}: {e}");
+        // Where the data ran out: the cut, in the header (before any field) or after it.
+        prop_assert_eq!(e.offset, Some(len as u64), "cut at {}: {}", len, e);
     }
 
     #[test]

@@ -247,9 +247,10 @@ pub fn check_prefix(bytes: &[u8], total_len: u64) -> Result<()> {
     let major = u16::from_le_bytes([bytes[8], bytes[9]]);
     let minor = u16::from_le_bytes([bytes[10], bytes[11]]);
     if major != VERSION_MAJOR || minor > VERSION_MINOR {
+        // The field that fails: version_major (offset 8), else version_minor (offset 10).
         return Err(Error::at(
             ErrorCode::UnsupportedModelVersion,
-            8,
+            if major != VERSION_MAJOR { 8 } else { 10 },
             format!(
                 "format version {major}.{minor}; this reader implements {VERSION_MAJOR}.0 to {VERSION_MAJOR}.{VERSION_MINOR}"
             ),
@@ -262,6 +263,18 @@ pub fn check_prefix(bytes: &[u8], total_len: u64) -> Result<()> {
 /// the whole file (known to a streaming reader before all bytes arrive).
 pub fn parse_header(bytes: &[u8], total_len: u64) -> Result<Header> {
     check_prefix(bytes, total_len)?;
+    // A header cut short is refused before any of its fields, where the data ran out.
+    if bytes.len() < limits::HEADER_BYTES {
+        return Err(Error::at(
+            ErrorCode::Truncated,
+            bytes.len() as u64,
+            format!(
+                "the file has {} bytes; the header needs {}",
+                bytes.len(),
+                limits::HEADER_BYTES
+            ),
+        ));
+    }
     let mut c = Cursor::new(&bytes[..bytes.len().min(limits::HEADER_BYTES)], 0, "header");
     let _magic: [u8; 8] = c.array()?;
     let _major = c.u16()?;
