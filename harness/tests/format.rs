@@ -240,6 +240,46 @@ fn any_single_flipped_byte_is_refused() {
     assert_every_flip_refused("byte-mha-tied-q4_0", &small, 0xff);
 }
 
+/// spec/slm.md (Element types): values are not range-checked. Every tensor of the fixtures of
+/// each dtype with its first value (f32/f16) or block scale (q8_0/q4_0) set to NaN, then to
+/// infinity, with the digests recomputed, still verifies.
+#[test]
+fn non_finite_values_and_scales_are_accepted() {
+    for dtype in ["f32", "f16", "q8_0", "q4_0"] {
+        let name = format!("byte-mha-tied-{dtype}.slm");
+        let base = std::fs::read(fixtures::corpus_dir().join(&name)).unwrap();
+        let slm = Slm::parse(&base).unwrap();
+        let places: Vec<(format::DType, Range<usize>, usize)> = slm
+            .tensors
+            .iter()
+            .map(|t| {
+                let field = t.entry_offset as usize + 2 + t.name.len() + 2 + 4 * t.rank as usize;
+                let payload = t.offset as usize..(t.offset + t.length) as usize;
+                (t.dtype, payload, field + 16)
+            })
+            .collect();
+        for (f32_bits, f16_bits) in [(0x7fc0_0001u32, 0x7e01u16), (0x7f80_0000, 0x7c00)] {
+            let mut bytes = base.clone();
+            for (dt, payload, field) in &places {
+                let at = payload.start;
+                match dt {
+                    format::DType::F32 => {
+                        bytes[at..at + 4].copy_from_slice(&f32_bits.to_le_bytes())
+                    }
+                    _ => bytes[at..at + 2].copy_from_slice(&f16_bits.to_le_bytes()),
+                }
+                let d = sha256(&bytes[payload.clone()]);
+                bytes[*field..field + 32].copy_from_slice(&d);
+            }
+            malformed::redigest(&mut bytes);
+            assert_ne!(bytes, base);
+            if let Err(e) = inspect::verify(&bytes) {
+                panic!("{name} with {f32_bits:#x}/{f16_bits:#x}: {e}");
+            }
+        }
+    }
+}
+
 // ---- property tests: no input makes the reader panic ----
 
 /// The valid files the mutations start from: the matrix base and the smallest ranked-merge

@@ -465,6 +465,11 @@ fn prompt_token_and_context_caps() {
     assert!(matches!(s.step().unwrap(), Step::Token { .. }));
     assert_eq!(s.step().unwrap(), Step::Finished(Finish::ContextFull));
     assert_eq!(s.step().unwrap(), Step::Finished(Finish::ContextFull));
+    // Both limits reached by the same token: max_new_tokens is checked first (spec/sampling.md,
+    // Generation loop).
+    s.start(b"1234567", greedy(1)).unwrap();
+    assert!(matches!(s.step().unwrap(), Step::Token { .. }));
+    assert_eq!(s.step().unwrap(), Step::Finished(Finish::MaxTokens));
     // BOS + 2 bytes: context − prompt + 1 = 6 tokens.
     let (tokens, f) = generate(&mut s, b"ab", greedy(100));
     assert_eq!((tokens.len(), f), (6, Finish::ContextFull));
