@@ -433,8 +433,13 @@ pub(crate) fn matvec_q4_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usi
 /// Tokens per group of the whole-product prefill kernels (four chains, as [`dot4_one_row`]).
 pub(crate) const MATMUL_GROUP: usize = 4;
 
-/// Blocks per column chunk of the prefill kernels: what a group's activation blocks widen to
-/// is kept on the stack for this many blocks (32 × 18 vectors, 9 KiB).
+/// Groups per pass over the rows: the eight tokens of a prefill batch
+/// ([`crate::limits::PREFILL_BATCH`]) share each row block's widened codes and scale, and the
+/// rows are read once per batch.
+const MATMUL_PASS: usize = 2;
+
+/// Blocks per column chunk of the prefill kernels: what a pass's activation blocks widen to is
+/// kept on the stack for this many blocks (32 × 2 × 18 vectors, 18 KiB).
 const MATMUL_CHUNK: usize = 32;
 
 /// An activation block of each token of a group, prepared once for all rows: its codes widened
@@ -442,15 +447,11 @@ const MATMUL_CHUNK: usize = 32;
 /// token i).
 type GroupBlock = ([[v128; 4]; MATMUL_GROUP], v128, v128);
 
-/// Batched prefill's product for every token, in groups of [`MATMUL_GROUP`]: for every row r of
-/// `bytes` (`nb` blocks of `BB` bytes) and token t, `out[t * out_stride + r]` = the chain of row
-/// r with `acts[t * nb..(t + 1) * nb]`, bit for bit the single-row product, lane i of the
-/// four-wide chain being token i of its group (a last group of fewer tokens runs with a copy of
-/// its first token in the missing lanes, which are not written). The tokens' activation blocks
-/// are prepared once per group ([`GroupBlock`], in column chunks of [`MATMUL_CHUNK`] blocks,
-/// each chunk continuing the accumulators kept in `out`); per row and chunk the integer block
-/// sums come first, then the float steps over them. Returns the number of tokens done: all of
-/// them, or 0 when the operands do not fit (the caller then does them).
+/// Batched prefill's product for every token: for every row r of `bytes` (`nb` blocks of `BB`
+/// bytes) and token t, `out[t * out_stride + r]` = the chain of row r with
+/// `acts[t * nb..(t + 1) * nb]`, bit for bit the single-row product. The tokens go in passes of
+/// up to [`MATMUL_PASS`] groups of [`MATMUL_GROUP`] ([`matmul_pass`]). Returns the number of
+/// tokens done: all of them, or 0 when the operands do not fit (the caller then does them).
 #[inline(always)]
 fn matmul_groups<const BB: usize>(
     p: BatchedProduct,
@@ -466,38 +467,93 @@ fn matmul_groups<const BB: usize>(
         nb,
         n,
     } = p;
-    let rb = nb * BB;
-    if rb == 0 || n.checked_mul(nb).is_none_or(|need| acts.len() < need) {
+    if nb == 0 || n.checked_mul(nb).is_none_or(|need| acts.len() < need) {
         return 0;
     }
+    let mut t0 = 0;
+    while t0 < n {
+        let count = (n - t0).min(MATMUL_GROUP * MATMUL_PASS);
+        let pass = Pass {
+            out: &mut *out,
+            out_stride,
+            bytes,
+            acts,
+            nb,
+            t0,
+            count,
+        };
+        if count > MATMUL_GROUP {
+            matmul_pass::<BB, MATMUL_PASS>(pass, codes, recast, bias);
+        } else {
+            matmul_pass::<BB, 1>(pass, codes, recast, bias);
+        }
+        t0 += count;
+    }
+    n
+}
+
+/// One pass of [`matmul_groups`]: tokens `t0..t0 + count` (1 ≤ count ≤ 4 G) of `acts`.
+struct Pass<'a> {
+    out: &'a mut [f32],
+    out_stride: usize,
+    bytes: &'a [u8],
+    acts: &'a [BlockQ8],
+    nb: usize,
+    t0: usize,
+    count: usize,
+}
+
+/// `G` groups of [`MATMUL_GROUP`] tokens against every row, lane i of group g being token
+/// `t0 + 4 g + i` (lanes past `count` run with a copy of token `t0` and are not written). The
+/// groups' activation blocks are prepared once per pass ([`GroupBlock`], in column chunks of
+/// [`MATMUL_CHUNK`] blocks, each chunk continuing the accumulators kept in `out`); per row and
+/// chunk the integer block sums of every group come first (each row block's codes widened once
+/// for all groups), then the float steps (each block's scale widened once).
+#[inline(always)]
+fn matmul_pass<const BB: usize, const G: usize>(
+    p: Pass,
+    codes: impl Fn(&[u8; BB]) -> Codes + Copy,
+    recast: impl Fn(&[v128; 4]) -> [v128; 4] + Copy,
+    bias: impl Fn(&[[v128; 4]; MATMUL_GROUP]) -> v128 + Copy,
+) {
+    let Pass {
+        out,
+        out_stride,
+        bytes,
+        acts,
+        nb,
+        t0,
+        count,
+    } = p;
+    let rb = nb * BB;
     let zero = u32x4_splat(0);
-    let mut prepared: [GroupBlock; MATMUL_CHUNK] =
-        [([[zero; 4]; MATMUL_GROUP], zero, zero); MATMUL_CHUNK];
-    let mut sums = [zero; MATMUL_CHUNK];
-    for t0 in (0..n).step_by(MATMUL_GROUP) {
-        // A last group of fewer tokens runs with its first token in the missing lanes, which
-        // are not written.
-        let count = (n - t0).min(MATMUL_GROUP);
-        let token: [&[BlockQ8]; MATMUL_GROUP] = core::array::from_fn(|i| {
-            let t = if i < count { t0 + i } else { t0 };
+    let mut prepared: [[GroupBlock; G]; MATMUL_CHUNK] =
+        [[([[zero; 4]; MATMUL_GROUP], zero, zero); G]; MATMUL_CHUNK];
+    let mut sums = [[zero; G]; MATMUL_CHUNK];
+    let token: [[&[BlockQ8]; MATMUL_GROUP]; G] = core::array::from_fn(|g| {
+        core::array::from_fn(|i| {
+            let k = g * MATMUL_GROUP + i;
+            let t = if k < count { t0 + k } else { t0 };
             &acts[t * nb..(t + 1) * nb]
-        });
-        for first in (0..nb).step_by(MATMUL_CHUNK) {
-            let len = (nb - first).min(MATMUL_CHUNK);
-            for (j, p) in prepared[..len].iter_mut().enumerate() {
-                let b = first + j;
-                let x = token.map(|a| act_codes(&a[b]));
-                let [d0, d1, d2, d3] = token.map(|a| a[b].d);
-                *p = (x.map(|x| recast(&x)), bias(&x), f32x4(d0, d1, d2, d3));
+        })
+    });
+    for first in (0..nb).step_by(MATMUL_CHUNK) {
+        let len = (nb - first).min(MATMUL_CHUNK);
+        for (j, p) in prepared[..len].iter_mut().enumerate() {
+            let b = first + j;
+            for (pg, tg) in p.iter_mut().zip(&token) {
+                let x = tg.map(|a| act_codes(&a[b]));
+                let [d0, d1, d2, d3] = tg.map(|a| a[b].d);
+                *pg = (x.map(|x| recast(&x)), bias(&x), f32x4(d0, d1, d2, d3));
             }
-            let chunk = &prepared[..len];
-            for (r, row) in bytes.chunks_exact(rb).enumerate() {
-                let row = &row[first * BB..(first + len) * BB];
-                for (s, (blk, (x, bias, _))) in
-                    sums.iter_mut().zip(arrays::<u8, BB>(row).0.zip(chunk))
-                {
-                    let w = codes(blk).w;
-                    *s = i32x4_sub(
+        }
+        let chunk = &prepared[..len];
+        for (r, row) in bytes.chunks_exact(rb).enumerate() {
+            let row = &row[first * BB..(first + len) * BB];
+            for (s, (blk, groups)) in sums.iter_mut().zip(arrays::<u8, BB>(row).0.zip(chunk)) {
+                let w = codes(blk).w;
+                for (sg, (x, bias, _)) in s.iter_mut().zip(groups) {
+                    *sg = i32x4_sub(
                         sum4(
                             block_partials(&w, &x[0]),
                             block_partials(&w, &x[1]),
@@ -507,21 +563,30 @@ fn matmul_groups<const BB: usize>(
                         *bias,
                     );
                 }
-                let at: [usize; MATMUL_GROUP] = core::array::from_fn(|i| (t0 + i) * out_stride + r);
-                let mut acc = if first == 0 {
+            }
+            let at: [[usize; MATMUL_GROUP]; G] = core::array::from_fn(|g| {
+                core::array::from_fn(|i| (t0 + g * MATMUL_GROUP + i) * out_stride + r)
+            });
+            let mut acc = at.map(|at| {
+                if first == 0 {
                     f32x4_splat(0.0)
                 } else {
                     let [a0, a1, a2, a3] = at.map(|i| out.get(i).copied().unwrap_or(0.0));
                     f32x4(a0, a1, a2, a3)
-                };
-                for ((blk, sumi), (_, _, dx)) in arrays::<u8, BB>(row).0.zip(&sums).zip(chunk) {
-                    let dw = f16x4_to_f32x4(u32x4_splat(scale_bits(blk)));
-                    acc = f32x4_add(
-                        acc,
+                }
+            });
+            for ((blk, s), groups) in arrays::<u8, BB>(row).0.zip(&sums).zip(chunk) {
+                let dw = f16x4_to_f32x4(u32x4_splat(scale_bits(blk)));
+                for ((a, sumi), (_, _, dx)) in acc.iter_mut().zip(s).zip(groups) {
+                    *a = f32x4_add(
+                        *a,
                         f32x4_mul(f32x4_convert_i32x4(*sumi), f32x4_mul(dw, *dx)),
                     );
                 }
-                for (i, v) in at.into_iter().zip(lanes(acc)).take(count) {
+            }
+            for (g, (at, acc)) in at.iter().zip(acc).enumerate() {
+                let written = count.saturating_sub(g * MATMUL_GROUP).min(MATMUL_GROUP);
+                for (&i, v) in at.iter().zip(lanes(acc)).take(written) {
                     if let Some(o) = out.get_mut(i) {
                         *o = v;
                     }
@@ -529,7 +594,6 @@ fn matmul_groups<const BB: usize>(
             }
         }
     }
-    n
 }
 
 /// No bias for any token.

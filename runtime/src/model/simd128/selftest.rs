@@ -14,7 +14,8 @@
 //! `kernels::dot_q8_0_row` / `dot_q4_0_row`, each chain over its own blocks; and the whole-matrix
 //! `matvec_q8_0` / `matvec_q4_0` on 0 to 20 rows (of up to 23 blocks, and in one case of eight
 //! of 60 to 139 blocks), row by row against the same single-row kernels,
-//! and the prefill kernels `matmul_q8_0` / `matmul_q4_0` on 0 to 10 rows × 0 to 10 tokens.
+//! and the prefill kernels `matmul_q8_0` / `matmul_q4_0` on 0 to 10 rows × 0 to 10 tokens (one
+//! pass of one or two groups, or two passes).
 
 use alloc::vec::Vec;
 use core::arch::wasm32::{f32x4_extract_lane, u32x4};
@@ -259,11 +260,11 @@ fn matvec_agrees(rng: &mut Rng, blocks: usize) -> bool {
 }
 
 /// The whole-product prefill kernels on 0 to 10 rows of `blocks` blocks and 0 to 10 tokens
-/// (groups of [`super::MATMUL_GROUP`] and a last partial one), with an output stride wider than
-/// the rows and room for more tokens: they compute every token (none for rows of no blocks),
-/// each output bit for bit its single-row product, and write nothing else. In one case of eight
-/// the rows have 60 to 139 blocks: longer than a column chunk, whose accumulators the next
-/// chunk continues.
+/// (passes of one or two groups of [`super::MATMUL_GROUP`], the last partial), with an output
+/// stride wider than the rows and room for more tokens: they compute every token (none for rows
+/// of no blocks), each output bit for bit its single-row product, and write nothing else. In one
+/// case of eight the rows have 60 to 139 blocks: longer than a column chunk, whose accumulators
+/// the next chunk continues.
 fn matmul_agrees(rng: &mut Rng, blocks: usize) -> bool {
     let blocks = if rng.below(8) == 0 {
         60 + rng.below(80) as usize
