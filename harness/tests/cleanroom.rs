@@ -4,8 +4,8 @@
 //! reading the runtime or the harness. Here its files must verify, and on every standard case
 //! (`tinyrustlm check`'s prompts and settings) and one longer sampled run the runtime must
 //! produce exactly the reference's prompt ids, tokens, finish and logits digest — on models of
-//! every dtype, tied and untied, mixed dtypes, multi-query attention, and a context too small for
-//! some prompts — with every way a generation ends among the cases.
+//! every dtype, tied and untied, mixed dtypes, multi-query attention, all three tokenizer kinds,
+//! and a context too small for some prompts — with every way a generation ends among the cases.
 //!
 //! Needs `python3` with `numpy` (`.ci/setup` installs it); without it the test says so and
 //! skips.
@@ -147,7 +147,7 @@ fn the_runtime_generates_what_the_spec_predicts() {
     }
     let dir = TempDir::new();
     // (file stem, writer options, KV cache positions: 0 = the model's context)
-    let models: [(&str, &[&str], u32); 7] = [
+    let models: [(&str, &[&str], u32); 9] = [
         ("f32", &["--dtype", "f32"], 0),
         ("f16", &["--dtype", "f16"], 0),
         ("q8_0", &["--dtype", "q8_0"], 0),
@@ -171,6 +171,9 @@ fn the_runtime_generates_what_the_spec_predicts() {
             ],
             0,
         ),
+        // The SentencePiece-style and ranked-merge vocabularies of tokenizers.py.
+        ("spm-q8_0", &["--tokenizer", "spm", "--dtype", "q8_0"], 0),
+        ("rm-q4_0", &["--tokenizer", "rm", "--dtype", "q4_0"], 0),
         // 8 positions: the two longer prompts do not fit; the empty one fills the context.
         ("q8_0-context8", &["--dtype", "q8_0"], 8),
     ];
@@ -224,7 +227,7 @@ fn the_runtime_generates_what_the_spec_predicts() {
         mismatches.len(),
         mismatches.join("\n")
     );
-    assert_eq!(compared, 7 * 13);
+    assert_eq!(compared, models.len() * cases.len());
     // The cases reach every way a generation ends that these models allow.
     let expected = ["ContextExceeded", "context_full", "max_tokens", "stop"];
     assert_eq!(outcomes, expected.map(String::from).into(), "outcomes");

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Clean-room writer of `.slm` format-2 files, written from spec/slm.md and spec/determinism.md only.
 
-Writes a tiny Llama-style model with a byte-level tokenizer (kind 1) and deterministic
-pseudo-random weights from its own splitmix64 generator.
+Writes a tiny Llama-style model with a byte-level tokenizer (kind 1), or one of the small
+vocabularies of tokenizers.py (kinds 2 and 3), and deterministic pseudo-random weights from its
+own splitmix64 generator.
 
-    python3 slm_writer.py OUT.slm [--dtype f32|f16|q8_0|q4_0] [--tied] [--seed N]
+    python3 slm_writer.py OUT.slm [--dtype f32|f16|q8_0|q4_0] [--tied] [--tokenizer byte|spm|rm] [--seed N]
                           [--dim 64 --layers 2 --heads 4 --kv-heads 2 --head-dim 16 --ffn 96 --ctx 64]
 """
 import argparse
@@ -257,6 +258,9 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--dtype", default="f32", help="f32|f16|q8_0|q4_0 or a mixed map key=dtype,...")
     ap.add_argument("--tied", action="store_true")
+    ap.add_argument("--tokenizer", default="byte", choices=["byte", "spm", "rm"],
+                    help="byte-level (kind 1), or the small vocabularies of tokenizers.py: "
+                         "SentencePiece-style (kind 2) or ranked-merge (kind 3)")
     ap.add_argument("--seed", type=int, default=20240601)
     ap.add_argument("--vocab", type=int, default=260)
     ap.add_argument("--dim", type=int, default=64)
@@ -275,10 +279,17 @@ def main():
                head_dim=a.head_dim, ffn_dim=a.ffn, max_context=a.ctx, rope_theta=a.rope_theta, rms_eps=a.rms_eps,
                gain=a.gain, embd_scale=a.embd_scale,
                tied=a.tied, bos=256, eos=257)
+    tok = None
+    if a.tokenizer != "byte":
+        import tokenizers
+        pieces, fields = tokenizers.spm_vocab() if a.tokenizer == "spm" else tokenizers.rm_vocab()
+        kind = 2 if a.tokenizer == "spm" else 3
+        cfg["vocab_size"] = len(pieces)
+        tok = generic_tokenizer_section(kind, pieces, **fields)
     tensors = build_tensors(cfg, a.seed)
-    meta = {"name": f"cleanroom-byte-{a.dtype}{'-tied' if a.tied else ''}", "kind": "fixture",
+    meta = {"name": f"cleanroom-{a.tokenizer}-{a.dtype}{'-tied' if a.tied else ''}", "kind": "fixture",
             "converter": "cleanroom slm_writer.py", "source": f"splitmix64 seed {a.seed}"}
-    print(write_slm(a.out, cfg, tensors, a.dtype, meta))
+    print(write_slm(a.out, cfg, tensors, a.dtype, meta, tok=tok))
 
 
 if __name__ == "__main__":

@@ -59,3 +59,36 @@ def rm_encode(pieces, merges, text, add_bos, bos):
         l, rr = merges[r]
         syms[i:i + 2] = [id_of(pieces, pieces[l][2] + pieces[rr][2])]
     return out + syms
+
+
+# ---------------------------------------------------------------- small vocabularies for models
+def spm_vocab():
+    """A SentencePiece-style (kind 2) vocabulary: <unk>, <s>, </s>, the 256 byte pieces, then
+    scored pieces with merges to find, user-defined and unused pieces, signed zero scores and a
+    duplicate piece. Returns (pieces, tokenizer fields for slm_writer.generic_tokenizer_section)."""
+    p = [(0.0, UNKNOWN, b"<unk>"), (0.0, CONTROL, b"<s>"), (0.0, CONTROL, b"</s>")]
+    p += [(0.0, BYTE, b"<0x%02X>" % b) for b in range(256)]
+    extra = [(-1, NORMAL, " "), (-2, NORMAL, "a"), (-2, NORMAL, "b"), (-2, NORMAL, "c"), (-3, NORMAL, "h"),
+             (-3, NORMAL, "e"), (-3, NORMAL, "l"), (-3, NORMAL, "o"), (5, NORMAL, "ab"), (5, NORMAL, "bc"),
+             (6, NORMAL, "abc"), (4, NORMAL, " a"), (7, NORMAL, " ab"), (1, NORMAL, "he"), (2, NORMAL, "ll"),
+             (3, NORMAL, "hell"), (4, NORMAL, "hello"), (9, NORMAL, " hello"), (0, NORMAL, "é"),
+             (-1, NORMAL, "<"), (-1, NORMAL, "s"), (-1, NORMAL, ">"), (2, NORMAL, "<s"),
+             (0, USER, "@"), (8, USER, "@@"), (0, UNUSED, "z"), (8, UNUSED, "zz"), (-0.0, NORMAL, "x"),
+             (0.0, NORMAL, "xx"), (-0.0, NORMAL, "cc"), (0.0, NORMAL, "bb"), (6, NORMAL, "ab"),
+             (1, NORMAL, "T"), (1, NORMAL, "he "), (2, NORMAL, "d"), (2, NORMAL, "og")]
+    p += [(s, t, x.encode()) for s, t, x in extra]
+    # add_bos, add_dummy_prefix, byte_fallback; stop on </s>
+    return p, dict(bos=1, eos=2, unk=0, flags=0b111, stops=[2])
+
+
+def rm_vocab():
+    """A ranked-merge (kind 3) vocabulary: the 256 bytes, <|bos|>, merged pieces and merges
+    (one listed twice: the first rank counts). Returns (pieces, tokenizer fields)."""
+    p = [(0.0, NORMAL, bytes([b])) for b in range(256)] + [(0.0, CONTROL, b"<|bos|>")]
+    for a in [b"ab", b"abc", b"a ", b" a", b"aa", b"aaa", b"aaaa", b"bc", b" ab", b"\xc3\xa9", b"<|end|>"]:
+        p.append((0.0, CONTROL if a == b"<|end|>" else NORMAL, a))
+    ID = lambda s: id_of(p, s)
+    merges = [(ID(b"a"), ID(b"b")), (ID(b"b"), ID(b"c")), (ID(b"ab"), ID(b"c")), (ID(b" "), ID(b"a")),
+              (ID(b"a"), ID(b" ")), (ID(b"a"), ID(b"a")), (ID(b"aa"), ID(b"a")), (ID(b"aa"), ID(b"aa")),
+              (ID(b" a"), ID(b"b")), (ID(b"a"), ID(b"b")), (0xC3, 0xA9)]
+    return p, dict(bos=256, eos=ID(b"<|end|>"), flags=0b001, stops=[ID(b"<|end|>")], merges=merges)
