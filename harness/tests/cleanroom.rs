@@ -19,23 +19,8 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let dir = std::env::temp_dir().join(format!("tinyrustlm-cleanroom-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::TempDir;
 
 fn cleanroom_dir() -> PathBuf {
     fixtures::corpus_dir().join("tools").join("cleanroom")
@@ -145,7 +130,7 @@ fn the_runtime_generates_what_the_spec_predicts() {
     if !python_with_numpy() {
         return;
     }
-    let dir = TempDir::new();
+    let dir = TempDir::new("cleanroom");
     // (file stem, writer options, KV cache positions: 0 = the model's context)
     let models: [(&str, &[&str], u32); 9] = [
         ("f32", &["--dtype", "f32"], 0),

@@ -6,6 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+use common::TempDir;
+
 use harness::gguf::convert::{convert, DTypeChoice};
 use harness::gguf::write::{GgufWriter, RawValue};
 use harness::gguf::{llama_vocab, GgmlType, Gguf};
@@ -33,27 +36,6 @@ fn shared_file(rel: &str) -> Option<Vec<u8>> {
             println!("skipped: {} is absent", path.display());
             None
         }
-    }
-}
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "tinyrustlm-gguf-convert-{tag}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -244,7 +226,7 @@ fn gguf_py_fixtures(tag: &str) -> Option<TempDir> {
     if !python_with_gguf() {
         return None;
     }
-    let dir = TempDir::new(tag);
+    let dir = TempDir::new(&format!("gguf-convert-{tag}"));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/tools/gguf_py_fixture.py");
     let out = Command::new("python3")
         .arg(&script)

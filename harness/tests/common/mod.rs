@@ -192,3 +192,22 @@ pub fn build_model(vocab: Vocab, s: Shape, dtype: DType, seed: u64) -> Vec<u8> {
 pub fn byte_vocab(stop: Vec<u32>) -> Vocab {
     harness::fixtures::byte_vocab(258, stop)
 }
+
+/// A fresh directory `tinyrustlm-{name}-{pid}` under the system temp dir, removed on drop (one
+/// `name` per test: tests run in parallel).
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("tinyrustlm-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

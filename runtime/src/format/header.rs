@@ -211,6 +211,19 @@ pub struct Header {
     pub file_digest: [u8; 32],
 }
 
+/// `Truncated` for a file of `len` bytes, shorter than the header: at its length, where the data
+/// ran out.
+fn short_header(len: usize) -> Error {
+    Error::at(
+        ErrorCode::Truncated,
+        len as u64,
+        format!(
+            "the file has {len} bytes; the header needs {}",
+            limits::HEADER_BYTES
+        ),
+    )
+}
+
 /// Checks the budget, magic and version of the first bytes of a file. Used first by the
 /// one-buffer reader and by the streaming loader as soon as it holds the header.
 pub fn check_prefix(bytes: &[u8], total_len: u64) -> Result<()> {
@@ -234,15 +247,7 @@ pub fn check_prefix(bytes: &[u8], total_len: u64) -> Result<()> {
         ));
     }
     if bytes.len() < 12 {
-        return Err(Error::at(
-            ErrorCode::Truncated,
-            bytes.len() as u64,
-            format!(
-                "the file has {} bytes; the header needs {}",
-                bytes.len(),
-                limits::HEADER_BYTES
-            ),
-        ));
+        return Err(short_header(bytes.len()));
     }
     let major = u16::from_le_bytes([bytes[8], bytes[9]]);
     let minor = u16::from_le_bytes([bytes[10], bytes[11]]);
@@ -265,17 +270,9 @@ pub fn parse_header(bytes: &[u8], total_len: u64) -> Result<Header> {
     check_prefix(bytes, total_len)?;
     // A header cut short is refused before any of its fields, where the data ran out.
     if bytes.len() < limits::HEADER_BYTES {
-        return Err(Error::at(
-            ErrorCode::Truncated,
-            bytes.len() as u64,
-            format!(
-                "the file has {} bytes; the header needs {}",
-                bytes.len(),
-                limits::HEADER_BYTES
-            ),
-        ));
+        return Err(short_header(bytes.len()));
     }
-    let mut c = Cursor::new(&bytes[..bytes.len().min(limits::HEADER_BYTES)], 0, "header");
+    let mut c = Cursor::new(&bytes[..limits::HEADER_BYTES], 0, "header");
     let _magic: [u8; 8] = c.array()?;
     let _major = c.u16()?;
     let version_minor = c.u16()?;

@@ -454,77 +454,46 @@ type GroupBlock = ([[v128; 4]; MATMUL_GROUP], v128, v128);
 /// tokens done: all of them, or 0 when the operands do not fit (the caller then does them).
 #[inline(always)]
 fn matmul_groups<const BB: usize>(
-    p: BatchedProduct,
+    mut p: BatchedProduct,
     codes: impl Fn(&[u8; BB]) -> Codes + Copy,
     recast: impl Fn(&[v128; 4]) -> [v128; 4] + Copy,
     bias: impl Fn(&[[v128; 4]; MATMUL_GROUP]) -> v128 + Copy,
 ) -> usize {
-    let BatchedProduct {
-        out,
-        out_stride,
-        bytes,
-        acts,
-        nb,
-        n,
-    } = p;
-    if nb == 0 || n.checked_mul(nb).is_none_or(|need| acts.len() < need) {
+    let (nb, n) = (p.nb, p.n);
+    if nb == 0 || n.checked_mul(nb).is_none_or(|need| p.acts.len() < need) {
         return 0;
     }
     let mut t0 = 0;
     while t0 < n {
         let count = (n - t0).min(MATMUL_GROUP * MATMUL_PASS);
-        let pass = Pass {
-            out: &mut *out,
-            out_stride,
-            bytes,
-            acts,
-            nb,
-            t0,
-            count,
-        };
         if count > MATMUL_GROUP {
-            matmul_pass::<BB, MATMUL_PASS>(pass, codes, recast, bias);
+            matmul_pass::<BB, MATMUL_PASS>(&mut p, t0, count, codes, recast, bias);
         } else {
-            matmul_pass::<BB, 1>(pass, codes, recast, bias);
+            matmul_pass::<BB, 1>(&mut p, t0, count, codes, recast, bias);
         }
         t0 += count;
     }
     n
 }
 
-/// One pass of [`matmul_groups`]: tokens `t0..t0 + count` (1 ≤ count ≤ 4 G) of `acts`.
-struct Pass<'a> {
-    out: &'a mut [f32],
-    out_stride: usize,
-    bytes: &'a [u8],
-    acts: &'a [BlockQ8],
-    nb: usize,
-    t0: usize,
-    count: usize,
-}
-
-/// `G` groups of [`MATMUL_GROUP`] tokens against every row, lane i of group g being token
-/// `t0 + 4 g + i` (lanes past `count` run with a copy of token `t0` and are not written). The
-/// groups' activation blocks are prepared once per pass ([`GroupBlock`], in column chunks of
-/// [`MATMUL_CHUNK`] blocks, each chunk continuing the accumulators kept in `out`); per row and
-/// chunk the integer block sums of every group come first (each row block's codes widened once
-/// for all groups), then the float steps (each block's scale widened once).
+/// `G` groups of [`MATMUL_GROUP`] tokens of `p` against every row: tokens `t0..t0 + count`
+/// (1 ≤ count ≤ 4 G), lane i of group g being token `t0 + 4 g + i` (lanes past `count` run with
+/// a copy of token `t0` and are not written). The groups' activation blocks are prepared once per
+/// pass ([`GroupBlock`], in column chunks of [`MATMUL_CHUNK`] blocks, each chunk continuing the
+/// accumulators kept in `out`); per row and chunk the integer block sums of every group come
+/// first (each row block's codes widened once for all groups), then the float steps (each
+/// block's scale widened once).
 #[inline(always)]
 fn matmul_pass<const BB: usize, const G: usize>(
-    p: Pass,
+    p: &mut BatchedProduct,
+    t0: usize,
+    count: usize,
     codes: impl Fn(&[u8; BB]) -> Codes + Copy,
     recast: impl Fn(&[v128; 4]) -> [v128; 4] + Copy,
     bias: impl Fn(&[[v128; 4]; MATMUL_GROUP]) -> v128 + Copy,
 ) {
-    let Pass {
-        out,
-        out_stride,
-        bytes,
-        acts,
-        nb,
-        t0,
-        count,
-    } = p;
+    let (out_stride, bytes, acts, nb) = (p.out_stride, p.bytes, p.acts, p.nb);
+    let out = &mut *p.out;
     let rb = nb * BB;
     let zero = u32x4_splat(0);
     let mut prepared: [[GroupBlock; G]; MATMUL_CHUNK] =
