@@ -211,3 +211,13 @@ pub(crate) fn avx2_matmul(dtype: DType, p: BatchedProduct, lanes: TokenLanes) ->
         }
     }
 }
+
+/// Four SHA-256 digests of equal-length messages in SSE2 lanes ([`crate::sha256::sha256_x4`]).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn sha256_x4_sse2(messages: [&[u8]; 4]) -> [[u8; 32]; 4] {
+    // SAFETY: SSE2 is part of the x86-64 baseline: every x86-64 CPU has it, and the target
+    // enables it at compile time, so the `target_feature(enable = "sse2")` function may run.
+    const _: () = assert!(cfg!(target_feature = "sse2"));
+    unsafe { crate::sha256::lanes_vector::hash(messages) }
+}

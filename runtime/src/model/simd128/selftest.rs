@@ -3,7 +3,9 @@
 //! driven by harness/tests/simd128_kernels.rs. Not part of any shipped module.
 //!
 //! Case 0 widens all 65536 f16 patterns four at a time and compares them with
-//! [`f16_to_f32`] (bit for bit; NaN-ness only for NaNs, spec/determinism.md rule 8). Every
+//! [`f16_to_f32`] (bit for bit; NaN-ness only for NaNs, spec/determinism.md rule 8), and hashes
+//! four messages at once in the SHA-256 lanes ([`sha256_x4`]) at every length up to 300 bytes
+//! (every padding case) and at 64 KiB ± 1, against the scalar [`sha256`]. Every
 //! further case draws four (row, activation) chains with edge values weighted in — f16 scales
 //! zero, subnormal, normal, largest, infinite and NaN; activation scales zero, subnormal, huge,
 //! infinite and NaN; codes −128 and 127; random bytes, which cover every q4_0 nibble; block
@@ -28,11 +30,12 @@ use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
 use crate::model::batch::BatchedProduct;
 use crate::model::kernels::{dot_q4_0_row, dot_q4_0_rows, dot_q8_0_row, dot_q8_0_rows};
 use crate::model::quant::{f16_to_f32, BlockQ8};
+use crate::sha256::{sha256, sha256_x4};
 
 /// Runs the f16 check and `cases` random cases drawn from `seed`. Returns 0 when every result
 /// agrees, else 1 + the number of the first failing case (case 0 is the f16 check).
 pub fn run(seed: u32, cases: u32) -> u32 {
-    if !f16_widening_agrees() {
+    if !f16_widening_agrees() || !sha256_lanes_agree() {
         return 1;
     }
     let mut rng = Rng(u64::from(seed) ^ 0x9e37_79b9_7f4a_7c15);
@@ -42,6 +45,26 @@ pub fn run(seed: u32, cases: u32) -> u32 {
         }
     }
     0
+}
+
+/// Each lane of `sha256_x4` is the scalar digest of its message.
+fn sha256_lanes_agree() -> bool {
+    let mut x = 0x2545_f491u32;
+    let mut bytes = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect()
+    };
+    (0..300).chain([65_535, 65_536, 65_537]).all(|n| {
+        let m = [bytes(n), bytes(n), bytes(n), bytes(n)];
+        let got = sha256_x4([&m[0], &m[1], &m[2], &m[3]]);
+        (0..4).all(|j| got[j] == sha256(&m[j]))
+    })
 }
 
 /// Bit equality, or NaN in both.

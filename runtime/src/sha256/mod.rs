@@ -4,9 +4,16 @@
 //! as it streams in) and any split of the input gives the same digest as [`sha256`] on the whole.
 //! Whole 64-byte blocks are compressed straight from the caller's slice; only a partial block at a
 //! chunk boundary is copied into the internal buffer. The code is the same on every target (no
-//! SIMD, no SHA extensions), so native and wasm32 run the identical algorithm.
+//! SIMD, no SHA extensions). [`sha256_x4`] hashes four messages of one length at once in SIMD
+//! lanes (where the target has 128-bit integer SIMD): the same digests, for the chunked tensor
+//! digests of spec/slm.md.
 
 use alloc::string::String;
+
+mod lanes;
+pub use lanes::sha256_x4;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use lanes::vector as lanes_vector;
 
 /// Length of a SHA-256 digest (bytes).
 pub const DIGEST_BYTES: usize = 32;
