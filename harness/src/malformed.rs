@@ -149,6 +149,16 @@ pub fn base_bytes() -> Vec<u8> {
     assemble(&Parts::base()).bytes
 }
 
+/// The format-2.1 tensor digest (spec/slm.md, Digests), written out plainly: the SHA-256 of the
+/// SHA-256s of the payload's 64 KiB chunks.
+fn chunked_digest(payload: &[u8]) -> [u8; 32] {
+    let mut joined = Vec::new();
+    for chunk in payload.chunks(limits::DIGEST_CHUNK_BYTES) {
+        joined.extend_from_slice(&sha256(chunk));
+    }
+    sha256(&joined)
+}
+
 /// Writes the file digest a file's bytes imply into its header (no-op on a file shorter than a
 /// header).
 pub fn redigest(bytes: &mut [u8]) {
@@ -360,7 +370,7 @@ fn assemble(p: &Parts) -> Built {
         payload_at.push(at);
         dir.extend_from_slice(&at.to_le_bytes());
         dir.extend_from_slice(&(e.payload.len() as u64).to_le_bytes());
-        dir.extend_from_slice(&sha256(&e.payload));
+        dir.extend_from_slice(&chunked_digest(&e.payload));
         put(&mut out, at, &e.payload);
     }
     dir.extend_from_slice(&p.dir_tail);
@@ -555,10 +565,10 @@ fn budget_and_prefix(m: &mut Matrix) {
         ("version-major-1", 1, 0, "version_major MUST be 2"),
         ("version-major-3", 3, 0, "version_major MUST be 2"),
         (
-            "version-minor-1",
+            "version-minor-2",
             2,
-            1,
-            "version_minor MUST be <= the reader's minor (0)",
+            2,
+            "version_minor MUST be <= the reader's minor (1)",
         ),
     ] {
         let b = m.patched(|b, _| {
@@ -1303,7 +1313,7 @@ fn digests(m: &mut Matrix) {
     m.add(
         "tensor-digest-payload",
         TensorDigestMismatch,
-        "every tensor's SHA-256 matches its payload (a payload byte of blk.0.ffn_down.weight flipped)",
+        "every tensor's digest matches its payload (a payload byte of blk.0.ffn_down.weight flipped)",
         b,
     );
     let last = m.base.payload_field.len() - 1;
@@ -1312,7 +1322,15 @@ fn digests(m: &mut Matrix) {
     m.add(
         "tensor-digest-field",
         TensorDigestMismatch,
-        "every tensor's SHA-256 matches its payload (the stored digest of output_norm.weight flipped)",
+        "every tensor's digest matches its payload (the stored digest of output_norm.weight flipped)",
+        b,
+    );
+    // Version 2.0 with 2.1 tensor digests: 2.0 digests are the plain SHA-256 of each payload.
+    let b = m.patched(|b, _| b[10..12].copy_from_slice(&0u16.to_le_bytes()));
+    m.add(
+        "tensor-digest-version-2-0",
+        TensorDigestMismatch,
+        "a format-2.0 file's tensor digests are the SHA-256 of each payload (2.1 chunked digests under version 2.0: the first tensor, token_embd.weight, fails)",
         b,
     );
     // A metadata value character: valid either way, so only the file digest can notice.
@@ -1327,7 +1345,7 @@ fn digests(m: &mut Matrix) {
     m.add(
         "file-digest-metadata",
         FileDigestMismatch,
-        "the file's SHA-256 matches the header digest (a metadata value character changed)",
+        "the file digest matches the header digest (a metadata value character changed)",
         b,
     );
     let mut b = m.base.bytes.clone();
@@ -1335,7 +1353,7 @@ fn digests(m: &mut Matrix) {
     m.add(
         "file-digest-field",
         FileDigestMismatch,
-        "the file's SHA-256 matches the header digest (the digest field changed)",
+        "the file digest matches the header digest (the digest field changed)",
         b,
     );
 }

@@ -124,7 +124,7 @@ fn inspect_json_reports_the_file() {
     let o = tinyrustlm(&["inspect", "--json", path.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let r: Value = serde_json::from_slice(&o.stdout).expect("inspect --json prints JSON");
-    assert_eq!(r["format"], "slm 2.0");
+    assert_eq!(r["format"], "slm 2.1");
     assert_eq!(r["file_bytes"], bytes.len() as u64);
     assert_eq!(r["sha256"], runtime::sha256::to_hex(&slm.digest()));
     assert_eq!(

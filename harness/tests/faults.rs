@@ -214,7 +214,10 @@ fn last_chunk_damaged(bytes: &[u8], damage: Damage) -> Vec<u8> {
             let at =
                 last.entry_offset as usize + 2 + last.name.len() + 2 + 4 * last.rank as usize + 16;
             assert_eq!(bad[at..at + 32], last.digest);
-            let d = runtime::sha256::sha256(&bad[start..end]);
+            let d = runtime::format::digest::tensor_digest(
+                runtime::format::digest::DigestRule::Chunked,
+                &bad[start..end],
+            );
             bad[at..at + 32].copy_from_slice(&d);
         }
     }

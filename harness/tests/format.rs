@@ -2,11 +2,14 @@
 //! committed corpora match their generators, the writer round-trips, and no input makes the reader
 //! panic or accept a damaged file.
 
+mod common;
+
 use harness::{fixtures, inspect, malformed};
 use proptest::prelude::*;
+use runtime::format::digest::{tensor_digest, DigestRule};
 use runtime::format::{self, Slm};
-use runtime::sha256::sha256;
 use runtime::{limits, ErrorCode};
+use sha2::{Digest, Sha256};
 use std::ops::Range;
 use std::sync::OnceLock;
 
@@ -43,7 +46,7 @@ fn header_cases_report_their_offsets() {
     for c in &cases {
         let expected = match c.name.as_str() {
             "version-major-1" | "version-major-3" => 8,
-            "version-minor-1" => 10,
+            "version-minor-2" => 10,
             "truncated-empty"
             | "truncated-in-magic"
             | "truncated-in-version"
@@ -114,9 +117,13 @@ fn digest_mismatches_name_the_tensor() {
             continue;
         }
         let e = Slm::parse(&c.bytes).unwrap_err();
-        let named = ["blk.0.ffn_down.weight", "output_norm.weight"]
-            .iter()
-            .any(|t| e.message.contains(&format!("{t:?}")) && c.rule.contains(t));
+        let named = [
+            "blk.0.ffn_down.weight",
+            "output_norm.weight",
+            "token_embd.weight",
+        ]
+        .iter()
+        .any(|t| e.message.contains(&format!("{t:?}")) && c.rule.contains(t));
         assert!(named, "{}: {e}", c.name);
     }
 }
@@ -187,7 +194,7 @@ fn writer_round_trips_every_recipe() {
             assert_eq!(e.name, t.name);
             assert_eq!((e.dtype, e.shape()), (t.dtype, &t.shape[..]), "{}", t.name);
             assert!(slm.payload(e) == t.bytes, "{}: payload", t.name);
-            assert_eq!(e.digest, sha256(&t.bytes), "{}: digest", t.name);
+            assert_eq!(e.digest, chunked_digest(&t.bytes), "{}: digest", t.name);
         }
     }
 }
@@ -268,7 +275,7 @@ fn non_finite_values_and_scales_are_accepted() {
                     }
                     _ => bytes[at..at + 2].copy_from_slice(&f16_bits.to_le_bytes()),
                 }
-                let d = sha256(&bytes[payload.clone()]);
+                let d = tensor_digest(DigestRule::Chunked, &bytes[payload.clone()]);
                 bytes[*field..field + 32].copy_from_slice(&d);
             }
             malformed::redigest(&mut bytes);
@@ -278,6 +285,93 @@ fn non_finite_values_and_scales_are_accepted() {
             }
         }
     }
+}
+
+/// The format-2.1 tensor digest by its definition (spec/slm.md, Digests), with the `sha2` crate:
+/// the SHA-256 of the SHA-256s of the payload's 64 KiB chunks.
+fn chunked_digest(payload: &[u8]) -> [u8; 32] {
+    let mut top = Sha256::new();
+    for chunk in payload.chunks(65_536) {
+        top.update(Sha256::digest(chunk));
+    }
+    top.finalize().into()
+}
+
+/// The same model as a format-2.0 file, digested with the `sha2` crate by the 2.0 rules: the
+/// version minor 0, each tensor digest the SHA-256 of its payload, the file digest over every
+/// byte but the digest field.
+fn as_format_2_0(v2_1: &[u8]) -> Vec<u8> {
+    let slm = Slm::parse(v2_1).unwrap();
+    let mut b = v2_1.to_vec();
+    b[10..12].copy_from_slice(&0u16.to_le_bytes());
+    for t in &slm.tensors {
+        let field = t.entry_offset as usize + 2 + t.name.len() + 2 + 4 * t.rank as usize + 16;
+        let payload = &v2_1[t.offset as usize..(t.offset + t.length) as usize];
+        b[field..field + 32].copy_from_slice(&Sha256::digest(payload));
+    }
+    let mut h = Sha256::new();
+    h.update(&b[..224]);
+    h.update(&b[256..]);
+    let d: [u8; 32] = h.finalize().into();
+    b[224..256].copy_from_slice(&d);
+    b
+}
+
+/// The digest field of a file.
+fn d_2_0(file: &[u8]) -> [u8; 32] {
+    file[224..256].try_into().unwrap()
+}
+
+/// Format 2.1 digests hash each byte once; the reader still reads 2.0 files (spec/slm.md, Digests)
+/// and generates from them exactly what it generates from the 2.1 file of the same model. Every
+/// corpus fixture is checked both ways, its digests against the definition computed with the
+/// `sha2` crate (multi-chunk payloads and the lane grouping: runtime's `format::digest` tests).
+#[test]
+fn format_2_0_files_stay_readable_and_2_1_digests_follow_the_definition() {
+    let mut checked = 0;
+    for (name, v2_1) in common::corpus_fixtures() {
+        let slm = Slm::parse(&v2_1).unwrap();
+        assert_eq!(slm.header.version_minor, 1, "{name}");
+        // 2.1: tensor digests by definition; the file digest ends where the data section starts.
+        for t in &slm.tensors {
+            assert_eq!(
+                t.digest,
+                chunked_digest(slm.payload(t)),
+                "{name}: {}",
+                t.name
+            );
+        }
+        let data = slm.header.sections.data.offset as usize;
+        let mut h = Sha256::new();
+        h.update(&v2_1[..224]);
+        h.update(&v2_1[256..data]);
+        let d: [u8; 32] = h.finalize().into();
+        assert_eq!(slm.digest(), d, "{name}: file digest");
+
+        let v2_0 = as_format_2_0(&v2_1);
+        let old = common::load(&v2_0);
+        let new = common::load(&v2_1);
+        assert_eq!(old.digest, d_2_0(&v2_0), "{name}: 2.0 identity");
+        assert_ne!(
+            old.digest, new.digest,
+            "{name}: the identity follows the bytes"
+        );
+        let mut a = runtime::generate::Session::new(old, 0).unwrap();
+        let mut b = runtime::generate::Session::new(new, 0).unwrap();
+        for seed in [1, 7] {
+            let (ta, fa) = common::generate(&mut a, b"Once upon", common::sampled(seed, 24));
+            let (tb, fb) = common::generate(&mut b, b"Once upon", common::sampled(seed, 24));
+            assert_eq!((ta, fa), (tb, fb), "{name}: seed {seed}");
+        }
+        // Either version's digests under the other version's number are refused.
+        let mut swapped = v2_0.clone();
+        swapped[10..12].copy_from_slice(&1u16.to_le_bytes());
+        malformed::redigest(&mut swapped);
+        let e = Slm::parse(&swapped).unwrap_err();
+        assert_eq!(e.code, ErrorCode::TensorDigestMismatch, "{name}");
+        checked += 1;
+    }
+    assert!(checked >= 9, "only {checked} fixtures");
 }
 
 // ---- property tests: no input makes the reader panic ----
@@ -321,7 +415,7 @@ fn digest_fields() -> &'static [Vec<DigestField>] {
 fn redigest_all(seed: usize, bytes: &mut [u8]) {
     for (payload, field) in &digest_fields()[seed] {
         if payload.end <= bytes.len() && field + 32 <= bytes.len() {
-            let d = sha256(&bytes[payload.clone()]);
+            let d = tensor_digest(DigestRule::Chunked, &bytes[payload.clone()]);
             bytes[*field..field + 32].copy_from_slice(&d);
         }
     }

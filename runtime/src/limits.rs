@@ -7,6 +7,9 @@ pub const MAX_MODEL_BYTES: u64 = 33_554_432;
 pub const HEADER_BYTES: usize = 256;
 /// Alignment of every section and tensor payload (bytes).
 pub const ALIGNMENT: u64 = 64;
+/// Chunk size of the format-2.1 tensor digest: a payload is hashed in chunks of this many bytes
+/// (the last may be shorter), then the chunk digests are hashed (spec/slm.md, Digests).
+pub const DIGEST_CHUNK_BYTES: usize = 65_536;
 
 /// Tensors in one directory.
 pub const MAX_TENSORS: u32 = 1024;

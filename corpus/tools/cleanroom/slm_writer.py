@@ -193,6 +193,15 @@ def generic_tokenizer_section(kind, pieces, bos=None, eos=None, pad=None, unk=No
     return b
 
 
+CHUNK = 65536  # spec/slm.md, Digests: DIGEST_CHUNK_BYTES
+
+
+def tensor_digest(data):
+    """Format 2.1: SHA-256 of the SHA-256s of the payload's 64 KiB chunks, in order."""
+    chunks = b"".join(hashlib.sha256(data[i:i + CHUNK]).digest() for i in range(0, len(data), CHUNK))
+    return hashlib.sha256(chunks).digest()
+
+
 def write_slm(path, cfg, tensors, dtype, meta, tok=None):
     md = metadata_section(meta)
     if tok is None:
@@ -215,7 +224,7 @@ def write_slm(path, cfg, tensors, dtype, meta, tok=None):
             b += struct.pack("<H", len(nb)) + nb
             b += struct.pack("<BB", DTYPE_CODE[dt], len(shape))
             b += b"".join(struct.pack("<I", d) for d in shape)
-            b += struct.pack("<QQ", off, len(data)) + hashlib.sha256(data).digest()
+            b += struct.pack("<QQ", off, len(data)) + tensor_digest(data)
         return b
 
     dir_len = len(directory([0] * len(payloads)))
@@ -238,7 +247,7 @@ def write_slm(path, cfg, tensors, dtype, meta, tok=None):
 
     hdr = bytearray(256)
     hdr[0:8] = MAGIC
-    struct.pack_into("<HHIQ", hdr, 8, 2, 0, 256, data_end)
+    struct.pack_into("<HHIQ", hdr, 8, 2, 1, 256, data_end)  # format 2.1
     struct.pack_into("<II", hdr, 24, 1, 1 if cfg["tied"] else 0)
     struct.pack_into("<8I", hdr, 32, cfg["vocab_size"], cfg["dim"], cfg["n_layers"], cfg["n_heads"],
                      cfg["n_kv_heads"], cfg["head_dim"], cfg["ffn_dim"], cfg["max_context"])
@@ -246,7 +255,8 @@ def write_slm(path, cfg, tensors, dtype, meta, tok=None):
     struct.pack_into("<QQQQQQQQ", hdr, 80, md_off, len(md), tok_off, len(tok), dir_off, dir_len,
                      data_off, data_end - data_off)
     f[0:256] = hdr
-    digest = hashlib.sha256(bytes(f[0:224]) + bytes(f[256:])).digest()
+    # Format 2.1: the file digest covers every byte before the data section but the digest field.
+    digest = hashlib.sha256(bytes(f[0:224]) + bytes(f[256:data_off])).digest()
     f[224:256] = digest
     with open(path, "wb") as fh:
         fh.write(f)

@@ -1,13 +1,11 @@
 //! The chunked model loader (spec/abi.md, Loading): receives a file in pieces, rejects it as
 //! soon as what has arrived is enough to (budget at begin; magic, version and header with the
-//! first 256 bytes), hashes the bytes as they arrive by the file-digest rule, and verifies the
-//! whole file at the end with the digest it streamed.
+//! first 256 bytes), and verifies the whole file at the end (every rule, every digest).
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::format::header::{self, DIGEST_OFFSET, MAGIC};
+use crate::format::header::{self, MAGIC};
 use crate::limits;
 use crate::model::Model;
-use crate::sha256::Sha256;
 use alloc::format;
 use alloc::vec::Vec;
 
@@ -17,8 +15,6 @@ pub struct ChunkedLoad {
     total: usize,
     /// Bytes received so far (capacity `total`, reserved at begin).
     bytes: Vec<u8>,
-    /// SHA-256 of bytes [0, 224) and [256, total) received so far.
-    digest: Sha256,
     header_checked: bool,
 }
 
@@ -56,7 +52,6 @@ impl ChunkedLoad {
         Ok(ChunkedLoad {
             total,
             bytes,
-            digest: Sha256::new(),
             header_checked: false,
         })
     }
@@ -76,15 +71,6 @@ impl ChunkedLoad {
             ));
         }
         self.bytes.extend_from_slice(data);
-        // The file digest covers every byte but the digest field [224, 256).
-        let end = self.bytes.len();
-        if at < DIGEST_OFFSET {
-            self.digest.update(&self.bytes[at..end.min(DIGEST_OFFSET)]);
-        }
-        if end > limits::HEADER_BYTES {
-            self.digest
-                .update(&self.bytes[at.max(limits::HEADER_BYTES)..end]);
-        }
         self.check_early()
     }
 
@@ -124,8 +110,7 @@ impl ChunkedLoad {
             ));
         }
         super::headroom::ensure_for_model(&self.bytes)?;
-        let digest = self.digest.finalize();
-        Model::load_with_digest(self.bytes, Some(digest))
+        Model::load(self.bytes)
     }
 }
 
@@ -145,7 +130,7 @@ mod tests {
     }
 
     #[test]
-    fn the_streamed_digest_is_the_file_digest_for_any_split() {
+    fn any_split_loads_the_same_model() {
         for chunk in [1, 5, 63, 64, 223, 224, 225, 255, 256, 257, 1000, FILE.len()] {
             let model = load_in(FILE, chunk).unwrap();
             assert_eq!(model.digest, file_digest(FILE), "chunks of {chunk}");

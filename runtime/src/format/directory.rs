@@ -1,12 +1,12 @@
 //! The tensor directory (spec/slm.md, Tensor directory): one entry per tensor — name, dtype, rank,
-//! dims, payload offset and length, SHA-256 of the payload — and the payload layout rules.
+//! dims, payload offset and length, digest of the payload — and the payload layout rules.
 
 use super::cursor::{align_up, Cursor};
+use super::digest::{tensor_digests, DigestRule};
 use super::header::Section;
 use super::DType;
 use crate::error::{Error, ErrorCode, Result};
 use crate::limits;
-use crate::sha256;
 use alloc::{format, string::String, vec::Vec};
 
 /// One directory entry, borrowing its name from the file.
@@ -215,16 +215,21 @@ pub fn parse<'a>(file: &'a [u8], dir: Section, data: Section) -> Result<Vec<Tens
     Ok(entries)
 }
 
-/// Hashes every payload and compares with its directory digest, in directory order.
-pub fn verify_digests(file: &[u8], entries: &[TensorEntry<'_>]) -> Result<()> {
-    for e in entries {
-        let payload = &file[e.offset as usize..(e.offset + e.length) as usize];
-        if sha256::sha256(payload) != e.digest {
+/// Hashes every payload by `rule` and compares with its directory digest; the first mismatch in
+/// directory order is reported.
+pub fn verify_digests(file: &[u8], entries: &[TensorEntry<'_>], rule: DigestRule) -> Result<()> {
+    let payloads: Vec<&[u8]> = entries
+        .iter()
+        .map(|e| &file[e.offset as usize..(e.offset + e.length) as usize])
+        .collect();
+    let digests = tensor_digests(rule, &payloads);
+    for (e, digest) in entries.iter().zip(digests) {
+        if digest != e.digest {
             return Err(Error::at(
                 ErrorCode::TensorDigestMismatch,
                 e.offset,
                 format!(
-                    "tensor {:?}: the SHA-256 of its {} payload bytes does not match the directory",
+                    "tensor {:?}: the digest of its {} payload bytes does not match the directory",
                     e.name, e.length
                 ),
             ));

@@ -10,8 +10,9 @@ use alloc::format;
 pub const MAGIC: [u8; 8] = [0x89, b'S', b'L', b'M', b'\r', b'\n', 0x1a, b'\n'];
 /// The format major version this reader implements (the original's SLM1 was version 1).
 pub const VERSION_MAJOR: u16 = 2;
-/// The highest minor version of major 2 this reader knows.
-pub const VERSION_MINOR: u16 = 0;
+/// The highest minor version of major 2 this reader knows, and the one the writer writes: 2.1
+/// (chunked tensor digests, the file digest up to the data section; 2.0 files stay readable).
+pub const VERSION_MINOR: u16 = 1;
 /// Architecture id of the Llama-family decoder.
 pub const ARCH_LLAMA: u32 = 1;
 /// Header flag: the classifier shares the token embedding (no `output.weight`).
@@ -19,7 +20,7 @@ pub const FLAG_TIED_CLASSIFIER: u32 = 1;
 /// Every flag bit this version defines.
 pub const KNOWN_FLAGS: u32 = FLAG_TIED_CLASSIFIER;
 
-/// Offset of the file digest inside the header; the digest covers every other byte of the file.
+/// Offset of the file digest inside the header (what it covers: [`super::digest::file_digest`]).
 pub const DIGEST_OFFSET: usize = 224;
 
 /// The model shape and numeric constants a header carries.

@@ -1,12 +1,11 @@
 //! The verified reader: [`Slm::parse`] checks every rule of spec/slm.md, in the order the spec
 //! gives, before it returns anything that exposes a tensor.
 
+use super::digest::{file_digest, DigestRule};
 use super::directory::{self, TensorEntry};
 use super::header::{self, Header, Sections, DIGEST_OFFSET};
 use super::{llama, metadata, vocab_section, Vocab};
 use crate::error::{Error, ErrorCode, Result};
-use crate::limits;
-use crate::sha256::Sha256;
 use alloc::{format, vec::Vec};
 
 /// A fully verified `.slm` file, borrowing the bytes it was read from.
@@ -19,26 +18,9 @@ pub struct Slm<'a> {
     pub tensors: Vec<TensorEntry<'a>>,
 }
 
-/// SHA-256 of a whole file as the spec defines it: bytes [0, 224) then [256, end), i.e. every byte
-/// but the digest field.
-pub fn file_digest(bytes: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(&bytes[..DIGEST_OFFSET.min(bytes.len())]);
-    if bytes.len() > limits::HEADER_BYTES {
-        h.update(&bytes[limits::HEADER_BYTES..]);
-    }
-    h.finalize()
-}
-
 impl<'a> Slm<'a> {
     /// Reads and verifies a whole file held in memory.
     pub fn parse(bytes: &'a [u8]) -> Result<Slm<'a>> {
-        Slm::parse_with_digest(bytes, None)
-    }
-
-    /// As [`Slm::parse`]; a streaming loader that hashed the file while receiving it passes that
-    /// digest (computed as [`file_digest`] defines) so the bytes are not hashed twice.
-    pub fn parse_with_digest(bytes: &'a [u8], streamed: Option<[u8; 32]>) -> Result<Slm<'a>> {
         // 1-4: budget, magic, version, header fields, section table.
         let header = header::parse_header(bytes, bytes.len() as u64)?;
         let s = header.sections;
@@ -55,15 +37,15 @@ impl<'a> Slm<'a> {
         let tensors = directory::parse(bytes, s.directory, s.data)?;
         // 8: the architecture's tensors, shapes and dtypes.
         llama::check(&header.config, &tensors)?;
-        // 9: every tensor's digest.
-        directory::verify_digests(bytes, &tensors)?;
-        // 10: the whole file's digest.
-        let digest = streamed.unwrap_or_else(|| file_digest(bytes));
-        if digest != header.file_digest {
+        // 9: every tensor's digest, by the rule of the file's version.
+        let rule = DigestRule::for_minor(header.version_minor);
+        directory::verify_digests(bytes, &tensors, rule)?;
+        // 10: the file digest.
+        if file_digest(bytes) != header.file_digest {
             return Err(Error::at(
                 ErrorCode::FileDigestMismatch,
                 DIGEST_OFFSET as u64,
-                "the SHA-256 of the file does not match the digest in its header",
+                "the file digest (SHA-256) does not match the digest in its header",
             ));
         }
         Ok(Slm {
@@ -91,7 +73,7 @@ impl<'a> Slm<'a> {
             .map(|(_, v)| *v)
     }
 
-    /// The whole-file digest (from the header; verified).
+    /// The file digest (from the header; verified).
     pub fn digest(&self) -> [u8; 32] {
         self.header.file_digest
     }

@@ -3,12 +3,12 @@
 //! Whatever it writes passes [`super::Slm::parse`] (it checks).
 
 use super::cursor::align_up;
+use super::digest::{file_digest, tensor_digest, DigestRule};
 use super::header::{encode_header, Config, Sections, DIGEST_OFFSET};
-use super::read::{file_digest, Slm};
+use super::read::Slm;
 use super::{metadata, vocab_section, DType, Vocab};
 use crate::error::{Error, ErrorCode, Result};
 use crate::limits;
-use crate::sha256::sha256;
 use alloc::{format, string::String, vec::Vec};
 
 /// One tensor to write: name, dtype, shape (outermost first) and its storage bytes.
@@ -108,7 +108,7 @@ pub fn write(model: &ModelFile) -> Result<Vec<u8>> {
         }
         dir.extend_from_slice(&offset.to_le_bytes());
         dir.extend_from_slice(&(t.bytes.len() as u64).to_le_bytes());
-        dir.extend_from_slice(&sha256(&t.bytes));
+        dir.extend_from_slice(&tensor_digest(DigestRule::Chunked, &t.bytes));
         put(&mut out, offset, &t.bytes);
     }
     debug_assert_eq!(dir.len() as u64, dir_len);

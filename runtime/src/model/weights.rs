@@ -81,7 +81,7 @@ pub struct LayerLocs {
 pub struct Model {
     bytes: Vec<u8>,
     pub config: Config,
-    /// The whole-file SHA-256 (spec/slm.md, File digest): the model's identity.
+    /// The file digest (spec/slm.md, Digests): the model's identity.
     pub digest: [u8; 32],
     pub tokenizer: Tokenizer,
     pub name: String,
@@ -101,12 +101,7 @@ pub struct Model {
 impl Model {
     /// Verifies `bytes` completely (spec/slm.md, every rule; then the tokenizer) and takes them.
     pub fn load(bytes: Vec<u8>) -> Result<Model> {
-        Model::load_with_digest(bytes, None)
-    }
-
-    /// As [`Model::load`], with the file digest a streaming loader already computed.
-    pub fn load_with_digest(bytes: Vec<u8>, streamed: Option<[u8; 32]>) -> Result<Model> {
-        let slm = Slm::parse_with_digest(&bytes, streamed)?;
+        let slm = Slm::parse(&bytes)?;
         let tokenizer = Tokenizer::new(&slm.vocab)?;
         let find = |name: &str| -> Result<TensorLoc> {
             slm.tensor(name).map(TensorLoc::from_entry).ok_or_else(|| {

@@ -1,0 +1,214 @@
+//! The two digests of a `.slm` file (spec/slm.md, Digests), by format version:
+//!
+//! - format 2.1: a tensor digest is the SHA-256 of the SHA-256s of its payload's 64 KiB chunks,
+//!   and the file digest covers every byte before the data section but the digest field. Each
+//!   byte is hashed once, and chunks are independent: [`tensor_digests`] hashes four chunks of
+//!   one length at a time ([`sha256_x4`]).
+//! - format 2.0: a tensor digest is the SHA-256 of its payload, and the file digest covers every
+//!   byte but the digest field (payload bytes are hashed twice).
+
+use super::header::DIGEST_OFFSET;
+use crate::limits::{DIGEST_CHUNK_BYTES, HEADER_BYTES};
+use crate::sha256::{sha256, sha256_x4, Sha256, DIGEST_BYTES};
+use alloc::vec::Vec;
+
+/// Which digest definitions a file uses: fixed by its version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DigestRule {
+    /// Format 2.0: whole payloads, whole file.
+    Whole,
+    /// Format 2.1 and later minors: chunked payloads, the file up to its data section.
+    Chunked,
+}
+
+impl DigestRule {
+    /// The rule of a format-2 file with this minor version.
+    pub fn for_minor(version_minor: u16) -> DigestRule {
+        if version_minor == 0 {
+            DigestRule::Whole
+        } else {
+            DigestRule::Chunked
+        }
+    }
+}
+
+/// The file digest of `bytes` as its own header defines it (version_minor at offset 10, the data
+/// section's offset at 128): format 2.0 hashes `[0, 224)` and `[256, end)`, format 2.1 `[0, 224)`
+/// and `[256, data offset)`. Total on any input: a short file or an out-of-range data offset is
+/// hashed up to where it ends (such a file is rejected before its digest is compared).
+pub fn file_digest(bytes: &[u8]) -> [u8; DIGEST_BYTES] {
+    let field = |at: usize, n: usize| bytes.get(at..at + n);
+    let minor = field(10, 2).map_or(0, |b| u16::from_le_bytes([b[0], b[1]]));
+    let end = match DigestRule::for_minor(minor) {
+        DigestRule::Whole => bytes.len(),
+        DigestRule::Chunked => field(128, 8)
+            .map(|b| {
+                let mut o = [0u8; 8];
+                o.copy_from_slice(b);
+                u64::from_le_bytes(o)
+            })
+            .map_or(bytes.len(), |data| {
+                usize::try_from(data).map_or(bytes.len(), |d| d.min(bytes.len()))
+            }),
+    };
+    let mut h = Sha256::new();
+    h.update(&bytes[..DIGEST_OFFSET.min(bytes.len())]);
+    if end > HEADER_BYTES {
+        h.update(&bytes[HEADER_BYTES..end]);
+    }
+    h.finalize()
+}
+
+/// The digest of one payload under `rule`.
+pub fn tensor_digest(rule: DigestRule, payload: &[u8]) -> [u8; DIGEST_BYTES] {
+    tensor_digests(rule, &[payload]).pop().unwrap_or_default()
+}
+
+/// The digests of `payloads` under `rule`, in order. Chunked: every chunk of every payload is
+/// hashed on its own — chunks of one length four at a time — then each payload's chunk digests
+/// are hashed in order.
+pub fn tensor_digests(rule: DigestRule, payloads: &[&[u8]]) -> Vec<[u8; DIGEST_BYTES]> {
+    if rule == DigestRule::Whole {
+        return payloads.iter().map(|p| sha256(p)).collect();
+    }
+    // Every chunk, payload by payload; `first[i]` is payload i's first chunk.
+    let mut chunks: Vec<&[u8]> = Vec::new();
+    let mut first = Vec::with_capacity(payloads.len() + 1);
+    for p in payloads {
+        first.push(chunks.len());
+        chunks.extend(p.chunks(DIGEST_CHUNK_BYTES));
+    }
+    first.push(chunks.len());
+
+    // Chunks grouped by length (full chunks are all DIGEST_CHUNK_BYTES; the last chunks of
+    // same-shaped tensors match too), four of a length at a time; the rest one by one.
+    let mut order: Vec<usize> = (0..chunks.len()).collect();
+    order.sort_by_key(|&i| chunks[i].len());
+    let mut digests = alloc::vec![[0u8; DIGEST_BYTES]; chunks.len()];
+    let mut run = 0;
+    while run < order.len() {
+        let len = chunks[order[run]].len();
+        let run_end = run + order[run..].partition_point(|&i| chunks[i].len() == len);
+        let mut at = run;
+        while run_end - at >= 4 {
+            let ids = [order[at], order[at + 1], order[at + 2], order[at + 3]];
+            let ds = sha256_x4(ids.map(|i| chunks[i]));
+            for (i, d) in ids.into_iter().zip(ds) {
+                digests[i] = d;
+            }
+            at += 4;
+        }
+        for &i in &order[at..run_end] {
+            digests[i] = sha256(chunks[i]);
+        }
+        run = run_end;
+    }
+
+    first
+        .windows(2)
+        .map(|w| {
+            let mut h = Sha256::new();
+            for d in &digests[w[0]..w[1]] {
+                h.update(d);
+            }
+            h.finalize()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn bytes(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    }
+
+    /// The chunked digest written the plain way: one chunk after the other.
+    fn chunked_by_hand(payload: &[u8]) -> [u8; 32] {
+        let mut joined = Vec::new();
+        for c in payload.chunks(DIGEST_CHUNK_BYTES) {
+            joined.extend_from_slice(&sha256(c));
+        }
+        sha256(&joined)
+    }
+
+    #[test]
+    fn chunked_digests_are_the_definition_for_any_mix_of_lengths() {
+        let c = DIGEST_CHUNK_BYTES;
+        let lens = [
+            1,
+            2,
+            55,
+            56,
+            64,
+            1000,
+            c - 1,
+            c,
+            c + 1,
+            2 * c,
+            3 * c + 7,
+            5 * c,
+            1000,
+            c + 1,
+            c + 1,
+            c + 1,
+            9 * c + 1000,
+        ];
+        let owned: Vec<Vec<u8>> = lens
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| bytes(n, i as u8))
+            .collect();
+        let payloads: Vec<&[u8]> = owned.iter().map(|p| &p[..]).collect();
+        let got = tensor_digests(DigestRule::Chunked, &payloads);
+        assert_eq!(got.len(), payloads.len());
+        for (i, p) in payloads.iter().enumerate() {
+            assert_eq!(
+                got[i],
+                chunked_by_hand(p),
+                "payload {i} of {} bytes",
+                p.len()
+            );
+            assert_eq!(tensor_digest(DigestRule::Chunked, p), got[i]);
+            assert_eq!(tensor_digest(DigestRule::Whole, p), sha256(p));
+        }
+        // A one-chunk payload's digest is the SHA-256 of its SHA-256.
+        assert_eq!(
+            tensor_digest(DigestRule::Chunked, b"abc"),
+            sha256(&sha256(b"abc"))
+        );
+    }
+
+    #[test]
+    fn the_file_digest_range_follows_the_version() {
+        // A 2.1-shaped header whose data section starts at 512, then 256 more bytes.
+        let mut f = vec![7u8; 768];
+        f[10..12].copy_from_slice(&1u16.to_le_bytes());
+        f[128..136].copy_from_slice(&512u64.to_le_bytes());
+        let mut prefix = f[..224].to_vec();
+        prefix.extend_from_slice(&f[256..512]);
+        assert_eq!(file_digest(&f), sha256(&prefix));
+        // The bytes after the data offset are not covered.
+        let mut g = f.clone();
+        g[700] ^= 1;
+        assert_eq!(file_digest(&g), file_digest(&f));
+        // Format 2.0: every byte but the digest field.
+        f[10..12].copy_from_slice(&0u16.to_le_bytes());
+        let mut all = f[..224].to_vec();
+        all.extend_from_slice(&f[256..]);
+        assert_eq!(file_digest(&f), sha256(&all));
+        // Out-of-range offsets and short inputs are hashed up to their end, without panicking.
+        for data in [0u64, 100, 10_000, u64::MAX] {
+            let mut h = g.clone();
+            h[128..136].copy_from_slice(&data.to_le_bytes());
+            let _ = file_digest(&h);
+        }
+        for n in [0, 5, 11, 12, 200, 255, 256] {
+            let _ = file_digest(&g[..n]);
+        }
+    }
+}
