@@ -2,14 +2,14 @@
 //!
 //! - format 2.1: a tensor digest is the SHA-256 of the SHA-256s of its payload's 64 KiB chunks,
 //!   and the file digest covers every byte before the data section but the digest field. Each
-//!   byte is hashed once, and chunks are independent: [`tensor_digests`] hashes four chunks of
-//!   one length at a time ([`sha256_x4`]).
+//!   byte is hashed once, and chunks are independent: [`tensor_digests`] hashes chunks of one
+//!   length together in SIMD lanes ([`sha256_batch`]).
 //! - format 2.0: a tensor digest is the SHA-256 of its payload, and the file digest covers every
 //!   byte but the digest field (payload bytes are hashed twice).
 
 use super::header::DIGEST_OFFSET;
 use crate::limits::{DIGEST_CHUNK_BYTES, HEADER_BYTES};
-use crate::sha256::{sha256, sha256_x4, Sha256, DIGEST_BYTES};
+use crate::sha256::{sha256, sha256_batch, Sha256, DIGEST_BYTES};
 use alloc::vec::Vec;
 
 /// Which digest definitions a file uses: fixed by its version.
@@ -65,8 +65,8 @@ pub fn tensor_digest(rule: DigestRule, payload: &[u8]) -> [u8; DIGEST_BYTES] {
 }
 
 /// The digests of `payloads` under `rule`, in order. Chunked: every chunk of every payload is
-/// hashed on its own — chunks of one length four at a time — then each payload's chunk digests
-/// are hashed in order.
+/// hashed on its own — chunks of one length together, in SIMD lanes — then each payload's chunk
+/// digests are hashed in order.
 pub fn tensor_digests(rule: DigestRule, payloads: &[&[u8]]) -> Vec<[u8; DIGEST_BYTES]> {
     if rule == DigestRule::Whole {
         return payloads.iter().map(|p| sha256(p)).collect();
@@ -80,28 +80,22 @@ pub fn tensor_digests(rule: DigestRule, payloads: &[&[u8]]) -> Vec<[u8; DIGEST_B
     }
     first.push(chunks.len());
 
-    // Chunks grouped by length (full chunks are all DIGEST_CHUNK_BYTES; the last chunks of
-    // same-shaped tensors match too), four of a length at a time; the rest one by one.
+    // Chunks sorted by length (full chunks are all DIGEST_CHUNK_BYTES; the last chunks of
+    // same-shaped tensors match too), each run of one length hashed as a batch in SIMD lanes.
     let mut order: Vec<usize> = (0..chunks.len()).collect();
     order.sort_by_key(|&i| chunks[i].len());
-    let mut digests = alloc::vec![[0u8; DIGEST_BYTES]; chunks.len()];
+    let sorted: Vec<&[u8]> = order.iter().map(|&i| chunks[i]).collect();
+    let mut sorted_digests = alloc::vec![[0u8; DIGEST_BYTES]; chunks.len()];
     let mut run = 0;
-    while run < order.len() {
-        let len = chunks[order[run]].len();
-        let run_end = run + order[run..].partition_point(|&i| chunks[i].len() == len);
-        let mut at = run;
-        while run_end - at >= 4 {
-            let ids = [order[at], order[at + 1], order[at + 2], order[at + 3]];
-            let ds = sha256_x4(ids.map(|i| chunks[i]));
-            for (i, d) in ids.into_iter().zip(ds) {
-                digests[i] = d;
-            }
-            at += 4;
-        }
-        for &i in &order[at..run_end] {
-            digests[i] = sha256(chunks[i]);
-        }
+    while run < sorted.len() {
+        let len = sorted[run].len();
+        let run_end = run + sorted[run..].partition_point(|c| c.len() == len);
+        sha256_batch(&sorted[run..run_end], &mut sorted_digests[run..run_end]);
         run = run_end;
+    }
+    let mut digests = alloc::vec![[0u8; DIGEST_BYTES]; chunks.len()];
+    for (&i, d) in order.iter().zip(sorted_digests) {
+        digests[i] = d;
     }
 
     first

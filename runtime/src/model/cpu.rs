@@ -221,3 +221,15 @@ pub(crate) fn sha256_x4_sse2(messages: [&[u8]; 4]) -> [[u8; 32]; 4] {
     const _: () = assert!(cfg!(target_feature = "sse2"));
     unsafe { crate::sha256::lanes_vector::hash(messages) }
 }
+
+/// Eight SHA-256 digests of equal-length messages in AVX2 lanes when the level is
+/// [`Isa::Avx2`]; None otherwise.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn sha256_x8_avx2(messages: [&[u8]; 8]) -> Option<[[u8; 32]; 8]> {
+    if isa() != Isa::Avx2 {
+        return None;
+    }
+    // SAFETY: as in `avx2_dot4_q8_0`: AVX2 was detected (the function needs nothing else).
+    Some(unsafe { crate::sha256::lanes_vector8::hash(messages) })
+}

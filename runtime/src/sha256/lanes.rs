@@ -7,7 +7,8 @@
 //! integer SIMD: wasm `simd128` (in the simd128 module only) and x86-64 SSE2 (the baseline of
 //! every x86-64 CPU, so no detection). Everything the vector rounds use is an exact integer
 //! operation (add modulo 2^32, xor, select, shift), so the digests are SHA-256's on every path;
-//! elsewhere [`sha256_x4`] hashes the four messages one after the other. The intrinsics take no
+//! x86-64 with AVX2 (detected at run time) also runs eight lanes. Elsewhere the messages are
+//! hashed one after the other. The intrinsics take no
 //! pointers (message words are gathered from byte slices); the one unsafe call (into the SSE2
 //! instance) is in [`crate::model::cpu`].
 
@@ -29,15 +30,49 @@ pub fn sha256_x4(messages: [&[u8]; 4]) -> [[u8; DIGEST_BYTES]; 4] {
     messages.map(sha256)
 }
 
-/// The vector rounds and padding, stamped into each backend module below. A backend defines
-/// the lane type `V` and these functions (each an exact integer operation per 32-bit lane):
-/// `message(blocks)` (the 16 big-endian words of four 64-byte blocks, lane j = block j),
-/// `splat`, `words` (the four lanes), `add` (modulo 2^32), `xor`, `select(mask, a, b)` (bits of
+/// The SHA-256 digests of `messages` into `out` (as many), in the widest lanes the target has:
+/// groups of eight equal-length messages with AVX2 (x86-64, when [`crate::model::cpu::isa`] is
+/// AVX2), then groups of four ([`sha256_x4`]), the rest one by one. Same digests as [`sha256`]
+/// on each; pass messages sorted by length to fill the lanes.
+pub fn sha256_batch(messages: &[&[u8]], out: &mut [[u8; DIGEST_BYTES]]) {
+    let n = messages.len().min(out.len());
+    let mut i = 0;
+    #[cfg(target_arch = "x86_64")]
+    while n - i >= 8 {
+        let group: [&[u8]; 8] = core::array::from_fn(|j| messages[i + j]);
+        if group.iter().any(|m| m.len() != group[0].len()) {
+            break;
+        }
+        match crate::model::cpu::sha256_x8_avx2(group) {
+            Some(d) => out[i..i + 8].copy_from_slice(&d),
+            None => break,
+        }
+        i += 8;
+    }
+    while n - i >= 4 {
+        let d = sha256_x4([
+            messages[i],
+            messages[i + 1],
+            messages[i + 2],
+            messages[i + 3],
+        ]);
+        out[i..i + 4].copy_from_slice(&d);
+        i += 4;
+    }
+    for (m, o) in messages[i..n].iter().zip(&mut out[i..n]) {
+        *o = sha256(m);
+    }
+}
+
+/// The vector rounds and padding for `$n` lanes, stamped into each backend module below. A
+/// backend defines the lane type `V` and these functions (each an exact integer operation per
+/// 32-bit lane): `message(blocks)` (the 16 big-endian words of `$n` 64-byte blocks, lane j =
+/// block j), `splat`, `words` (the lanes), `add` (modulo 2^32), `xor`, `select(mask, a, b)` (bits of
 /// `a` where `mask` has a 1, of `b` elsewhere), `shr` and `shl` (logical, by 1..32). The macro's
 /// attributes go on every function it writes (the x86-64 backend's `target_feature`).
 #[allow(unused_macros)] // Unused on targets without a vector backend.
 macro_rules! lanes_backend {
-    ($(#[$attr:meta])*) => {
+    ($n:literal $(, #[$attr:meta])*) => {
         /// Rotation right by `n` in 1..32: the two shifted halves share no bit, so xor is or.
         $(#[$attr])*
         #[inline]
@@ -52,7 +87,7 @@ macro_rules! lanes_backend {
         /// carried into the next round as its b ^ c.
         $(#[$attr])*
         #[inline]
-        fn compress4(state: &mut [V; 8], blocks: [&[u8]; 4]) {
+        fn compress(state: &mut [V; 8], blocks: [&[u8]; $n]) {
             let mut w = message(blocks);
             let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = *state;
             let mut b_xor_c = xor(b, c);
@@ -118,10 +153,10 @@ macro_rules! lanes_backend {
             }
         }
 
-        /// Four equal-length messages through [`compress4`]: whole blocks straight from the
-        /// messages, then the padded tail (FIPS 180-4, 5.1.1) of each in one or two blocks.
+        /// Equal-length messages, one per lane, through `compress`: whole blocks straight from
+        /// the messages, then the padded tail (FIPS 180-4, 5.1.1) of each in one or two blocks.
         $(#[$attr])*
-        pub fn hash(messages: [&[u8]; 4]) -> [[u8; DIGEST_BYTES]; 4] {
+        pub fn hash(messages: [&[u8]; $n]) -> [[u8; DIGEST_BYTES]; $n] {
             let len = messages[0].len();
             let whole = len - len % BLOCK_BYTES;
             let mut state = [splat(0); 8];
@@ -130,7 +165,7 @@ macro_rules! lanes_backend {
             }
             let mut at = 0;
             while at < whole {
-                compress4(&mut state, messages.map(|m| &m[at..at + BLOCK_BYTES]));
+                compress(&mut state, messages.map(|m| &m[at..at + BLOCK_BYTES]));
                 at += BLOCK_BYTES;
             }
             let tail = len - whole;
@@ -139,7 +174,7 @@ macro_rules! lanes_backend {
             } else {
                 2 * BLOCK_BYTES
             };
-            let mut padded = [[0u8; 2 * BLOCK_BYTES]; 4];
+            let mut padded = [[0u8; 2 * BLOCK_BYTES]; $n];
             for (p, m) in padded.iter_mut().zip(messages) {
                 p[..tail].copy_from_slice(&m[whole..]);
                 p[tail] = 0x80;
@@ -147,14 +182,12 @@ macro_rules! lanes_backend {
             }
             let mut at = 0;
             while at < end {
-                let [p0, p1, p2, p3] = &padded;
-                compress4(
-                    &mut state,
-                    [p0, p1, p2, p3].map(|p| &p[at..at + BLOCK_BYTES]),
-                );
+                let blocks: [&[u8]; $n] =
+                    core::array::from_fn(|j| &padded[j][at..at + BLOCK_BYTES]);
+                compress(&mut state, blocks);
                 at += BLOCK_BYTES;
             }
-            let mut digests = [[0u8; DIGEST_BYTES]; 4];
+            let mut digests = [[0u8; DIGEST_BYTES]; $n];
             for (i, s) in state.iter().enumerate() {
                 for (j, word) in words(*s).iter().enumerate() {
                     digests[j][4 * i..4 * i + 4].copy_from_slice(&word.to_be_bytes());
@@ -238,7 +271,7 @@ mod vector {
         i32x4_shl(x, n)
     }
 
-    lanes_backend!();
+    lanes_backend!(4);
 }
 
 /// x86-64 SSE2, part of every x86-64 CPU. The functions carry `target_feature(enable = "sse2")`
@@ -310,7 +343,91 @@ pub(crate) mod vector {
         _mm_sll_epi32(x, _mm_cvtsi32_si128(n as i32))
     }
 
-    lanes_backend!(#[target_feature(enable = "sse2")]);
+    lanes_backend!(4, #[target_feature(enable = "sse2")]);
+}
+
+/// x86-64 AVX2, eight lanes, chosen at run time ([`crate::model::cpu::sha256_x8_avx2`], which
+/// holds the one unsafe call).
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod vector8 {
+    use super::{BLOCK_BYTES, DIGEST_BYTES, H0, K, LENGTH_OFFSET};
+    use core::arch::x86_64::{
+        __m256i, _mm256_add_epi32, _mm256_and_si256, _mm256_andnot_si256, _mm256_extract_epi32,
+        _mm256_or_si256, _mm256_set1_epi32, _mm256_set_epi32, _mm256_sll_epi32, _mm256_srl_epi32,
+        _mm256_xor_si256, _mm_cvtsi32_si128,
+    };
+
+    type V = __m256i;
+
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn splat(v: u32) -> V {
+        _mm256_set1_epi32(v as i32)
+    }
+    /// The message words, gathered one big-endian word per lane.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn message(blocks: [&[u8]; 8]) -> [V; 16] {
+        let word = |j: usize, t: usize| {
+            let b: &[u8] = blocks[j];
+            i32::from_be_bytes([b[4 * t], b[4 * t + 1], b[4 * t + 2], b[4 * t + 3]])
+        };
+        let mut w = [splat(0); 16];
+        for (t, wt) in w.iter_mut().enumerate() {
+            *wt = _mm256_set_epi32(
+                word(7, t),
+                word(6, t),
+                word(5, t),
+                word(4, t),
+                word(3, t),
+                word(2, t),
+                word(1, t),
+                word(0, t),
+            );
+        }
+        w
+    }
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn words(x: V) -> [u32; 8] {
+        [
+            _mm256_extract_epi32::<0>(x) as u32,
+            _mm256_extract_epi32::<1>(x) as u32,
+            _mm256_extract_epi32::<2>(x) as u32,
+            _mm256_extract_epi32::<3>(x) as u32,
+            _mm256_extract_epi32::<4>(x) as u32,
+            _mm256_extract_epi32::<5>(x) as u32,
+            _mm256_extract_epi32::<6>(x) as u32,
+            _mm256_extract_epi32::<7>(x) as u32,
+        ]
+    }
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn add(a: V, b: V) -> V {
+        _mm256_add_epi32(a, b)
+    }
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn xor(a: V, b: V) -> V {
+        _mm256_xor_si256(a, b)
+    }
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn select(mask: V, a: V, b: V) -> V {
+        _mm256_or_si256(_mm256_and_si256(mask, a), _mm256_andnot_si256(mask, b))
+    }
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn shr(x: V, n: u32) -> V {
+        _mm256_srl_epi32(x, _mm_cvtsi32_si128(n as i32))
+    }
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn shl(x: V, n: u32) -> V {
+        _mm256_sll_epi32(x, _mm_cvtsi32_si128(n as i32))
+    }
+
+    lanes_backend!(8, #[target_feature(enable = "avx2")]);
 }
 
 #[cfg(test)]
@@ -338,6 +455,25 @@ mod tests {
                 assert_eq!(got[j], sha256(&m[j]), "length {len}, lane {j}");
             }
         }
+    }
+
+    #[test]
+    fn batches_of_any_size_give_the_scalar_digests() {
+        for n in [0, 1, 3, 4, 5, 8, 9, 12, 17] {
+            let m: Vec<Vec<u8>> = (0..n).map(|j| bytes(130, j as u32)).collect();
+            let refs: Vec<&[u8]> = m.iter().map(|v| &v[..]).collect();
+            let mut out = alloc::vec![[0u8; 32]; n];
+            sha256_batch(&refs, &mut out);
+            for j in 0..n {
+                assert_eq!(out[j], sha256(&m[j]), "batch of {n}, message {j}");
+            }
+        }
+        // Unequal lengths inside a group of eight.
+        let m: Vec<Vec<u8>> = (0..9).map(|j| bytes(100 + j, j as u32)).collect();
+        let refs: Vec<&[u8]> = m.iter().map(|v| &v[..]).collect();
+        let mut out = alloc::vec![[0u8; 32]; 9];
+        sha256_batch(&refs, &mut out);
+        assert!((0..9).all(|j| out[j] == sha256(&m[j])));
     }
 
     #[test]

@@ -11,9 +11,9 @@
 use alloc::string::String;
 
 mod lanes;
-pub use lanes::sha256_x4;
+pub use lanes::{sha256_batch, sha256_x4};
 #[cfg(target_arch = "x86_64")]
-pub(crate) use lanes::vector as lanes_vector;
+pub(crate) use lanes::{vector as lanes_vector, vector8 as lanes_vector8};
 
 /// Length of a SHA-256 digest (bytes).
 pub const DIGEST_BYTES: usize = 32;
