@@ -8,7 +8,8 @@
 //!   with the hand-written AVX2 quantized kernels of `model/avx2.rs`. FMA is never enabled.
 //!
 //! The only unsafe code of the runtime outside the wasm ABI lives here: the feature detection, the
-//! call into the AVX2 instance and the calls into the hand-written AVX2 kernels.
+//! call into the AVX2 instance, the calls into the hand-written AVX2 kernels, and the calls into
+//! the SSE2 and AVX2 SHA-256 lanes (`sha256/lanes.rs`).
 #![allow(unsafe_code)]
 
 use core::sync::atomic::{AtomicU8, Ordering};

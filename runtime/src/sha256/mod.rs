@@ -1,12 +1,13 @@
 //! SHA-256 (FIPS 180-4) in plain safe Rust: the digest that verifies every `.slm` file and tensor.
 //!
-//! [`Sha256`] is incremental: bytes may arrive in chunks of any size (a browser hashes a download
-//! as it streams in) and any split of the input gives the same digest as [`sha256`] on the whole.
-//! Whole 64-byte blocks are compressed straight from the caller's slice; only a partial block at a
-//! chunk boundary is copied into the internal buffer. The code is the same on every target (no
-//! SIMD, no SHA extensions). [`sha256_x4`] hashes four messages of one length at once in SIMD
-//! lanes (where the target has 128-bit integer SIMD): the same digests, for the chunked tensor
-//! digests of spec/slm.md.
+//! [`Sha256`] is incremental: bytes may arrive in chunks of any size and any split of the input
+//! gives the same digest as [`sha256`] on the whole. Whole 64-byte blocks are compressed straight
+//! from the caller's slice; only a partial block at a chunk boundary is copied into the internal
+//! buffer. The code is the same on every target (no SIMD, no SHA extensions).
+//!
+//! [`sha256_x4`] and [`sha256_batch`] hash several messages of one length at once, one per SIMD
+//! lane (`lanes.rs`: four with wasm simd128 or x86-64 SSE2, eight with AVX2): the same digests,
+//! for the chunked tensor digests of spec/slm.md.
 
 use alloc::string::String;
 
