@@ -374,6 +374,15 @@ enum ConvertFrom {
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
     },
+    /// A .slm file of an earlier minor version (format 2.0), verified, then written again in the
+    /// current format (2.1): the same metadata, tokenizer and tensor bytes, new digests (and so a
+    /// new identity). A current file is written back unchanged.
+    Slm {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
     /// A llama.cpp GGUF of architecture llama (f32, f16, q8_0 and q4_0 tensors).
     Gguf {
         #[arg(long)]
@@ -542,6 +551,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     ));
                 }
                 write_converted(&converted.model, &notes, &output)
+            }
+            ConvertFrom::Slm { model, output } => {
+                let bytes = std::fs::read(&model)
+                    .with_context(|| format!("reading {}", model.display()))?;
+                let slm = runtime::format::Slm::parse(&bytes).map_err(|e| {
+                    anyhow::anyhow!("{}: {}", model.display(), inspect::describe_error(&e))
+                })?;
+                let notes = [format!(
+                    "read format {}.{} ({} bytes, sha256 {})",
+                    runtime::format::header::VERSION_MAJOR,
+                    slm.header.version_minor,
+                    bytes.len(),
+                    runtime::sha256::to_hex(&slm.digest())
+                )];
+                let rewritten = runtime::format::ModelFile::from_slm(&slm);
+                write_converted(&rewritten, &notes, &output)
             }
             ConvertFrom::Gguf {
                 model,

@@ -1,5 +1,8 @@
 //! The `tinyrustlm` binary: `verify` accepts the corpus and rejects damaged copies with the right
-//! code; `inspect --json` reports what the file holds.
+//! code; `inspect --json` reports what the file holds; `convert slm` rewrites a format-2.0 file
+//! as the canonical 2.1 file.
+
+mod common;
 
 use harness::fixtures;
 use runtime::format::Slm;
@@ -148,4 +151,54 @@ fn inspect_json_reports_the_file() {
         assert_eq!(t["bytes"], e.length);
         assert_eq!(t["sha256"], runtime::sha256::to_hex(&e.digest));
     }
+}
+
+#[test]
+fn convert_slm_rewrites_a_format_2_0_file_as_the_canonical_2_1_file() {
+    let dir = common::TempDir::new("convert-slm");
+    for (name, v2_1) in common::corpus_fixtures() {
+        let old = dir.0.join(format!("{name}-2.0.slm"));
+        std::fs::write(&old, common::as_format_2_0(&v2_1)).unwrap();
+        let new = dir.0.join(format!("{name}-2.1.slm"));
+        let o = tinyrustlm(&[
+            "convert",
+            "slm",
+            "--model",
+            old.to_str().unwrap(),
+            "-o",
+            new.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("read format 2.0"),
+            "{name}: {}",
+            stderr(&o)
+        );
+        assert!(
+            std::fs::read(&new).unwrap() == v2_1,
+            "{name}: not the 2.1 fixture"
+        );
+    }
+    // A damaged file is refused with its code, and nothing is written.
+    let mut bad = common::as_format_2_0(&common::fixture("byte-mha-tied-q8_0"));
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let old = dir.0.join("bad.slm");
+    std::fs::write(&old, &bad).unwrap();
+    let new = dir.0.join("bad-out.slm");
+    let o = tinyrustlm(&[
+        "convert",
+        "slm",
+        "--model",
+        old.to_str().unwrap(),
+        "-o",
+        new.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("TensorDigestMismatch"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!new.exists());
 }

@@ -1,6 +1,6 @@
-//! Test support shared by the inference, memory and llama2.c test binaries: reference files in
-//! ../shared, the committed fixtures, sampler settings, generation loops and a builder for small
-//! seeded models with a vocabulary of the test's choosing.
+//! Test support shared by the test binaries: reference files in ../shared, the committed
+//! fixtures, sampler settings, generation loops, a builder for small seeded models with a
+//! vocabulary of the test's choosing, and format-2.0 copies of files.
 //!
 //! Each test binary compiles this module separately and uses only part of it.
 #![allow(dead_code)]
@@ -210,4 +210,25 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The same model as a format-2.0 file, digested with the `sha2` crate by the 2.0 rules: the
+/// version minor 0, each tensor digest the SHA-256 of its payload, the file digest over every
+/// byte but the digest field.
+pub fn as_format_2_0(v2_1: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let slm = runtime::format::Slm::parse(v2_1).unwrap();
+    let mut b = v2_1.to_vec();
+    b[10..12].copy_from_slice(&0u16.to_le_bytes());
+    for t in &slm.tensors {
+        let field = t.entry_offset as usize + 2 + t.name.len() + 2 + 4 * t.rank as usize + 16;
+        let payload = &v2_1[t.offset as usize..(t.offset + t.length) as usize];
+        b[field..field + 32].copy_from_slice(&Sha256::digest(payload));
+    }
+    let mut h = Sha256::new();
+    h.update(&b[..224]);
+    h.update(&b[256..]);
+    let d: [u8; 32] = h.finalize().into();
+    b[224..256].copy_from_slice(&d);
+    b
 }

@@ -29,6 +29,34 @@ pub struct ModelFile {
     pub tensors: Vec<TensorData>,
 }
 
+impl ModelFile {
+    /// Everything a verified file holds — config, metadata, tokenizer, tensors with their bytes —
+    /// as a description [`write`] takes: rewriting a file of an earlier minor version gives the
+    /// canonical file of the current one (format 2.0 → 2.1: the same sections and payloads,
+    /// new digests).
+    pub fn from_slm(slm: &Slm<'_>) -> ModelFile {
+        ModelFile {
+            config: slm.header.config,
+            metadata: slm
+                .metadata
+                .iter()
+                .map(|&(k, v)| (String::from(k), String::from(v)))
+                .collect(),
+            vocab: slm.vocab.clone(),
+            tensors: slm
+                .tensors
+                .iter()
+                .map(|t| TensorData {
+                    name: String::from(t.name),
+                    dtype: t.dtype,
+                    shape: t.shape().to_vec(),
+                    bytes: slm.payload(t).to_vec(),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Writes `model` canonically.
 pub fn write(model: &ModelFile) -> Result<Vec<u8>> {
     model.config.validate()?;
