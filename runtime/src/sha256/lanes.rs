@@ -1,16 +1,16 @@
-//! Four SHA-256 computations at once, one per 32-bit lane of a 128-bit vector: the same FIPS
-//! 180-4 algorithm as [`super::Sha256`], on four messages of equal length in lock step. A
-//! `.slm` reader hashes a payload's 64 KiB chunks independently (spec/slm.md, Tensor digest), so
-//! four chunks of one length share the rounds.
+//! Several SHA-256 computations at once, one per 32-bit SIMD lane: the same FIPS 180-4 algorithm
+//! as [`super::Sha256`], on messages of equal length in lock step. A `.slm` reader hashes a
+//! payload's 64 KiB chunks independently (spec/slm.md, Digests), so chunks of one length share
+//! the rounds.
 //!
-//! The vector code is written once (`lanes_backend!`) and compiled for the target's 128-bit
-//! integer SIMD: wasm `simd128` (in the simd128 module only) and x86-64 SSE2 (the baseline of
-//! every x86-64 CPU, so no detection). Everything the vector rounds use is an exact integer
-//! operation (add modulo 2^32, xor, select, shift), so the digests are SHA-256's on every path;
-//! x86-64 with AVX2 (detected at run time) also runs eight lanes. Elsewhere the messages are
-//! hashed one after the other. The intrinsics take no
-//! pointers (message words are gathered from byte slices); the one unsafe call (into the SSE2
-//! instance) is in [`crate::model::cpu`].
+//! The vector code is written once (`lanes_backend!`) and compiled for three backends: wasm
+//! `simd128` (four lanes, in the simd128 module only), x86-64 SSE2 (four lanes; the baseline of
+//! every x86-64 CPU, so no detection) and x86-64 AVX2 (eight lanes, when the run-time level
+//! [`crate::model::cpu::isa`] is AVX2). Every operation of the rounds is exact integer arithmetic
+//! (add modulo 2^32, xor, select, shift), so each lane's digest is SHA-256's. Elsewhere the
+//! messages are hashed one after the other. The intrinsics take no pointers (message words are
+//! gathered from byte slices); the unsafe calls into the x86-64 backends are in
+//! [`crate::model::cpu`].
 
 #[allow(unused_imports)] // Each backend uses a part.
 use super::{sha256, BLOCK_BYTES, DIGEST_BYTES, H0, K, LENGTH_OFFSET};
@@ -67,9 +67,10 @@ pub fn sha256_batch(messages: &[&[u8]], out: &mut [[u8; DIGEST_BYTES]]) {
 /// The vector rounds and padding for `$n` lanes, stamped into each backend module below. A
 /// backend defines the lane type `V` and these functions (each an exact integer operation per
 /// 32-bit lane): `message(blocks)` (the 16 big-endian words of `$n` 64-byte blocks, lane j =
-/// block j), `splat`, `words` (the lanes), `add` (modulo 2^32), `xor`, `select(mask, a, b)` (bits of
-/// `a` where `mask` has a 1, of `b` elsewhere), `shr` and `shl` (logical, by 1..32). The macro's
-/// attributes go on every function it writes (the x86-64 backend's `target_feature`).
+/// block j), `splat`, `words` (the lanes), `add` (modulo 2^32), `xor`, `select(mask, a, b)`
+/// (bits of `a` where `mask` has a 1, of `b` elsewhere), `shr` and `shl` (logical, by 1..32).
+/// The macro's attributes go on every function it writes (the x86-64 backends'
+/// `target_feature`).
 #[allow(unused_macros)] // Unused on targets without a vector backend.
 macro_rules! lanes_backend {
     ($n:literal $(, #[$attr:meta])*) => {
