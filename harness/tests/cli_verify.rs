@@ -153,6 +153,11 @@ fn inspect_json_reports_the_file() {
     }
 }
 
+fn convert_slm(model: &Path, output: &Path) -> Output {
+    let (model, output) = (model.to_str().unwrap(), output.to_str().unwrap());
+    tinyrustlm(&["convert", "slm", "--model", model, "-o", output])
+}
+
 #[test]
 fn convert_slm_rewrites_a_format_2_0_file_as_the_canonical_2_1_file() {
     let dir = common::TempDir::new("convert-slm");
@@ -160,14 +165,7 @@ fn convert_slm_rewrites_a_format_2_0_file_as_the_canonical_2_1_file() {
         let old = dir.0.join(format!("{name}-2.0.slm"));
         std::fs::write(&old, common::as_format_2_0(&v2_1)).unwrap();
         let new = dir.0.join(format!("{name}-2.1.slm"));
-        let o = tinyrustlm(&[
-            "convert",
-            "slm",
-            "--model",
-            old.to_str().unwrap(),
-            "-o",
-            new.to_str().unwrap(),
-        ]);
+        let o = convert_slm(&old, &new);
         assert!(o.status.success(), "{name}: {}", stderr(&o));
         assert!(
             stderr(&o).contains("read format 2.0"),
@@ -186,14 +184,7 @@ fn convert_slm_rewrites_a_format_2_0_file_as_the_canonical_2_1_file() {
     let old = dir.0.join("bad.slm");
     std::fs::write(&old, &bad).unwrap();
     let new = dir.0.join("bad-out.slm");
-    let o = tinyrustlm(&[
-        "convert",
-        "slm",
-        "--model",
-        old.to_str().unwrap(),
-        "-o",
-        new.to_str().unwrap(),
-    ]);
+    let o = convert_slm(&old, &new);
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("TensorDigestMismatch"),
