@@ -73,9 +73,9 @@ error_codes! {
     LayoutViolation = 19,
     /// A padding byte is not zero.
     NonZeroPadding = 20,
-    /// The whole-file SHA-256 does not match.
+    /// The file digest (spec/slm.md, Digests) does not match.
     FileDigestMismatch = 21,
-    /// A tensor's SHA-256 does not match its bytes.
+    /// A tensor digest (spec/slm.md, Digests) does not match its bytes.
     TensorDigestMismatch = 22,
     /// The metadata section is malformed (keys, values, order, required keys).
     InvalidMetadata = 23,

@@ -1,5 +1,5 @@
 //! The fixed 256-byte header (spec/slm.md, Header): magic, version, model shape, section table and
-//! the whole-file digest.
+//! the file digest.
 
 use super::cursor::{align_up, Cursor};
 use crate::error::{Error, ErrorCode, Result};
