@@ -26,18 +26,6 @@ fn cleanroom_dir() -> PathBuf {
     fixtures::corpus_dir().join("tools").join("cleanroom")
 }
 
-fn python_with_numpy() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import numpy"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        println!("skipped: python3 with numpy is not available");
-    }
-    ok
-}
-
 fn python(args: &[&str]) -> String {
     let out = Command::new("python3")
         .args(args)
@@ -127,7 +115,7 @@ fn compare(
 
 #[test]
 fn the_runtime_generates_what_the_spec_predicts() {
-    if !python_with_numpy() {
+    if !common::python3_imports("numpy", "python3 with numpy") {
         return;
     }
     let dir = TempDir::new("cleanroom");

@@ -208,22 +208,10 @@ fn tokenize_command_reads_a_gguf() {
 // ---------------------------------------------------------------------------------------------
 // Models written by gguf-py
 
-fn python_with_gguf() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import gguf, numpy"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        println!("skipped: python3 with the gguf and numpy packages is not available");
-    }
-    ok
-}
-
 /// Runs corpus/tools/gguf_py_fixture.py into a temp dir of its own (`tag`: one per test, as
 /// tests run in parallel).
 fn gguf_py_fixtures(tag: &str) -> Option<TempDir> {
-    if !python_with_gguf() {
+    if !common::python3_imports("gguf, numpy", "python3 with the gguf and numpy packages") {
         return None;
     }
     let dir = TempDir::new(&format!("gguf-convert-{tag}"));

@@ -5,7 +5,9 @@
 //! construction stands in for it.
 //!
 //! Not caps, so not here: `HEADER_BYTES`, `ALIGNMENT` and `ADAPTER_HEADER_BYTES` are layout
-//! constants (the .slm and adapter matrices in corpus/malformed/ refuse every deviation);
+//! constants (the .slm and adapter matrices in corpus/malformed/ refuse every deviation), and
+//! `DIGEST_CHUNK_BYTES` is a format constant (harness/tests/cleanroom.rs and format.rs compute
+//! the digests with it independently);
 //! `PREFILL_BATCH` is a computation parameter (harness/tests/prefill.rs); `ABI_HEADROOM_BYTES`
 //! and the model-build estimate's `MODEL_BUILD_FIXED_BYTES` and `ALLOCATION_OVERHEAD_WORDS` are
 //! memory-sized and tested through a host memory cap in harness/tests/faults.rs; `ADAPTER_AUTO_APPLY_BYTES` is enforced by the

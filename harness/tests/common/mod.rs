@@ -232,3 +232,17 @@ pub fn as_format_2_0(v2_1: &[u8]) -> Vec<u8> {
     b[224..256].copy_from_slice(&d);
     b
 }
+
+/// Whether `python3 -c "import <modules>"` succeeds; when not, prints that the test skips
+/// because `what` is not available.
+pub fn python3_imports(modules: &str, what: &str) -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        println!("skipped: {what} is not available");
+    }
+    ok
+}

@@ -6,7 +6,7 @@
 //! small allocations (wasm memory never shrinks).
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::format::{header, TensorEntry, TokenType};
+use crate::format::{digest, header, TensorEntry, TokenType};
 use crate::limits;
 use crate::model::weights::{LayerLocs, TensorInfo};
 use alloc::vec::Vec;
@@ -49,9 +49,10 @@ pub fn available(bytes: usize) -> bool {
 
 /// The memory to have obtainable before building the model in `file`: an upper bound of what
 /// the build allocates (the parsed vocabulary, the tokenizer's tables, the directory and layer
-/// tables, all live together, and the fixed part that also covers a failed build's message),
-/// derived from the header's vocab_size and layer count, the tokenizer section's length and
-/// merge count and the directory's length. The headroom is not added: the activation that
+/// tables, all live together, the digest verification's chunk tables, and the fixed part that
+/// also covers a failed build's message), derived from the header's vocab_size and layer count,
+/// the tokenizer section's length and merge count, the directory's length and the file's
+/// length. The headroom is not added: the activation that
 /// follows a build checks it, and the vocabulary the build frees leaves room for the messages
 /// in between. The probed memory goes back to the allocator and the build takes it, so on wasm
 /// the probe grows memory little beyond what the load needs anyway. A file whose header does
@@ -77,11 +78,16 @@ pub fn for_model(file: &[u8]) -> usize {
         .map_or(0, |m| m.min(tokenizer_bytes / 8));
     // A directory entry takes at least 57 bytes (spec/slm.md): a bound on the tensor count.
     let tensors = directory / 57;
+    // Verifying the tensor digests: every chunk of every payload (each payload has at most one
+    // partial chunk), freed before the tables are built (counted on top, an upper bound).
+    let chunks = (file.len() / limits::DIGEST_CHUNK_BYTES).saturating_add(tensors);
     [
         (tokens, BYTES_PER_TOKEN),
         (piece_bytes, 2),
         (merges, BYTES_PER_MERGE),
         (tensors, BYTES_PER_TENSOR),
+        (tensors, digest::SCRATCH_BYTES_PER_PAYLOAD),
+        (chunks, digest::SCRATCH_BYTES_PER_CHUNK),
         (h.config.n_layers as usize, BYTES_PER_LAYER),
         (1, limits::MODEL_BUILD_FIXED_BYTES),
     ]

@@ -11,6 +11,16 @@ use super::header::DIGEST_OFFSET;
 use crate::limits::{DIGEST_CHUNK_BYTES, HEADER_BYTES};
 use crate::sha256::{sha256, sha256_batch, Sha256, DIGEST_BYTES};
 use alloc::vec::Vec;
+use core::mem::size_of;
+
+/// Memory [`tensor_digests`] (and `directory::verify_digests`, which calls it) allocates per
+/// 64 KiB chunk and per payload, for the model-build bound of runtime/src/abi/headroom.rs: per
+/// chunk its slice twice (in order, sorted), its index and its digest twice (sorted, in order);
+/// per payload its slice, its first chunk's index and its digest.
+pub const SCRATCH_BYTES_PER_CHUNK: usize =
+    2 * size_of::<&[u8]>() + size_of::<usize>() + 2 * DIGEST_BYTES;
+/// See [`SCRATCH_BYTES_PER_CHUNK`].
+pub const SCRATCH_BYTES_PER_PAYLOAD: usize = size_of::<&[u8]>() + size_of::<usize>() + DIGEST_BYTES;
 
 /// Which digest definitions a file uses: fixed by its version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,7 +82,11 @@ pub fn tensor_digests(rule: DigestRule, payloads: &[&[u8]]) -> Vec<[u8; DIGEST_B
         return payloads.iter().map(|p| sha256(p)).collect();
     }
     // Every chunk, payload by payload; `first[i]` is payload i's first chunk.
-    let mut chunks: Vec<&[u8]> = Vec::new();
+    let count = payloads
+        .iter()
+        .map(|p| p.len().div_ceil(DIGEST_CHUNK_BYTES))
+        .sum();
+    let mut chunks: Vec<&[u8]> = Vec::with_capacity(count);
     let mut first = Vec::with_capacity(payloads.len() + 1);
     for p in payloads {
         first.push(chunks.len());
