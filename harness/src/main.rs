@@ -305,7 +305,8 @@ enum BenchWhat {
     /// 2 MiB) for seeded models of the stories15M and stories42M shapes, every dtype within the
     /// model budget, per engine.
     Model {
-        /// Timed runs per measurement (after one warm-up run).
+        /// Timed runs per measurement: rounds in which every engine runs once, in turn (each
+        /// prefill and decode after an untimed one).
         #[arg(long, default_value_t = 3)]
         runs: usize,
         /// Only this shape (stories15M or stories42M).

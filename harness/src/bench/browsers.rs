@@ -17,7 +17,7 @@
 //! loopback-only network namespace the runner re-executes itself in (as `tinyrustlm
 //! browsers`).
 
-use super::engines::{Context, Measured, ENGINES};
+use super::engines::{self, Context, Measured, ENGINES};
 use super::model::{self, BenchModel, Row, Skipped, DECODE_TOKENS, PROMPT_TOKENS};
 use super::{load_average, Stats};
 use crate::browsers::isolate;
@@ -140,7 +140,7 @@ fn page_row(
     entry: &Value,
     model: &BenchModel,
     runs: usize,
-    native_decode: Option<f64>,
+    native: Option<&Measured>,
 ) -> Result<PageRow> {
     if entry["ok"] != true {
         bail!("error {}: {}", entry["code"], entry["message"]);
@@ -171,18 +171,15 @@ fn page_row(
         load: times(entry, "load_ms", runs)?,
         prefill: times(entry, "prefill_ms", runs)?,
         decode: times(entry, "decode_ms", runs)?,
+        prefill_rounds_s: Vec::new(),
+        decode_rounds_s: Vec::new(),
         decode_logits_digest: false,
         peak_bytes: Some(end),
         peak_kind: "wasm linear memory",
     };
     let variant = fin["wasm_variant"].as_str().unwrap_or("none").to_string();
     Ok(PageRow {
-        row: model.row(
-            engine_name(browser, &variant),
-            &measured,
-            native_decode,
-            None,
-        ),
+        row: model.row(engine_name(browser, &variant), &measured, native, None),
         wasm_variant: variant,
         user_agent: fin["user_agent"].as_str().unwrap_or_default().into(),
         fetch_s: times(entry, "fetch_ms", runs)?,
@@ -200,7 +197,7 @@ fn run_browser(
     exe: &std::path::Path,
     server: &RunningServer,
     models: &[BenchModel],
-    natives: &[Option<f64>],
+    natives: &[Option<Measured>],
     sel: &Selection,
     pages: &mut Vec<PageRow>,
     failures: &mut Vec<String>,
@@ -236,7 +233,7 @@ fn run_browser(
             failures.push(format!("{who} {name}: missing from the report"));
             continue;
         };
-        match page_row(browser, fin, entry, model, sel.runs, *native) {
+        match page_row(browser, fin, entry, model, sel.runs, native.as_ref()) {
             Ok(row) => pages.push(row),
             Err(e) => failures.push(format!("{who} {name}: {e:#}")),
         }
@@ -323,9 +320,11 @@ fn print_text(report: &Report, models: &[BenchModel]) {
         println!("load average {a:.2} {b:.2} {c:.2}");
     }
     println!("{}", model::footnote(report.runs));
+    println!("{}", model::ROUNDS_NOTE);
     println!(
         "(browsers: times by performance.now() in the page's worker; load+verify = the ABI's \
-         chunked load of bytes already in memory; peak = the page's wasm memory at the end)"
+         chunked load of bytes already in memory; peak = the page's wasm memory at the end; a \
+         page's decode/native is its median over native's, measured before the browsers ran)"
     );
     for f in &report.failures {
         println!("FAILED: {f}");
@@ -365,7 +364,7 @@ pub fn run(sel: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usize>) ->
     }
 
     let mut native = Vec::new();
-    let mut natives = vec![None; models.len()];
+    let mut natives: Vec<Option<Measured>> = models.iter().map(|_| None).collect();
     if wanted("native") {
         let mut ctx = Context::new(peak);
         let prompt = model::prompt();
@@ -374,15 +373,15 @@ pub fn run(sel: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usize>) ->
             .find(|e| e.name == "native")
             .context("native")?;
         for (m, n) in models.iter().zip(&mut natives) {
-            let case = super::engines::Case {
+            let case = engines::Case {
                 bytes: &m.bytes,
                 runs: sel.runs,
                 prompt: &prompt,
                 decode_tokens: DECODE_TOKENS,
             };
-            let row = m.row(engine.name, &(engine.measure)(&mut ctx, &case)?, None, None);
-            *n = Some(row.decode_tok_s.median);
-            native.push(row);
+            let measured = engines::measure(&mut ctx, &case, &[engine])?.remove(0);
+            native.push(m.row(engine.name, &measured, None, None));
+            *n = Some(measured);
         }
     }
 

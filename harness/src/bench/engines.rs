@@ -1,9 +1,10 @@
 //! The engines `bench model` measures, in one list ([`ENGINES`]): adding an engine is one entry
-//! (a name and a function measuring one model with it).
+//! (a name and a function preparing one model for it). [`measure`] times the engines of a run in
+//! interleaved rounds, so the ratios between them compare runs made under the same conditions.
 
 use super::Stats;
 use crate::engine::wasmtime::{AbiInstance, WasmLimits, WasmModule, WasmVariant, LOAD_CHUNK_BYTES};
-use anyhow::{anyhow, ensure, Result};
+use anyhow::{anyhow, ensure, Context as _, Result};
 use runtime::generate::sampler::SamplerSettings;
 use runtime::generate::{Session, Step};
 use runtime::model::{cpu, Model};
@@ -15,33 +16,34 @@ use std::time::Instant;
 pub const ENGINES: &[Engine] = &[
     Engine {
         name: "native",
-        measure: |ctx, case| native(ctx, case, cpu::detected()),
+        prepare: |ctx, case| native(ctx, case, cpu::detected()),
     },
     Engine {
         name: "native-portable",
-        measure: |ctx, case| native(ctx, case, cpu::Isa::Portable),
+        prepare: |ctx, case| native(ctx, case, cpu::Isa::Portable),
     },
     Engine {
         name: "wasmtime",
-        measure: |ctx, case| wasmtime(ctx, case, WasmVariant::Simd128),
+        prepare: |ctx, case| wasmtime(ctx, case, WasmVariant::Simd128),
     },
     Engine {
         name: "wasmtime-scalar",
-        measure: |ctx, case| wasmtime(ctx, case, WasmVariant::Scalar),
+        prepare: |ctx, case| wasmtime(ctx, case, WasmVariant::Scalar),
     },
 ];
 
-/// An engine: its name and how it measures one model.
+/// An engine: its name and how it gets ready to measure one model.
 pub struct Engine {
     pub name: &'static str,
-    pub measure: fn(&mut Context, &Case) -> Result<Measured>,
+    pub prepare: for<'a> fn(&mut Context, &Case<'a>) -> Result<Prepared<'a>>,
 }
 
 /// One model to measure.
+#[derive(Clone, Copy)]
 pub struct Case<'a> {
     /// The .slm file.
     pub bytes: &'a [u8],
-    /// Timed runs of each measurement (after one warm-up run).
+    /// Timed runs of each measurement (rounds of [`measure`]).
     pub runs: usize,
     /// Prompt text: BOS and one token per byte (the fixtures' byte vocabulary, no merges).
     pub prompt: &'a [u8],
@@ -58,11 +60,34 @@ pub struct Measured {
     pub prefill: Stats,
     /// `start` with BOS only, then `decode_tokens` steps.
     pub decode: Stats,
+    /// The prefill and decode times (seconds) in round order when the engines of the run were
+    /// measured in rounds by [`measure`] (the runs of one round were made back to back); empty
+    /// otherwise.
+    pub prefill_rounds_s: Vec<f64>,
+    pub decode_rounds_s: Vec<f64>,
     /// Whether decode steps computed the logits digest.
     pub decode_logits_digest: bool,
     /// Peak memory of the model and its session, and what was counted.
     pub peak_bytes: Option<usize>,
     pub peak_kind: &'static str,
+}
+
+/// An engine with the model loaded, warmed up and its peak memory taken: ready for timed runs.
+pub struct Prepared<'a> {
+    runner: Box<dyn Runner + 'a>,
+    decode_logits_digest: bool,
+    peak_bytes: Option<usize>,
+    peak_kind: &'static str,
+}
+
+/// One run of each measurement on an engine whose model is loaded, each timed in seconds.
+trait Runner {
+    /// Load + verify of the file (the model it gives replaces the loaded one).
+    fn load(&mut self) -> Result<f64>;
+    /// `start` with the prompt and the first step.
+    fn prefill(&mut self) -> Result<f64>;
+    /// `start` with BOS only, then `decode_tokens` steps.
+    fn decode(&mut self) -> Result<f64>;
 }
 
 /// What engines share across models: the heap counter and compiled wasm modules.
@@ -93,6 +118,51 @@ impl<'p> Context<'p> {
     }
 }
 
+/// Measures `engines` on `case` in rounds. Each engine is prepared first (loaded, one untimed
+/// prefill and decode, peak memory taken). Then come `case.runs` rounds of loads, then
+/// `case.runs` rounds of a prefill and a decode. In a round every engine runs once, in turn, so
+/// that engine i's run r and engine j's run r are a fraction of a second apart, as are an
+/// engine's prefill and decode of one round: on a shared machine, whose load changes from
+/// minute to minute, their ratios compare like with like ([`Measured::decode_rounds_s`]). Each
+/// timed prefill and decode follows an untimed one of the same engine, so that it finds its own
+/// model in the cache, as a run of that engine alone would, not the other engine's.
+pub fn measure(ctx: &mut Context, case: &Case, engines: &[&Engine]) -> Result<Vec<Measured>> {
+    ensure!(case.runs > 0, "at least one run");
+    let mut prepared = Vec::with_capacity(engines.len());
+    for e in engines {
+        prepared.push((e.prepare)(ctx, case).with_context(|| e.name)?);
+    }
+    let n = prepared.len();
+    let mut times = vec![[const { Vec::new() }; 3]; n];
+    for _ in 0..case.runs {
+        for (p, t) in prepared.iter_mut().zip(&mut times) {
+            t[0].push(p.runner.load()?);
+        }
+    }
+    for _ in 0..case.runs {
+        for (p, t) in prepared.iter_mut().zip(&mut times) {
+            p.runner.prefill()?;
+            t[1].push(p.runner.prefill()?);
+            p.runner.decode()?;
+            t[2].push(p.runner.decode()?);
+        }
+    }
+    Ok(prepared
+        .into_iter()
+        .zip(times)
+        .map(|(p, [load, prefill, decode])| Measured {
+            load: Stats::of(load),
+            prefill: Stats::of(prefill.clone()),
+            decode: Stats::of(decode.clone()),
+            prefill_rounds_s: prefill,
+            decode_rounds_s: decode,
+            decode_logits_digest: p.decode_logits_digest,
+            peak_bytes: p.peak_bytes,
+            peak_kind: p.peak_kind,
+        })
+        .collect())
+}
+
 fn greedy(max_new_tokens: u32) -> SamplerSettings {
     SamplerSettings {
         temperature: 0.0,
@@ -103,134 +173,173 @@ fn greedy(max_new_tokens: u32) -> SamplerSettings {
     }
 }
 
-/// `runs` timings of `job`, each after its untimed `setup`.
-fn timed<T>(runs: usize, mut setup: impl FnMut() -> T, mut job: impl FnMut(T)) -> Stats {
-    Stats::of(
-        (0..runs)
-            .map(|_| {
-                let input = setup();
-                let start = Instant::now();
-                job(input);
-                start.elapsed().as_secs_f64()
-            })
-            .collect(),
-    )
+fn rt(e: runtime::Error) -> anyhow::Error {
+    anyhow!("{e}")
 }
 
 /// The runtime called directly at kernel level `isa` (runtime::model::cpu; `native` is the
-/// level detected on this CPU), logits digest off. Peak memory: heap counted by the harness's
-/// allocator from before the model's copy of the file to the end of decoding.
-fn native(ctx: &mut Context, case: &Case, isa: cpu::Isa) -> Result<Measured> {
-    cpu::set_isa(isa);
-    let r = native_at_level(ctx, case);
-    cpu::set_isa(cpu::detected());
-    r
+/// level detected on this CPU), logits digest off.
+struct Native<'a> {
+    case: Case<'a>,
+    isa: cpu::Isa,
+    session: Session,
 }
 
-fn native_at_level(ctx: &mut Context, case: &Case) -> Result<Measured> {
-    let rt = |e: runtime::Error| anyhow!("{e}");
-    let load = timed(
-        case.runs,
-        || case.bytes.to_vec(),
-        |bytes| {
-            Model::load(bytes).expect("a generated model loads");
-        },
-    );
+impl Native<'_> {
+    /// `job` at this engine's kernel level (the level is process-wide: engines run in turn).
+    fn at_level<T>(isa: cpu::Isa, job: impl FnOnce() -> T) -> T {
+        cpu::set_isa(isa);
+        let r = job();
+        cpu::set_isa(cpu::detected());
+        r
+    }
+}
+
+impl Runner for Native<'_> {
+    fn load(&mut self) -> Result<f64> {
+        let bytes = self.case.bytes.to_vec();
+        Native::at_level(self.isa, || {
+            let start = Instant::now();
+            let model = Model::load(bytes).map_err(rt)?;
+            let s = start.elapsed().as_secs_f64();
+            drop(model);
+            Ok(s)
+        })
+    }
+
+    fn prefill(&mut self) -> Result<f64> {
+        let (case, session) = (self.case, &mut self.session);
+        Native::at_level(self.isa, || {
+            let start = Instant::now();
+            let r = session
+                .start(case.prompt, greedy(1))
+                .and_then(|()| session.step());
+            let s = start.elapsed().as_secs_f64();
+            ensure!(matches!(r, Ok(Step::Token { .. })), "native prefill: {r:?}");
+            Ok(s)
+        })
+    }
+
+    fn decode(&mut self) -> Result<f64> {
+        let (case, session) = (self.case, &mut self.session);
+        Native::at_level(self.isa, || {
+            let start = Instant::now();
+            session.start(b"", greedy(case.decode_tokens)).map_err(rt)?;
+            while let Ok(Step::Token { .. }) = session.step() {}
+            let s = start.elapsed().as_secs_f64();
+            ensure!(
+                session.generated_tokens().len() == case.decode_tokens as usize,
+                "native decode ended early"
+            );
+            Ok(s)
+        })
+    }
+}
+
+/// Peak memory: heap counted by the harness's allocator from before the model's copy of the
+/// file to the end of the untimed prefill and decode (scratch is allocated once, so later runs
+/// add nothing).
+fn native<'a>(ctx: &mut Context, case: &Case<'a>, isa: cpu::Isa) -> Result<Prepared<'a>> {
     let baseline = (ctx.peak)(true);
-    let model = Model::load(case.bytes.to_vec()).map_err(rt)?;
+    let model = Native::at_level(isa, || Model::load(case.bytes.to_vec())).map_err(rt)?;
     let mut session = Session::new(model, 0).map_err(rt)?;
     session.set_logits_digest(false);
-    let mut failure = None;
-    let prefill = Stats::measure(case.runs, || {
-        let r = session
-            .start(case.prompt, greedy(1))
-            .and_then(|()| session.step());
-        if !matches!(r, Ok(Step::Token { .. })) {
-            failure = Some(format!("prefill: {r:?}"));
-        }
-    });
-    let decode = Stats::measure(case.runs, || {
-        if let Err(e) = session.start(b"", greedy(case.decode_tokens)) {
-            failure = Some(format!("start: {e}"));
-        }
-        while let Ok(Step::Token { .. }) = session.step() {}
-        if session.generated_tokens().len() != case.decode_tokens as usize {
-            failure = Some("decode ended early".into());
-        }
-    });
-    if let Some(f) = failure {
-        anyhow::bail!("native {f}");
-    }
-    Ok(Measured {
-        load,
-        prefill,
-        decode,
+    let mut runner = Native {
+        case: *case,
+        isa,
+        session,
+    };
+    runner.prefill()?;
+    runner.decode()?;
+    let peak_bytes = (ctx.peak)(false).zip(baseline).map(|(p, b)| p - b);
+    Ok(Prepared {
+        runner: Box::new(runner),
         decode_logits_digest: false,
-        peak_bytes: (ctx.peak)(false).zip(baseline).map(|(p, b)| p - b),
+        peak_bytes,
         peak_kind: "native heap",
     })
 }
 
 /// A .wasm module (simd128 or scalar) under wasmtime through the raw ABI (chunked load, start,
 /// step), logits digest off (`trlm_set_logits_digest(0)`), without reading diagnostics between
-/// steps. Peak memory: the instance's linear memory after one load, prefill and decode (linear
-/// memory never shrinks); the load timings run afterwards.
-fn wasmtime(ctx: &mut Context, case: &Case, variant: WasmVariant) -> Result<Measured> {
+/// steps.
+struct Wasmtime<'a> {
+    case: Case<'a>,
+    inst: AbiInstance,
+    /// A 16-byte step record and the prompt, in linear memory.
+    out: u32,
+    prompt_ptr: u32,
+}
+
+/// `status` of an ABI call, which must be 0.
+fn ok(what: &str, status: Result<u32>) -> Result<()> {
+    let status = status?;
+    ensure!(status == 0, "wasmtime {what} failed with code {status}");
+    Ok(())
+}
+
+impl Runner for Wasmtime<'_> {
+    fn load(&mut self) -> Result<f64> {
+        ok("unload", self.inst.unload())?;
+        let start = Instant::now();
+        ok(
+            "load",
+            self.inst.load_chunked(self.case.bytes, LOAD_CHUNK_BYTES),
+        )?;
+        let s = start.elapsed().as_secs_f64();
+        ok("set_logits_digest", self.inst.set_logits_digest(0))?;
+        Ok(s)
+    }
+
+    fn prefill(&mut self) -> Result<f64> {
+        let len = self.case.prompt.len() as u32;
+        let start = Instant::now();
+        ok(
+            "set_sampling",
+            self.inst.set_sampling(0.0, u32::MAX, 1.0, 1, 1),
+        )?;
+        ok("start", self.inst.start(self.prompt_ptr, len))?;
+        ok("prefill step", self.inst.step(self.out))?;
+        Ok(start.elapsed().as_secs_f64())
+    }
+
+    fn decode(&mut self) -> Result<f64> {
+        let n = self.case.decode_tokens;
+        let start = Instant::now();
+        ok(
+            "set_sampling",
+            self.inst.set_sampling(0.0, u32::MAX, 1.0, 1, n),
+        )?;
+        ok("start", self.inst.start(self.prompt_ptr, 0))?;
+        for _ in 0..n {
+            ok("step", self.inst.step(self.out))?;
+        }
+        Ok(start.elapsed().as_secs_f64())
+    }
+}
+
+/// Peak memory: the instance's linear memory after one load, prefill and decode (linear memory
+/// never shrinks).
+fn wasmtime<'a>(ctx: &mut Context, case: &Case<'a>, variant: WasmVariant) -> Result<Prepared<'a>> {
     let module = ctx.wasm_module(&variant.path())?;
-    let ok = |what: &str, status: Result<u32>| -> Result<()> {
-        let status = status?;
-        ensure!(status == 0, "wasmtime {what} failed with code {status}");
-        Ok(())
-    };
     let mut inst = AbiInstance::new(module, WasmLimits::default())?;
     ok("set_logits_digest", inst.set_logits_digest(0))?;
     ok("load", inst.load_chunked(case.bytes, LOAD_CHUNK_BYTES))?;
     let out = inst.alloc(16)?;
     let prompt_ptr = inst.alloc_with(case.prompt)?;
-    let prompt_len = case.prompt.len() as u32;
-    let mut failure = None;
-    let prefill = Stats::measure(case.runs, || {
-        let r = inst
-            .set_sampling(0.0, u32::MAX, 1.0, 1, 1)
-            .and_then(|_| inst.start(prompt_ptr, prompt_len))
-            .and_then(|_| inst.step(out));
-        if !matches!(r, Ok(0)) {
-            failure = Some(format!("prefill: {r:?}"));
-        }
-    });
-    let decode = Stats::measure(case.runs, || {
-        let r = inst
-            .set_sampling(0.0, u32::MAX, 1.0, 1, case.decode_tokens)
-            .and_then(|_| inst.start(prompt_ptr, 0));
-        if !matches!(r, Ok(0)) {
-            failure = Some(format!("start: {r:?}"));
-            return;
-        }
-        for _ in 0..case.decode_tokens {
-            if !matches!(inst.step(out), Ok(0)) {
-                failure = Some("step failed".into());
-                return;
-            }
-        }
-    });
-    if let Some(f) = failure {
-        anyhow::bail!("wasmtime {f}");
-    }
-    let peak_bytes = inst.memory_size();
-    let mut times = Vec::with_capacity(case.runs);
-    for _ in 0..case.runs {
-        ok("unload", inst.unload())?;
-        let start = Instant::now();
-        ok("load", inst.load_chunked(case.bytes, LOAD_CHUNK_BYTES))?;
-        times.push(start.elapsed().as_secs_f64());
-    }
-    let load = Stats::of(times);
-    Ok(Measured {
-        load,
-        prefill,
-        decode,
+    let mut runner = Wasmtime {
+        case: *case,
+        inst,
+        out,
+        prompt_ptr,
+    };
+    runner.prefill()?;
+    runner.decode()?;
+    let peak_bytes = Some(runner.inst.memory_size());
+    Ok(Prepared {
+        runner: Box::new(runner),
         decode_logits_digest: false,
-        peak_bytes: Some(peak_bytes),
+        peak_bytes,
         peak_kind: "wasm linear memory",
     })
 }

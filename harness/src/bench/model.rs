@@ -3,7 +3,7 @@
 //! the model budget (the others are reported as skipped), per engine ([`super::engines`]).
 //! Several runs, median with spread; peak memory against the budget file + KV cache + 2 MiB.
 
-use super::engines::{Case, Context, Engine, Measured, ENGINES};
+use super::engines::{self, Case, Context, Engine, Measured, ENGINES};
 use super::{load_average, stream_read, Rate, Stats, STREAM_BYTES};
 use crate::fixtures::{byte_vocab, encode_tensor, SplitMix64};
 use anyhow::{anyhow, Result};
@@ -120,11 +120,17 @@ pub struct Row {
     pub decode_tok_s: Rate,
     /// Whether the decode steps computed the logits digest (spec/determinism.md).
     pub decode_logits_digest: bool,
-    /// Median prefill tok/s over median decode tok/s.
+    /// Prefill tok/s over decode tok/s: when measured in rounds (`bench model`), the median of
+    /// the rounds' ratios, with their lowest and highest in `prefill_over_decode_spread`;
+    /// otherwise the ratio of the medians.
     pub prefill_over_decode: f64,
-    /// Median decode tok/s over the `native` row's of the same model in this run (None when
-    /// `native` was not measured).
+    pub prefill_over_decode_spread: Option<[f64; 2]>,
+    /// Decode tok/s over the `native` row's of the same model in this run (None when `native`
+    /// was not measured): when the two were measured in rounds (`bench model`), the median of
+    /// the rounds' ratios (each of two runs made back to back), with their lowest and highest in
+    /// `decode_vs_native_spread`; otherwise the ratio of the medians.
     pub decode_vs_native: Option<f64>,
+    pub decode_vs_native_spread: Option<[f64; 2]>,
     /// Bytes of the file's tensors, which a decode step reads once each (the tied classifier
     /// is the embedding table).
     pub tensor_bytes: usize,
@@ -202,6 +208,14 @@ fn mib(b: usize) -> f64 {
     b as f64 / 1048576.0
 }
 
+/// A ratio, with the lowest and highest of its rounds when it has them.
+fn ratio(r: f64, spread: Option<[f64; 2]>) -> String {
+    match spread {
+        Some([lo, hi]) => format!("{r:.2} ({lo:.2}..{hi:.2})"),
+        None => format!("{r:.2}"),
+    }
+}
+
 /// Prints a row as a table line.
 pub fn print_row(row: &Row) {
     let (p, d) = (row.prefill_tok_s, row.decode_tok_s);
@@ -218,7 +232,7 @@ pub fn print_row(row: &Row) {
     println!(
         "{:<11} {:<5} {:<15} file {:>6.2} MiB  load+verify {:>6.1} ms ({:.1}..{:.1})  \
          prefill {:>7.1} tok/s ({:.1}..{:.1})  decode{} {:>7.1} tok/s ({:.1}..{:.1})  \
-         prefill/decode {:.2}{}{}  {memory}",
+         prefill/decode {}{}{}  {memory}",
         row.shape,
         row.dtype,
         row.engine,
@@ -237,9 +251,9 @@ pub fn print_row(row: &Row) {
         d.median,
         d.min,
         d.max,
-        row.prefill_over_decode,
+        ratio(row.prefill_over_decode, row.prefill_over_decode_spread),
         row.decode_vs_native
-            .map(|r| format!("  decode/native {r:.2}"))
+            .map(|r| format!("  decode/native {}", ratio(r, row.decode_vs_native_spread)))
             .unwrap_or_default(),
         row.decode_read_vs_stream
             .map(|r| format!(
@@ -294,16 +308,28 @@ impl BenchModel {
             .unwrap_or(0)
     }
 
-    /// The row of `engine`'s measurement `m`, with its decode ratio to `native_decode` (the
-    /// native row's median decode tok/s in the same run) and the streaming-read baseline
-    /// `stream` measured next to it, when given.
+    /// The row of `engine`'s measurement `m`, with its decode ratio to `native` (the native
+    /// engine's measurement in the same run: see [`Row::decode_vs_native`]) and the streaming-read
+    /// baseline `stream` measured next to it, when given.
     pub fn row(
         &self,
         engine: &'static str,
         m: &Measured,
-        native_decode: Option<f64>,
+        native: Option<&Measured>,
         stream: Option<Rate>,
     ) -> Row {
+        let tokens = f64::from(DECODE_TOKENS);
+        let vs_native = native.map(|n| {
+            paired_ratio(&m.decode_rounds_s, tokens, &n.decode_rounds_s, tokens)
+                .map(|r| (r, true))
+                .unwrap_or((unpaired(n.decode.median_s / m.decode.median_s), false))
+        });
+        let over_decode = paired_ratio(
+            &m.prefill_rounds_s,
+            PROMPT_TOKENS as f64,
+            &m.decode_rounds_s,
+            tokens,
+        );
         let prefill_tok_s = m.prefill.throughput(PROMPT_TOKENS as f64);
         let decode_tok_s = m.decode.throughput(DECODE_TOKENS as f64);
         let budget_bytes = self.budget_bytes();
@@ -322,8 +348,13 @@ impl BenchModel {
             decode_tokens: DECODE_TOKENS,
             decode_tok_s,
             decode_logits_digest: m.decode_logits_digest,
-            prefill_over_decode: prefill_tok_s.median / decode_tok_s.median,
-            decode_vs_native: native_decode.map(|n| decode_tok_s.median / n),
+            prefill_over_decode: over_decode
+                .map_or(prefill_tok_s.median / decode_tok_s.median, |r| r.median),
+            prefill_over_decode_spread: over_decode.map(|r| [r.min, r.max]),
+            decode_vs_native: vs_native.map(|(r, _)| r.median),
+            decode_vs_native_spread: vs_native
+                .filter(|&(_, paired)| paired)
+                .map(|(r, _)| [r.min, r.max]),
             tensor_bytes,
             decode_read_bytes_per_s,
             stream_read_bytes_per_s: stream,
@@ -332,6 +363,38 @@ impl BenchModel {
             peak_kind: m.peak_kind,
             over_budget: m.peak_bytes.map(|p| p > budget_bytes),
         }
+    }
+}
+
+/// `num / den` of two rates measured over the same runs: `num_s[r]` and `den_s[r]` are the
+/// times of round r (made back to back by [`engines::measure`]) for `num_units` and `den_units`;
+/// the median of the rounds' ratios with their lowest and highest, so that a change of the
+/// machine's load between rounds does not move the ratio. None unless both have the same
+/// (nonzero) number of rounds.
+fn paired_ratio(num_s: &[f64], num_units: f64, den_s: &[f64], den_units: f64) -> Option<Rate> {
+    if num_s.is_empty() || num_s.len() != den_s.len() {
+        return None;
+    }
+    let ratios = num_s
+        .iter()
+        .zip(den_s)
+        .map(|(n, d)| (num_units / n) / (den_units / d))
+        .collect();
+    // Stats::of orders its values and takes the median: of ratios as well as of times.
+    let s = Stats::of(ratios);
+    Some(Rate {
+        median: s.median_s,
+        min: s.min_s,
+        max: s.max_s,
+    })
+}
+
+/// The ratio `r` of two medians as a [`Rate`] without spread.
+fn unpaired(r: f64) -> Rate {
+    Rate {
+        median: r,
+        min: r,
+        max: r,
     }
 }
 
@@ -440,13 +503,15 @@ pub fn run(selection: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usiz
                 mib(model.tensor_bytes()),
             );
         }
-        let mut native_decode = None;
-        for engine in &engines {
-            let m = (engine.measure)(&mut ctx, &case)?;
-            let row = model.row(engine.name, &m, native_decode, Some(stream));
-            if engine.name == "native" {
-                native_decode = Some(row.decode_tok_s.median);
-            }
+        let measured = engines::measure(&mut ctx, &case, &engines)?;
+        let native = engines
+            .iter()
+            .zip(&measured)
+            .find(|(e, _)| e.name == "native")
+            .map(|(_, m)| m);
+        for (engine, m) in engines.iter().zip(&measured) {
+            let baseline = native.filter(|n| !std::ptr::eq(*n, m));
+            let row = model.row(engine.name, m, baseline, Some(stream));
             if !json {
                 print_row(&row);
             }
@@ -470,6 +535,7 @@ pub fn run(selection: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usiz
             println!("load average {a:.2} {b:.2} {c:.2}");
         }
         println!("{}", footnote(runs));
+        println!("{}", ROUNDS_NOTE);
         println!(
             "(reads = tensor bytes x median decode tok/s, against the streaming read of a {} MiB \
              buffer measured just before the model's rows: decoding reads every tensor once per \
@@ -480,12 +546,108 @@ pub fn run(selection: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usiz
     Ok(())
 }
 
+/// How the in-process engines were timed ([`engines::measure`]).
+pub const ROUNDS_NOTE: &str = "(in-process engines run in turn: rounds of a load, then rounds of \
+     a prefill and a decode, each after an untimed one; a ratio in parentheses is the median \
+     (lowest..highest) of the rounds' ratios)";
+
 /// What the table's figures mean.
 pub fn footnote(runs: usize) -> String {
     format!(
-        "(median of {runs} runs after a warm-up, spread slowest..fastest; one thread; prefill = \
-         start + first step for a {PROMPT_TOKENS}-token prompt; decode = {DECODE_TOKENS} greedy \
-         steps after BOS, logits digest off unless marked +digest; budget = file + KV cache + \
-         2 MiB)"
+        "(median of {runs} runs, spread slowest..fastest; one thread; prefill = start + first \
+         step for a {PROMPT_TOKENS}-token prompt; decode = {DECODE_TOKENS} greedy steps after \
+         BOS, logits digest off unless marked +digest; budget = file + KV cache + 2 MiB)"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::engines::{measure, Case, Context};
+
+    fn measured(prefill_s: &[f64], decode_s: &[f64], rounds: bool) -> Measured {
+        let rounds_of = |s: &[f64]| if rounds { s.to_vec() } else { Vec::new() };
+        Measured {
+            load: Stats::of(vec![1.0]),
+            prefill: Stats::of(prefill_s.to_vec()),
+            decode: Stats::of(decode_s.to_vec()),
+            prefill_rounds_s: rounds_of(prefill_s),
+            decode_rounds_s: rounds_of(decode_s),
+            decode_logits_digest: false,
+            peak_bytes: None,
+            peak_kind: "none",
+        }
+    }
+
+    /// A tiny model of the bench's kind (seeded, byte vocabulary, no stop token).
+    fn tiny() -> BenchModel {
+        const TINY: Shape = Shape {
+            name: "tiny",
+            dim: 64,
+            ffn_dim: 128,
+            n_layers: 2,
+            n_heads: 4,
+            vocab: 320,
+            context: 64,
+        };
+        BenchModel {
+            shape: &TINY,
+            dtype: DType::Q8_0,
+            bytes: build(&TINY, DType::Q8_0).expect("a tiny model builds"),
+        }
+    }
+
+    #[test]
+    fn ratios_of_runs_made_in_rounds_pair_the_rounds() {
+        let model = tiny();
+        // The machine got four times slower from round 4 on, and in round 3 the engine alone
+        // was slowed: its ratio to native is that of its own round, the median of the rounds'
+        // ratios does not move, the ratio of the medians would (4 s over 1 s).
+        let native = measured(&[1.0; 5], &[1.0, 1.0, 1.0, 4.0, 4.0], true);
+        let decode = [2.0, 2.0, 4.0, 8.0, 8.0];
+        let engine = measured(&[2.0; 5], &decode, true);
+        let row = model.row("engine", &engine, Some(&native), None);
+        assert_eq!(row.decode_vs_native, Some(0.5));
+        assert_eq!(row.decode_vs_native_spread, Some([0.25, 0.5]));
+        // 128 tokens in 2 s over 32 tokens in 2, 4 or 8 s.
+        assert_eq!(row.prefill_over_decode, 8.0);
+        assert_eq!(row.prefill_over_decode_spread, Some([4.0, 16.0]));
+
+        // Runs not made in rounds (a browser page's): the ratios of the medians, no spread.
+        let page = measured(&[2.0; 5], &decode, false);
+        let row = model.row("page", &page, Some(&native), None);
+        assert_eq!(row.decode_vs_native, Some(0.25));
+        assert_eq!(row.decode_vs_native_spread, None);
+        assert_eq!(row.prefill_over_decode, 8.0);
+        assert_eq!(row.prefill_over_decode_spread, None);
+    }
+
+    #[test]
+    fn engines_measured_together_run_in_rounds() {
+        let model = tiny();
+        let peak = |_: bool| None;
+        let mut ctx = Context::new(&peak);
+        let case = Case {
+            bytes: &model.bytes,
+            runs: 3,
+            prompt: b"once upon a time",
+            decode_tokens: 4,
+        };
+        let engines: Vec<_> = ENGINES
+            .iter()
+            .filter(|e| e.name == "native" || e.name == "wasmtime")
+            .collect();
+        let m = measure(&mut ctx, &case, &engines).expect("both engines run the tiny model");
+        assert_eq!(m.len(), 2);
+        for m in &m {
+            assert_eq!((m.load.runs, m.prefill.runs, m.decode.runs), (3, 3, 3));
+            assert_eq!(m.prefill_rounds_s.len(), 3);
+            assert_eq!(m.decode_rounds_s.len(), 3);
+            assert!(m.decode_rounds_s.iter().all(|&s| s > 0.0));
+        }
+        let row = model.row("wasmtime", &m[1], Some(&m[0]), None);
+        let [lo, hi] = row.decode_vs_native_spread.expect("paired by rounds");
+        let r = row.decode_vs_native.unwrap();
+        assert!(0.0 < lo && lo <= r && r <= hi, "{lo} {r} {hi}");
+    }
 }
