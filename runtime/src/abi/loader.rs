@@ -1,10 +1,13 @@
 //! The chunked model loader (spec/abi.md, Loading): receives a file in pieces, rejects it as
 //! soon as what has arrived is enough to (budget at begin; magic, version and header with the
-//! first 256 bytes), and verifies the whole file at the end (every rule, every digest).
+//! first 256 bytes), hashes what can be hashed while the rest arrives ([`Streamed`]), and
+//! verifies the whole file at the end (every rule, every digest).
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::format::header::{self, MAGIC};
-use crate::limits;
+use crate::format::digest::{DigestRule, KnownDigests};
+use crate::format::directory::payload_spans;
+use crate::format::header::{self, Header, MAGIC};
+use crate::limits::{self, DIGEST_CHUNK_BYTES};
 use crate::model::Model;
 use alloc::format;
 use alloc::vec::Vec;
@@ -16,6 +19,110 @@ pub struct ChunkedLoad {
     /// Bytes received so far (capacity `total`, reserved at begin).
     bytes: Vec<u8>,
     header_checked: bool,
+    streamed: Streamed,
+}
+
+/// Full payload chunks hashed together as soon as this many have arrived (the widest SIMD
+/// batch of [`crate::sha256::sha256_batch`]: eight AVX2 lanes, two passes of four simd128 lanes).
+const STREAM_BATCH: usize = 8;
+
+/// What a load of a format-2.1 file hashes while the rest of the file arrives: its digests of
+/// 64 KiB payload chunks and its file digest (spec/slm.md, Digests) depend on no byte after
+/// them. Once the directory has arrived its payload spans are read (without checks: a wrong
+/// span only costs its chunks being hashed at the end, where every rule is checked in order),
+/// and full chunks are hashed in batches of [`STREAM_BATCH`] as they complete; the file digest
+/// once the bytes before the data section have arrived. `finish` then hashes only what is left
+/// (the last incomplete batch, the tails of payloads) and uses the rest. A file of another
+/// version, or one whose directory cannot be read, is hashed at the end only.
+#[derive(Default)]
+struct Streamed {
+    /// The header's directory section (offset, end) and data offset (format 2.1 files only),
+    /// once checked.
+    sections: Option<(usize, usize, usize)>,
+    /// Every payload chunk (offset, length) in file order, once the directory is read.
+    chunks: Option<Vec<(usize, usize)>>,
+    /// The first chunk not looked at yet.
+    next: usize,
+    /// Full chunks that have arrived and wait for a batch.
+    pending: Vec<(usize, usize)>,
+    known: KnownDigests,
+}
+
+impl Streamed {
+    /// Starts from the checked header `h` of a `total`-byte file. A file too small to hold a
+    /// batch of full chunks hashes nothing early (and allocates nothing for it).
+    fn start(&mut self, h: &Header, total: usize) {
+        if DigestRule::for_minor(h.version_minor) != DigestRule::Chunked
+            || total < STREAM_BATCH * DIGEST_CHUNK_BYTES
+        {
+            return;
+        }
+        let (dir, data) = (h.sections.directory, h.sections.data);
+        let at = |o: Option<u64>| o.and_then(|o| usize::try_from(o).ok());
+        if let (Some(dir_at), Some(dir_end), Some(data)) =
+            (at(Some(dir.offset)), at(dir.end()), at(Some(data.offset)))
+        {
+            self.sections = Some((dir_at, dir_end, data));
+        }
+    }
+
+    /// Hashes what `bytes` (the first bytes of a `total`-byte file) completes.
+    fn advance(&mut self, bytes: &[u8], total: usize) {
+        let Some((dir_at, dir_end, data)) = self.sections else {
+            return;
+        };
+        if self.chunks.is_none() && bytes.len() >= dir_end {
+            self.chunks = Some(read_chunks(bytes, dir_at, dir_end, total).unwrap_or_default());
+        }
+        if self.known.file().is_none() && bytes.len() >= data {
+            self.known.hash_file(&bytes[..data]);
+        }
+        let Some(chunks) = &self.chunks else {
+            return;
+        };
+        while let Some(&(offset, len)) = chunks.get(self.next) {
+            if offset.saturating_add(len) > bytes.len() {
+                break;
+            }
+            self.next += 1;
+            if len != DIGEST_CHUNK_BYTES || self.pending.try_reserve(1).is_err() {
+                continue; // a payload's tail: hashed at the end, with its peers
+            }
+            self.pending.push((offset, len));
+            if self.pending.len() == STREAM_BATCH {
+                self.known.hash_chunks(bytes, &self.pending);
+                self.pending.clear();
+            }
+        }
+    }
+}
+
+/// The payload chunks the directory `bytes[dir_at..dir_end]` lists, in file order, of a
+/// `total`-byte file. None when the directory cannot be read, lists more chunks than payloads
+/// within the file can have (a file's payloads do not overlap), or the table cannot be had.
+fn read_chunks(
+    bytes: &[u8],
+    dir_at: usize,
+    dir_end: usize,
+    total: usize,
+) -> Option<Vec<(usize, usize)>> {
+    let spans = payload_spans(bytes.get(dir_at..dir_end)?, dir_at as u64)?;
+    let count = spans.iter().try_fold(0usize, |n, &(_, len)| {
+        n.checked_add(usize::try_from(len).ok()?.div_ceil(DIGEST_CHUNK_BYTES))
+    })?;
+    if count > total / DIGEST_CHUNK_BYTES + limits::MAX_TENSORS as usize {
+        return None;
+    }
+    let mut chunks = Vec::new();
+    chunks.try_reserve_exact(count).ok()?;
+    for (offset, len) in spans {
+        let (offset, len) = (usize::try_from(offset).ok()?, usize::try_from(len).ok()?);
+        for start in (0..len).step_by(DIGEST_CHUNK_BYTES) {
+            let at = offset.checked_add(start)?;
+            chunks.push((at, (len - start).min(DIGEST_CHUNK_BYTES)));
+        }
+    }
+    Some(chunks)
 }
 
 impl ChunkedLoad {
@@ -53,6 +160,7 @@ impl ChunkedLoad {
             total,
             bytes,
             header_checked: false,
+            streamed: Streamed::default(),
         })
     }
 
@@ -71,7 +179,9 @@ impl ChunkedLoad {
             ));
         }
         self.bytes.extend_from_slice(data);
-        self.check_early()
+        self.check_early()?;
+        self.streamed.advance(&self.bytes, self.total);
+        Ok(())
     }
 
     /// Rejects a bad prefix before the rest arrives, with the code a whole-file load would give:
@@ -82,8 +192,9 @@ impl ChunkedLoad {
         }
         let got = &self.bytes[..];
         if got.len() >= limits::HEADER_BYTES {
-            header::parse_header(&got[..limits::HEADER_BYTES], self.total as u64)?;
+            let h = header::parse_header(&got[..limits::HEADER_BYTES], self.total as u64)?;
             self.header_checked = true;
+            self.streamed.start(&h, self.total);
             return Ok(());
         }
         let n = got.len().min(MAGIC.len());
@@ -110,14 +221,20 @@ impl ChunkedLoad {
             ));
         }
         super::headroom::ensure_for_model(&self.bytes)?;
-        Model::load(self.bytes)
+        Model::load_known(self.bytes, &self.streamed.known)
+    }
+
+    /// Payload chunk digests computed so far while the file arrived (for tests and diagnostics).
+    pub fn chunks_hashed_early(&self) -> usize {
+        self.streamed.known.chunk_count()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::file_digest;
+    use crate::format::write::{write, ModelFile, TensorData};
+    use crate::format::{file_digest, llama, DType, Slm};
 
     const FILE: &[u8] = include_bytes!("../../../corpus/byte-mha-tied-q4_0.slm");
 
@@ -127,6 +244,86 @@ mod tests {
             load.chunk(piece)?;
         }
         load.finish()
+    }
+
+    /// The fixture with its dimensions grown (seeded f32 weights, norms 1), so that its payloads
+    /// span many 64 KiB chunks: 3.2 MiB, the three FFN matrices 512 KiB (8 chunks) each.
+    fn many_chunks() -> Vec<u8> {
+        let slm = Slm::parse(FILE).unwrap();
+        let mut m = ModelFile::from_slm(&slm);
+        m.config.dim = 256;
+        m.config.n_heads = 4;
+        m.config.n_kv_heads = 4;
+        m.config.head_dim = 64;
+        m.config.ffn_dim = 512;
+        let mut seed = 1u32;
+        m.tensors = llama::slots(&m.config)
+            .into_iter()
+            .map(|slot| {
+                let n: usize = slot.shape.iter().map(|&d| d as usize).product();
+                let bytes = (0..n)
+                    .flat_map(|_| {
+                        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                        let v = if slot.role == llama::Role::Norm {
+                            1.0
+                        } else {
+                            (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+                        };
+                        f32::to_le_bytes(v)
+                    })
+                    .collect();
+                TensorData {
+                    name: slot.name,
+                    dtype: DType::F32,
+                    shape: slot.shape,
+                    bytes,
+                }
+            })
+            .collect();
+        write(&m).unwrap()
+    }
+
+    #[test]
+    fn payload_chunks_are_hashed_as_they_arrive_and_used_at_the_end() {
+        let file = many_chunks();
+        let slm = Slm::parse(&file).unwrap();
+        let full_chunks: usize = slm
+            .tensors
+            .iter()
+            .map(|t| t.length as usize / DIGEST_CHUNK_BYTES)
+            .sum();
+        assert!(full_chunks >= 3 * STREAM_BATCH, "{full_chunks} full chunks");
+        for piece in [1000, 4096, 65_536, 100_000, file.len()] {
+            let mut load = ChunkedLoad::begin(file.len() as u32).unwrap();
+            for p in file.chunks(piece) {
+                load.chunk(p).unwrap();
+            }
+            // Every whole batch of full chunks was hashed before the end (all but fewer than
+            // one batch).
+            let early = load.chunks_hashed_early();
+            assert!(early.is_multiple_of(STREAM_BATCH) && early + STREAM_BATCH > full_chunks);
+            assert_eq!(load.streamed.known.file(), Some(file_digest(&file)));
+            let model = load.finish().unwrap();
+            assert_eq!(model.digest, file_digest(&file), "pieces of {piece}");
+        }
+        // A changed byte of a chunk hashed early, or of a tensor digest in the directory, fails
+        // as a whole-file load does.
+        // The directory ends with the last entry's digest.
+        let last_digest = slm.header.sections.directory.end().unwrap() as usize - 1;
+        for at in [
+            slm.tensors[1].offset as usize + 70_000,
+            last_digest,
+            file.len() - 1,
+        ] {
+            let mut bad = file.clone();
+            bad[at] ^= 1;
+            let whole = Model::load(bad.clone()).err().map(|e| (e.code, e.offset));
+            assert!(whole.is_some());
+            for piece in [4096, 65_536] {
+                let chunked = load_in(&bad, piece).err().map(|e| (e.code, e.offset));
+                assert_eq!(chunked, whole, "byte {at}, pieces of {piece}");
+            }
+        }
     }
 
     #[test]

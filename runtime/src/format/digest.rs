@@ -78,6 +78,16 @@ pub fn tensor_digest(rule: DigestRule, payload: &[u8]) -> [u8; DIGEST_BYTES] {
 /// hashed on its own — chunks of one length together, in SIMD lanes — then each payload's chunk
 /// digests are hashed in order.
 pub fn tensor_digests(rule: DigestRule, payloads: &[&[u8]]) -> Vec<[u8; DIGEST_BYTES]> {
+    tensor_digests_known(rule, payloads, |_, _, _| None)
+}
+
+/// [`tensor_digests`], taking the digest of chunk `(payload i, start, length)` from
+/// `known(i, start, length)` where it gives one (which must then be that chunk's SHA-256).
+pub(crate) fn tensor_digests_known(
+    rule: DigestRule,
+    payloads: &[&[u8]],
+    known: impl Fn(usize, usize, usize) -> Option<[u8; DIGEST_BYTES]>,
+) -> Vec<[u8; DIGEST_BYTES]> {
     if rule == DigestRule::Whole {
         return payloads.iter().map(|p| sha256(p)).collect();
     }
@@ -94,12 +104,23 @@ pub fn tensor_digests(rule: DigestRule, payloads: &[&[u8]]) -> Vec<[u8; DIGEST_B
     }
     first.push(chunks.len());
 
-    // Chunks sorted by length (full chunks are all DIGEST_CHUNK_BYTES; the last chunks of
-    // same-shaped tensors match too), each run of one length hashed as a batch in SIMD lanes.
-    let mut order: Vec<usize> = (0..chunks.len()).collect();
+    // The chunks' digests: the known ones, and the others hashed.
+    let mut digests = alloc::vec![[0u8; DIGEST_BYTES]; chunks.len()];
+    let mut order: Vec<usize> = Vec::with_capacity(chunks.len());
+    for (p, w) in first.windows(2).enumerate() {
+        for (k, i) in (w[0]..w[1]).enumerate() {
+            match known(p, k * DIGEST_CHUNK_BYTES, chunks[i].len()) {
+                Some(d) => digests[i] = d,
+                None => order.push(i),
+            }
+        }
+    }
+    // The chunks to hash sorted by length (full chunks are all DIGEST_CHUNK_BYTES; the last
+    // chunks of same-shaped tensors match too), each run of one length hashed as a batch in SIMD
+    // lanes.
     order.sort_by_key(|&i| chunks[i].len());
     let sorted: Vec<&[u8]> = order.iter().map(|&i| chunks[i]).collect();
-    let mut sorted_digests = alloc::vec![[0u8; DIGEST_BYTES]; chunks.len()];
+    let mut sorted_digests = alloc::vec![[0u8; DIGEST_BYTES]; sorted.len()];
     let mut run = 0;
     while run < sorted.len() {
         let len = sorted[run].len();
@@ -107,7 +128,6 @@ pub fn tensor_digests(rule: DigestRule, payloads: &[&[u8]]) -> Vec<[u8; DIGEST_B
         sha256_batch(&sorted[run..run_end], &mut sorted_digests[run..run_end]);
         run = run_end;
     }
-    let mut digests = alloc::vec![[0u8; DIGEST_BYTES]; chunks.len()];
     for (&i, d) in order.iter().zip(sorted_digests) {
         digests[i] = d;
     }
@@ -122,6 +142,81 @@ pub fn tensor_digests(rule: DigestRule, payloads: &[&[u8]]) -> Vec<[u8; DIGEST_B
             h.finalize()
         })
         .collect()
+}
+
+/// Digests of parts of a file computed while the file was still arriving: the chunked loader
+/// (runtime/src/abi/loader.rs) hashes payload chunks, and the file digest's range, as soon as
+/// they are complete, so that little is left to hash when the last byte arrives. Only the crate
+/// builds one, from the very bytes it then verifies: those never change once received, so a
+/// digest found here is the digest of the bytes it stands for ([`crate::format::Slm::parse`]
+/// uses it instead of hashing them again).
+#[derive(Debug, Default)]
+#[cfg_attr(not(feature = "abi"), allow(dead_code))] // only the ABI's loader fills one
+pub(crate) struct KnownDigests {
+    /// (file offset, length, SHA-256) of chunks, offsets ascending.
+    chunks: Vec<(usize, usize, [u8; DIGEST_BYTES])>,
+    /// The file digest, when computed.
+    file: Option<[u8; DIGEST_BYTES]>,
+}
+
+#[cfg_attr(not(feature = "abi"), allow(dead_code))]
+impl KnownDigests {
+    /// The SHA-256 of `bytes[offset..offset + len]`, when it is known.
+    pub(crate) fn chunk(&self, offset: usize, len: usize) -> Option<[u8; DIGEST_BYTES]> {
+        let i = self.chunks.binary_search_by_key(&offset, |c| c.0).ok()?;
+        let (_, l, d) = self.chunks[i];
+        (l == len).then_some(d)
+    }
+
+    /// The file digest ([`file_digest`]), when it is known.
+    pub(crate) fn file(&self) -> Option<[u8; DIGEST_BYTES]> {
+        self.file
+    }
+
+    /// How many chunk digests are known.
+    pub(crate) fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Hashes the chunks `ranges` ((offset, length) within `bytes`, one length, offsets
+    /// ascending and past every chunk known already) in SIMD lanes and records them. Returns
+    /// false, recording nothing, when a range is out of `bytes`, out of order, or the table
+    /// cannot grow (the chunks are then hashed at the end).
+    pub(crate) fn hash_chunks(&mut self, bytes: &[u8], ranges: &[(usize, usize)]) -> bool {
+        let mut after = self.chunks.last().map(|c| c.0);
+        let mut parts: Vec<&[u8]> = Vec::new();
+        if parts.try_reserve_exact(ranges.len()).is_err()
+            || self.chunks.try_reserve(ranges.len()).is_err()
+        {
+            return false;
+        }
+        for &(offset, len) in ranges {
+            let end = offset.checked_add(len);
+            let Some(part) = end.and_then(|end| bytes.get(offset..end)) else {
+                return false;
+            };
+            if after.is_some_and(|a| offset <= a) || len != ranges[0].1 {
+                return false;
+            }
+            after = Some(offset);
+            parts.push(part);
+        }
+        let mut digests = alloc::vec![[0u8; DIGEST_BYTES]; parts.len()];
+        sha256_batch(&parts, &mut digests);
+        self.chunks.extend(
+            ranges
+                .iter()
+                .zip(digests)
+                .map(|(&(offset, len), d)| (offset, len, d)),
+        );
+        true
+    }
+
+    /// Records the file digest of a file whose bytes up to its data section are
+    /// `up_to_data` (the file digest of format 2.1 covers nothing after).
+    pub(crate) fn hash_file(&mut self, up_to_data: &[u8]) {
+        self.file = Some(file_digest(up_to_data));
+    }
 }
 
 #[cfg(test)]
@@ -189,6 +284,55 @@ mod tests {
             tensor_digest(DigestRule::Chunked, b"abc"),
             sha256(&sha256(b"abc"))
         );
+    }
+
+    #[test]
+    fn known_chunk_digests_are_hashed_from_the_bytes_and_found_by_offset_and_length() {
+        let c = DIGEST_CHUNK_BYTES;
+        // Not periodic (as `bytes` is, with a period dividing the chunk size): chunks differ.
+        let file: Vec<u8> = (0..10 * c)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        assert_ne!(
+            sha256(&file[100..100 + c]),
+            sha256(&file[100 + c..100 + 2 * c])
+        );
+        let mut known = KnownDigests::default();
+        assert!(known.hash_chunks(&file, &[(100, c), (100 + c, c)]));
+        assert!(known.hash_chunks(&file, &[(5 * c, c)]));
+        assert_eq!(known.chunk(100, c), Some(sha256(&file[100..100 + c])));
+        assert_eq!(
+            known.chunk(100 + c, c),
+            Some(sha256(&file[100 + c..100 + 2 * c]))
+        );
+        assert_eq!(known.chunk(5 * c, c), Some(sha256(&file[5 * c..6 * c])));
+        // Another length or offset is not known.
+        assert_eq!(known.chunk(100, c - 1), None);
+        assert_eq!(known.chunk(101, c), None);
+        // Refused, recording nothing: out of the bytes, before a known chunk, out of order,
+        // unequal lengths.
+        for bad in [
+            &[(9 * c + 1, c)][..],
+            &[(4 * c, c)],
+            &[(8 * c, c), (7 * c, c)],
+            &[(6 * c, c), (7 * c, 5)],
+            &[(usize::MAX - 1, c)],
+        ] {
+            assert!(!known.hash_chunks(&file, bad), "{bad:?}");
+            assert_eq!(known.chunk_count(), 3);
+        }
+        // tensor_digests_known takes the known digests: a wrong one shows in the result.
+        let payload = &file[100..100 + 2 * c];
+        let from = |k: &KnownDigests| {
+            tensor_digests_known(DigestRule::Chunked, &[payload], |_, start, len| {
+                k.chunk(100 + start, len)
+            })
+        };
+        assert_eq!(from(&known), vec![chunked_by_hand(payload)]);
+        let mut wrong = KnownDigests::default();
+        assert!(wrong.hash_chunks(&file, &[(100 + c, c)]));
+        wrong.chunks[0].0 = 100; // the second chunk's digest filed under the first's offset
+        assert_ne!(from(&wrong), vec![chunked_by_hand(payload)]);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! dims, payload offset and length, digest of the payload — and the payload layout rules.
 
 use super::cursor::{align_up, Cursor};
-use super::digest::{tensor_digests, DigestRule};
+use super::digest::{tensor_digests_known, DigestRule, KnownDigests};
 use super::header::Section;
 use super::DType;
 use crate::error::{Error, ErrorCode, Result};
@@ -215,14 +215,52 @@ pub fn parse<'a>(file: &'a [u8], dir: Section, data: Section) -> Result<Vec<Tens
     Ok(entries)
 }
 
-/// Hashes every payload by `rule` and compares with its directory digest; the first mismatch in
-/// directory order is reported.
-pub fn verify_digests(file: &[u8], entries: &[TensorEntry<'_>], rule: DigestRule) -> Result<()> {
+/// The payload spans `(offset, length)` listed by `dir`, the directory section's bytes (at file
+/// offset `at`), read with no check but that every field is there (None otherwise): for hashing
+/// payloads while the rest of a file arrives, before [`parse`] has checked the directory. The
+/// layout is [`parse`]'s; a wrong span only means that its digests are computed at the end.
+#[cfg_attr(not(feature = "abi"), allow(dead_code))] // only the ABI's loader reads it early
+pub(crate) fn payload_spans(dir: &[u8], at: u64) -> Option<Vec<(u64, u64)>> {
+    let mut c = Cursor::new(dir, at, "tensor directory");
+    let count = c.u32().ok()?;
+    if count > limits::MAX_TENSORS {
+        return None;
+    }
+    let mut spans = Vec::new();
+    spans.try_reserve_exact(count as usize).ok()?;
+    for _ in 0..count {
+        let name_len = c.u16().ok()?;
+        c.take(name_len as usize).ok()?;
+        c.u8().ok()?; // dtype
+        let rank = c.u8().ok()?;
+        if rank as usize > limits::MAX_RANK {
+            return None;
+        }
+        for _ in 0..rank {
+            c.u32().ok()?;
+        }
+        let (offset, length) = (c.u64().ok()?, c.u64().ok()?);
+        c.take(32).ok()?; // digest
+        spans.push((offset, length));
+    }
+    Some(spans)
+}
+
+/// Hashes every payload by `rule` (taking the chunk digests `known` has) and compares with its
+/// directory digest; the first mismatch in directory order is reported.
+pub(crate) fn verify_digests(
+    file: &[u8],
+    entries: &[TensorEntry<'_>],
+    rule: DigestRule,
+    known: &KnownDigests,
+) -> Result<()> {
     let payloads: Vec<&[u8]> = entries
         .iter()
         .map(|e| &file[e.offset as usize..(e.offset + e.length) as usize])
         .collect();
-    let digests = tensor_digests(rule, &payloads);
+    let digests = tensor_digests_known(rule, &payloads, |i, start, len| {
+        known.chunk(entries[i].offset as usize + start, len)
+    });
     for (e, digest) in entries.iter().zip(digests) {
         if digest != e.digest {
             return Err(Error::at(
@@ -236,4 +274,31 @@ pub fn verify_digests(file: &[u8], entries: &[TensorEntry<'_>], rule: DigestRule
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::Slm;
+
+    const FILE: &[u8] = include_bytes!("../../../corpus/spm-gqa-untied-q8_0.slm");
+
+    #[test]
+    fn payload_spans_reads_what_parse_reads_and_nothing_else() {
+        let slm = Slm::parse(FILE).unwrap();
+        let dir = slm.header.sections.directory;
+        let bytes = &FILE[dir.offset as usize..dir.end().unwrap() as usize];
+        let spans = payload_spans(bytes, dir.offset).unwrap();
+        let parsed: Vec<(u64, u64)> = slm.tensors.iter().map(|t| (t.offset, t.length)).collect();
+        assert_eq!(spans, parsed);
+        // Any cut short of the whole directory is None; any change is read without panicking.
+        for n in 0..bytes.len() {
+            assert_eq!(payload_spans(&bytes[..n], dir.offset), None, "{n} bytes");
+        }
+        for at in 0..bytes.len() {
+            let mut b = bytes.to_vec();
+            b[at] ^= 0x80;
+            let _ = payload_spans(&b, dir.offset);
+        }
+    }
 }

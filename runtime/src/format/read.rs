@@ -1,7 +1,7 @@
 //! The verified reader: [`Slm::parse`] checks every rule of spec/slm.md, in the order the spec
 //! gives, before it returns anything that exposes a tensor.
 
-use super::digest::{file_digest, DigestRule};
+use super::digest::{file_digest, DigestRule, KnownDigests};
 use super::directory::{self, TensorEntry};
 use super::header::{self, Header, Sections, DIGEST_OFFSET};
 use super::{llama, metadata, vocab_section, Vocab};
@@ -21,6 +21,12 @@ pub struct Slm<'a> {
 impl<'a> Slm<'a> {
     /// Reads and verifies a whole file held in memory.
     pub fn parse(bytes: &'a [u8]) -> Result<Slm<'a>> {
+        Slm::parse_known(bytes, &KnownDigests::default())
+    }
+
+    /// [`Slm::parse`], taking the digests of `known` (computed from these bytes as they arrived)
+    /// instead of hashing their bytes again.
+    pub(crate) fn parse_known(bytes: &'a [u8], known: &KnownDigests) -> Result<Slm<'a>> {
         // 1-4: budget, magic, version, header fields, section table.
         let header = header::parse_header(bytes, bytes.len() as u64)?;
         let s = header.sections;
@@ -39,9 +45,9 @@ impl<'a> Slm<'a> {
         llama::check(&header.config, &tensors)?;
         // 9: every tensor's digest, by the rule of the file's version.
         let rule = DigestRule::for_minor(header.version_minor);
-        directory::verify_digests(bytes, &tensors, rule)?;
+        directory::verify_digests(bytes, &tensors, rule, known)?;
         // 10: the file digest.
-        if file_digest(bytes) != header.file_digest {
+        if known.file().unwrap_or_else(|| file_digest(bytes)) != header.file_digest {
             return Err(Error::at(
                 ErrorCode::FileDigestMismatch,
                 DIGEST_OFFSET as u64,

@@ -8,6 +8,7 @@
 
 use crate::adapter::binding::{self, BaseBinding};
 use crate::error::{Error, ErrorCode, Result};
+use crate::format::digest::KnownDigests;
 use crate::format::{llama, Config, DType, Slm, TensorEntry};
 use crate::generate::tokenizer::Tokenizer;
 use crate::limits;
@@ -101,7 +102,13 @@ pub struct Model {
 impl Model {
     /// Verifies `bytes` completely (spec/slm.md, every rule; then the tokenizer) and takes them.
     pub fn load(bytes: Vec<u8>) -> Result<Model> {
-        let slm = Slm::parse(&bytes)?;
+        Model::load_known(bytes, &KnownDigests::default())
+    }
+
+    /// [`Model::load`], taking the digests of `known` (computed from these bytes as they
+    /// arrived: the chunked loader) instead of hashing their bytes again.
+    pub(crate) fn load_known(bytes: Vec<u8>, known: &KnownDigests) -> Result<Model> {
+        let slm = Slm::parse_known(&bytes, known)?;
         let tokenizer = Tokenizer::new(&slm.vocab)?;
         let find = |name: &str| -> Result<TensorLoc> {
             slm.tensor(name).map(TensorLoc::from_entry).ok_or_else(|| {
