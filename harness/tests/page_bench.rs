@@ -118,6 +118,10 @@ fn the_page_reports_every_bench_figure_in_every_browser() {
     }
     let native = &report["native"][0];
     let native_decode = one_run_rate(&native["decode_tok_s"], "native decode");
+    // Native is measured again after the browsers.
+    let native_after = &report["native_after"][0];
+    assert_eq!(native_after["engine"], "native");
+    let native_after_decode = one_run_rate(&native_after["decode_tok_s"], "native decode after");
     let pages = report["pages"].as_array().unwrap();
     assert_eq!(pages.len(), browsers.len());
     for (p, browser) in pages.iter().zip(&browsers) {
@@ -157,6 +161,21 @@ fn the_page_reports_every_bench_figure_in_every_browser() {
         let ratio = positive(&row["decode_vs_native"], "decode/native");
         let decode = row["decode_tok_s"]["median"].as_f64().unwrap();
         assert!((ratio - decode / native_decode).abs() <= 1e-9 * ratio);
+        // Its spread: the lower and higher of the ratios to native before and after.
+        let after = decode / native_after_decode;
+        let spread: Vec<f64> = row["decode_vs_native_spread"]
+            .as_array()
+            .expect("a spread")
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let (lo, hi) = (ratio.min(after), ratio.max(after));
+        assert!(
+            spread.len() == 2
+                && (spread[0] - lo).abs() <= 1e-9 * lo
+                && (spread[1] - hi).abs() <= 1e-9 * hi,
+            "{spread:?}: before {ratio}, after {after}"
+        );
         // The memory figure is the page's wasm memory size: whole 64 KiB pages, at the end
         // holding at least the model's file and its KV cache, never smaller than after load.
         let end = page["wasm_memory_end_bytes"].as_u64().unwrap();

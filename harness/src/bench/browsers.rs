@@ -92,8 +92,10 @@ pub struct Report {
     pub isolated: bool,
     pub load_average_before: Option<[f64; 3]>,
     pub load_average_after: Option<[f64; 3]>,
-    /// The native engine's rows (this binary: measure with a release build).
+    /// The native engine's rows (this binary: measure with a release build), measured before
+    /// the browsers and again after them.
     pub native: Vec<Row>,
+    pub native_after: Vec<Row>,
     pub pages: Vec<PageRow>,
     pub load_target: Vec<LoadTarget>,
     pub skipped: Vec<Skipped>,
@@ -272,6 +274,11 @@ fn print_text(report: &Report, models: &[BenchModel]) {
         for native in report.native.iter().filter(|r| name_of(r) == name) {
             model::print_row(native);
         }
+        for native in report.native_after.iter().filter(|r| name_of(r) == name) {
+            let mut row = native.clone();
+            row.engine = "native (after)";
+            model::print_row(&row);
+        }
         for p in report.pages.iter().filter(|p| name_of(&p.row) == name) {
             model::print_row(&p.row);
             println!(
@@ -324,7 +331,8 @@ fn print_text(report: &Report, models: &[BenchModel]) {
     println!(
         "(browsers: times by performance.now() in the page's worker; load+verify = the ABI's \
          chunked load of bytes already in memory; peak = the page's wasm memory at the end; a \
-         page's decode/native is its median over native's, measured before the browsers ran)"
+         page's decode/native is its median over native's measured before the browsers, in \
+         parentheses the lower and higher of that and its ratio to native measured after them)"
     );
     for f in &report.failures {
         println!("FAILED: {f}");
@@ -363,27 +371,33 @@ pub fn run(sel: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usize>) ->
         files.push(path);
     }
 
-    let mut native = Vec::new();
-    let mut natives: Vec<Option<Measured>> = models.iter().map(|_| None).collect();
-    if wanted("native") {
+    let measure_native = || -> Result<(Vec<Row>, Vec<Option<Measured>>)> {
+        let mut rows = Vec::new();
+        let mut measured = Vec::new();
+        if !wanted("native") {
+            measured.resize_with(models.len(), || None);
+            return Ok((rows, measured));
+        }
         let mut ctx = Context::new(peak);
         let prompt = model::prompt();
         let engine = ENGINES
             .iter()
             .find(|e| e.name == "native")
             .context("native")?;
-        for (m, n) in models.iter().zip(&mut natives) {
+        for m in &models {
             let case = engines::Case {
                 bytes: &m.bytes,
                 runs: sel.runs,
                 prompt: &prompt,
                 decode_tokens: DECODE_TOKENS,
             };
-            let measured = engines::measure(&mut ctx, &case, &[engine])?.remove(0);
-            native.push(m.row(engine.name, &measured, None, None));
-            *n = Some(measured);
+            let n = engines::measure(&mut ctx, &case, &[engine])?.remove(0);
+            rows.push(m.row(engine.name, &n, None, None));
+            measured.push(Some(n));
         }
-    }
+        Ok((rows, measured))
+    };
+    let (native, natives) = measure_native()?;
 
     let server = RunningServer::start(ServeConfig {
         bench_models: files,
@@ -415,6 +429,20 @@ pub fn run(sel: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usize>) ->
         )?;
     }
     server.shutdown();
+    // Native again after the browsers: a page's decode/native spread is its ratio to native
+    // before and to native after (the machine's load may have changed in between).
+    let (native_after, natives_after) = measure_native()?;
+    for p in &mut pages {
+        let i = models
+            .iter()
+            .position(|m| m.name() == format!("{}-{}", p.row.shape, p.row.dtype));
+        let after = i.and_then(|i| natives_after[i].as_ref());
+        if let (Some(before), Some(after)) = (p.row.decode_vs_native, after) {
+            let page_decode_s = p.row.decode_tokens as f64 / p.row.decode_tok_s.median;
+            let r = after.decode.median_s / page_decode_s;
+            p.row.decode_vs_native_spread = Some([before.min(r), before.max(r)]);
+        }
+    }
     let report = Report {
         bench: "browsers",
         runs: sel.runs,
@@ -425,6 +453,7 @@ pub fn run(sel: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usize>) ->
         load_average_after: load_average(),
         load_target: load_targets(&pages),
         native,
+        native_after,
         pages,
         skipped,
         skipped_engines,
