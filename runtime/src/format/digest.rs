@@ -148,8 +148,8 @@ pub(crate) fn tensor_digests_known(
 /// (runtime/src/abi/loader.rs) hashes payload chunks, and the file digest's range, as soon as
 /// they are complete, so that little is left to hash when the last byte arrives. Only the crate
 /// builds one, from the very bytes it then verifies: those never change once received, so a
-/// digest found here is the digest of the bytes it stands for ([`crate::format::Slm::parse`]
-/// uses it instead of hashing them again).
+/// digest found here is the digest of the bytes it stands for (`Slm::parse_known` uses it
+/// instead of hashing them again).
 #[derive(Debug, Default)]
 #[cfg_attr(not(feature = "abi"), allow(dead_code))] // only the ABI's loader fills one
 pub(crate) struct KnownDigests {
