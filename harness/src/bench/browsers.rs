@@ -12,10 +12,10 @@
 //! (the page's wasm memory at the end: linear memory never shrinks) against the budget.
 //!
 //! Why a command of its own rather than `bench model --engine chromium`: a `bench model`
-//! engine measures one model in-process per call; a browser is a separate process with a
-//! startup of seconds that measures every model in one launch through the server, inside the
-//! loopback-only network namespace the runner re-executes itself in (as `tinyrustlm
-//! browsers`).
+//! engine runs in-process, one run at a time, in rounds with the others; a browser is a
+//! separate process with a startup of seconds that measures every model in one launch through
+//! the server, inside the loopback-only network namespace the runner re-executes itself in (as
+//! `tinyrustlm browsers`). So native is measured before and after the browsers instead.
 
 use super::engines::{self, Context, Measured, ENGINES};
 use super::model::{self, BenchModel, Row, Skipped, DECODE_TOKENS, PROMPT_TOKENS};
