@@ -1,6 +1,6 @@
 //! The chunked model loader (spec/abi.md, Loading): receives a file in pieces, rejects it as
 //! soon as what has arrived is enough to (budget at begin; magic, version and header with the
-//! first 256 bytes), hashes what can be hashed while the rest arrives ([`Streamed`]), and
+//! first 256 bytes), hashes what can be hashed while the rest arrives (`Streamed`), and
 //! verifies the whole file at the end (every rule, every digest).
 
 use crate::error::{Error, ErrorCode, Result};

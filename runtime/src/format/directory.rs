@@ -49,7 +49,7 @@ fn bad(offset: u64, message: impl Into<String>) -> Error {
 }
 
 /// Parses the directory and checks each entry and the payload layout against the data section.
-/// Does not hash payloads (see [`verify_digests`]).
+/// Does not hash payloads (see `verify_digests`).
 pub fn parse<'a>(file: &'a [u8], dir: Section, data: Section) -> Result<Vec<TensorEntry<'a>>> {
     let bytes = &file[dir.offset as usize..(dir.offset + dir.length) as usize];
     let mut c = Cursor::new(bytes, dir.offset, "tensor directory");
