@@ -223,11 +223,6 @@ impl ChunkedLoad {
         super::headroom::ensure_for_model(&self.bytes)?;
         Model::load_known(self.bytes, &self.streamed.known)
     }
-
-    /// Payload chunk digests computed so far while the file arrived (for tests and diagnostics).
-    pub fn chunks_hashed_early(&self) -> usize {
-        self.streamed.known.chunk_count()
-    }
 }
 
 #[cfg(test)]
@@ -300,19 +295,32 @@ mod tests {
             }
             // Every whole batch of full chunks was hashed before the end (all but fewer than
             // one batch).
-            let early = load.chunks_hashed_early();
+            let early = load.streamed.known.chunk_count();
             assert!(early.is_multiple_of(STREAM_BATCH) && early + STREAM_BATCH > full_chunks);
             assert_eq!(load.streamed.known.file(), Some(file_digest(&file)));
             let model = load.finish().unwrap();
             assert_eq!(model.digest, file_digest(&file), "pieces of {piece}");
         }
-        // A changed byte of a chunk hashed early, or of a tensor digest in the directory, fails
-        // as a whole-file load does.
+        // A changed byte of a chunk hashed early, of a tensor digest in the directory, or of a
+        // span the loader reads early (a payload offset: chunks hashed at the wrong places; a
+        // length's high byte: more chunks than the file can hold, so none early) fails as a
+        // whole-file load does.
         // The directory ends with the last entry's digest.
         let last_digest = slm.header.sections.directory.end().unwrap() as usize - 1;
+        let t = &slm.tensors[1];
+        // name length, name, dtype, rank, dims, then the payload offset and length.
+        let offset_field = t.entry_offset as usize + 2 + t.name.len() + 2 + 4 * t.rank as usize;
+        let length_high_byte = offset_field + 8 + 6;
+        assert_eq!(file[offset_field..offset_field + 8], t.offset.to_le_bytes());
+        assert_eq!(
+            file[offset_field + 8..offset_field + 16],
+            t.length.to_le_bytes()
+        );
         for at in [
             slm.tensors[1].offset as usize + 70_000,
             last_digest,
+            offset_field,
+            length_high_byte,
             file.len() - 1,
         ] {
             let mut bad = file.clone();

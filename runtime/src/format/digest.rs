@@ -174,6 +174,7 @@ impl KnownDigests {
     }
 
     /// How many chunk digests are known.
+    #[cfg(test)]
     pub(crate) fn chunk_count(&self) -> usize {
         self.chunks.len()
     }
