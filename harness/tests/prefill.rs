@@ -21,12 +21,16 @@ fn bits(v: &[f32]) -> Vec<u32> {
 }
 
 /// Prompt lengths to try for a context of `context` positions: 1, each side of the first two
-/// batch boundaries, the whole context, and a few random ones.
+/// batch boundaries and of half a batch (where the AVX2 q4_0 kernel's pass of two groups of
+/// eight begins), the whole context, and a few random ones.
 fn lengths(context: usize, rng: &mut SplitMix64) -> Vec<usize> {
     let b = PREFILL_BATCH;
     let mut v = vec![
         1,
         2,
+        b / 2 - 1,
+        b / 2,
+        b / 2 + 1,
         b - 1,
         b,
         b + 1,

@@ -94,8 +94,12 @@ pub const MAX_PLAN_STAGED_BYTES: u64 = 33_554_432;
 // model::batch (spec/determinism.md, Prefill).
 
 /// Prompt tokens one batched prefill pass runs through each weight matrix (each weight row is
-/// read once per pass and dotted with every token's activation).
-pub const PREFILL_BATCH: usize = 8;
+/// read once per pass and dotted with every token's activation): 16 on x86-64, where the AVX2
+/// q4_0 kernel unpacks a row block once for two groups of eight tokens; 8 elsewhere, where no
+/// kernel gains from more (the simd128 kernels share a row block between two groups of four),
+/// and wasm memory is budgeted to the page. The results do not depend on it: batched prefill
+/// gives the bits of token-serial prefill (spec/determinism.md, Prefill).
+pub const PREFILL_BATCH: usize = if cfg!(target_arch = "x86_64") { 16 } else { 8 };
 
 // harden: abi memory headroom (spec/abi.md, Memory; runtime/src/abi/headroom.rs).
 

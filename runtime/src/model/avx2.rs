@@ -593,28 +593,29 @@ fn spread_words(v: __m256i) -> [__m256i; 4] {
     ]
 }
 
-/// Batched prefill's product in groups of [`MATMUL_GROUP`] tokens: for every row r of `bytes`
-/// (`nb` blocks of `BB` bytes) and token t, `out[t * out_stride + r]` = the chain of row r with
-/// token t's activation `acts[t * nb..(t + 1) * nb]`, bit for bit `dot_q*_row`. A last group of
-/// fewer tokens runs with its missing lanes zeroed, and only its tokens are written. Returns the
-/// number of tokens done: all `n`, or 0 when the operands or the scratch do not fit.
-///
-/// Lane t of every vector is token t, so a block's integer sums come out as one 8-lane vector
-/// with no horizontal reduction. What depends only on the tokens is gathered once per group into
-/// `lanes` (`[block][..][token]`, else nothing is done): the activation scales, the biases, and
-/// the codes as `W` 32-bit words per block (`word(x, k)`, word k of every token in one vector).
-/// Per row block, `products` gets the block unpacked once (`unpack`) and the block's gathered
-/// words, and returns the eight tokens' integer sums plus `bias` of their blocks; the bias is
-/// subtracted and the float step is the spec's.
+/// Groups of [`MATMUL_GROUP`] tokens per pass over the rows of the q4_0 prefill kernel: a row
+/// block is unpacked into its eight broadcast nibble words once for the sixteen tokens of a
+/// prefill batch (`crate::limits::PREFILL_BATCH`). The q8_0 kernel passes one group at a time
+/// (its row block spreads into sixteen vectors, more than the registers hold for two groups).
+pub(crate) const MATMUL_PASS: usize = 2;
+
+/// Batched prefill's product in passes of up to `P` groups of [`MATMUL_GROUP`] tokens: for
+/// every row r of `bytes` (`nb` blocks of `BB` bytes) and token t, `out[t * out_stride + r]` =
+/// the chain of row r with token t's activation `acts[t * nb..(t + 1) * nb]`, bit for bit
+/// `dot_q*_row`. A pass of more than one group's tokens runs `P` groups, else one
+/// ([`matmul_pass`]). Returns the number of tokens done: all `n`, or 0 when the operands or the
+/// scratch (`P` groups' worth) do not fit.
 #[target_feature(enable = "avx2,f16c")]
 #[inline]
-fn matmul_groups<const BB: usize, const W: usize, U: Copy>(
+fn matmul_groups<const BB: usize, const W: usize, const P: usize, U: Copy>(
     p: BatchedProduct,
     lanes: TokenLanes,
-    word: impl Fn(&BlockQ8, usize) -> i32,
-    bias: impl Fn(&BlockQ8) -> i32,
-    unpack: impl Fn(&[u8; BB]) -> U,
-    products: impl Fn(U, &[[i32; MATMUL_GROUP]; W]) -> __m256i,
+    k: PassKernel<
+        impl Fn(&BlockQ8, usize) -> i32 + Copy,
+        impl Fn(&BlockQ8) -> i32 + Copy,
+        impl Fn(&[u8; BB]) -> U + Copy,
+        impl Fn(U, &[[i32; MATMUL_GROUP]; W]) -> __m256i + Copy,
+    >,
 ) -> usize {
     let BatchedProduct {
         out,
@@ -624,83 +625,180 @@ fn matmul_groups<const BB: usize, const W: usize, U: Copy>(
         nb,
         n,
     } = p;
-    let TokenLanes {
-        dx,
-        bias: biases,
-        codes,
-    } = lanes;
     let (Some(rb), Some(lanes_len), Some(words_len)) = (
         nb.checked_mul(BB),
-        nb.checked_mul(MATMUL_GROUP),
-        nb.checked_mul(W),
+        nb.checked_mul(MATMUL_GROUP * P),
+        nb.checked_mul(W * P),
     ) else {
         return 0;
     };
     if rb == 0
         || acts.len() / nb < n
-        || dx.len() < lanes_len
-        || biases.len() < lanes_len
-        || codes.len() < words_len
+        || lanes.dx.len() < lanes_len
+        || lanes.bias.len() < lanes_len
+        || lanes.codes.len() < words_len
     {
         return 0;
     }
-    let (dx, biases, codes) = (
-        &mut dx[..lanes_len],
-        &mut biases[..lanes_len],
-        &mut codes[..words_len],
-    );
-    for t0 in (0..n).step_by(MATMUL_GROUP) {
-        let count = (n - t0).min(MATMUL_GROUP);
-        let group = &acts[t0 * nb..(t0 + count) * nb];
-        if count < MATMUL_GROUP {
-            // The lanes of the tokens this last group lacks compute on zeros and are not written.
-            dx.fill(0.0);
-            biases.fill(0);
-            codes.fill([0; MATMUL_GROUP]);
+    let mut t0 = 0;
+    while t0 < n {
+        let count = (n - t0).min(MATMUL_GROUP * P);
+        let pass = Pass {
+            out: &mut *out,
+            out_stride,
+            bytes,
+            tokens: &acts[t0 * nb..(t0 + count) * nb],
+            nb,
+            t0,
+            count,
+        };
+        let lanes = TokenLanes {
+            dx: &mut lanes.dx[..],
+            bias: &mut lanes.bias[..],
+            codes: &mut lanes.codes[..],
+        };
+        if count > MATMUL_GROUP {
+            matmul_pass::<BB, W, P, U>(pass, lanes, k);
+        } else {
+            matmul_pass::<BB, W, 1, U>(pass, lanes, k);
         }
-        for (t, token) in group.chunks_exact(nb).enumerate() {
-            for (((x, d), s), c) in token
-                .iter()
-                .zip(dx.chunks_exact_mut(MATMUL_GROUP))
-                .zip(biases.chunks_exact_mut(MATMUL_GROUP))
-                .zip(codes.chunks_exact_mut(W))
-            {
-                d[t] = x.d;
-                s[t] = bias(x);
-                for (k, words) in c.iter_mut().enumerate() {
-                    words[t] = word(x, k);
+        t0 += count;
+    }
+    n
+}
+
+/// What a prefill kernel does per token block and row block (see [`matmul_pass`]).
+#[derive(Clone, Copy)]
+struct PassKernel<Word, Bias, Unpack, Products> {
+    /// Word k (of `W`) of a token's codes as the kernel multiplies them.
+    word: Word,
+    /// What a token block's integer sums exceed the true ones by.
+    bias: Bias,
+    /// A row block unpacked, once per pass.
+    unpack: Unpack,
+    /// A row block's integer sums (plus the bias) with one group's gathered words, lane t for
+    /// token t of the group.
+    products: Products,
+}
+
+/// One pass of a batched product: `count` tokens from token `t0` (their activations `tokens`,
+/// `nb` blocks each) against every row of `bytes`, into `out` (row r of token t at
+/// `t * out_stride + r`).
+struct Pass<'a> {
+    out: &'a mut [f32],
+    out_stride: usize,
+    bytes: &'a [u8],
+    tokens: &'a [BlockQ8],
+    nb: usize,
+    t0: usize,
+    count: usize,
+}
+
+/// One pass of `G` groups of [`MATMUL_GROUP`] tokens (1 ≤ count ≤ 8 G; lanes past `count` compute
+/// on zeros and are not written). Lane t of every vector is token t of its group, so a block's
+/// integer sums come out as one 8-lane vector per group with no horizontal reduction. What
+/// depends only on the tokens is gathered once per pass into `lanes` (`[block][group][token]`):
+/// the activation scales, the biases, and the codes as `W` 32-bit words per block and group
+/// (`word(x, k)`: word k of a group's eight tokens in one vector). Per row block, `unpack` runs
+/// once for all groups, and `products` gives each group's integer sums plus `bias` of its
+/// blocks; the bias is subtracted, and the float step is the spec's, one accumulator per group.
+#[target_feature(enable = "avx2,f16c")]
+#[inline]
+fn matmul_pass<const BB: usize, const W: usize, const G: usize, U: Copy>(
+    p: Pass,
+    lanes: TokenLanes,
+    k: PassKernel<
+        impl Fn(&BlockQ8, usize) -> i32,
+        impl Fn(&BlockQ8) -> i32,
+        impl Fn(&[u8; BB]) -> U,
+        impl Fn(U, &[[i32; MATMUL_GROUP]; W]) -> __m256i,
+    >,
+) {
+    let Pass {
+        out,
+        out_stride,
+        bytes,
+        tokens,
+        nb,
+        t0,
+        count,
+    } = p;
+    let (tb, wb) = (MATMUL_GROUP * G, W * G);
+    let (Some(dx), Some(biases), Some(codes)) = (
+        lanes.dx.get_mut(..nb * tb),
+        lanes.bias.get_mut(..nb * tb),
+        lanes.codes.get_mut(..nb * wb),
+    ) else {
+        return;
+    };
+    if count < tb {
+        dx.fill(0.0);
+        biases.fill(0);
+        codes.fill([0; MATMUL_GROUP]);
+    }
+    for (t, token) in tokens.chunks_exact(nb).enumerate() {
+        let (g, lane) = (t / MATMUL_GROUP, t % MATMUL_GROUP);
+        for (((x, d), s), c) in token
+            .iter()
+            .zip(dx.chunks_exact_mut(tb))
+            .zip(biases.chunks_exact_mut(tb))
+            .zip(codes.chunks_exact_mut(wb))
+        {
+            if let (Some(d), Some(s), Some(c)) = (
+                d.get_mut(g * MATMUL_GROUP + lane),
+                s.get_mut(g * MATMUL_GROUP + lane),
+                c.get_mut(g * W..(g + 1) * W),
+            ) {
+                *d = x.d;
+                *s = (k.bias)(x);
+                for (i, words) in c.iter_mut().enumerate() {
+                    words[lane] = (k.word)(x, i);
                 }
             }
         }
-        let per_block = dx
-            .chunks_exact(MATMUL_GROUP)
-            .zip(biases.chunks_exact(MATMUL_GROUP))
-            .zip(codes.chunks_exact(W));
-        for (r, row) in bytes.chunks_exact(rb).enumerate() {
-            let mut acc = _mm256_set1_ps(0.0);
-            for (blk, ((d, s), c)) in row.chunks_exact(BB).zip(per_block.clone()) {
-                // The same block of the next row.
-                prefetch(blk, rb);
-                let (Some(blk), Some(d), Some(s), Some(c)) = (
-                    block::<BB>(blk),
+    }
+    let per_block = dx
+        .chunks_exact(tb)
+        .zip(biases.chunks_exact(tb))
+        .zip(codes.chunks_exact(wb));
+    let rb = nb * BB;
+    for (r, row) in bytes.chunks_exact(rb).enumerate() {
+        let mut acc = [_mm256_set1_ps(0.0); G];
+        for (blk, ((d, s), c)) in row.chunks_exact(BB).zip(per_block.clone()) {
+            // The same block of the next row.
+            prefetch(blk, rb);
+            let Some(blk) = block::<BB>(blk) else {
+                break;
+            };
+            let unpacked = (k.unpack)(blk);
+            let dw = _mm256_cvtph_ps(_mm_set1_epi16(scale_bits(blk) as i16));
+            let groups = d
+                .chunks_exact(MATMUL_GROUP)
+                .zip(s.chunks_exact(MATMUL_GROUP))
+                .zip(c.chunks_exact(W));
+            for (a, ((d, s), c)) in acc.iter_mut().zip(groups) {
+                let (Some(d), Some(s), Some(c)) = (
                     d.first_chunk::<MATMUL_GROUP>(),
                     s.first_chunk::<MATMUL_GROUP>(),
                     c.first_chunk::<W>(),
                 ) else {
-                    break;
+                    continue;
                 };
-                let sumi = _mm256_sub_epi32(products(unpack(blk), c), load_i32x8(s));
-                let dw = _mm256_cvtph_ps(_mm_set1_epi16(scale_bits(blk) as i16));
-                acc = step8(acc, sumi, dw, load_f32x8(d));
+                let sumi = _mm256_sub_epi32((k.products)(unpacked, c), load_i32x8(s));
+                *a = step8(*a, sumi, dw, load_f32x8(d));
             }
-            for (i, v) in lanes8(acc).into_iter().enumerate().take(count) {
-                if let Some(o) = out.get_mut((t0 + i) * out_stride + r) {
-                    *o = v;
+        }
+        for (g, a) in acc.into_iter().enumerate() {
+            let first = g * MATMUL_GROUP;
+            for (i, v) in lanes8(a).into_iter().enumerate() {
+                if first + i < count {
+                    if let Some(o) = out.get_mut((t0 + first + i) * out_stride + r) {
+                        *o = v;
+                    }
                 }
             }
         }
     }
-    n
 }
 
 /// [`matmul_groups`] of q8_0 rows (34-byte blocks) through `vpmaddwd`: a token's codes are
@@ -709,15 +807,13 @@ fn matmul_groups<const BB: usize, const W: usize, U: Copy>(
 /// pair-summed with word k of the eight tokens. Exact for every code (|sum| ≤ 32 · 128²).
 #[target_feature(enable = "avx2,f16c")]
 pub(crate) fn matmul_q8_0(p: BatchedProduct, lanes: TokenLanes) -> usize {
-    matmul_groups::<Q8_0_BLOCK_BYTES, 16, _>(
-        p,
-        lanes,
-        |x, k| {
+    let kernel = PassKernel {
+        word: |x: &BlockQ8, k: usize| {
             let code = |j: usize| x.qs.get(j).map_or(0, |&c| i32::from(c as i16 as u16));
             code(2 * k) | code(2 * k + 1) << 16
         },
-        |_| 0,
-        |blk| {
+        bias: |_: &BlockQ8| 0,
+        unpack: |blk: &[u8; Q8_0_BLOCK_BYTES]| {
             // Codes 8g..8g + 8 as i16, the same in both 128-bit lanes.
             let quarter = |g: usize| {
                 _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_set_epi64x(
@@ -727,7 +823,7 @@ pub(crate) fn matmul_q8_0(p: BatchedProduct, lanes: TokenLanes) -> usize {
             };
             [quarter(0), quarter(1), quarter(2), quarter(3)]
         },
-        |quarters, c| {
+        products: |quarters: [__m256i; 4], c: &[[i32; MATMUL_GROUP]; 16]| {
             let [q0, q1, q2, q3] = quarters.map(|q| spread_words(q));
             let pairs: [__m256i; 16] = [
                 q0[0], q0[1], q0[2], q0[3], q1[0], q1[1], q1[2], q1[3], q2[0], q2[1], q2[2], q2[3],
@@ -740,13 +836,14 @@ pub(crate) fn matmul_q8_0(p: BatchedProduct, lanes: TokenLanes) -> usize {
             let s: [__m256i; 4] = core::array::from_fn(|k| add(s[2 * k], s[2 * k + 1]));
             add(add(s[0], s[1]), add(s[2], s[3]))
         },
-    )
+    };
+    matmul_groups::<Q8_0_BLOCK_BYTES, 16, 1, _>(p, lanes, kernel)
 }
 
 /// [`matmul_groups`] of q4_0 rows (18-byte blocks) through `vpmaddubsw`: a token's codes are
 /// gathered as 8 words of four codes (codes 4k..4k + 4), a row block's nibbles (0..15) are
-/// unpacked once, and nibbles 4k..4k + 4, copied to all eight lanes, are multiplied with word k
-/// of the eight tokens as bytes. The products' pair sums are added in i16 (each lane sums 16
+/// unpacked once per pass (for up to [`MATMUL_PASS`] groups), and nibbles 4k..4k + 4, copied to
+/// all eight lanes, are multiplied with word k of a group's eight tokens as bytes. The products' pair sums are added in i16 (each lane sums 16
 /// products, |sum| ≤ 16 · 15 · 128 < 2^15) and pair-summed to i32 once; the bias
 /// 8 × Σ codes of each token's block is subtracted after: Σ (nibble − 8) · code =
 /// Σ nibble · code − 8 · Σ code, exactly.
@@ -754,26 +851,23 @@ pub(crate) fn matmul_q8_0(p: BatchedProduct, lanes: TokenLanes) -> usize {
 pub(crate) fn matmul_q4_0(p: BatchedProduct, lanes: TokenLanes) -> usize {
     let low_nibbles = _mm256_set1_epi8(0x0f);
     let ones = _mm256_set1_epi16(1);
-    matmul_groups::<Q4_0_BLOCK_BYTES, 8, _>(
-        p,
-        lanes,
-        |x, k| {
+    let kernel = PassKernel {
+        word: |x: &BlockQ8, k: usize| {
             i32::from_le_bytes(core::array::from_fn(|j| {
                 x.qs.get(4 * k + j).map_or(0, |&c| c as u8)
             }))
         },
-        |x| 8 * x.qs.iter().map(|&c| i32::from(c)).sum::<i32>(),
-        |blk| {
+        bias: |x: &BlockQ8| 8 * x.qs.iter().map(|&c| i32::from(c)).sum::<i32>(),
+        unpack: |blk: &[u8; Q4_0_BLOCK_BYTES]| {
             // Byte j holds nibble j (low) and nibble j + 16 (high), in both 128-bit lanes.
             let packed = _mm256_broadcastsi128_si256(load16(blk, 2));
             let low = _mm256_and_si256(packed, low_nibbles);
             let high = _mm256_and_si256(_mm256_srli_epi16::<4>(packed), low_nibbles);
-            (low, high)
-        },
-        |(low, high), c| {
             let [l0, l1, l2, l3] = spread_words(low);
             let [h0, h1, h2, h3] = spread_words(high);
-            let nibbles = [l0, l1, l2, l3, h0, h1, h2, h3];
+            [l0, l1, l2, l3, h0, h1, h2, h3]
+        },
+        products: |nibbles: [__m256i; 8], c: &[[i32; MATMUL_GROUP]; 8]| {
             let p: [__m256i; 8] =
                 core::array::from_fn(|k| _mm256_maddubs_epi16(nibbles[k], load_i32x8(&c[k])));
             let add = _mm256_add_epi16;
@@ -783,7 +877,8 @@ pub(crate) fn matmul_q4_0(p: BatchedProduct, lanes: TokenLanes) -> usize {
             );
             _mm256_madd_epi16(s, ones)
         },
-    )
+    };
+    matmul_groups::<Q4_0_BLOCK_BYTES, 8, MATMUL_PASS, _>(p, lanes, kernel)
 }
 
 /// The codes of one activation block ([`crate::model::quant::quantize_act_q8_0`]'s), eight

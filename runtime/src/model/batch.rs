@@ -103,21 +103,22 @@ pub struct MatmulScratch {
     row: Vec<f32>,
     /// One q4_0 row widened to q8_0 blocks (q4_0 weights).
     row_q8: Vec<u8>,
-    /// Per block, the activation scales, code biases and code words of one group of
-    /// [`GROUP_TOKENS`] tokens (`[block][token]`, `[block][word][token]`), gathered by the
-    /// hand-written prefill kernels.
+    /// Per block, the activation scales, code biases and code words of one pass of
+    /// [`GROUP_TOKENS`] tokens (`[block][token]`, `[block][group][word][token]`), gathered by
+    /// the hand-written prefill kernels.
     group_dx: Vec<f32>,
     group_bias: Vec<i32>,
     group_codes: Vec<[i32; 8]>,
 }
 
 /// Tokens whose per-block activation data the prefill kernels gather together: the AVX2
-/// kernels' group of 8 on x86-64; nothing elsewhere (no other kernel gathers, and wasm memory is
-/// budgeted to the page).
-const GROUP_TOKENS: usize = if cfg!(target_arch = "x86_64") { 8 } else { 0 };
+/// kernels' pass of two groups of 8 on x86-64; nothing elsewhere (no other kernel gathers, and
+/// wasm memory is budgeted to the page).
+const GROUP_TOKENS: usize = if cfg!(target_arch = "x86_64") { 16 } else { 0 };
 
-/// The most 32-bit words of codes a prefill kernel gathers per token and block (q8_0's 16 pairs
-/// of i16 codes), when [`GROUP_TOKENS`] is not 0.
+/// The most vectors of 32-bit code words a prefill kernel gathers per block (q8_0's 16 pairs of
+/// i16 codes for one group of eight tokens; q4_0's 8 words of four codes for two groups), when
+/// [`GROUP_TOKENS`] is not 0.
 const GROUP_WORDS: usize = if GROUP_TOKENS == 0 { 0 } else { QK / 2 };
 
 /// A group of tokens' activation data gathered by a hand-written prefill kernel: per block, the
@@ -359,9 +360,9 @@ mod tests {
     /// (`quantize_act_q8_0` clamps to ±127) but a kernel must take: activation codes −128 and
     /// 127, q8_0 weight codes −128 and 127, q4_0 nibbles 0 and 15 (a q4_0 block of nibbles 15
     /// against codes −128 is the largest i16 sum the q4_0 kernel forms, 16 · 15 · 128), next to
-    /// mixed codes. Every token, the last group's three included, is bit for bit its single-row
-    /// product, and no other cell of `out` is written (not the gaps of the stride, not the rows
-    /// of the last group's missing tokens).
+    /// mixed codes, in passes of two groups, of a group and a part, and of one group. Every
+    /// token is bit for bit its single-row product, and no other cell of `out` is written (not
+    /// the gaps of the stride, not the rows of a pass's missing tokens).
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_avx2_prefill_kernels_are_exact_at_the_extreme_codes() {
@@ -369,7 +370,16 @@ mod tests {
             // No AVX2 on this CPU: the kernels do not run here (CI machines have it).
             return;
         }
-        let (rows, nb, n) = (5usize, 3usize, 19usize);
+        // 19 tokens: a pass of two groups, then one of three tokens; 13: a pass whose second
+        // group has five; 8: one pass of one group.
+        for n in [19usize, 13, 8] {
+            extreme_codes(n);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn extreme_codes(n: usize) {
+        let (rows, nb) = (5usize, 3usize);
         let acts: Vec<BlockQ8> = (0..n * nb)
             .map(|k| BlockQ8 {
                 qs: core::array::from_fn(|j| match k % 4 {
@@ -399,9 +409,9 @@ mod tests {
                 .collect();
             let sentinel = f32::from_bits(0x7fc0_0bad);
             let stride = rows + 1;
-            let mut out = alloc::vec![sentinel; (n + 8) * stride];
-            let mut dx = alloc::vec![0.0; nb * 8];
-            let mut bias = alloc::vec![0; nb * 8];
+            let mut out = alloc::vec![sentinel; (n + 16) * stride];
+            let mut dx = alloc::vec![0.0; nb * GROUP_TOKENS];
+            let mut bias = alloc::vec![0; nb * GROUP_TOKENS];
             let mut codes = alloc::vec![[0; 8]; nb * GROUP_WORDS];
             let product = BatchedProduct {
                 out: &mut out,
@@ -417,8 +427,8 @@ mod tests {
                 codes: &mut codes,
             };
             let done = cpu::avx2_matmul(dtype, product, lanes);
-            assert_eq!(done, n, "{dtype:?}");
-            for t in 0..n + 8 {
+            assert_eq!(done, n, "{dtype:?} {n} tokens");
+            for t in 0..n + 16 {
                 for r in 0..stride {
                     let got = out[t * stride + r];
                     if t < n && r < rows {
@@ -428,12 +438,16 @@ mod tests {
                             DType::Q8_0 => dot_q8_0_row(row, act),
                             _ => dot_q4_0_row(row, act),
                         };
-                        assert_eq!(got.to_bits(), want.to_bits(), "{dtype:?} token {t} row {r}");
+                        assert_eq!(
+                            got.to_bits(),
+                            want.to_bits(),
+                            "{dtype:?} {n} tokens: token {t} row {r}"
+                        );
                     } else {
                         assert_eq!(
                             got.to_bits(),
                             sentinel.to_bits(),
-                            "{dtype:?} token {t} row {r}"
+                            "{dtype:?} {n} tokens: token {t} row {r}"
                         );
                     }
                 }
