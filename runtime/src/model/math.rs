@@ -103,18 +103,38 @@ fn horner(v: f64, coeffs: &[f64]) -> f64 {
     acc
 }
 
-/// 2^k for -1022 <= k <= 1023.
-fn pow2_f64(k: i32) -> f64 {
-    f64::from_bits(((k + 1023) as u64) << 52)
+/// 1.5 · 2^52. For an f64 `s` with |s| < 2^51, `s + ROUND_MAGIC` lies in [2^52, 2^53), where
+/// the f64 spacing is 1, so the addition rounds s to an integer (ties to even) and subtracting
+/// ROUND_MAGIC again is exact; and for an integer k with |k| < 2^51, the bits of
+/// `k + ROUND_MAGIC` are `0x4338_0000_0000_0000 + k`.
+const ROUND_MAGIC: f64 = f64::from_bits(0x4338_0000_0000_0000);
+
+/// The sign bit of an f64.
+const SIGN_F64: u64 = 1 << 63;
+
+/// Round half away from zero as spec/math.md writes it for exp — `s = v + 0.5` if v ≥ 0, else
+/// `s = v − 0.5`, truncated — for |v| < 2^50, as an f64, computed without branches or a
+/// float-to-integer conversion (whose saturating semantics keep loops of it scalar on x86-64):
+/// `s = v + (±0.5 with v's sign)` (the same sum, except for v = −0, where both truncate to
+/// zero), then the truncation of |s|: r = |s| rounded to the nearest integer ([`ROUND_MAGIC`]),
+/// which lies within 0.5 of |s|, less one where it lies above |s|, with s's sign put back. Every
+/// step is exact. A zero result may be −0 (see spec/math.md: exp's result is the same). NaN
+/// stays NaN.
+#[inline(always)]
+fn round_half_away_f64(v: f64) -> f64 {
+    let half = f64::from_bits(0.5f64.to_bits() | (v.to_bits() & SIGN_F64));
+    let s = v + half;
+    let a = f64::from_bits(s.to_bits() & !SIGN_F64);
+    let r = (a + ROUND_MAGIC) - ROUND_MAGIC;
+    let t = if r > a { r - 1.0 } else { r };
+    f64::from_bits(t.to_bits() | (s.to_bits() & SIGN_F64))
 }
 
-/// Round half away from zero, for |v| well below 2^31.
-fn round_to_i32(v: f64) -> i32 {
-    if v >= 0.0 {
-        (v + 0.5) as i32
-    } else {
-        (v - 0.5) as i32
-    }
+/// 2^k for an integer-valued f64 k with -1022 <= k <= 1023: the exponent field k + 1023, taken
+/// from the low bits of `k + ROUND_MAGIC`.
+#[inline(always)]
+fn pow2_f64(k: f64) -> f64 {
+    f64::from_bits((k + ROUND_MAGIC).to_bits().wrapping_add(1023) << 52)
 }
 
 /// `x` without its sign bit.
@@ -124,9 +144,8 @@ fn abs_f32(x: f32) -> f32 {
 
 /// exp(x) for |x| <= 110 (so 2^k stays normal in f64).
 fn exp_f64(x: f64) -> f64 {
-    let k = round_to_i32(x * INV_LN2);
-    let kf = k as f64;
-    let r = (x - kf * LN2_HI) - kf * LN2_LO;
+    let k = round_half_away_f64(x * INV_LN2);
+    let r = (x - k * LN2_HI) - k * LN2_LO;
     horner(r, &EXP_COEFFS) * pow2_f64(k)
 }
 
@@ -347,7 +366,7 @@ fn reduce_pio2(a: f32) -> (u32, f64) {
     } else {
         frac
     };
-    let f = centred as f64 * pow2_f64(-126);
+    let f = centred as f64 * pow2_f64(-126.0);
     (q & 3, f * PIO2)
 }
 
@@ -495,6 +514,68 @@ pub fn swiglu_in_place(gate: &mut [f32], up: &[f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The rounding of spec/math.md's exp as integer code computes it: `(v ± 0.5)` truncated
+    /// to i32 (saturating, NaN to 0).
+    fn round_to_i32(v: f64) -> i32 {
+        if v >= 0.0 {
+            (v + 0.5) as i32
+        } else {
+            (v - 0.5) as i32
+        }
+    }
+
+    /// exp_f64 with that rounding and an integer power of two.
+    fn exp_f64_integer(x: f64) -> f64 {
+        let k = round_to_i32(x * INV_LN2);
+        let kf = f64::from(k);
+        let r = (x - kf * LN2_HI) - kf * LN2_LO;
+        horner(r, &EXP_COEFFS) * f64::from_bits(((k + 1023) as u64) << 52)
+    }
+
+    /// Values around every half and every integer of [-200, 200] (the exact value and eight
+    /// f64 steps either side), zeros, and a spread of ordinary values.
+    fn rounding_cases() -> impl Iterator<Item = f64> {
+        let around =
+            |c: f64| (-8i64..=8).map(move |d| f64::from_bits((c.to_bits() as i64 + d) as u64));
+        let grid = (-400..=400).flat_map(move |h| around(f64::from(h) * 0.5));
+        let spread =
+            (0..20_000).map(|i| (f64::from(i) * 0.618_033_988_749_895).fract() * 320.0 - 160.0);
+        // (Stepping below the bits of +0.0 wraps to NaNs: left out.)
+        grid.filter(|v| !v.is_nan())
+            .chain([0.0, -0.0, 0.5, -0.5, 1e-300, -1e-300])
+            .chain(spread)
+    }
+
+    #[test]
+    fn rounding_in_f64_is_the_integer_rounding() {
+        for v in rounding_cases() {
+            let got = round_half_away_f64(v);
+            assert_eq!(
+                got,
+                f64::from(round_to_i32(v)),
+                "{v:e} ({:#x})",
+                v.to_bits()
+            );
+        }
+        assert!(round_half_away_f64(f64::NAN).is_nan());
+    }
+
+    #[test]
+    fn exp_f64_is_the_integer_formulation() {
+        let xs = rounding_cases()
+            .map(|v| v * core::f64::consts::LN_2)
+            .chain(rounding_cases().map(|v| v * 0.6875))
+            .filter(|x| x.abs() <= 110.0);
+        for x in xs {
+            assert_eq!(
+                exp_f64(x).to_bits(),
+                exp_f64_integer(x).to_bits(),
+                "{x:e} ({:#x})",
+                x.to_bits()
+            );
+        }
+    }
 
     #[test]
     fn window_matches_the_table_at_word_boundaries() {
