@@ -177,6 +177,44 @@ impl MatmulScratch {
         x_stride: usize,
         n: usize,
     ) -> Result<()> {
+        self.matmuls([(out, out_stride, w)], x, x_stride, n)
+    }
+
+    /// Several products of the same tokens' inputs: `(out_i, out_stride_i, w_i)` gets
+    /// `w_i · x[b]` for every token b, each exactly as [`MatmulScratch::matmul`] computes it,
+    /// except that the tokens' activations are quantized once for all the q8_0/q4_0 matrices of
+    /// the same width (quantization is per token, so they are the activations `matmul` makes).
+    /// Every product is checked before any is computed.
+    ///
+    /// Errors: those of [`MatmulScratch::matmul`], for the first product that has one.
+    pub fn matmuls<const N: usize>(
+        &mut self,
+        products: [(&mut [f32], usize, &MatRef); N],
+        x: &[f32],
+        x_stride: usize,
+        n: usize,
+    ) -> Result<()> {
+        for (out, out_stride, w) in &products {
+            self.check(out, *out_stride, w, x.len(), x_stride, n)?;
+        }
+        // The width of the columns whose activations `act` holds, if any.
+        let mut quantized = None;
+        for (out, out_stride, w) in products {
+            self.product(out, out_stride, w, x, x_stride, n, &mut quantized)?;
+        }
+        Ok(())
+    }
+
+    /// The errors of [`MatmulScratch::matmul`] for one product (`x_len` input floats).
+    fn check(
+        &self,
+        out: &[f32],
+        out_stride: usize,
+        w: &MatRef,
+        x_len: usize,
+        x_stride: usize,
+        n: usize,
+    ) -> Result<()> {
         w.check()?;
         let fits = |buf: usize, stride: usize, width: usize| {
             stride >= width
@@ -186,7 +224,7 @@ impl MatmulScratch {
                         .and_then(|s| s.checked_add(width))
                         .is_some_and(|end| end <= buf))
         };
-        if !fits(out.len(), out_stride, w.rows) || !fits(x.len(), x_stride, w.cols) {
+        if !fits(out.len(), out_stride, w.rows) || !fits(x_len, x_stride, w.cols) {
             return Err(Error::new(
                 ErrorCode::ShapeMismatch,
                 alloc::format!(
@@ -207,6 +245,23 @@ impl MatmulScratch {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// One checked product ([`MatmulScratch::check`]). `quantized` is the width of the columns
+    /// whose activations of the `n` tokens `act` holds (None: none yet); a q8_0/q4_0 product of
+    /// another width quantizes them first and sets it.
+    #[allow(clippy::too_many_arguments)]
+    fn product(
+        &mut self,
+        out: &mut [f32],
+        out_stride: usize,
+        w: &MatRef,
+        x: &[f32],
+        x_stride: usize,
+        n: usize,
+        quantized: &mut Option<usize>,
+    ) -> Result<()> {
         // check() passed: cols is a whole number of blocks and bytes holds exactly rows rows.
         let rb = w.cols / w.dtype.block_elems() * w.dtype.block_bytes();
         let rows = w.bytes.chunks_exact(rb.max(1)).take(w.rows);
@@ -231,8 +286,11 @@ impl MatmulScratch {
             DType::Q8_0 | DType::Q4_0 => {
                 let nb = w.cols / QK;
                 let act = &mut self.act[..nb * n];
-                for (b, a) in act.chunks_exact_mut(nb.max(1)).enumerate() {
-                    quantize_act_q8_0(token_x(b), a)?;
+                if *quantized != Some(w.cols) {
+                    for (b, a) in act.chunks_exact_mut(nb.max(1)).enumerate() {
+                        quantize_act_q8_0(token_x(b), a)?;
+                    }
+                    *quantized = Some(w.cols);
                 }
                 // The tokens in a hand-written whole-product kernel where there is one (all of
                 // them on AVX2 and simd128), the rest below.
@@ -453,6 +511,79 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Products of the same tokens' inputs in one call equal separate `matmul` calls, bit for
+    /// bit, for a mix of dtypes in two orders (an f32 product first too), after another input's
+    /// activations were left in the scratch; a product that fails a check fails the call before
+    /// any output is written.
+    #[test]
+    fn products_of_the_same_inputs_equal_separate_matmuls() {
+        use crate::model::quant::{f32_to_f16, quantize_q4_0, quantize_q8_0};
+        let (rows, cols, n, stride) = (5usize, 64usize, 11usize, 70usize);
+        let x: Vec<f32> = (0..n * stride)
+            .map(|i| ((i * 37) % 101) as f32 / 7.0 - 7.0)
+            .collect();
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 53) % 199) as f32 / 31.0 - 3.0)
+            .collect();
+        let mut q8 = alloc::vec![0u8; rows * cols / QK * Q8_0_BLOCK_BYTES];
+        quantize_q8_0(&w, &mut q8).unwrap();
+        let mut q4 = alloc::vec![0u8; rows * cols / QK * Q4_0_BLOCK_BYTES];
+        quantize_q4_0(&w, &mut q4).unwrap();
+        let f32s: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let f16s: Vec<u8> = w
+            .iter()
+            .flat_map(|&v| f32_to_f16(v).to_le_bytes())
+            .collect();
+        let m8 = MatRef::new(DType::Q8_0, rows, cols, &q8).unwrap();
+        let m4 = MatRef::new(DType::Q4_0, rows, cols, &q4).unwrap();
+        let m32 = MatRef::new(DType::F32, rows, cols, &f32s).unwrap();
+        let m16 = MatRef::new(DType::F16, rows, cols, &f16s).unwrap();
+        let mut scratch = MatmulScratch::new(16, cols).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+        let other: Vec<f32> = x.iter().map(|v| -2.0 * v).collect();
+        for order in [[&m8, &m32, &m4, &m16], [&m32, &m16, &m4, &m8]] {
+            let want = order.map(|m| {
+                let mut out = alloc::vec![0.0f32; n * rows];
+                scratch.matmul(&mut out, rows, m, &x, stride, n).unwrap();
+                bits(&out)
+            });
+            let mut clobber = alloc::vec![0.0f32; n * rows];
+            scratch
+                .matmul(&mut clobber, rows, &m8, &other, stride, n)
+                .unwrap();
+            let mut out: [Vec<f32>; 4] = core::array::from_fn(|_| alloc::vec![0.0f32; n * rows]);
+            let [o0, o1, o2, o3] = &mut out;
+            let [a, b, c, d] = order;
+            scratch
+                .matmuls(
+                    [(o0, rows, a), (o1, rows, b), (o2, rows, c), (o3, rows, d)],
+                    &x,
+                    stride,
+                    n,
+                )
+                .unwrap();
+            assert_eq!(out.map(|o| bits(&o)), want);
+        }
+
+        let mut first = alloc::vec![7.0f32; n * rows];
+        let e = scratch
+            .matmuls(
+                [
+                    (&mut first[..], rows, &m8),
+                    (&mut [0.0f32; 4][..], rows, &m4),
+                ],
+                &x,
+                stride,
+                n,
+            )
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::ShapeMismatch);
+        assert!(
+            first.iter().all(|&v| v == 7.0),
+            "nothing is computed when a product fails its checks"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use crate::error::{Error, ErrorCode, Result};
 use crate::model::batch::Batch;
 use crate::model::cpu;
-use crate::model::kernels::{self, dot_f32, matvec, ActScratch};
+use crate::model::kernels::{self, dot_f32, matvec, matvecs, ActScratch};
 use crate::model::math::{self, cos_f32, pow_f32, sin_f32, sqrt_f32, swiglu_in_place};
 use crate::model::weights::{Model, TensorLoc};
 use alloc::vec::Vec;
@@ -302,16 +302,13 @@ pub fn forward<'s>(model: &Model, s: &'s mut State, token: u32, pos: usize) -> R
             eps,
         );
         let slot = (l * s.context + pos) * kv_dim;
-        matvec(&mut s.q, &model.mat(&lw.wq), &s.xb[..dim], &mut s.act)?;
-        matvec(
-            &mut s.key_cache[slot..slot + kv_dim],
-            &model.mat(&lw.wk),
-            &s.xb[..dim],
-            &mut s.act,
-        )?;
-        matvec(
-            &mut s.value_cache[slot..slot + kv_dim],
-            &model.mat(&lw.wv),
+        let (wq, wk, wv) = (model.mat(&lw.wq), model.mat(&lw.wk), model.mat(&lw.wv));
+        matvecs(
+            [
+                (&mut s.q[..], &wq),
+                (&mut s.key_cache[slot..slot + kv_dim], &wk),
+                (&mut s.value_cache[slot..slot + kv_dim], &wv),
+            ],
             &s.xb[..dim],
             &mut s.act,
         )?;
@@ -339,8 +336,12 @@ pub fn forward<'s>(model: &Model, s: &'s mut State, token: u32, pos: usize) -> R
 
         // Feed-forward (SwiGLU).
         rmsnorm(&mut s.xb[..dim], &s.x, norm_bytes(model, &lw.ffn_norm), eps);
-        matvec(&mut s.hb, &model.mat(&lw.w1), &s.xb[..dim], &mut s.act)?;
-        matvec(&mut s.hb2, &model.mat(&lw.w3), &s.xb[..dim], &mut s.act)?;
+        let (w1, w3) = (model.mat(&lw.w1), model.mat(&lw.w3));
+        matvecs(
+            [(&mut s.hb[..], &w1), (&mut s.hb2[..], &w3)],
+            &s.xb[..dim],
+            &mut s.act,
+        )?;
         swiglu_in_place(&mut s.hb, &s.hb2);
         matvec(&mut s.xb2, &model.mat(&lw.w2), &s.hb, &mut s.act)?;
         for (x, &d) in s.x.iter_mut().zip(&s.xb2) {
@@ -466,19 +467,13 @@ fn prefill_pass(model: &Model, s: &mut State, tokens: &[u32], pos0: usize) -> Re
         }
         let layer = l * context * kv_dim..(l + 1) * context * kv_dim;
         let slots = (l * context + pos0) * kv_dim..(l * context + pos0 + n) * kv_dim;
-        kernel.matmul(q, q_dim, &model.mat(&lw.wq), xb, xw, n)?;
-        kernel.matmul(
-            &mut key_cache[slots.clone()],
-            kv_dim,
-            &model.mat(&lw.wk),
-            xb,
-            xw,
-            n,
-        )?;
-        kernel.matmul(
-            &mut value_cache[slots.clone()],
-            kv_dim,
-            &model.mat(&lw.wv),
+        let (wq, wk, wv) = (model.mat(&lw.wq), model.mat(&lw.wk), model.mat(&lw.wv));
+        kernel.matmuls(
+            [
+                (&mut q[..], q_dim, &wq),
+                (&mut key_cache[slots.clone()], kv_dim, &wk),
+                (&mut value_cache[slots.clone()], kv_dim, &wv),
+            ],
             xb,
             xw,
             n,
@@ -517,8 +512,13 @@ fn prefill_pass(model: &Model, s: &mut State, tokens: &[u32], pos0: usize) -> Re
                 eps,
             );
         }
-        kernel.matmul(hb, ffn, &model.mat(&lw.w1), xb, xw, n)?;
-        kernel.matmul(hb2, ffn, &model.mat(&lw.w3), xb, xw, n)?;
+        let (w1, w3) = (model.mat(&lw.w1), model.mat(&lw.w3));
+        kernel.matmuls(
+            [(&mut hb[..], ffn, &w1), (&mut hb2[..], ffn, &w3)],
+            xb,
+            xw,
+            n,
+        )?;
         swiglu_in_place(&mut hb[..n * ffn], &hb2[..n * ffn]);
         kernel.matmul(xb2, dim, &model.mat(&lw.w2), hb, ffn, n)?;
         for (xi, &d) in x[..n * dim].iter_mut().zip(&xb2[..n * dim]) {

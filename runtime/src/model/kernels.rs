@@ -549,6 +549,43 @@ impl ActScratch {
 /// Errors: `w` fails [`MatRef::check`]; `x.len() != cols` or `out.len() != rows`
 /// (`ShapeMismatch`); `scratch` too small for `cols` (`InvalidLength`).
 pub fn matvec(out: &mut [f32], w: &MatRef, x: &[f32], scratch: &mut ActScratch) -> Result<()> {
+    matvecs([(out, w)], x, scratch)
+}
+
+/// Several products of one input: `out_i = w_i · x`, each exactly as [`matvec`] computes it,
+/// except that `x` is quantized once for all the q8_0/q4_0 matrices (they all have `x.len()`
+/// columns; quantization is per element block, so it is the same activation [`matvec`] makes).
+/// Every product is checked before any is computed.
+///
+/// Errors: those of [`matvec`], for the first product that has one.
+pub fn matvecs<const N: usize>(
+    products: [(&mut [f32], &MatRef); N],
+    x: &[f32],
+    scratch: &mut ActScratch,
+) -> Result<()> {
+    for (out, w) in &products {
+        check_matvec(out, w, x, scratch)?;
+    }
+    let mut quantized = false;
+    for (out, w) in products {
+        let act: &[BlockQ8] = if matches!(w.dtype, DType::Q8_0 | DType::Q4_0) {
+            // Checked: the scratch holds the blocks of x.len() = cols columns.
+            let act = &mut scratch.blocks[..w.cols / QK];
+            if !quantized {
+                quantize_act_q8_0(x, act)?;
+                quantized = true;
+            }
+            act
+        } else {
+            &[]
+        };
+        product(out, w, x, act)?;
+    }
+    Ok(())
+}
+
+/// The errors of [`matvec`] for one product.
+fn check_matvec(out: &[f32], w: &MatRef, x: &[f32], scratch: &ActScratch) -> Result<()> {
     w.check()?;
     if x.len() != w.cols || out.len() != w.rows {
         return Err(Error::new(
@@ -562,6 +599,22 @@ pub fn matvec(out: &mut [f32], w: &MatRef, x: &[f32], scratch: &mut ActScratch) 
             ),
         ));
     }
+    if matches!(w.dtype, DType::Q8_0 | DType::Q4_0) && w.cols / QK > scratch.blocks.len() {
+        return Err(Error::new(
+            ErrorCode::InvalidLength,
+            alloc::format!(
+                "activation scratch holds {} values, the matrix has {} columns",
+                scratch.max_cols(),
+                w.cols
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `out = w · x` for a checked product ([`check_matvec`]); `act` is `x` quantized when `w` is
+/// q8_0/q4_0.
+fn product(out: &mut [f32], w: &MatRef, x: &[f32], act: &[BlockQ8]) -> Result<()> {
     let rb = w.row_bytes()?;
     // Zero columns give zero-length rows; `chunks_exact` needs a non-zero size (the rows are
     // then filled with the empty sum below).
@@ -596,20 +649,6 @@ pub fn matvec(out: &mut [f32], w: &MatRef, x: &[f32], scratch: &mut ActScratch) 
             },
         ),
         DType::Q8_0 | DType::Q4_0 => {
-            let nb = w.cols / QK;
-            if nb > scratch.blocks.len() {
-                return Err(Error::new(
-                    ErrorCode::InvalidLength,
-                    alloc::format!(
-                        "activation scratch holds {} values, the matrix has {} columns",
-                        scratch.max_cols(),
-                        w.cols
-                    ),
-                ));
-            }
-            let act = &mut scratch.blocks[..nb];
-            quantize_act_q8_0(x, act)?;
-            let act = &*act;
             // Whole groups of rows in a whole-matrix kernel where there is one, the rest here.
             let done = matvec_groups(w.dtype, out, w.bytes, act);
             let (out, bytes) = (&mut out[done..], &w.bytes[done * rb..]);
@@ -809,6 +848,64 @@ mod tests {
         assert_eq!(bits(dot4_q4_0_portable(rows4, acts[0])), single4);
         assert_eq!(single8[2], 0.0f32.to_bits()); // an empty chain is +0
         assert_ne!(single8[0], 0.0f32.to_bits());
+    }
+
+    /// Products of one input in one call equal separate `matvec` calls, bit for bit, whatever
+    /// the mix of dtypes (the quantized ones share one quantization, the f32 and f16 ones use
+    /// none); a product that fails a check fails the call before any output is written.
+    #[test]
+    fn products_of_one_input_equal_separate_matvecs() {
+        let cols = 96;
+        let x: Vec<f32> = (0..cols)
+            .map(|i| ((i * 37) % 101) as f32 / 7.0 - 7.0)
+            .collect();
+        let w: Vec<f32> = (0..5 * cols)
+            .map(|i| ((i * 53) % 199) as f32 / 31.0 - 3.0)
+            .collect();
+        let mut q8 = vec![0u8; 5 * cols / QK * 34];
+        quantize_q8_0(&w, &mut q8).unwrap();
+        let mut q4 = vec![0u8; 5 * cols / QK * 18];
+        quantize_q4_0(&w, &mut q4).unwrap();
+        let f32s = le_f32(&w);
+        let f16s: Vec<u8> = w
+            .iter()
+            .flat_map(|&v| f32_to_f16(v).to_le_bytes())
+            .collect();
+        let m8 = MatRef::new(DType::Q8_0, 5, cols, &q8).unwrap();
+        let m4 = MatRef::new(DType::Q4_0, 5, cols, &q4).unwrap();
+        let m32 = MatRef::new(DType::F32, 5, cols, &f32s).unwrap();
+        let m16 = MatRef::new(DType::F16, 5, cols, &f16s).unwrap();
+        let mut scratch = ActScratch::new(cols).unwrap();
+        let separate = |m: &MatRef, scratch: &mut ActScratch| {
+            let mut out = [0.0f32; 5];
+            matvec(&mut out, m, &x, scratch).unwrap();
+            out.map(f32::to_bits)
+        };
+        // In both orders, after another input's activation was left in the scratch (the call
+        // must quantize its own, also when an f32 or f16 product comes first).
+        let other: Vec<f32> = x.iter().map(|v| -2.0 * v).collect();
+        for order in [[&m8, &m32, &m4, &m16], [&m32, &m16, &m4, &m8]] {
+            let want = order.map(|m| separate(m, &mut scratch));
+            matvec(&mut [0.0f32; 5], &m8, &other, &mut scratch).unwrap();
+            let mut out = [[0.0f32; 5]; 4];
+            let [o0, o1, o2, o3] = &mut out;
+            let [a, b, c, d] = order;
+            matvecs([(o0, a), (o1, b), (o2, c), (o3, d)], &x, &mut scratch).unwrap();
+            assert_eq!(out.map(|o| o.map(f32::to_bits)), want);
+        }
+
+        let mut first = [7.0f32; 5];
+        let e = matvecs(
+            [(&mut first[..], &m8), (&mut [0.0f32; 4][..], &m4)],
+            &x,
+            &mut scratch,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::ShapeMismatch);
+        assert_eq!(
+            first, [7.0; 5],
+            "nothing is computed when a product fails its checks"
+        );
     }
 
     #[test]
