@@ -3,7 +3,7 @@
 //! assembled tensors, module plans and the receipts that replay them byte for byte.
 //!
 //! - [`binding`]: the base model's layout and tokenizer digests;
-//! - [`format`]: the verified adapter reader; [`write`]: the canonical writer;
+//! - [`format`]: the verified adapter reader; [`write`](mod@write): the canonical writer;
 //! - [`apply`]: assembly of a stack of adapters into new tensor bytes;
 //! - [`plan`]: module plans, receipts and [`plan::apply_plan`].
 

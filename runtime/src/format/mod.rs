@@ -1,7 +1,7 @@
 //! The `.slm` container (spec/slm.md): fixed header, metadata, tokenizer and tensor directory
 //! sections, 64-byte aligned tensor payloads, SHA-256 digests of every tensor and of the file.
 //!
-//! [`Slm::parse`] verifies a file completely before exposing anything; [`write`] produces the
+//! [`Slm::parse`] verifies a file completely before exposing anything; [`write()`] produces the
 //! canonical bytes of a [`ModelFile`].
 
 pub(crate) mod cursor;

@@ -31,7 +31,7 @@ pub struct ModelFile {
 
 impl ModelFile {
     /// Everything a verified file holds — config, metadata, tokenizer, tensors with their bytes —
-    /// as a description [`write`] takes: rewriting a file of an earlier minor version gives the
+    /// as a description [`write()`] takes: rewriting a file of an earlier minor version gives the
     /// canonical file of the current one (format 2.0 → 2.1: the same sections and payloads,
     /// new digests).
     pub fn from_slm(slm: &Slm<'_>) -> ModelFile {

@@ -4,7 +4,7 @@
 //! One source per kernel, written so the optimizer vectorizes it without changing a single
 //! rounding: f32 lanes are fixed-size arrays in the specified lane order, quantized block sums are
 //! exact i32 arithmetic (any vector width gives the same value). The f32/f16 kernels and the
-//! single-row quantized kernels run through [`cpu::run`], which picks the compiled instance
+//! single-row quantized kernels run through `cpu::run`, which picks the compiled instance
 //! (baseline or AVX2 on x86-64); the instances differ only in the vector instructions used.
 //! The four-chain quantized kernels [`dot4_q8_0`] / [`dot4_q4_0`] (which `matvec` uses) dispatch
 //! to hand-written kernels of the same order where there are some (`model/avx2.rs`,

@@ -424,7 +424,7 @@ pub fn cos_f32(x: f32) -> f32 {
 
 /// Sum in the fixed 16-lane interleaved order: element i is added to lane i % 16 (lanes start at
 /// +0.0, elements in index order), then lanes are combined by halving:
-/// for w in [8, 4, 2, 1], lane[k] += lane[k + w] for k < w. Returns lane 0.
+/// for w in [8, 4, 2, 1], `lane[k] += lane[k + w]` for k < w. Returns lane 0.
 pub fn sum_f32(xs: &[f32]) -> f32 {
     crate::model::cpu::run(
         #[inline(always)]
