@@ -264,6 +264,41 @@ proptest! {
         assert_matvec_levels_agree(&DType::ALL, rows, blocks, &seed_bytes, &x);
     }
 
+    /// f16 matrices of any width (the AVX2 F16C kernel's whole chunks of 16 columns, and the
+    /// tail it adds to the lanes the portable way) and of any row count (its groups of four and
+    /// the rows after them), with raw weight bits: subnormals, infinities and NaNs included.
+    #[test]
+    fn matvec_f16_any_width(
+        rows in 0usize..11,
+        cols in 0usize..75,
+        weights in prop::collection::vec(any::<u16>(), 10 * 74),
+        x in prop::collection::vec(value(), 74),
+    ) {
+        let bytes: Vec<u8> = weights[..rows * cols]
+            .iter()
+            .flat_map(|h| h.to_le_bytes())
+            .collect();
+        let m = MatRef::new(DType::F16, rows, cols, &bytes).unwrap();
+        let x = &x[..cols];
+        let mut scratch = ActScratch::new(cols).unwrap();
+        let run = |scratch: &mut ActScratch| {
+            let mut out = vec![0.0f32; rows];
+            matvec(&mut out, &m, x, scratch).unwrap();
+            out
+        };
+        let rows_alone: Vec<f32> = bytes
+            .chunks_exact(2 * cols.max(1))
+            .take(rows)
+            .map(|r| dot_f16_row(r, x))
+            .collect();
+        if let Some((p, v)) = both(|| run(&mut scratch)) {
+            assert_same(&p, &v);
+            if cols > 0 {
+                assert_same(&v, &rows_alone);
+            }
+        }
+    }
+
     /// Rows longer than one column chunk of the AVX2 q4_0 whole-matrix kernel (64 blocks: each
     /// chunk continues the accumulators of the one before), for both quantized dtypes.
     #[test]

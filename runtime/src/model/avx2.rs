@@ -1,5 +1,6 @@
 //! Hand-written AVX2 kernels of the q8_0 and q4_0 dot products (spec/determinism.md, SIMD
-//! paths), four or eight independent chains per call, each in the spec's serial order:
+//! paths) — and of f16 matrices times a vector ([`matvec_f16`]: F16C-widened weights in the f32
+//! lane order) — four or eight independent chains per call, each in the spec's serial order:
 //! `acc = acc + (f32(sumi) * (dw * dx))` per block, blocks ascending, acc starting at +0.0.
 //!
 //! - The integer block sums are exact, so they are free to use any instruction order: q8_0 codes
@@ -28,10 +29,11 @@
 //!   horizontal reduction is needed; q8_0 reduces each row's products by `vphaddd` trees;
 //! - [`matmul_q8_0`] / [`matmul_q4_0`] (batched prefill): one row block against eight tokens,
 //!   lane t = token t throughout, so a block's eight integer sums need no horizontal reduction.
-//!   The tokens' scales, q4_0 biases and codes (as 32-bit words, word k of the eight tokens in one
-//!   vector) are gathered once per group for all rows; a row block's word k is copied to all
-//!   lanes (`vpshufd`) and multiplied with it: q4_0 nibbles by `vpmaddubsw`, q8_0 codes widened
-//!   to i16 by `vpmaddwd`, both exact for every code.
+//!   The tokens' scales, q4_0 biases and codes (as 32-bit words, word k of a group's eight
+//!   tokens in one vector) are gathered once per pass for all rows; a row block's word k is
+//!   copied to all lanes (`vpshufd`) and multiplied with it: q4_0 nibbles by `vpmaddubsw`, q8_0
+//!   codes widened to i16 by `vpmaddwd`, both exact for every code. q4_0 passes two groups of
+//!   eight tokens over the rows ([`MATMUL_PASS`]), unpacking each row block once for both.
 //!
 //! No unsafe code: with Rust ≥ 1.87 the pointer-free intrinsics are safe to call inside
 //! `#[target_feature]` functions, and all loads are built from byte arrays (`_mm_set_epi64x` of
@@ -60,8 +62,10 @@ use core::slice::ChunksExact;
 
 use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
 use crate::model::batch::{BatchedProduct, TokenLanes};
-use crate::model::kernels::{chain_blocks, q4_0_chain, q8_0_chain, MATVEC_CHUNK};
-use crate::model::quant::BlockQ8;
+use crate::model::kernels::{
+    chain_blocks, q4_0_chain, q8_0_chain, reduce_lanes, LANES, MATVEC_CHUNK,
+};
+use crate::model::quant::{f16_to_f32, BlockQ8};
 
 /// Bytes `o..o + 8` of `b` as a little-endian i64 (`o + 8 <= N` at every call site; a constant
 /// offset, so the bounds check folds away and the load merges with its neighbours).
@@ -879,6 +883,82 @@ pub(crate) fn matmul_q4_0(p: BatchedProduct, lanes: TokenLanes) -> usize {
         },
     };
     matmul_groups::<Q4_0_BLOCK_BYTES, 8, MATMUL_PASS, _>(p, lanes, kernel)
+}
+
+/// Rows per pass of [`matvec_f16`]: the input chunk is loaded once for four rows.
+const F16_ROWS: usize = 4;
+
+/// The f16 rows of a matrix (`2 · x.len()` bytes each) times `x`, four rows per pass, for the
+/// whole groups of four: `out[r]` is bit for bit the lane-ordered f16 dot product of row r
+/// (spec/determinism.md, f16 and f32 orders; `kernels::dot_f16_row`). Lanes 0..8 and 8..16 of
+/// the order are two 256-bit accumulators: per chunk of 16 elements, the 16 weights are widened
+/// by F16C `vcvtph2ps` (exact, as `f16_to_f32`; a signalling NaN only gets its quiet bit, and a
+/// NaN's bits are unspecified, rule 8), multiplied with the inputs (`vmulps`, rounded) and added
+/// (`vaddps`), never fused. The tail past the last whole chunk (element 16q + j to lane j) and
+/// the halving of the lanes are the portable code's. Returns the number of rows computed.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) fn matvec_f16(out: &mut [f32], bytes: &[u8], x: &[f32]) -> usize {
+    let n = x.len();
+    let rb = 2 * n;
+    if rb == 0 {
+        return 0;
+    }
+    let chunks = n / LANES;
+    let mut done = 0;
+    for (o, g) in out
+        .chunks_exact_mut(F16_ROWS)
+        .zip(bytes.chunks_exact(rb * F16_ROWS))
+    {
+        let mut acc = [[_mm256_set1_ps(0.0); 2]; F16_ROWS];
+        for c in 0..chunks {
+            let Some(xs) = x.get(c * LANES..(c + 1) * LANES) else {
+                break;
+            };
+            let half = |h: usize| {
+                _mm256_setr_ps(
+                    xs[8 * h],
+                    xs[8 * h + 1],
+                    xs[8 * h + 2],
+                    xs[8 * h + 3],
+                    xs[8 * h + 4],
+                    xs[8 * h + 5],
+                    xs[8 * h + 6],
+                    xs[8 * h + 7],
+                )
+            };
+            let xv = [half(0), half(1)];
+            for (i, a) in acc.iter_mut().enumerate() {
+                let at = i * rb + c * 2 * LANES;
+                let Some(w) = g
+                    .get(at..at + 2 * LANES)
+                    .and_then(|w| w.first_chunk::<32>())
+                else {
+                    continue;
+                };
+                for (h, a) in a.iter_mut().enumerate() {
+                    let wv = _mm256_cvtph_ps(load16(w, 16 * h));
+                    *a = _mm256_add_ps(*a, _mm256_mul_ps(wv, xv[h]));
+                }
+            }
+        }
+        for (i, (o, a)) in o.iter_mut().zip(acc).enumerate() {
+            let (l0, l1) = (lanes8(a[0]), lanes8(a[1]));
+            let mut lanes: [f32; LANES] =
+                core::array::from_fn(|k| if k < 8 { l0[k] } else { l1[k - 8] });
+            let row = &g[i * rb..(i + 1) * rb];
+            let tail = row.get(chunks * 2 * LANES..).unwrap_or(&[]);
+            for ((s, e), &b) in lanes
+                .iter_mut()
+                .zip(tail.chunks_exact(2))
+                .zip(&x[chunks * LANES..])
+            {
+                *s += f16_to_f32(u16::from_le_bytes([e[0], e[1]])) * b;
+            }
+            *o = reduce_lanes(lanes);
+        }
+        done += F16_ROWS;
+    }
+    done
 }
 
 /// The codes of one activation block ([`crate::model::quant::quantize_act_q8_0`]'s), eight

@@ -192,6 +192,19 @@ pub(crate) fn avx2_matvec(dtype: DType, out: &mut [f32], bytes: &[u8], act: &[Bl
     }
 }
 
+/// The hand-written AVX2 + F16C whole-matrix kernel of an f16 matrix (`model/avx2.rs`) of
+/// `x.len()`-element rows: the rows of its whole groups of four, bit for bit the lane-ordered
+/// f16 dot products. Returns the rows computed (0 below [`Isa::Avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn avx2_matvec_f16(out: &mut [f32], bytes: &[u8], x: &[f32]) -> usize {
+    if isa() != Isa::Avx2 {
+        return 0;
+    }
+    // SAFETY: as in `avx2_dot4_q8_0`: AVX2 and F16C were detected.
+    unsafe { avx2::matvec_f16(out, bytes, x) }
+}
+
 /// The hand-written AVX2 prefill kernel of q8_0 or q4_0 rows (`model/avx2.rs`): every token of
 /// a batched product in groups of eight (the last one padded), bit for bit the single-row
 /// products; `lanes` is

@@ -54,7 +54,7 @@ pub(crate) fn arrays<T, const N: usize>(s: &[T]) -> (impl Iterator<Item = &[T; N
 
 /// Combines the lanes by halving: for w = LANES/2, ..., 2, 1: lane k += lane k+w for k < w.
 #[inline(always)]
-fn reduce_lanes(mut acc: [f32; LANES]) -> f32 {
+pub(crate) fn reduce_lanes(mut acc: [f32; LANES]) -> f32 {
     let mut w = LANES / 2;
     while w > 0 {
         for k in 0..w {
@@ -634,20 +634,28 @@ fn product(out: &mut [f32], w: &MatRef, x: &[f32], act: &[BlockQ8]) -> Result<()
                 )
             },
         ),
-        DType::F16 => cpu::run(
-            #[inline(always)]
-            || {
-                all_rows(
-                    out,
-                    w.bytes,
-                    step,
-                    #[inline(always)]
-                    |g| lane_dots(g, x, decode_f16, load_f16),
-                    #[inline(always)]
-                    |r| lane_dots([r], x, decode_f16, load_f16)[0],
-                )
-            },
-        ),
+        DType::F16 => {
+            // Whole groups of rows in the F16C kernel where there is one, the rest here.
+            #[cfg(target_arch = "x86_64")]
+            let done = cpu::avx2_matvec_f16(out, w.bytes, x);
+            #[cfg(not(target_arch = "x86_64"))]
+            let done = 0;
+            let (out, bytes) = (&mut out[done..], &w.bytes[done * rb..]);
+            cpu::run(
+                #[inline(always)]
+                || {
+                    all_rows(
+                        out,
+                        bytes,
+                        step,
+                        #[inline(always)]
+                        |g| lane_dots(g, x, decode_f16, load_f16),
+                        #[inline(always)]
+                        |r| lane_dots([r], x, decode_f16, load_f16)[0],
+                    )
+                },
+            )
+        }
         DType::Q8_0 | DType::Q4_0 => {
             // Whole groups of rows in a whole-matrix kernel where there is one, the rest here.
             let done = matvec_groups(w.dtype, out, w.bytes, act);
