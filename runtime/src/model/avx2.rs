@@ -661,10 +661,14 @@ fn matmul_groups<const BB: usize, const W: usize, const P: usize, U: Copy>(
             bias: &mut lanes.bias[..],
             codes: &mut lanes.codes[..],
         };
-        if count > MATMUL_GROUP {
-            matmul_pass::<BB, W, P, U>(pass, lanes, k);
+        let ran = if count > MATMUL_GROUP {
+            matmul_pass::<BB, W, P, U>(pass, lanes, k)
         } else {
-            matmul_pass::<BB, W, 1, U>(pass, lanes, k);
+            matmul_pass::<BB, W, 1, U>(pass, lanes, k)
+        };
+        if !ran {
+            // Not reached (the scratch was checked above); the caller then computes every token.
+            return 0;
         }
         t0 += count;
     }
@@ -706,6 +710,7 @@ struct Pass<'a> {
 /// (`word(x, k)`: word k of a group's eight tokens in one vector). Per row block, `unpack` runs
 /// once for all groups, and `products` gives each group's integer sums plus `bias` of its
 /// blocks; the bias is subtracted, and the float step is the spec's, one accumulator per group.
+/// Returns false, having written nothing, when `lanes` is too short for the pass.
 #[target_feature(enable = "avx2,f16c")]
 #[inline]
 fn matmul_pass<const BB: usize, const W: usize, const G: usize, U: Copy>(
@@ -717,7 +722,7 @@ fn matmul_pass<const BB: usize, const W: usize, const G: usize, U: Copy>(
         impl Fn(&[u8; BB]) -> U,
         impl Fn(U, &[[i32; MATMUL_GROUP]; W]) -> __m256i,
     >,
-) {
+) -> bool {
     let Pass {
         out,
         out_stride,
@@ -733,7 +738,7 @@ fn matmul_pass<const BB: usize, const W: usize, const G: usize, U: Copy>(
         lanes.bias.get_mut(..nb * tb),
         lanes.codes.get_mut(..nb * wb),
     ) else {
-        return;
+        return false;
     };
     if count < tb {
         dx.fill(0.0);
@@ -803,6 +808,7 @@ fn matmul_pass<const BB: usize, const W: usize, const G: usize, U: Copy>(
             }
         }
     }
+    true
 }
 
 /// [`matmul_groups`] of q8_0 rows (34-byte blocks) through `vpmaddwd`: a token's codes are

@@ -194,27 +194,21 @@ impl MatmulScratch {
         x_stride: usize,
         n: usize,
     ) -> Result<()> {
+        let tokens = Tokens { x, x_stride, n };
         for (out, out_stride, w) in &products {
-            self.check(out, *out_stride, w, x.len(), x_stride, n)?;
+            self.check(out, *out_stride, w, &tokens)?;
         }
         // The width of the columns whose activations `act` holds, if any.
         let mut quantized = None;
         for (out, out_stride, w) in products {
-            self.product(out, out_stride, w, x, x_stride, n, &mut quantized)?;
+            self.product(out, out_stride, w, &tokens, &mut quantized)?;
         }
         Ok(())
     }
 
-    /// The errors of [`MatmulScratch::matmul`] for one product (`x_len` input floats).
-    fn check(
-        &self,
-        out: &[f32],
-        out_stride: usize,
-        w: &MatRef,
-        x_len: usize,
-        x_stride: usize,
-        n: usize,
-    ) -> Result<()> {
+    /// The errors of [`MatmulScratch::matmul`] for one product.
+    fn check(&self, out: &[f32], out_stride: usize, w: &MatRef, tokens: &Tokens) -> Result<()> {
+        let &Tokens { x, x_stride, n } = tokens;
         w.check()?;
         let fits = |buf: usize, stride: usize, width: usize| {
             stride >= width
@@ -224,7 +218,7 @@ impl MatmulScratch {
                         .and_then(|s| s.checked_add(width))
                         .is_some_and(|end| end <= buf))
         };
-        if !fits(out.len(), out_stride, w.rows) || !fits(x_len, x_stride, w.cols) {
+        if !fits(out.len(), out_stride, w.rows) || !fits(x.len(), x_stride, w.cols) {
             return Err(Error::new(
                 ErrorCode::ShapeMismatch,
                 alloc::format!(
@@ -251,17 +245,15 @@ impl MatmulScratch {
     /// One checked product ([`MatmulScratch::check`]). `quantized` is the width of the columns
     /// whose activations of the `n` tokens `act` holds (None: none yet); a q8_0/q4_0 product of
     /// another width quantizes them first and sets it.
-    #[allow(clippy::too_many_arguments)]
     fn product(
         &mut self,
         out: &mut [f32],
         out_stride: usize,
         w: &MatRef,
-        x: &[f32],
-        x_stride: usize,
-        n: usize,
+        tokens: &Tokens,
         quantized: &mut Option<usize>,
     ) -> Result<()> {
+        let &Tokens { x, x_stride, n } = tokens;
         // check() passed: cols is a whole number of blocks and bytes holds exactly rows rows.
         let rb = w.cols / w.dtype.block_elems() * w.dtype.block_bytes();
         let rows = w.bytes.chunks_exact(rb.max(1)).take(w.rows);
@@ -346,6 +338,13 @@ impl MatmulScratch {
         }
         Ok(())
     }
+}
+
+/// The inputs of a batched product: `n` tokens' rows of `x_stride` floats in `x`.
+struct Tokens<'a> {
+    x: &'a [f32],
+    x_stride: usize,
+    n: usize,
 }
 
 /// The operands of a batched q8_0/q4_0 product as the hand-written kernels take them: `n`
