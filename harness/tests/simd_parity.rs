@@ -265,8 +265,8 @@ proptest! {
     }
 
     /// f16 matrices of any width (the AVX2 F16C kernel's whole chunks of 16 columns, and the
-    /// tail it adds to the lanes the portable way) and of any row count (its groups of four and
-    /// the rows after them), with raw weight bits: subnormals, infinities and NaNs included.
+    /// tail it adds to the lanes the portable way) and of any row count, with raw weight bits:
+    /// subnormals, infinities and NaNs included.
     #[test]
     fn matvec_f16_any_width(
         rows in 0usize..11,

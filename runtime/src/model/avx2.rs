@@ -63,7 +63,7 @@ use core::slice::ChunksExact;
 use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
 use crate::model::batch::{BatchedProduct, TokenLanes};
 use crate::model::kernels::{
-    chain_blocks, q4_0_chain, q8_0_chain, reduce_lanes, LANES, MATVEC_CHUNK,
+    arrays, chain_blocks, q4_0_chain, q8_0_chain, reduce_lanes, LANES, MATVEC_CHUNK,
 };
 use crate::model::quant::{f16_to_f32, BlockQ8};
 
@@ -891,11 +891,9 @@ pub(crate) fn matmul_q4_0(p: BatchedProduct, lanes: TokenLanes) -> usize {
     matmul_groups::<Q4_0_BLOCK_BYTES, 8, MATMUL_PASS, _>(p, lanes, kernel)
 }
 
-/// Rows per pass of [`matvec_f16`]: the input chunk is loaded once for four rows.
-const F16_ROWS: usize = 4;
-
-/// The f16 rows of a matrix (`2 · x.len()` bytes each) times `x`, four rows per pass, for the
-/// whole groups of four: `out[r]` is bit for bit the lane-ordered f16 dot product of row r
+/// The f16 rows of a matrix (`2 · x.len()` bytes each) times `x`, one row after another (a
+/// straight pass over the matrix: several rows per pass, sharing each input chunk, measured
+/// 3–4 times slower): `out[r]` is bit for bit the lane-ordered f16 dot product of row r
 /// (spec/determinism.md, f16 and f32 orders; `kernels::dot_f16_row`). Lanes 0..8 and 8..16 of
 /// the order are two 256-bit accumulators: per chunk of 16 elements, the 16 weights are widened
 /// by F16C `vcvtph2ps` (exact, as `f16_to_f32`; a signalling NaN only gets its quiet bit, and a
@@ -904,24 +902,22 @@ const F16_ROWS: usize = 4;
 /// the halving of the lanes are the portable code's. Returns the number of rows computed.
 #[target_feature(enable = "avx2,f16c")]
 pub(crate) fn matvec_f16(out: &mut [f32], bytes: &[u8], x: &[f32]) -> usize {
-    let n = x.len();
-    let rb = 2 * n;
+    const CHUNK_BYTES: usize = 2 * LANES;
+    let rb = 2 * x.len();
     if rb == 0 {
         return 0;
     }
-    let chunks = n / LANES;
+    let whole = x.len() / LANES * CHUNK_BYTES;
+    let xtail = arrays::<f32, LANES>(x).1;
     let mut done = 0;
-    for (o, g) in out
-        .chunks_exact_mut(F16_ROWS)
-        .zip(bytes.chunks_exact(rb * F16_ROWS))
-    {
-        let mut acc = [[_mm256_set1_ps(0.0); 2]; F16_ROWS];
-        for c in 0..chunks {
-            let Some(xs) = x.get(c * LANES..(c + 1) * LANES) else {
-                break;
-            };
-            let half = |h: usize| {
-                _mm256_setr_ps(
+    for (o, row) in out.iter_mut().zip(bytes.chunks_exact(rb)) {
+        let mut acc = [_mm256_set1_ps(0.0); 2];
+        for (xs, w) in arrays::<f32, LANES>(x)
+            .0
+            .zip(arrays::<u8, CHUNK_BYTES>(row).0)
+        {
+            for (h, a) in acc.iter_mut().enumerate() {
+                let xv = _mm256_setr_ps(
                     xs[8 * h],
                     xs[8 * h + 1],
                     xs[8 * h + 2],
@@ -930,39 +926,20 @@ pub(crate) fn matvec_f16(out: &mut [f32], bytes: &[u8], x: &[f32]) -> usize {
                     xs[8 * h + 5],
                     xs[8 * h + 6],
                     xs[8 * h + 7],
-                )
-            };
-            let xv = [half(0), half(1)];
-            for (i, a) in acc.iter_mut().enumerate() {
-                let at = i * rb + c * 2 * LANES;
-                let Some(w) = g
-                    .get(at..at + 2 * LANES)
-                    .and_then(|w| w.first_chunk::<32>())
-                else {
-                    continue;
-                };
-                for (h, a) in a.iter_mut().enumerate() {
-                    let wv = _mm256_cvtph_ps(load16(w, 16 * h));
-                    *a = _mm256_add_ps(*a, _mm256_mul_ps(wv, xv[h]));
-                }
+                );
+                let wv = _mm256_cvtph_ps(load16(w, 16 * h));
+                *a = _mm256_add_ps(*a, _mm256_mul_ps(wv, xv));
             }
         }
-        for (i, (o, a)) in o.iter_mut().zip(acc).enumerate() {
-            let (l0, l1) = (lanes8(a[0]), lanes8(a[1]));
-            let mut lanes: [f32; LANES] =
-                core::array::from_fn(|k| if k < 8 { l0[k] } else { l1[k - 8] });
-            let row = &g[i * rb..(i + 1) * rb];
-            let tail = row.get(chunks * 2 * LANES..).unwrap_or(&[]);
-            for ((s, e), &b) in lanes
-                .iter_mut()
-                .zip(tail.chunks_exact(2))
-                .zip(&x[chunks * LANES..])
-            {
-                *s += f16_to_f32(u16::from_le_bytes([e[0], e[1]])) * b;
-            }
-            *o = reduce_lanes(lanes);
+        let (l0, l1) = (lanes8(acc[0]), lanes8(acc[1]));
+        let mut lanes: [f32; LANES] =
+            core::array::from_fn(|k| if k < 8 { l0[k] } else { l1[k - 8] });
+        let tail = row.get(whole..).unwrap_or(&[]);
+        for ((s, e), &b) in lanes.iter_mut().zip(tail.chunks_exact(2)).zip(xtail) {
+            *s += f16_to_f32(u16::from_le_bytes([e[0], e[1]])) * b;
         }
-        done += F16_ROWS;
+        *o = reduce_lanes(lanes);
+        done += 1;
     }
     done
 }

@@ -638,7 +638,12 @@ fn product(out: &mut [f32], w: &MatRef, x: &[f32], act: &[BlockQ8]) -> Result<()
             // Whole groups of rows in the F16C kernel where there is one, the rest here.
             #[cfg(target_arch = "x86_64")]
             let done = cpu::avx2_matvec_f16(out, w.bytes, x);
-            #[cfg(not(target_arch = "x86_64"))]
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            let done = simd128::matvec_f16(out, w.bytes, x);
+            #[cfg(not(any(
+                target_arch = "x86_64",
+                all(target_arch = "wasm32", target_feature = "simd128")
+            )))]
             let done = 0;
             let (out, bytes) = (&mut out[done..], &w.bytes[done * rb..]);
             cpu::run(

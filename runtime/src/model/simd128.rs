@@ -19,10 +19,11 @@
 //!   [`crate::model::quant::f16_to_f32`] (a power-of-two product, see [`f16x4_to_f32x4`]).
 
 use core::arch::wasm32::{
-    f32x4, f32x4_add, f32x4_convert_i32x4, f32x4_extract_lane, f32x4_mul, f32x4_splat,
+    f32x4, f32x4_add, f32x4_convert_i32x4, f32x4_extract_lane, f32x4_mul, f32x4_splat, i16x8_eq,
     i16x8_extend_low_i8x16, i16x8_shl, i16x8_splat, i16x8_sub, i32x4_add, i32x4_dot_i16x8,
-    i32x4_eq, i32x4_shl, i32x4_shr, i32x4_shuffle, i32x4_sub, u16x8_extend_low_u8x16, u16x8_shr,
-    u16x8_splat, u32x4, u32x4_splat, u64x2, v128, v128_and, v128_or,
+    i32x4_eq, i32x4_extend_high_i16x8, i32x4_extend_low_i16x8, i32x4_shl, i32x4_shr, i32x4_shuffle,
+    i32x4_sub, u16x8_extend_low_u8x16, u16x8_shr, u16x8_splat, u32x4, u32x4_splat, u64x2, v128,
+    v128_and, v128_any_true, v128_or,
 };
 
 #[cfg(feature = "kernel-selftest")]
@@ -30,8 +31,10 @@ pub mod selftest;
 
 use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES};
 use crate::model::batch::BatchedProduct;
-use crate::model::kernels::{arrays, chain_blocks, q4_0_chain, q8_0_chain, MATVEC_CHUNK};
-use crate::model::quant::BlockQ8;
+use crate::model::kernels::{
+    arrays, chain_blocks, q4_0_chain, q8_0_chain, reduce_lanes, LANES, MATVEC_CHUNK,
+};
+use crate::model::quant::{f16_to_f32, BlockQ8};
 
 /// A block's 32 weight codes widened to i16 and its f16 scale.
 struct Codes {
@@ -191,6 +194,16 @@ fn f16x4_to_f32x4(h: v128) -> v128 {
     let exponent_bits = u32x4_splat(0x7c00);
     let is_inf_nan = i32x4_eq(v128_and(h, exponent_bits), exponent_bits);
     v128_or(finite, v128_and(is_inf_nan, u32x4_splat(0x7f80_0000)))
+}
+
+/// [`f16x4_to_f32x4`] of four f16 bit patterns none of which is an infinity or a NaN
+/// (exponent below 31), each sign-extended to its lane (`i32x4.extend_*_i16x8`): shifted up 13
+/// bits, the sign lands in bit 31 (and its copies in bits 30..28, which the mask clears) and the
+/// exponent and mantissa in bits 27..13, as there; the same product by 2^112 gives the value.
+#[inline(always)]
+fn f16x4_finite_to_f32x4(s: v128) -> v128 {
+    let placed = v128_and(i32x4_shl(s, 13), u32x4_splat(0x8fff_e000));
+    f32x4_mul(placed, f32x4_splat(f32::from_bits((127 + 112) << 23)))
 }
 
 /// One block step of the four chains: `acc = acc + (f32(sumi) * (dw * dx))` per lane, with `dw`
@@ -591,4 +604,82 @@ pub(crate) fn matmul_q8_0(p: BatchedProduct) -> usize {
 /// [`matmul_groups`] of q4_0 rows (18-byte blocks).
 pub(crate) fn matmul_q4_0(p: BatchedProduct) -> usize {
     matmul_groups(p, q4_0_packed, packed_act_codes, nibble_bias4)
+}
+
+/// Sixteen bytes as a v128 (one `v128.load`).
+#[inline(always)]
+fn v128_of(b: &[u8; 16]) -> v128 {
+    u64x2(
+        u64::from_le_bytes(bytes::<16, 0, 8>(b)),
+        u64::from_le_bytes(bytes::<16, 8, 8>(b)),
+    )
+}
+
+/// Four f32 as an f32x4 (one `v128.load`).
+#[inline(always)]
+fn f32x4_of(x: [f32; 4]) -> v128 {
+    f32x4(x[0], x[1], x[2], x[3])
+}
+
+/// Elements `4 k..4 k + 4` of a chunk of sixteen (k < 4).
+#[inline(always)]
+fn quarter(x: &[f32; LANES], k: usize) -> [f32; 4] {
+    core::array::from_fn(|j| x[(4 * k + j) % LANES])
+}
+
+/// The f16 whole-matrix product of the rows in `matrix` (little-endian f16, `x.len()` per row)
+/// with `x`, for the whole groups of [`F16_ROWS`] rows: `out[r]` is bit for bit
+/// `kernels::dot_f16_row(row r, x)`. Each row keeps the sixteen lanes of the f32 order
+/// (spec/determinism.md) in four f32x4 (lane k of the order is lane k % 4 of vector k / 4); each
+/// chunk of sixteen weights is widened exactly ([`f16x4_to_f32x4`], the value of `f16_to_f32`),
+/// multiplied with the inputs (`f32x4.mul`, rounded) and added (`f32x4.add`), never fused. The
+/// tail past the last whole chunk (element 16q + j to lane j) and the halving of the lanes are
+/// the portable code's. Returns the number of rows computed.
+pub(crate) fn matvec_f16(out: &mut [f32], matrix: &[u8], x: &[f32]) -> usize {
+    const CHUNK_BYTES: usize = 2 * LANES;
+    let rb = 2 * x.len();
+    if rb == 0 {
+        return 0;
+    }
+    let whole = x.len() / LANES * CHUNK_BYTES;
+    let xtail = arrays::<f32, LANES>(x).1;
+    let mut done = 0;
+    for (o, row) in out.iter_mut().zip(matrix.chunks_exact(rb)) {
+        let mut acc = [f32x4_splat(0.0); 4];
+        for (xc, w) in arrays::<f32, LANES>(x)
+            .0
+            .zip(arrays::<u8, CHUNK_BYTES>(row).0)
+        {
+            let h = [
+                v128_of(&bytes::<CHUNK_BYTES, 0, 16>(w)),
+                v128_of(&bytes::<CHUNK_BYTES, 16, 16>(w)),
+            ];
+            let e = i16x8_splat(0x7c00);
+            let special = |h| i16x8_eq(v128_and(h, e), e);
+            let s = [
+                i32x4_extend_low_i16x8(h[0]),
+                i32x4_extend_high_i16x8(h[0]),
+                i32x4_extend_low_i16x8(h[1]),
+                i32x4_extend_high_i16x8(h[1]),
+            ];
+            let wv = if v128_any_true(v128_or(special(h[0]), special(h[1]))) {
+                s.map(f16x4_to_f32x4)
+            } else {
+                s.map(f16x4_finite_to_f32x4)
+            };
+            for (k, (a, w)) in acc.iter_mut().zip(wv).enumerate() {
+                let xv = f32x4_of(quarter(xc, k));
+                *a = f32x4_add(*a, f32x4_mul(w, xv));
+            }
+        }
+        let l = acc.map(lanes);
+        let mut lanes: [f32; LANES] = core::array::from_fn(|k| l[k / 4][k % 4]);
+        let tail = row.get(whole..).unwrap_or(&[]);
+        for ((s, e), &b) in lanes.iter_mut().zip(tail.chunks_exact(2)).zip(xtail) {
+            *s += f16_to_f32(u16::from_le_bytes([e[0], e[1]])) * b;
+        }
+        *o = reduce_lanes(lanes);
+        done += 1;
+    }
+    done
 }

@@ -17,18 +17,21 @@
 //! `matvec_q8_0` / `matvec_q4_0` on 0 to 20 rows (of up to 23 blocks, and in one case of eight
 //! of 60 to 139 blocks), row by row against the same single-row kernels,
 //! and the prefill kernels `matmul_q8_0` / `matmul_q4_0` on 0 to 10 rows × 0 to 10 tokens (one
-//! pass of one or two groups, or two passes).
+//! pass of one or two groups, or two passes); and the f16 whole-matrix kernel `matvec_f16` on 0
+//! to 10 rows of 0 to 74 columns, row by row against `kernels::dot_f16_row`.
 
 use alloc::vec::Vec;
 use core::arch::wasm32::{f32x4_extract_lane, u32x4};
 
 use super::{
-    dot4_q4_0, dot4_q8_0, f16x4_to_f32x4, matmul_q4_0, matmul_q8_0, matvec_q4_0, matvec_q8_0,
-    MATVEC_GROUP,
+    dot4_q4_0, dot4_q8_0, f16x4_to_f32x4, matmul_q4_0, matmul_q8_0, matvec_f16, matvec_q4_0,
+    matvec_q8_0, MATVEC_GROUP,
 };
 use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
 use crate::model::batch::BatchedProduct;
-use crate::model::kernels::{dot_q4_0_row, dot_q4_0_rows, dot_q8_0_row, dot_q8_0_rows};
+use crate::model::kernels::{
+    dot_f16_row, dot_q4_0_row, dot_q4_0_rows, dot_q8_0_row, dot_q8_0_rows,
+};
 use crate::model::quant::{f16_to_f32, BlockQ8};
 use crate::sha256::{sha256, sha256_x4};
 
@@ -242,6 +245,33 @@ fn case_agrees(rng: &mut Rng) -> bool {
         && matvec_agrees(rng, base)
         && long_rows_agree(rng)
         && matmul_agrees(rng, base)
+        && matvec_f16_agrees(rng)
+}
+
+/// The f16 whole-matrix kernel on 0 to 10 rows of 0 to 74 columns (whole chunks of sixteen and
+/// tails), weights mostly moderate with every class weighted in (the scales' edge patterns:
+/// signed zeros, subnormals, the largest, infinities and NaNs, so chunks with and without an
+/// exponent of 31 both occur), inputs from the activation scales' values (zeros, subnormals,
+/// huge, infinite, NaN): it computes every row (none for zero columns), each bit for bit
+/// `dot_f16_row`, and writes nothing past them.
+fn matvec_f16_agrees(rng: &mut Rng) -> bool {
+    let (rows, cols) = (rng.below(11) as usize, rng.below(75) as usize);
+    let x: Vec<f32> = (0..cols).map(|_| rng.act_scale()).collect();
+    let bytes: Vec<u8> = (0..rows * cols)
+        .flat_map(|_| rng.scale().to_le_bytes())
+        .collect();
+    let sentinel = f32::from_bits(0x7fc0_0bad);
+    let mut out = alloc::vec![sentinel; rows + 1];
+    let done = matvec_f16(&mut out[..rows], &bytes, &x);
+    let want = if cols == 0 { 0 } else { rows };
+    done == want
+        && (0..done).all(|r| {
+            same(
+                out[r],
+                dot_f16_row(&bytes[r * 2 * cols..(r + 1) * 2 * cols], &x),
+            )
+        })
+        && out[rows].to_bits() == sentinel.to_bits()
 }
 
 /// The whole-matrix kernels on a matrix of 0 to 20 rows of `blocks` blocks: they compute
