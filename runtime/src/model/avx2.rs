@@ -944,6 +944,19 @@ pub(crate) fn matvec_f16(out: &mut [f32], bytes: &[u8], x: &[f32]) -> usize {
     done
 }
 
+/// f16 values (little-endian) widened to f32 by F16C `vcvtph2ps`, eight at a time: `out[i]` is
+/// `f16_to_f32` of value i (exact; a signalling NaN only gets its quiet bit, rule 8) for the
+/// whole groups of eight both hold. Returns the values written; the caller widens the rest.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) fn widen_f16(bytes: &[u8], out: &mut [f32]) -> usize {
+    let mut done = 0;
+    for (o, h) in out.chunks_exact_mut(8).zip(arrays::<u8, 16>(bytes).0) {
+        o.copy_from_slice(&lanes8(_mm256_cvtph_ps(load16(h, 0))));
+        done += 8;
+    }
+    done
+}
+
 /// The codes of one activation block ([`crate::model::quant::quantize_act_q8_0`]'s), eight
 /// elements per step: with `id` the block's inverse scale, code j = round-half-away(x_j · id)
 /// clamped to ±127, each step the scalar one: `v = x · id` (`vmulps`), `a = |v|` clamped to 128

@@ -10,10 +10,11 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
 use crate::format::{Config, DType};
 use crate::limits;
-#[cfg(target_arch = "x86_64")]
 use crate::model::cpu;
-use crate::model::kernels::{dot4_q8_0, dot_f32, dot_f32_row, dot_q8_0_row, MatRef, ROW_GROUP};
-use crate::model::quant::{dequantize, quantize_act_q8_0, BlockQ8};
+use crate::model::kernels::{
+    dot4_q8_0, dot_f32_body, dot_f32_many, dot_q8_0_row, widen_f16, MatRef, ROW_GROUP,
+};
+use crate::model::quant::{quantize_act_q8_0, BlockQ8};
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 use crate::model::simd128;
 use alloc::vec::Vec;
@@ -259,21 +260,39 @@ impl MatmulScratch {
         let rows = w.bytes.chunks_exact(rb.max(1)).take(w.rows);
         let token_x = |b: usize| &x[b * x_stride..b * x_stride + w.cols];
         match w.dtype {
-            DType::F32 => {
-                for (r, row) in rows.enumerate() {
-                    for b in 0..n {
-                        out[b * out_stride + r] = dot_f32_row(row, token_x(b));
-                    }
-                }
-            }
-            DType::F16 => {
-                let widened = &mut self.row[..w.cols];
-                for (r, row) in rows.enumerate() {
-                    dequantize(DType::F16, row, widened)?;
-                    for b in 0..n {
-                        out[b * out_stride + r] = dot_f32(widened, token_x(b));
-                    }
-                }
+            DType::F32 | DType::F16 => {
+                // Each row read once into f32 (f16 widened exactly: the f16 order is the f32
+                // order on the widened row), then dotted with the tokens TOKEN_DOTS at a time
+                // (one pass over the row per group), the rest one at a time.
+                let row_f32 = &mut self.row[..w.cols];
+                cpu::run(
+                    #[inline(always)]
+                    || {
+                        for (r, row) in rows.enumerate() {
+                            if w.dtype == DType::F16 {
+                                widen_f16(row, row_f32);
+                            } else {
+                                for (o, c) in row_f32.iter_mut().zip(row.chunks_exact(4)) {
+                                    *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                                }
+                            }
+                            let row_f32 = &*row_f32;
+                            let groups = n / TOKEN_DOTS * TOKEN_DOTS;
+                            for b0 in (0..groups).step_by(TOKEN_DOTS) {
+                                let dots = dot_f32_many::<TOKEN_DOTS>(
+                                    row_f32,
+                                    core::array::from_fn(|i| token_x(b0 + i)),
+                                );
+                                for (i, d) in dots.into_iter().enumerate() {
+                                    out[(b0 + i) * out_stride + r] = d;
+                                }
+                            }
+                            for b in groups..n {
+                                out[b * out_stride + r] = dot_f32_body(row_f32, token_x(b));
+                            }
+                        }
+                    },
+                );
             }
             DType::Q8_0 | DType::Q4_0 => {
                 let nb = w.cols / QK;
@@ -339,6 +358,9 @@ impl MatmulScratch {
         Ok(())
     }
 }
+
+/// Tokens per pass over an f32 (or widened f16) row in batched prefill ([`dot_f32_many`]).
+const TOKEN_DOTS: usize = 4;
 
 /// The inputs of a batched product: `n` tokens' rows of `x_stride` floats in `x`.
 struct Tokens<'a> {

@@ -193,8 +193,8 @@ pub(crate) fn avx2_matvec(dtype: DType, out: &mut [f32], bytes: &[u8], act: &[Bl
 }
 
 /// The hand-written AVX2 + F16C whole-matrix kernel of an f16 matrix (`model/avx2.rs`) of
-/// `x.len()`-element rows: the rows of its whole groups of four, bit for bit the lane-ordered
-/// f16 dot products. Returns the rows computed (0 below [`Isa::Avx2`]).
+/// `x.len()`-element rows: every row, bit for bit the lane-ordered f16 dot products. Returns the
+/// rows computed (0 below [`Isa::Avx2`]).
 #[cfg(target_arch = "x86_64")]
 #[inline]
 pub(crate) fn avx2_matvec_f16(out: &mut [f32], bytes: &[u8], x: &[f32]) -> usize {
@@ -203,6 +203,18 @@ pub(crate) fn avx2_matvec_f16(out: &mut [f32], bytes: &[u8], x: &[f32]) -> usize
     }
     // SAFETY: as in `avx2_dot4_q8_0`: AVX2 and F16C were detected.
     unsafe { avx2::matvec_f16(out, bytes, x) }
+}
+
+/// The F16C widening of f16 values (`model/avx2.rs`): `out[i] = f16_to_f32(f16 i of bytes)` for
+/// the whole groups of eight. Returns the values written (0 below [`Isa::Avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn avx2_widen_f16(bytes: &[u8], out: &mut [f32]) -> usize {
+    if isa() != Isa::Avx2 {
+        return 0;
+    }
+    // SAFETY: as in `avx2_dot4_q8_0`: AVX2 and F16C were detected.
+    unsafe { avx2::widen_f16(bytes, out) }
 }
 
 /// The hand-written AVX2 prefill kernel of q8_0 or q4_0 rows (`model/avx2.rs`): every token of

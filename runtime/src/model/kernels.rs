@@ -147,6 +147,52 @@ pub(crate) fn dot_f32_body(a: &[f32], b: &[f32]) -> f32 {
     reduce_lanes(acc)
 }
 
+/// The lane-ordered dot products of `w` with each of `T` vectors, each bit for bit
+/// [`dot_f32`]`(w, xs[t])`: one pass over `w` shared by the `T` chains (batched prefill's f32
+/// and widened f16 rows against several tokens). Each uses the first `min` of all the lengths
+/// elements; callers pass equal lengths.
+#[inline(always)]
+pub(crate) fn dot_f32_many<const T: usize>(w: &[f32], xs: [&[f32]; T]) -> [f32; T] {
+    let n = xs.iter().fold(w.len(), |n, x| n.min(x.len()));
+    let (wc, wt) = arrays::<f32, LANES>(&w[..n]);
+    let xs = xs.map(|x| &x[..n]);
+    let mut chunks = xs.map(|x| arrays::<f32, LANES>(x).0);
+    let mut acc = [[0.0f32; LANES]; T];
+    for wv in wc {
+        for (a, xc) in acc.iter_mut().zip(chunks.iter_mut()) {
+            if let Some(xv) = xc.next() {
+                accumulate(a, wv, xv);
+            }
+        }
+    }
+    let tail = n - wt.len();
+    for (a, x) in acc.iter_mut().zip(&xs) {
+        for ((s, &p), &q) in a.iter_mut().zip(wt).zip(&x[tail..]) {
+            *s += p * q;
+        }
+    }
+    acc.map(reduce_lanes)
+}
+
+/// Widens f16 values (little-endian, two bytes each) into `out` exactly (`f16_to_f32`), over
+/// the shorter of the two: the hand-written kernel of the level where there is one (F16C,
+/// simd128), the rest element by element.
+pub(crate) fn widen_f16(bytes: &[u8], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    let done = cpu::avx2_widen_f16(bytes, out);
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let done = simd128::widen_f16(bytes, out);
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    )))]
+    let done = 0;
+    let rest = bytes.get(2 * done..).unwrap_or(&[]).chunks_exact(2);
+    for (o, c) in out.iter_mut().skip(done).zip(rest) {
+        *o = f16_to_f32(u16::from_le_bytes([c[0], c[1]]));
+    }
+}
+
 /// Dot product of two f32 vectors in the lane order (spec/determinism.md). Only the first
 /// `min(a.len(), b.len())` elements are used; callers pass equal lengths.
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
@@ -949,5 +995,76 @@ mod tests {
             bytes: &bytes,
         };
         assert_eq!(bad.check().unwrap_err().code, ErrorCode::InvalidLength);
+    }
+
+    /// Bit equality, or NaN in both (a NaN's bits are unspecified, spec rule 8).
+    fn same(a: f32, b: f32) -> bool {
+        a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+    }
+
+    #[test]
+    fn widen_f16_is_f16_to_f32_at_every_length() {
+        // Every pattern, at lengths around the kernels' groups of 8 and 16 and from odd starts.
+        let all: Vec<u8> = (0..=u16::MAX).flat_map(|h| h.to_le_bytes()).collect();
+        let mut out = vec![0.0f32; 65536];
+        widen_f16(&all, &mut out);
+        for (h, &v) in out.iter().enumerate() {
+            assert!(same(v, f16_to_f32(h as u16)), "pattern {h:#06x}");
+        }
+        for len in 0..40 {
+            for start in [0, 3, 0x7bf8, 0xfbfd] {
+                let bytes = &all[2 * start..2 * (start + len)];
+                let sentinel = f32::from_bits(0x7fc0_0bad);
+                let mut out = vec![sentinel; len + 1];
+                widen_f16(bytes, &mut out[..len]);
+                for (i, &v) in out[..len].iter().enumerate() {
+                    assert!(
+                        same(v, f16_to_f32((start + i) as u16)),
+                        "{len} from {start}"
+                    );
+                }
+                assert_eq!(
+                    out[len].to_bits(),
+                    sentinel.to_bits(),
+                    "nothing past the end"
+                );
+                // An output shorter than the input: only the output's length is written.
+                let mut short = vec![sentinel; len / 2 + 1];
+                widen_f16(bytes, &mut short[..len / 2]);
+                assert_eq!(short[len / 2].to_bits(), sentinel.to_bits());
+            }
+        }
+    }
+
+    #[test]
+    fn dot_f32_many_is_dot_f32_per_vector() {
+        let mut seed = 0x2545_f491u32;
+        let mut value = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            match seed % 16 {
+                0 => {
+                    [0.0, -0.0, f32::INFINITY, f32::NAN, 1e-40, f32::MAX][(seed >> 8) as usize % 6]
+                }
+                _ => (seed >> 8) as f32 / 65536.0 - 128.0,
+            }
+        };
+        for n in 0..70 {
+            let w: Vec<f32> = (0..n).map(|_| value()).collect();
+            let xs: Vec<Vec<f32>> = (0..4).map(|_| (0..n).map(|_| value()).collect()).collect();
+            let got = dot_f32_many::<4>(&w, core::array::from_fn(|t| &xs[t][..]));
+            for (t, &g) in got.iter().enumerate() {
+                assert!(same(g, dot_f32(&w, &xs[t])), "n {n}, vector {t}");
+            }
+            let [one] = dot_f32_many::<1>(&w, [&xs[0]]);
+            assert!(same(one, dot_f32(&w, &xs[0])));
+            // Unequal lengths: each uses the common prefix.
+            if n > 0 {
+                let got = dot_f32_many::<2>(&w, [&xs[0], &xs[1][..n - 1]]);
+                assert!(same(got[0], dot_f32(&w[..n - 1], &xs[0][..n - 1])));
+                assert!(same(got[1], dot_f32(&w[..n - 1], &xs[1][..n - 1])));
+            }
+        }
     }
 }

@@ -606,6 +606,45 @@ pub(crate) fn matmul_q4_0(p: BatchedProduct) -> usize {
     matmul_groups(p, q4_0_packed, packed_act_codes, nibble_bias4)
 }
 
+/// Sixteen f16 (32 bytes, little-endian) widened exactly to f32 (the value of `f16_to_f32`),
+/// as four f32x4 (values 0..4, .., 12..16): the halves (two `v128.load`s) are sign-extended to
+/// i32 lanes and widened by [`f16x4_finite_to_f32x4`] when no value has exponent 31 (one
+/// `i16x8.eq` on the exponent bits per half and `v128.any_true`), else by [`f16x4_to_f32x4`].
+#[inline(always)]
+fn f16x16_to_f32(w: &[u8; 32]) -> [v128; 4] {
+    let h = [
+        v128_of(&bytes::<32, 0, 16>(w)),
+        v128_of(&bytes::<32, 16, 16>(w)),
+    ];
+    let e = i16x8_splat(0x7c00);
+    let special = |h| i16x8_eq(v128_and(h, e), e);
+    let s = [
+        i32x4_extend_low_i16x8(h[0]),
+        i32x4_extend_high_i16x8(h[0]),
+        i32x4_extend_low_i16x8(h[1]),
+        i32x4_extend_high_i16x8(h[1]),
+    ];
+    if v128_any_true(v128_or(special(h[0]), special(h[1]))) {
+        s.map(f16x4_to_f32x4)
+    } else {
+        s.map(f16x4_finite_to_f32x4)
+    }
+}
+
+/// f16 values (little-endian) widened to f32, sixteen at a time ([`f16x16_to_f32`]): `out[i]`
+/// is `f16_to_f32` of value i for the whole groups of sixteen both hold. Returns the values
+/// written; the caller widens the rest.
+pub(crate) fn widen_f16(bytes: &[u8], out: &mut [f32]) -> usize {
+    let mut done = 0;
+    for (o, h) in out.chunks_exact_mut(16).zip(arrays::<u8, 32>(bytes).0) {
+        for (o, v) in o.chunks_exact_mut(4).zip(f16x16_to_f32(h)) {
+            o.copy_from_slice(&lanes(v));
+        }
+        done += 16;
+    }
+    done
+}
+
 /// Sixteen bytes as a v128 (one `v128.load`).
 #[inline(always)]
 fn v128_of(b: &[u8; 16]) -> v128 {
@@ -650,24 +689,7 @@ pub(crate) fn matvec_f16(out: &mut [f32], matrix: &[u8], x: &[f32]) -> usize {
             .0
             .zip(arrays::<u8, CHUNK_BYTES>(row).0)
         {
-            let h = [
-                v128_of(&bytes::<CHUNK_BYTES, 0, 16>(w)),
-                v128_of(&bytes::<CHUNK_BYTES, 16, 16>(w)),
-            ];
-            let e = i16x8_splat(0x7c00);
-            let special = |h| i16x8_eq(v128_and(h, e), e);
-            let s = [
-                i32x4_extend_low_i16x8(h[0]),
-                i32x4_extend_high_i16x8(h[0]),
-                i32x4_extend_low_i16x8(h[1]),
-                i32x4_extend_high_i16x8(h[1]),
-            ];
-            let wv = if v128_any_true(v128_or(special(h[0]), special(h[1]))) {
-                s.map(f16x4_to_f32x4)
-            } else {
-                s.map(f16x4_finite_to_f32x4)
-            };
-            for (k, (a, w)) in acc.iter_mut().zip(wv).enumerate() {
+            for (k, (a, w)) in acc.iter_mut().zip(f16x16_to_f32(w)).enumerate() {
                 let xv = f32x4_of(quarter(xc, k));
                 *a = f32x4_add(*a, f32x4_mul(w, xv));
             }

@@ -2,8 +2,10 @@
 //! place the simd128 code exists): feature `kernel-selftest`, export `trlm_kernel_selftest`,
 //! driven by harness/tests/simd128_kernels.rs. Not part of any shipped module.
 //!
-//! Case 0 widens all 65536 f16 patterns four at a time and compares them with
-//! [`f16_to_f32`] (bit for bit; NaN-ness only for NaNs, spec/determinism.md rule 8), and hashes
+//! Case 0 widens all 65536 f16 patterns four at a time, and through `widen_f16` sixteen at a
+//! time (all at once, and every length up to 40 from starts near the infinities), and compares
+//! them with [`f16_to_f32`] (bit for bit; NaN-ness only for NaNs, spec/determinism.md rule 8),
+//! and hashes
 //! four messages at once in the SHA-256 lanes ([`sha256_x4`]) at every length up to 300 bytes
 //! (every padding case) and at 64 KiB ± 1, against the scalar [`sha256`]. Every
 //! further case draws four (row, activation) chains with edge values weighted in — f16 scales
@@ -25,7 +27,7 @@ use core::arch::wasm32::{f32x4_extract_lane, u32x4};
 
 use super::{
     dot4_q4_0, dot4_q8_0, f16x4_to_f32x4, matmul_q4_0, matmul_q8_0, matvec_f16, matvec_q4_0,
-    matvec_q8_0, MATVEC_GROUP,
+    matvec_q8_0, widen_f16, MATVEC_GROUP,
 };
 use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
 use crate::model::batch::BatchedProduct;
@@ -76,19 +78,38 @@ fn same(a: f32, b: f32) -> bool {
 }
 
 fn f16_widening_agrees() -> bool {
-    (0..=u16::MAX / 4).all(|k| {
-        let h = [0, 1, 2, 3].map(|i| u32::from(k) * 4 + i);
-        let v = f16x4_to_f32x4(u32x4(h[0], h[1], h[2], h[3]));
-        let got = [
-            f32x4_extract_lane::<0>(v),
-            f32x4_extract_lane::<1>(v),
-            f32x4_extract_lane::<2>(v),
-            f32x4_extract_lane::<3>(v),
-        ];
-        got.iter()
-            .zip(h)
-            .all(|(&g, h)| same(g, f16_to_f32(h as u16)))
-    })
+    // widen_f16 on every pattern at once, then at every length up to 40 from starts that put
+    // infinities and NaNs in some groups of sixteen and not in others.
+    let all: Vec<u8> = (0..=u16::MAX).flat_map(|h| h.to_le_bytes()).collect();
+    let mut out = alloc::vec![0.0f32; 65536];
+    let whole = widen_f16(&all, &mut out);
+    let widened = whole == 65536
+        && out
+            .iter()
+            .enumerate()
+            .all(|(h, &v)| same(v, f16_to_f32(h as u16)));
+    let lengths = (0..40).all(|len| {
+        [0usize, 3, 0x7bf8, 0xfbfd].iter().all(|&start| {
+            let mut out = alloc::vec![f32::NAN; len];
+            let done = widen_f16(&all[2 * start..2 * (start + len)], &mut out);
+            done == len / 16 * 16 && (0..done).all(|i| same(out[i], f16_to_f32((start + i) as u16)))
+        })
+    });
+    widened
+        && lengths
+        && (0..=u16::MAX / 4).all(|k| {
+            let h = [0, 1, 2, 3].map(|i| u32::from(k) * 4 + i);
+            let v = f16x4_to_f32x4(u32x4(h[0], h[1], h[2], h[3]));
+            let got = [
+                f32x4_extract_lane::<0>(v),
+                f32x4_extract_lane::<1>(v),
+                f32x4_extract_lane::<2>(v),
+                f32x4_extract_lane::<3>(v),
+            ];
+            got.iter()
+                .zip(h)
+                .all(|(&g, h)| same(g, f16_to_f32(h as u16)))
+        })
 }
 
 /// splitmix64.
