@@ -150,6 +150,10 @@ fn f16_all_values_round_trip_and_match_half() {
         let reference = f16::from_bits(h).to_f32();
         if x.is_nan() {
             assert!(reference.is_nan(), "{h:#06x}");
+            // Sign and payload kept exactly, the quiet bit not forced (spec: f16 conversion).
+            let h32 = u32::from(h);
+            let bits = (h32 & 0x8000) << 16 | 0x7f80_0000 | (h32 & 0x03ff) << 13;
+            assert_eq!(x.to_bits(), bits, "{h:#06x}");
             let back = f32_to_f16(x);
             // NaN stays NaN, sign kept; only the quiet bit may be added.
             assert_eq!(back & !0x0200, h & !0x0200, "{h:#06x}");

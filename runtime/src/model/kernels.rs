@@ -16,7 +16,7 @@ use alloc::vec::Vec;
 use crate::error::{Error, ErrorCode, Result};
 use crate::format::dtype::{DType, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
 use crate::model::cpu;
-use crate::model::quant::{dequantize, f16_to_f32, quantize_act_q8_0, BlockQ8};
+use crate::model::quant::{dequantize, f16_to_f32, f16_to_f32_lanes, quantize_act_q8_0, BlockQ8};
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 use crate::model::simd128;
 
@@ -123,7 +123,7 @@ fn load_f32(e: &[u8]) -> f32 {
 /// Widens LANES little-endian f16 values exactly.
 #[inline(always)]
 fn decode_f16(c: &[u8; 2 * LANES]) -> [f32; LANES] {
-    core::array::from_fn(|k| f16_to_f32(u16::from_le_bytes([c[2 * k], c[2 * k + 1]])))
+    core::array::from_fn(|k| f16_to_f32_lanes(u16::from_le_bytes([c[2 * k], c[2 * k + 1]])))
 }
 
 #[inline(always)]
@@ -189,7 +189,7 @@ pub(crate) fn widen_f16(bytes: &[u8], out: &mut [f32]) {
     let done = 0;
     let rest = bytes.get(2 * done..).unwrap_or(&[]).chunks_exact(2);
     for (o, c) in out.iter_mut().skip(done).zip(rest) {
-        *o = f16_to_f32(u16::from_le_bytes([c[0], c[1]]));
+        *o = f16_to_f32_lanes(u16::from_le_bytes([c[0], c[1]]));
     }
 }
 
