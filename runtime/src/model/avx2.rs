@@ -63,9 +63,9 @@ use core::slice::ChunksExact;
 use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
 use crate::model::batch::{BatchedProduct, TokenLanes};
 use crate::model::kernels::{
-    arrays, chain_blocks, q4_0_chain, q8_0_chain, reduce_lanes, LANES, MATVEC_CHUNK,
+    arrays, chain_blocks, finish_f16_row, q4_0_chain, q8_0_chain, LANES, MATVEC_CHUNK,
 };
-use crate::model::quant::{f16_to_f32, BlockQ8};
+use crate::model::quant::BlockQ8;
 
 /// Bytes `o..o + 8` of `b` as a little-endian i64 (`o + 8 <= N` at every call site; a constant
 /// offset, so the bounds check folds away and the load merges with its neighbours).
@@ -899,7 +899,8 @@ pub(crate) fn matmul_q4_0(p: BatchedProduct, lanes: TokenLanes) -> usize {
 /// by F16C `vcvtph2ps` (exact, as `f16_to_f32`; a signalling NaN only gets its quiet bit, and a
 /// NaN's bits are unspecified, rule 8), multiplied with the inputs (`vmulps`, rounded) and added
 /// (`vaddps`), never fused. The tail past the last whole chunk (element 16q + j to lane j) and
-/// the halving of the lanes are the portable code's. Returns the number of rows computed.
+/// the halving of the lanes are the portable code's (`kernels::finish_f16_row`). Returns the
+/// number of rows computed (every row; none when `x` is empty).
 #[target_feature(enable = "avx2,f16c")]
 pub(crate) fn matvec_f16(out: &mut [f32], bytes: &[u8], x: &[f32]) -> usize {
     const CHUNK_BYTES: usize = 2 * LANES;
@@ -907,8 +908,6 @@ pub(crate) fn matvec_f16(out: &mut [f32], bytes: &[u8], x: &[f32]) -> usize {
     if rb == 0 {
         return 0;
     }
-    let whole = x.len() / LANES * CHUNK_BYTES;
-    let xtail = arrays::<f32, LANES>(x).1;
     let mut done = 0;
     for (o, row) in out.iter_mut().zip(bytes.chunks_exact(rb)) {
         let mut acc = [_mm256_set1_ps(0.0); 2];
@@ -932,13 +931,8 @@ pub(crate) fn matvec_f16(out: &mut [f32], bytes: &[u8], x: &[f32]) -> usize {
             }
         }
         let (l0, l1) = (lanes8(acc[0]), lanes8(acc[1]));
-        let mut lanes: [f32; LANES] =
-            core::array::from_fn(|k| if k < 8 { l0[k] } else { l1[k - 8] });
-        let tail = row.get(whole..).unwrap_or(&[]);
-        for ((s, e), &b) in lanes.iter_mut().zip(tail.chunks_exact(2)).zip(xtail) {
-            *s += f16_to_f32(u16::from_le_bytes([e[0], e[1]])) * b;
-        }
-        *o = reduce_lanes(lanes);
+        let lanes: [f32; LANES] = core::array::from_fn(|k| if k < 8 { l0[k] } else { l1[k - 8] });
+        *o = finish_f16_row(lanes, row, x);
         done += 1;
     }
     done

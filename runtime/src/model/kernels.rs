@@ -174,6 +174,24 @@ pub(crate) fn dot_f32_many<const T: usize>(w: &[f32], xs: [&[f32]; T]) -> [f32; 
     acc.map(reduce_lanes)
 }
 
+/// Finishes the lane-ordered dot product of an f16 row (little-endian) with `x` for the
+/// hand-written whole-matrix kernels, from the sixteen lanes after its whole chunks of 16
+/// elements: the tail (element 16q + j to lane j) and the halving of the lanes, as in
+/// [`dot_f16_row`].
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "wasm32", target_feature = "simd128")
+))] // used by the hand-written kernels (model/avx2.rs, model/simd128.rs)
+#[inline(always)]
+pub(crate) fn finish_f16_row(mut lanes: [f32; LANES], row: &[u8], x: &[f32]) -> f32 {
+    let whole = x.len() / LANES * LANES;
+    let tail = row.get(2 * whole..).unwrap_or(&[]);
+    for ((s, e), &b) in lanes.iter_mut().zip(tail.chunks_exact(2)).zip(&x[whole..]) {
+        *s += f16_to_f32(u16::from_le_bytes([e[0], e[1]])) * b;
+    }
+    reduce_lanes(lanes)
+}
+
 /// Widens f16 values (little-endian, two bytes each) into `out` exactly (`f16_to_f32`), over
 /// the shorter of the two: the hand-written kernel of the level where there is one (F16C,
 /// simd128), the rest element by element.
