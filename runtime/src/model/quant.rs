@@ -12,7 +12,7 @@
 use crate::error::{Error, ErrorCode, Result};
 use crate::format::dtype::{DType, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
 use crate::model::cpu;
-use crate::model::kernels::arrays;
+use crate::model::kernels::{arrays, widen_f16};
 
 /// The bits of an f16 infinity with positive sign.
 const F16_INF: u16 = 0x7c00;
@@ -285,11 +285,7 @@ pub fn dequantize(dtype: DType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
                 *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
             }
         }
-        DType::F16 => {
-            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                *o = f16_to_f32_lanes(u16::from_le_bytes([c[0], c[1]]));
-            }
-        }
+        DType::F16 => widen_f16(bytes, out),
         DType::Q8_0 => {
             for (o, blk) in out
                 .chunks_exact_mut(QK)
