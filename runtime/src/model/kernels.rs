@@ -154,24 +154,34 @@ pub(crate) fn dot_f32_body(a: &[f32], b: &[f32]) -> f32 {
 #[inline(always)]
 pub(crate) fn dot_f32_many<const T: usize>(w: &[f32], xs: [&[f32]; T]) -> [f32; T] {
     let n = xs.iter().fold(w.len(), |n, x| n.min(x.len()));
+    let whole = n / LANES * LANES;
     let (wc, wt) = arrays::<f32, LANES>(&w[..n]);
-    let xs = xs.map(|x| &x[..n]);
-    let mut chunks = xs.map(|x| arrays::<f32, LANES>(x).0);
+    let mut xcs = xs.map(|x| x[..n].chunks_exact(LANES));
     let mut acc = [[0.0f32; LANES]; T];
-    for wv in wc {
-        for (a, xc) in acc.iter_mut().zip(chunks.iter_mut()) {
-            if let Some(xv) = xc.next() {
-                accumulate(a, wv, xv);
+    // Every vector has as many chunks as w: the loop ends (never skips a chain) when one runs
+    // out, so the accumulators stay in registers.
+    'chunks: for wv in wc {
+        let mut xv = [&[0.0f32; LANES]; T];
+        for (v, xc) in xv.iter_mut().zip(xcs.iter_mut()) {
+            match xc.next().and_then(|c| c.first_chunk::<LANES>()) {
+                Some(c) => *v = c,
+                None => break 'chunks,
             }
         }
-    }
-    let tail = n - wt.len();
-    for (a, x) in acc.iter_mut().zip(&xs) {
-        for ((s, &p), &q) in a.iter_mut().zip(wt).zip(&x[tail..]) {
-            *s += p * q;
+        for (a, v) in acc.iter_mut().zip(xv) {
+            accumulate(a, wv, v);
         }
     }
-    acc.map(reduce_lanes)
+    // The tails on copies of the lanes (indexed by a loop variable), which leaves the loop's
+    // accumulators to registers.
+    let mut out = [0.0f32; T];
+    for ((o, mut a), x) in out.iter_mut().zip(acc).zip(&xs) {
+        for ((s, &p), &q) in a.iter_mut().zip(wt).zip(&x[whole..n]) {
+            *s += p * q;
+        }
+        *o = reduce_lanes(a);
+    }
+    out
 }
 
 /// Finishes the lane-ordered dot product of an f16 row (little-endian) with `x` for the
