@@ -941,10 +941,13 @@ pub(crate) fn matvec_f16(out: &mut [f32], bytes: &[u8], x: &[f32]) -> usize {
 /// f16 values (little-endian) widened to f32 by F16C `vcvtph2ps`, eight at a time: `out[i]` is
 /// `f16_to_f32` of value i (exact; a signalling NaN only gets its quiet bit, rule 8) for the
 /// whole groups of eight both hold. Returns the values written; the caller widens the rest.
+/// Each step prefetches the bytes `bytes.len()` further on: batched prefill widens one row after
+/// another, so that is the next row's (a hint, measured +10 % f16 prefill).
 #[target_feature(enable = "avx2,f16c")]
 pub(crate) fn widen_f16(bytes: &[u8], out: &mut [f32]) -> usize {
     let mut done = 0;
     for (o, h) in out.chunks_exact_mut(8).zip(arrays::<u8, 16>(bytes).0) {
+        prefetch(h, bytes.len());
         o.copy_from_slice(&lanes8(_mm256_cvtph_ps(load16(h, 0))));
         done += 8;
     }
