@@ -87,24 +87,30 @@ fn lane_dots<const CB: usize, const R: usize>(
     let n = rows.iter().fold(x.len(), |n, r| n.min(r.len() / eb));
     let (xs, xtail) = arrays::<f32, LANES>(&x[..n]);
     let rows = rows.map(|r| &r[..n * eb]);
+    let mut chunks = rows.map(|r| r.chunks_exact(CB));
     let mut acc = [[0.0f32; LANES]; R];
-    for (c, v) in xs.enumerate() {
-        for (a, r) in acc.iter_mut().zip(&rows) {
-            if let Some(w) = r
-                .get(c * CB..(c + 1) * CB)
-                .and_then(|w| w.first_chunk::<CB>())
-            {
-                accumulate(a, &decode(w), v);
+    // Every row has as many chunks as x: the loop ends (never skips a row) when one runs out,
+    // and the tails run on copies of the lanes, so the accumulators stay in registers.
+    'chunks: for v in xs {
+        let mut ws = [&[0u8; CB]; R];
+        for (w, rc) in ws.iter_mut().zip(chunks.iter_mut()) {
+            match rc.next().and_then(|c| c.first_chunk::<CB>()) {
+                Some(c) => *w = c,
+                None => break 'chunks,
             }
         }
-    }
-    let tails = rows.map(|r| &r[r.len() - r.len() % CB..]);
-    for (a, rt) in acc.iter_mut().zip(tails) {
-        for ((s, e), &b) in a.iter_mut().zip(rt.chunks_exact(eb)).zip(xtail) {
-            *s += load(e) * b;
+        for (a, w) in acc.iter_mut().zip(ws) {
+            accumulate(a, &decode(w), v);
         }
     }
-    acc.map(reduce_lanes)
+    let mut out = [0.0f32; R];
+    for ((o, mut a), rc) in out.iter_mut().zip(acc).zip(&chunks) {
+        for ((s, e), &b) in a.iter_mut().zip(rc.remainder().chunks_exact(eb)).zip(xtail) {
+            *s += load(e) * b;
+        }
+        *o = reduce_lanes(a);
+    }
+    out
 }
 
 /// Decodes LANES little-endian f32 values.
@@ -141,10 +147,12 @@ pub(crate) fn dot_f32_body(a: &[f32], b: &[f32]) -> f32 {
     for (x, y) in ac.zip(bc) {
         accumulate(&mut acc, x, y);
     }
-    for ((s, &p), &q) in acc.iter_mut().zip(at).zip(bt) {
+    // The tail on a copy of the lanes (indexed by a loop variable): the loop's stay in registers.
+    let mut lanes = acc;
+    for ((s, &p), &q) in lanes.iter_mut().zip(at).zip(bt) {
         *s += p * q;
     }
-    reduce_lanes(acc)
+    reduce_lanes(lanes)
 }
 
 /// The lane-ordered dot products of `w` with each of `T` vectors, each bit for bit
