@@ -20,10 +20,10 @@
 
 use core::arch::wasm32::{
     f32x4, f32x4_add, f32x4_convert_i32x4, f32x4_extract_lane, f32x4_mul, f32x4_splat, i16x8_eq,
-    i16x8_extend_low_i8x16, i16x8_shl, i16x8_splat, i16x8_sub, i32x4_add, i32x4_dot_i16x8,
-    i32x4_eq, i32x4_extend_high_i16x8, i32x4_extend_low_i16x8, i32x4_shl, i32x4_shr, i32x4_shuffle,
-    i32x4_sub, u16x8_extend_low_u8x16, u16x8_shr, u16x8_splat, u32x4, u32x4_splat, u64x2, v128,
-    v128_and, v128_any_true, v128_or,
+    i16x8_extend_low_i8x16, i16x8_shl, i16x8_shr, i16x8_shuffle, i16x8_splat, i16x8_sub, i32x4_add,
+    i32x4_dot_i16x8, i32x4_eq, i32x4_extend_high_i16x8, i32x4_extend_low_i16x8, i32x4_shl,
+    i32x4_shr, i32x4_shuffle, i32x4_sub, u16x8_extend_low_u8x16, u16x8_shr, u16x8_splat, u32x4,
+    u32x4_splat, u64x2, v128, v128_and, v128_any_true, v128_or,
 };
 
 #[cfg(feature = "kernel-selftest")]
@@ -196,14 +196,26 @@ fn f16x4_to_f32x4(h: v128) -> v128 {
     v128_or(finite, v128_and(is_inf_nan, u32x4_splat(0x7f80_0000)))
 }
 
-/// [`f16x4_to_f32x4`] of four f16 bit patterns none of which is an infinity or a NaN
-/// (exponent below 31), each sign-extended to its lane (`i32x4.extend_*_i16x8`): shifted up 13
-/// bits, the sign lands in bit 31 (and its copies in bits 30..28, which the mask clears) and the
-/// exponent and mantissa in bits 27..13, as there; the same product by 2^112 gives the value.
+/// [`f16x4_to_f32x4`] of eight f16 bit patterns (an i16x8) none of which is an infinity or a
+/// NaN (exponent below 31), as two f32x4 (values 0..4 and 4..8). The bits [`f16x4_to_f32x4`]
+/// places in each 32-bit lane are built as two 16-bit halves, eight lanes per instruction: the
+/// high half `(h >> 3) & 0x8fff` (shifted arithmetically: the sign stays bit 15, its copies in
+/// bits 14..12 are cleared, the exponent and the mantissa's top 7 bits land in bits 11..0) and
+/// the low half `h << 13` (the mantissa's low 3 bits in bits 15..13), interleaved
+/// (`i16x8.shuffle`, low half first) into i32 lanes: the sign in bit 31, the exponent and
+/// mantissa in bits 27..13. The same product by 2^112 gives the value.
 #[inline(always)]
-fn f16x4_finite_to_f32x4(s: v128) -> v128 {
-    let placed = v128_and(i32x4_shl(s, 13), u32x4_splat(0x8fff_e000));
-    f32x4_mul(placed, f32x4_splat(f32::from_bits((127 + 112) << 23)))
+fn f16x8_finite_to_f32x4x2(h: v128) -> [v128; 2] {
+    let high = v128_and(i16x8_shr(h, 3), i16x8_splat(0x8fff_u16 as i16));
+    let low = i16x8_shl(h, 13);
+    let scale = f32x4_splat(f32::from_bits((127 + 112) << 23));
+    [
+        f32x4_mul(i16x8_shuffle::<0, 8, 1, 9, 2, 10, 3, 11>(low, high), scale),
+        f32x4_mul(
+            i16x8_shuffle::<4, 12, 5, 13, 6, 14, 7, 15>(low, high),
+            scale,
+        ),
+    ]
 }
 
 /// One block step of the four chains: `acc = acc + (f32(sumi) * (dw * dx))` per lane, with `dw`
@@ -607,9 +619,10 @@ pub(crate) fn matmul_q4_0(p: BatchedProduct) -> usize {
 }
 
 /// Sixteen f16 (32 bytes, little-endian) widened exactly to f32 (the value of `f16_to_f32`),
-/// as four f32x4 (values 0..4, .., 12..16): the halves (two `v128.load`s) are sign-extended to
-/// i32 lanes and widened by [`f16x4_finite_to_f32x4`] when no value has exponent 31 (one
-/// `i16x8.eq` on the exponent bits per half and `v128.any_true`), else by [`f16x4_to_f32x4`].
+/// as four f32x4 (values 0..4, .., 12..16): the halves (two `v128.load`s) are widened by
+/// [`f16x8_finite_to_f32x4x2`] when no value has exponent 31 (one `i16x8.eq` on the exponent
+/// bits per half and `v128.any_true`), else sign-extended to i32 lanes and widened by
+/// [`f16x4_to_f32x4`].
 #[inline(always)]
 fn f16x16_to_f32(w: &[u8; 32]) -> [v128; 4] {
     let h = [
@@ -618,16 +631,17 @@ fn f16x16_to_f32(w: &[u8; 32]) -> [v128; 4] {
     ];
     let e = i16x8_splat(0x7c00);
     let special = |h| i16x8_eq(v128_and(h, e), e);
-    let s = [
-        i32x4_extend_low_i16x8(h[0]),
-        i32x4_extend_high_i16x8(h[0]),
-        i32x4_extend_low_i16x8(h[1]),
-        i32x4_extend_high_i16x8(h[1]),
-    ];
     if v128_any_true(v128_or(special(h[0]), special(h[1]))) {
-        s.map(f16x4_to_f32x4)
+        [
+            i32x4_extend_low_i16x8(h[0]),
+            i32x4_extend_high_i16x8(h[0]),
+            i32x4_extend_low_i16x8(h[1]),
+            i32x4_extend_high_i16x8(h[1]),
+        ]
+        .map(f16x4_to_f32x4)
     } else {
-        s.map(f16x4_finite_to_f32x4)
+        let [a, b] = h.map(f16x8_finite_to_f32x4x2);
+        [a[0], a[1], b[0], b[1]]
     }
 }
 
