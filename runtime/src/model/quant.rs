@@ -44,7 +44,8 @@ pub const fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(sign | bits)
 }
 
-/// [`f16_to_f32`] in the steps of the simd128 widening: the same bits for every pattern, but
+/// [`f16_to_f32`] as a power-of-two product (the exact widening the simd128 kernels use for
+/// the scales and for chunks holding an infinity or NaN): the same bits for every pattern, but
 /// loops over arrays of it vectorize to a few instructions per element (f16 rows), where
 /// [`f16_to_f32`]'s candidates and selects do not; one value at a time (a block's scale)
 /// [`f16_to_f32`] is the faster.
