@@ -242,4 +242,15 @@ fn adapter_calls_refuse_with_exact_codes_and_out_of_order_calls_are_invalid_stat
     let d = r.0.diagnostics().unwrap().unwrap();
     assert_eq!(d["adapter_modules"], 0);
     assert!(d["receipt_digest"].is_null());
+    // Past its pointer checks a begin abandons the staged plan, also when it then fails:
+    // for another base, and for want of a model.
+    assert_eq!(r.begin(&f.plan), OK);
+    assert_eq!(r.0.plan_begin(0, 4).unwrap(), C::NullPointer as u32);
+    assert_eq!(r.module(&f.adapter), OK);
+    assert_eq!(r.begin(&other.plan), C::PlanBaseMismatch as u32);
+    assert_eq!(r.0.plan_abort().unwrap(), C::InvalidState as u32);
+    assert_eq!(r.begin(&f.plan), OK);
+    assert_eq!(r.0.unload().unwrap(), OK);
+    assert_eq!(r.begin(&f.plan), C::ModelNotLoaded as u32);
+    assert_eq!(r.0.plan_abort().unwrap(), C::InvalidState as u32);
 }

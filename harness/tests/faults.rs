@@ -1,6 +1,6 @@
 //! Fault injection: a model stream cut at every chunk boundary (then finished early or
 //! aborted), a digest mismatch in the last chunk, a generation cancelled at each step, and the
-//! wasm memory limit reached while a model loads. Each ends in a specific error code with the
+//! wasm memory limit reached while a model loads or its context changes. Each ends in a specific error code with the
 //! previous model still usable (generating exactly what it did before) or cleanly absent —
 //! never a trap. Under wasmtime through the raw ABI, and natively where the case applies (the
 //! whole-file loader, the session).
@@ -442,6 +442,56 @@ fn a_context_that_does_not_fit_leaves_no_model_and_the_next_load_works() {
     }
     assert!(seen, "no cap made the full context fail");
     assert!(generated, "the reloaded model never generated");
+}
+
+#[test]
+fn a_context_that_fits_leaves_the_headroom() {
+    // One narrow layer with a long context: the KV cache (128 bytes a position) is nearly all
+    // of a session, so contexts in steps of 97 positions end the session at many offsets
+    // within a page.
+    let shape = Shape {
+        dim: 16,
+        n_layers: 1,
+        n_heads: 2,
+        n_kv_heads: 2,
+        head_dim: 8,
+        ffn_dim: 32,
+        max_context: 32768,
+        tied: true,
+    };
+    let model = build_model(byte_vocab(vec![]), shape, DType::F32, 11);
+    let cap = instance().memory_size() + 24 * PAGE;
+    let (mut fitted, mut refused) = (0, 0);
+    for positions in (1024..shape.max_context).step_by(97) {
+        let limits = WasmLimits {
+            memory_bytes: cap,
+            ..WasmLimits::default()
+        };
+        let mut wasm = AbiInstance::new(module(), limits).unwrap();
+        assert_eq!(call!(wasm, set_context(1)), OK);
+        assert_eq!(call!(wasm, load_chunked(&model, 4096)), OK);
+        let status = call!(wasm, set_context(positions));
+        if status != OK {
+            // Documented (spec/abi.md): the old session was freed first, so no model is left.
+            assert_eq!(status, code(ErrorCode::OutOfMemory), "{positions}");
+            assert_eq!(active(&mut wasm), None, "{positions}");
+            refused += 1;
+            continue;
+        }
+        // The new session left the headroom (spec/abi.md, Memory): a small buffer is still to
+        // be had, and the model generates.
+        fitted += 1;
+        assert_ne!(
+            call!(wasm, alloc(1)),
+            0,
+            "{positions}: less than the headroom left"
+        );
+        assert!(generate(&mut wasm).is_ok(), "{positions}");
+    }
+    assert!(
+        fitted > 0 && refused > 0,
+        "{fitted} fitted, {refused} refused"
+    );
 }
 
 #[test]

@@ -214,7 +214,8 @@ impl AbiState {
     }
 
     pub fn load_begin(&mut self, total_len: u32) -> Result<()> {
-        // A valid begin abandons a load in progress, and frees its memory first.
+        // A `total_len` over the budget is an argument that fails validation (nothing changes);
+        // past it, a begin abandons a load in progress, and frees its memory first.
         ChunkedLoad::check_budget(total_len)?;
         self.load = None;
         self.load = Some(ChunkedLoad::begin(total_len)?);
@@ -278,8 +279,15 @@ impl AbiState {
             // The new buffers are allocated after the old ones are freed: the only possible
             // failure left is OutOfMemory, which leaves no model loaded. Applied adapters and a
             // required plan stay.
+            // Like an activation, the new session must leave the headroom; when it does not,
+            // it is dropped too (OutOfMemory, no model loaded).
             Some(old) => {
-                self.session = Some(old.with_context(self.context)?);
+                let session = old.with_context(self.context)?;
+                if !headroom::available(limits::ABI_HEADROOM_BYTES) {
+                    drop(session);
+                    return Err(headroom::out_of_memory());
+                }
+                self.session = Some(session);
                 Ok(())
             }
         }
@@ -379,9 +387,10 @@ impl AbiState {
 
     pub fn plan_begin(&mut self, ptr: u32, len: u32) -> Result<()> {
         let data = self.buffers.get(ptr, len)?;
-        let session = self.session.as_ref().ok_or_else(not_loaded)?;
-        // A valid begin abandons a plan in progress; a failed one too.
+        // Past the argument checks, a begin abandons a staged plan, also when it then fails
+        // (without a model, too).
         self.plan = None;
+        let session = self.session.as_ref().ok_or_else(not_loaded)?;
         let stage = PlanStage::begin(data)?;
         check_base(stage.plan(), session)?;
         self.plan = Some(stage);
