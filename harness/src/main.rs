@@ -442,10 +442,50 @@ fn read_vocab(path: &std::path::Path) -> Result<runtime::format::Vocab> {
     Ok(slm.vocab)
 }
 
+/// A model file rejected before it was read whole (over the model budget): reported as
+/// `verify` reports a rejection, with exit code 1.
+#[derive(Debug)]
+struct Rejected {
+    path: PathBuf,
+    error: runtime::Error,
+}
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (path, error) = (self.path.display(), inspect::describe_error(&self.error));
+        write!(f, "{path}: {error}")
+    }
+}
+
+impl std::error::Error for Rejected {}
+
+/// The model file's bytes (the built-in model without one). At most the model budget plus one
+/// byte is read: a longer file is rejected there with BudgetExceeded at byte 0 and its length
+/// (spec/slm.md, verification step 1), never read whole.
 fn read_model(file: &Option<PathBuf>) -> Result<Vec<u8>> {
-    match file {
-        Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display())),
-        None => Ok(fixtures::DEFAULT_MODEL.to_vec()),
+    use std::io::Read;
+    let Some(path) = file else {
+        return Ok(fixtures::DEFAULT_MODEL.to_vec());
+    };
+    let reading = || format!("reading {}", path.display());
+    let f = std::fs::File::open(path).with_context(reading)?;
+    let budget = runtime::limits::MAX_MODEL_BYTES;
+    let size = f.metadata().map_or(0, |m| m.len());
+    let mut bytes = Vec::with_capacity(size.min(budget + 1) as usize);
+    (&f).take(budget + 1)
+        .read_to_end(&mut bytes)
+        .with_context(reading)?;
+    if bytes.len() as u64 <= budget {
+        return Ok(bytes);
+    }
+    let len = size.max(bytes.len() as u64);
+    match runtime::format::header::check_prefix(&bytes, len) {
+        Err(error) => Err(Rejected {
+            path: path.clone(),
+            error,
+        }
+        .into()),
+        Ok(()) => unreachable!("{len} bytes are over the budget"),
     }
 }
 
@@ -520,9 +560,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Inspect { file, json } => {
             let bytes = read_model(&file)?;
-            let slm = match inspect::verify(&bytes) {
-                Ok(slm) => slm,
-                Err(e) => bail!("{}", inspect::describe_error(&e)),
+            let slm = match (inspect::verify(&bytes), file) {
+                (Ok(slm), _) => slm,
+                (Err(error), Some(path)) => return Err(Rejected { path, error }.into()),
+                (Err(e), None) => bail!("{}", inspect::describe_error(&e)),
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&inspect::report(&slm))?);
@@ -554,8 +595,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 write_converted(&converted.model, &notes, &output)
             }
             ConvertFrom::Slm { model, output } => {
-                let bytes = std::fs::read(&model)
-                    .with_context(|| format!("reading {}", model.display()))?;
+                let bytes = read_model(&Some(model.clone()))?;
                 let slm = runtime::format::Slm::parse(&bytes).map_err(|e| {
                     anyhow::anyhow!("{}: {}", model.display(), inspect::describe_error(&e))
                 })?;
@@ -836,9 +876,15 @@ static ALLOCATOR: heap::Counting = heap::Counting;
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("tinyrustlm: {e:#}");
-            ExitCode::from(2)
-        }
+        Err(e) => match e.downcast_ref::<Rejected>() {
+            Some(rejected) => {
+                eprintln!("{rejected}");
+                ExitCode::from(1)
+            }
+            None => {
+                eprintln!("tinyrustlm: {e:#}");
+                ExitCode::from(2)
+            }
+        },
     }
 }

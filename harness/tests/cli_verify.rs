@@ -74,6 +74,35 @@ fn verify_rejects_a_truncated_copy() {
 }
 
 #[test]
+fn a_file_over_the_budget_is_rejected_without_being_read_whole() {
+    // A sparse 1 TiB file (no disk blocks): reading it whole would fail for want of memory.
+    let tmp = TempFile::new("huge.slm", b"");
+    let size: u64 = 1 << 40;
+    std::fs::File::options()
+        .write(true)
+        .open(&tmp.0)
+        .unwrap()
+        .set_len(size)
+        .unwrap();
+    let path = tmp.0.to_str().unwrap();
+    for args in [
+        vec!["verify", path],
+        vec!["inspect", path],
+        vec!["check", path],
+    ] {
+        let o = tinyrustlm(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!(
+                "error 15 BudgetExceeded at byte 0: the file has {size} bytes"
+            )),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
 fn verify_rejects_a_flipped_payload_byte_naming_the_tensor() {
     let mut bytes = std::fs::read(fixtures::corpus_dir().join("byte-mha-tied-q4_0.slm")).unwrap();
     let (at, name) = {
