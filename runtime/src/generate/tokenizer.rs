@@ -13,7 +13,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::format::vocab::reserved;
 use crate::format::{Pieces, TokenType, TokenizerKind, Vocab};
 use crate::limits;
-use table::{MergeTable, PieceTable, NONE};
+use table::{Key, MergeTable, PieceTable, NONE};
 
 /// Every byte value once, so that a byte-fallback token decodes to a borrowed one-byte slice.
 static ALL_BYTES: [u8; 256] = {
@@ -94,8 +94,20 @@ fn byte_piece(byte: u8) -> [u8; 6] {
 
 impl Tokenizer {
     /// Validates `vocab` (spec/tokenizer.md, Validation) and builds the tables. Every failure is
-    /// `InvalidTokenizer`, but `OutOfMemory` when a table cannot be allocated.
+    /// `InvalidTokenizer`, but `OutOfMemory` when a table cannot be allocated. The tables' hash
+    /// key is the SHA-256 of the vocabulary's entries (see `table`).
     pub fn new(vocab: &Vocab) -> Result<Tokenizer> {
+        Tokenizer::build(vocab, Key::of(&vocab.pieces, &vocab.merges))
+    }
+
+    /// [`Tokenizer::new`] with the tables keyed by `source_digest`, the SHA-256 of the bytes
+    /// `vocab` was read from (a .slm file's tokenizer section, which a model's load has hashed
+    /// already): like the digest of the entries, it is known only once they are.
+    pub fn with_source_digest(vocab: &Vocab, source_digest: &[u8; 32]) -> Result<Tokenizer> {
+        Tokenizer::build(vocab, Key::from_digest(source_digest))
+    }
+
+    fn build(vocab: &Vocab, key: Key) -> Result<Tokenizer> {
         let n = vocab.pieces.len();
         if n == 0 || n > limits::MAX_VOCAB as usize {
             return Err(invalid(format!(
@@ -159,7 +171,7 @@ impl Tokenizer {
 
         // Tables as large as the vocabulary are allocated exactly and fallibly.
         let pieces = vocab.pieces.try_clone()?;
-        let lookup = PieceTable::build(&pieces)?;
+        let lookup = PieceTable::build(&pieces, key)?;
         let mut score_keys = Vec::new();
         if vocab.kind == TokenizerKind::SentencePiece {
             score_keys = reserved(n as usize)?;
@@ -175,7 +187,7 @@ impl Tokenizer {
             lookup,
             max_piece_len: vocab.pieces.iter().map(<[u8]>::len).max().unwrap_or(0),
             byte_ids: [NONE; 256],
-            merges: MergeTable::build(&[])?,
+            merges: MergeTable::build(&[], key)?,
             bos: vocab.bos,
             eos: vocab.eos,
             unk: vocab.unk,
@@ -283,7 +295,7 @@ impl Tokenizer {
                 })?;
             joined.push((left, right, result));
         }
-        self.merges = MergeTable::build(&joined)?;
+        self.merges = MergeTable::build(&joined, self.lookup.key())?;
         Ok(())
     }
 

@@ -109,7 +109,8 @@ impl Model {
     /// arrived: the chunked loader) instead of hashing their bytes again.
     pub(crate) fn load_known(bytes: Vec<u8>, known: &KnownDigests) -> Result<Model> {
         let slm = Slm::parse_known(&bytes, known)?;
-        let tokenizer = Tokenizer::new(&slm.vocab)?;
+        let binding = binding::of_slm(&slm);
+        let tokenizer = Tokenizer::with_source_digest(&slm.vocab, &binding.tokenizer)?;
         let find = |name: &str| -> Result<TensorLoc> {
             slm.tensor(name).map(TensorLoc::from_entry).ok_or_else(|| {
                 Error::new(
@@ -143,7 +144,6 @@ impl Model {
         };
         let name = String::from(slm.metadata("name").unwrap_or(""));
         let digest = slm.digest();
-        let binding = binding::of_slm(&slm);
         let tensors = slm
             .tensors
             .iter()
