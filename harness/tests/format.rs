@@ -69,6 +69,27 @@ fn header_cases_report_their_offsets() {
     );
 }
 
+/// A block dtype's innermost dimension that does not split into blocks is reported at that
+/// dimension's field (errors.md: the offending field), which holds the dimension.
+#[test]
+fn an_innermost_dimension_off_the_block_is_reported_at_its_field() {
+    let cases = malformed::cases();
+    let mut checked = 0;
+    for c in cases.iter().filter(|c| c.name.ends_with("-innermost")) {
+        let e = inspect::verify(&c.bytes).unwrap_err();
+        assert_eq!(e.code, ErrorCode::ShapeMismatch, "{}: {e}", c.name);
+        let at = e.offset.expect("an offset") as usize;
+        let field = u32::from_le_bytes(c.bytes[at..at + 4].try_into().unwrap());
+        assert!(
+            e.message.contains(&format!("innermost dimension {field} ")),
+            "{}: {e}",
+            c.name
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 2, "the q8_0 and q4_0 innermost cases");
+}
+
 #[test]
 fn malformed_cases_are_well_formed_and_small() {
     let cases = malformed::cases();

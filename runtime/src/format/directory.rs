@@ -104,8 +104,10 @@ pub fn parse<'a>(file: &'a [u8], dir: Section, data: Section) -> Result<Vec<Tens
         }
         let mut dims = [1u32; limits::MAX_RANK];
         let mut elements: u64 = 1;
+        let mut inner_at = rank_at;
         for d in dims.iter_mut().take(rank as usize) {
             let dim_at = c.offset();
+            inner_at = dim_at;
             *d = c.u32()?;
             if *d == 0 {
                 return Err(bad(dim_at, format!("tensor {name:?} has a zero dimension")));
@@ -118,7 +120,7 @@ pub fn parse<'a>(file: &'a [u8], dir: Section, data: Section) -> Result<Vec<Tens
         if !inner.is_multiple_of(dtype.block_elems()) {
             return Err(Error::at(
                 ErrorCode::ShapeMismatch,
-                rank_at,
+                inner_at,
                 format!(
                     "tensor {name:?}: innermost dimension {inner} is not a multiple of the {} block of {} elements",
                     dtype.name(),
