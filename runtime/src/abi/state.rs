@@ -277,10 +277,9 @@ impl AbiState {
         match self.session.take() {
             None => Ok(()),
             // The new buffers are allocated after the old ones are freed: the only possible
-            // failure left is OutOfMemory, which leaves no model loaded. Applied adapters and a
-            // required plan stay.
-            // Like an activation, the new session must leave the headroom; when it does not,
-            // it is dropped too (OutOfMemory, no model loaded).
+            // failure left is OutOfMemory, which leaves no model loaded (also when the new
+            // session leaves less than the headroom an activation must). Applied adapters and
+            // a required plan stay.
             Some(old) => {
                 let session = old.with_context(self.context)?;
                 if !headroom::available(limits::ABI_HEADROOM_BYTES) {

@@ -2,12 +2,12 @@
 //! (left id, right id) → ranked merge. Linear probing, load factor ≤ 2/3, no deletion.
 //!
 //! The hashes are keyed by a digest of the vocabulary itself ([`Key::of`], or the digest of the
-//! file section it was read from). With fixed hashes a
-//! file could list pieces or merge pairs chosen to share a few slots, and building the tables
-//! would take time quadratic in their number (seconds to minutes for a file within budget);
-//! keyed by the SHA-256 of the entries, the slots cannot be known before the entries are
-//! chosen. The key changes only where entries sit, never what a lookup finds (the first id of a
-//! piece, the lowest rank of a pair), so encoding does not depend on it.
+//! file section it was read from). With fixed hashes a file could list pieces or merge pairs
+//! chosen to share a few slots, and building the tables would take time quadratic in their
+//! number (seconds to minutes for a file within budget); keyed by a SHA-256 of the entries, the
+//! slots cannot be known before the entries are chosen. The key changes only where entries sit,
+//! never what a lookup finds (the first id of a piece, the lowest rank of a pair), so encoding
+//! does not depend on it.
 
 use alloc::vec::Vec;
 
