@@ -415,6 +415,14 @@ fn write_converted(
 ) -> Result<ExitCode> {
     let bytes = runtime::format::write(model)
         .map_err(|e| anyhow::anyhow!("{}", inspect::describe_error(&e)))?;
+    // What is written must load: the whole verification, the tokenizer's rules included (a
+    // source may, e.g., name no BOS token yet ask for one).
+    inspect::verify(&bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "the converted model would not load, so it was not written: {}",
+            inspect::describe_error(&e)
+        )
+    })?;
     std::fs::write(output, &bytes).with_context(|| format!("writing {}", output.display()))?;
     for note in notes {
         eprintln!("note: {note}");

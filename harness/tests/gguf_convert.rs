@@ -539,6 +539,41 @@ fn decisions_and_refusals_on_hand_written_ggufs() {
         |_| {},
     );
     assert!(refusal(&scaled).contains("rope scaling 'linear'"));
+    // A scaling factor without a type is linear scaling to llama.cpp (also under the older
+    // key); a factor of 1 scales nothing.
+    for key in ["llama.rope.scaling.factor", "llama.rope.scale_linear"] {
+        let factor = llama_file(1, 64, &[(key, RawValue::f32(4.0))], |_| {});
+        assert!(refusal(&factor).contains(&format!("rope scaling by 4 ({key})")));
+        let one = llama_file(1, 64, &[(key, RawValue::f32(1.0))], |_| {});
+        convert(&one, DTypeChoice::Keep, "t.gguf").unwrap();
+    }
+    // No BOS token: none is added (unless asked for, which cannot load).
+    let no_bos = [("tokenizer.ggml.bos_token_id", RawValue::u32(u32::MAX))];
+    let c = convert(
+        &llama_file(1, 64, &no_bos, |_| {}),
+        DTypeChoice::Keep,
+        "t.gguf",
+    )
+    .unwrap();
+    assert_eq!((c.model.vocab.bos, c.model.vocab.add_bos), (None, false));
+    let asked = [
+        no_bos[0].clone(),
+        ("tokenizer.ggml.add_bos_token", RawValue::bool(true)),
+    ];
+    let err = refusal(&llama_file(1, 64, &asked, |_| {}));
+    assert!(
+        err.contains("add_bos is set but there is no bos token"),
+        "{err}"
+    );
+    // No unk token and no byte pieces (typed Normal): nothing could encode an unknown byte.
+    let mut types = vec![3i32, 3, 3];
+    types.extend([1i32; 257]);
+    let no_unk = [
+        ("tokenizer.ggml.unknown_token_id", RawValue::u32(u32::MAX)),
+        ("tokenizer.ggml.token_type", RawValue::i32_array(&types)),
+    ];
+    let err = refusal(&llama_file(1, 64, &no_unk, |_| {}));
+    assert!(err.contains("needs byte_fallback or an unk token"), "{err}");
     let moe = llama_file(1, 64, &[("llama.expert_count", RawValue::u32(8))], |_| {});
     assert!(refusal(&moe).contains("mixture-of-experts"));
     // Too big for the .slm budget: refused before any tensor is converted.

@@ -98,6 +98,15 @@ fn refuse_unsupported_features(g: &Gguf<'_>, head_dim: u32) -> Result<()> {
             ),
         }
     }
+    // llama.cpp reads a scaling factor without a scaling type as linear scaling (the type
+    // defaults to "linear"; the factor's older key is rope.scale_linear); 0 and 1 scale nothing.
+    for key in ["llama.rope.scaling.factor", "llama.rope.scale_linear"] {
+        match g.kv(key) {
+            None | Some(Value::F32(0.0 | 1.0)) => {}
+            Some(Value::F32(factor)) => bail!("rope scaling by {factor} ({key}) is not supported"),
+            Some(other) => bail!("GGUF key {key} is {}, expected f32", other.type_label()),
+        }
+    }
     let u32_key = |key: &str| -> Result<Option<u32>> {
         match g.kv(key) {
             None => Ok(None),
@@ -160,6 +169,10 @@ pub fn convert(bytes: &[u8], dtype: DTypeChoice, source: &str) -> Result<Convert
         vocab.pieces.len(),
         h.vocab_size
     );
+    // The vocabulary must pass the runtime's tokenizer rules, or the model would not load
+    // (e.g. no unk token and no complete set of byte pieces).
+    runtime::generate::tokenizer::Tokenizer::new(&vocab)
+        .map_err(|e| anyhow!("the GGUF's vocabulary is not usable: {e}"))?;
     let mut notes = Vec::new();
     if h.context_length > limits::MAX_CONTEXT {
         notes.push(format!(

@@ -225,7 +225,8 @@ pub fn llama_vocab(g: &Gguf<'_>) -> Result<Vocab> {
         pad,
         unk,
         stop: eos.into_iter().collect(),
-        add_bos: opt_bool(g, "tokenizer.ggml.add_bos_token")?.unwrap_or(true),
+        // llama.cpp adds BOS unless told not to, when there is one.
+        add_bos: opt_bool(g, "tokenizer.ggml.add_bos_token")?.unwrap_or(bos.is_some()),
         add_dummy_prefix: opt_bool(g, "tokenizer.ggml.add_space_prefix")?.unwrap_or(true),
         byte_fallback,
     })
