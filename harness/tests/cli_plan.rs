@@ -88,3 +88,32 @@ fn a_plan_for_another_base_fails_the_check() {
     assert!(!r.status.success());
     assert!(String::from_utf8_lossy(&r.stderr).contains("error 43 PlanBaseMismatch"));
 }
+
+#[test]
+fn a_module_file_longer_than_the_plan_lists_is_refused_without_being_read_whole() {
+    let f = &read_all(&corpus_dir()).unwrap()[4];
+    let dir = std::env::temp_dir().join(format!("tinyrustlm-plan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plan = dir.join("p.plan");
+    std::fs::write(&plan, &f.plan).unwrap();
+    let parsed = runtime::adapter::Plan::parse(&f.plan).unwrap();
+    // The module the plan names, as a sparse 1 TiB file: reading it whole would fail for want
+    // of memory.
+    let module = dir.join(&parsed.modules[0].name);
+    std::fs::File::create(&module)
+        .unwrap()
+        .set_len(1 << 40)
+        .unwrap();
+    let base = path(&format!("{}.slm", f.recipe.base));
+    let o = tinyrustlm(&[
+        "run",
+        &base,
+        "--plan",
+        plan.to_str().unwrap(),
+        "--prompt",
+        "a",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(err.contains("error 44 ModuleDigestMismatch"), "{err}");
+}

@@ -22,9 +22,13 @@ pub struct PlanFiles {
 
 impl PlanFiles {
     /// Reads the plan at `path` and each module it names from the plan's directory (the CLI's
-    /// convention: a module's name is a file beside the plan).
+    /// convention: a module's name is a file beside the plan). Each file is read only up to one
+    /// byte past its limit: the plan up to `MAX_PLAN_BYTES`, a module up to the size the plan
+    /// lists (a longer file then fails the runtime's size check, `ModuleDigestMismatch`, without
+    /// being read whole).
     pub fn read(path: &Path) -> Result<PlanFiles> {
-        let plan = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let plan = read_at_most(path, runtime::limits::MAX_PLAN_BYTES as u64 + 1)
+            .with_context(|| format!("reading {}", path.display()))?;
         let parsed = Plan::parse(&plan).map_err(|e| {
             anyhow::anyhow!("{}: {}", path.display(), crate::inspect::describe_error(&e))
         })?;
@@ -34,7 +38,8 @@ impl PlanFiles {
             .iter()
             .map(|m| {
                 let p = dir.join(&m.name);
-                std::fs::read(&p).with_context(|| format!("reading module {}", p.display()))
+                read_at_most(&p, m.bytes.saturating_add(1))
+                    .with_context(|| format!("reading module {}", p.display()))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(PlanFiles { plan, modules })
@@ -44,6 +49,16 @@ impl PlanFiles {
     pub fn module_refs(&self) -> Vec<&[u8]> {
         self.modules.iter().map(|m| &m[..]).collect()
     }
+}
+
+/// The first `limit` bytes of the file at `path` (all of it when shorter).
+fn read_at_most(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// The JSON report of `adapter inspect --json`.
