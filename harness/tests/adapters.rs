@@ -250,6 +250,18 @@ fn record_rules() {
     // Name syntax.
     assert_eq!(code(&dense("bad name", &[32])), C::InvalidAdapter);
     assert_eq!(code(&dense("", &[32])), C::InvalidAdapter);
+    // A name the file cannot hold is Truncated at the name before the name's rules apply; a
+    // name over 96 bytes that it holds is InvalidAdapter.
+    let e = Adapter::parse(&patched(&ok, 128, &200u16.to_le_bytes())).unwrap_err();
+    assert_eq!((e.code, e.offset), (C::Truncated, Some(130)));
+    let long = one_record(
+        AdapterKind::Dense,
+        b,
+        &"n".repeat(97),
+        &[300],
+        Delta::Dense(vec![0.0; 300]),
+    );
+    assert_eq!(code(&long), C::InvalidAdapter);
     // Rank 0 (patch the rank byte at 128 + 2 + 18) and rank 5.
     assert_eq!(code(&patched(&ok, 148, &[0])), C::InvalidAdapter);
     assert_eq!(code(&patched(&ok, 148, &[5])), C::InvalidAdapter);
@@ -337,6 +349,11 @@ fn sparse_rules() {
         code(&patched(&a, 128 + 22 + 4, &3u32.to_le_bytes())),
         C::Truncated
     );
+    // Both arrays are taken before any index is checked: with nnz 3, the index array holds an
+    // index out of range (32) and the delta array is cut short, which is reported.
+    let a = sp(vec![0, 32], vec![0.1, 0.2]);
+    let e = Adapter::parse(&patched(&a, 128 + 22 + 4, &3u32.to_le_bytes())).unwrap_err();
+    assert_eq!((e.code, e.offset), (C::Truncated, Some(128 + 22 + 8 + 12)));
 }
 
 #[test]
@@ -370,11 +387,14 @@ fn low_rank_rules() {
     let mut a = vec![0.1; 32];
     a[3] = f32::INFINITY;
     assert_eq!(code(&lr(1, 1.0, a, vec![0.1; 32])), C::NonFiniteValue);
-    // B one value short.
+    // B one value short, also when A holds an infinity (both are taken before A is checked).
     assert_eq!(
         code(&lr(1, 1.0, vec![0.1; 32], vec![0.1; 31])),
         C::Truncated
     );
+    let mut a = vec![0.1; 32];
+    a[0] = f32::INFINITY;
+    assert_eq!(code(&lr(1, 1.0, a, vec![0.1; 31])), C::Truncated);
 }
 
 #[test]
@@ -663,6 +683,12 @@ fn receipt_parser_is_strict() {
         C::InvalidPlan
     );
     assert_eq!(bad(&format!("{text}extra\n")), C::TrailingBytes);
+    // Text without a final LF breaks the text rules first.
+    assert_eq!(bad(&format!("{text}extra")), C::InvalidPlan);
+    // More module lines than a plan may list.
+    let module = text.lines().find(|l| l.starts_with("module ")).unwrap();
+    let many = text.replacen(module, &vec![module; 17].join("\n"), 1);
+    assert_eq!(bad(&many), C::LimitExceeded);
     assert_eq!(bad(&text.replace("plan ", "plan  ")), C::InvalidPlan);
     assert_eq!(bad(&text[..text.len() - 1]), C::InvalidPlan);
 }
@@ -956,6 +982,15 @@ fn registry_rules() {
     let m0 = dup["models"][0].clone();
     dup["models"].as_array_mut().unwrap().push(m0);
     assert_eq!(kind(&dup.to_string()), RK::Duplicate);
+    // In the spec's order: a repeated adapter id before an unknown base that comes earlier.
+    let mut order = v.clone();
+    let a0 = order["adapters"][0].clone();
+    let mut stray = a0.clone();
+    stray["id"] = "stray".into();
+    stray["base"] = "nope".into();
+    order["adapters"].as_array_mut().unwrap().push(stray);
+    order["adapters"].as_array_mut().unwrap().push(a0);
+    assert_eq!(kind(&order.to_string()), RK::Duplicate);
     // Budgets, enforced on selection.
     let over = Registry::parse(&registry_json(
         limits::MAX_MODEL_BYTES + 1,

@@ -204,6 +204,8 @@ impl Registry {
                 ));
             }
         }
+        // The spec's order: unique ids in both lists, then every base known, then one adapter
+        // per (family, base).
         for (i, a) in r.adapters.iter().enumerate() {
             if r.adapters[..i].iter().any(|o| o.id == a.id) {
                 return Err(err(
@@ -211,12 +213,18 @@ impl Registry {
                     format!("adapter id {:?} appears twice", a.id),
                 ));
             }
-            if !r.models.iter().any(|m| m.id == a.base) {
-                return Err(err(
-                    RegistryErrorKind::Unknown,
-                    format!("{}: base {:?} is not a model id", a.id, a.base),
-                ));
-            }
+        }
+        if let Some(a) = r
+            .adapters
+            .iter()
+            .find(|a| !r.models.iter().any(|m| m.id == a.base))
+        {
+            return Err(err(
+                RegistryErrorKind::Unknown,
+                format!("{}: base {:?} is not a model id", a.id, a.base),
+            ));
+        }
+        for (i, a) in r.adapters.iter().enumerate() {
             if r.adapters[..i]
                 .iter()
                 .any(|o| o.family == a.family && o.base == a.base)
