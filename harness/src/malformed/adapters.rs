@@ -766,6 +766,20 @@ fn receipt_text(m: &mut Matrix, receipt: &[u8]) {
         "nothing follows the assembly line",
         format!("{text}extra\n"),
     );
+    let module = text
+        .lines()
+        .find(|l| l.starts_with("module "))
+        .expect("the receipt lists a module");
+    r(
+        "receipt-modules-over-limit",
+        LimitExceeded,
+        "at most MAX_PLAN_MODULES (16) module lines, as in a plan",
+        text.replacen(
+            module,
+            &vec![module; limits::MAX_PLAN_MODULES + 1].join("\n"),
+            1,
+        ),
+    );
 }
 
 fn apply_rules(m: &mut Matrix, f32m: &Model, f16m: &Model, q8m: &Model, valid: &[u8]) {
