@@ -450,8 +450,8 @@ fn read_vocab(path: &std::path::Path) -> Result<runtime::format::Vocab> {
     Ok(slm.vocab)
 }
 
-/// A model file rejected before it was read whole (over the model budget): reported as
-/// `verify` reports a rejection, with exit code 1.
+/// A model file the runtime rejects (by `inspect`, or over the model budget before it is read
+/// whole): reported as `verify` reports a rejection, with exit code 1.
 #[derive(Debug)]
 struct Rejected {
     path: PathBuf,
