@@ -528,6 +528,10 @@ fn invalid_utf8_and_long_prompts_are_rejected() {
         assert_eq!((err.code, err.offset), (ErrorCode::InvalidUtf8, Some(2)));
         assert_eq!(out, vec![7], "nothing appended on error");
     }
+    // A byte-level vocabulary takes any bytes, one token each (what a prompt gets, too).
+    let mut out = Vec::new();
+    bl.encode(b"ok\xff", false, &mut out).unwrap();
+    assert_eq!(out, vec![u32::from(b'o'), u32::from(b'k'), 0xff]);
     let long = vec![b'a'; limits::MAX_PROMPT_BYTES + 1];
     for tok in [&sp, &rm, &bl] {
         let err = tok.encode(&long, false, &mut Vec::new()).unwrap_err();
