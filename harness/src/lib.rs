@@ -17,3 +17,16 @@ pub mod malformed;
 pub mod run;
 pub mod serve;
 pub mod smoke;
+
+/// The first `limit` bytes of the file at `path` (all of it when shorter): a file that may be
+/// larger than what will take it (a model over the budget, a module longer than its plan says)
+/// is never read whole. Room for them is reserved once, from the length the file's metadata
+/// gives.
+pub fn read_at_most(path: &std::path::Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)?;
+    let size = f.metadata().map_or(0, |m| m.len());
+    let mut bytes = Vec::with_capacity(usize::try_from(size.min(limit)).unwrap_or(0));
+    f.take(limit).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}

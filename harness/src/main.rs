@@ -468,32 +468,28 @@ impl std::fmt::Display for Rejected {
 impl std::error::Error for Rejected {}
 
 /// The model file's bytes (the built-in model without one). At most the model budget plus one
-/// byte is read: a longer file is rejected there with BudgetExceeded at byte 0 and its length
-/// (spec/slm.md, verification step 1), never read whole.
+/// byte is read ([`harness::read_at_most`]): a longer file is rejected there with
+/// BudgetExceeded at byte 0 and its length (spec/slm.md, verification step 1), never read whole.
 fn read_model(file: &Option<PathBuf>) -> Result<Vec<u8>> {
-    use std::io::Read;
     let Some(path) = file else {
         return Ok(fixtures::DEFAULT_MODEL.to_vec());
     };
     let reading = || format!("reading {}", path.display());
-    let f = std::fs::File::open(path).with_context(reading)?;
     let budget = runtime::limits::MAX_MODEL_BYTES;
-    let size = f.metadata().map_or(0, |m| m.len());
-    let mut bytes = Vec::with_capacity(size.min(budget + 1) as usize);
-    (&f).take(budget + 1)
-        .read_to_end(&mut bytes)
-        .with_context(reading)?;
+    let bytes = harness::read_at_most(path, budget + 1).with_context(reading)?;
     if bytes.len() as u64 <= budget {
         return Ok(bytes);
     }
-    let len = size.max(bytes.len() as u64);
-    match runtime::format::header::check_prefix(&bytes, len) {
+    // Over the budget: the runtime reader's own error (BudgetExceeded at byte 0), with the
+    // file's true length. (Were it to pass, verification would still refuse the bytes.)
+    let size = std::fs::metadata(path).map_or(0, |m| m.len());
+    match runtime::format::header::check_prefix(&bytes, size.max(bytes.len() as u64)) {
         Err(error) => Err(Rejected {
             path: path.clone(),
             error,
         }
         .into()),
-        Ok(()) => unreachable!("{len} bytes are over the budget"),
+        Ok(()) => Ok(bytes),
     }
 }
 

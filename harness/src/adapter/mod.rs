@@ -8,6 +8,7 @@ pub mod example;
 pub mod fixtures;
 pub mod registry;
 
+use crate::read_at_most;
 use anyhow::{Context, Result};
 use runtime::adapter::{Adapter, Body, Plan};
 use runtime::sha256::to_hex;
@@ -49,16 +50,6 @@ impl PlanFiles {
     pub fn module_refs(&self) -> Vec<&[u8]> {
         self.modules.iter().map(|m| &m[..]).collect()
     }
-}
-
-/// The first `limit` bytes of the file at `path` (all of it when shorter).
-fn read_at_most(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(limit)
-        .read_to_end(&mut bytes)?;
-    Ok(bytes)
 }
 
 /// The JSON report of `adapter inspect --json`.
