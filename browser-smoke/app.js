@@ -12,6 +12,8 @@
 //   missing    a model route that does not exist (404)
 //   overlong   a prompt longer than the context
 //   steps      one generation step by step, a report after each step
+//   race       two loads and a generation sent at once (the worker runs them in turn), and a
+//              second Load click while a load is in flight (ignored)
 // ?demo=1 loads the default model and generates once (for screenshots: an image request to
 // /hold keeps the load event back until the generation was reported).
 // ?bench=NAME,...&runs=N&prompt=BYTES&decode=TOKENS (`tinyrustlm bench browsers`) measures each
@@ -149,6 +151,35 @@ function showDiagnostics(entries) {
 }
 
 let lastLoad = null;
+/** Whether adapters are applied to the loaded model. */
+let adaptersApplied = false;
+/** Whether a command of the page (load, apply, remove, generate) is in flight. */
+let busy = false;
+
+/** Enables what can run now: nothing else while a command is in flight (the module has one
+ * load and one generation; a Load during a generation would end it), Stop only then. */
+function refreshButtons(generating) {
+  $('load').disabled = busy;
+  $('model').disabled = busy;
+  $('generate').disabled = busy || !lastLoad;
+  $('apply').disabled = busy || !lastLoad || $('family').options.length === 0;
+  $('remove').disabled = busy || !adaptersApplied;
+  $('stop').disabled = !generating;
+}
+
+/** Runs one page command with the others disabled until it is answered (a click while one is
+ * in flight does nothing). */
+async function exclusive(command, generating) {
+  if (busy) return { ok: false, code: 0, message: 'another command is in flight' };
+  busy = true;
+  refreshButtons(generating);
+  try {
+    return await command();
+  } finally {
+    busy = false;
+    refreshButtons(false);
+  }
+}
 
 function setAdapterStatus(text, isError) {
   const el = $('adapter-status');
@@ -177,9 +208,8 @@ async function loadSelected() {
     setStatus(`not selected: ${e.message}`, true);
     return { ok: false, code: e.code, message: e.message };
   }
-  $('generate').disabled = true;
-  $('apply').disabled = true;
-  $('remove').disabled = true;
+  lastLoad = null;
+  adaptersApplied = false;
   $('receipt').textContent = '';
   setAdapterStatus('');
   $('progress').value = 0;
@@ -195,8 +225,6 @@ async function loadSelected() {
   }
   lastLoad = ans;
   setStatus(`loaded ${model.id}`);
-  $('generate').disabled = false;
-  $('apply').disabled = $('family').options.length === 0;
   showDiagnostics([
     ['model', model.id],
     ['bytes', ans.bytes],
@@ -226,7 +254,7 @@ async function applySelected() {
   }
   setAdapterStatus(`applied ${adapter.id}: ${ans.adapter_modules} module(s), receipt sha256 ${ans.receipt_digest}`);
   $('receipt').textContent = ans.receipt;
-  $('remove').disabled = false;
+  adaptersApplied = true;
   return ans;
 }
 
@@ -238,7 +266,7 @@ async function removeAdapters() {
   }
   setAdapterStatus('adapters removed: the base model again');
   $('receipt').textContent = '';
-  $('remove').disabled = true;
+  adaptersApplied = false;
   return ans;
 }
 
@@ -254,14 +282,10 @@ async function generateFromForm() {
   };
   $('output').textContent = '';
   decoder = new TextDecoder('utf-8');
-  $('generate').disabled = true;
-  $('stop').disabled = false;
   const ans = await call({ cmd: 'generate', request }, (ev) => {
     if (ev.type === 'piece') $('output').textContent += decoder.decode(ev.bytes, { stream: true });
   });
   $('output').textContent += decoder.decode();
-  $('stop').disabled = true;
-  $('generate').disabled = false;
   if (!ans.ok) {
     setStatus(`generation failed: error ${ans.code}: ${ans.message}`, true);
     return ans;
@@ -305,12 +329,16 @@ async function setUp() {
   }
   $('model').value = defaultModel;
   listFamilies();
-  $('model').onchange = () => listFamilies();
-  $('load').onclick = () => loadSelected();
-  $('apply').onclick = () => applySelected();
-  $('remove').onclick = () => removeAdapters();
-  $('generate').onclick = () => generateFromForm();
+  $('model').onchange = () => {
+    listFamilies();
+    refreshButtons(false);
+  };
+  $('load').onclick = () => exclusive(loadSelected);
+  $('apply').onclick = () => exclusive(applySelected);
+  $('remove').onclick = () => exclusive(removeAdapters);
+  $('generate').onclick = () => exclusive(generateFromForm, true);
   $('stop').onclick = () => worker.postMessage({ cmd: 'stop' });
+  refreshButtons(false);
 }
 
 // ---- unattended modes ----
@@ -482,6 +510,32 @@ async function smokeSteps(doc) {
   return { model: model.id, ok: ans.ok, code: ans.ok ? 0 : ans.code, steps, result: ans.ok ? ans.result : null };
 }
 
+/** Commands sent without waiting for each other (two loads, then a generation) run one at a
+ * time in the worker, the generation giving what it gives alone; a Load click while a load is
+ * in flight does nothing. */
+async function smokeRace(doc) {
+  const model = selectModel(params.get('model') || defaultModel);
+  const [first, second, raced] = await Promise.all([
+    loadModel(model),
+    loadModel(model),
+    call({ cmd: 'generate', request: doc.steps, digests: true }),
+  ]);
+  const alone = await call({ cmd: 'generate', request: doc.steps, digests: true });
+  $('model').value = model.id;
+  const clicked = exclusive(loadSelected);
+  const again = await exclusive(loadSelected);
+  const loaded = await clicked;
+  return {
+    model: model.id,
+    loads_ok: first.ok && second.ok,
+    generations_ok: raced.ok && alone.ok,
+    same_result: raced.ok && alone.ok && JSON.stringify(raced.result) === JSON.stringify(alone.result),
+    click_ok: loaded.ok,
+    second_click_ignored: !again.ok && busy === false,
+    message: [first, second, raced, alone, loaded].filter((a) => !a.ok).map((a) => a.message).join('; '),
+  };
+}
+
 async function smoke(modes) {
   const report = { kind: 'final', modes: {} };
   try {
@@ -498,6 +552,7 @@ async function smoke(modes) {
       else if (mode === 'missing') report.modes.missing = await smokeMissing();
       else if (mode === 'overlong') report.modes.overlong = await smokeOverlong(doc);
       else if (mode === 'steps') report.modes.steps = await smokeSteps(doc);
+      else if (mode === 'race') report.modes.race = await smokeRace(doc);
       else throw new Error(`unknown smoke mode ${mode}`);
     }
   } catch (e) {
@@ -521,8 +576,8 @@ function holdLoadEvent() {
 async function demo() {
   try {
     $('model').value = params.get('model') || defaultModel;
-    const load = await loadSelected();
-    const gen = load.ok ? await generateFromForm() : load;
+    const load = await exclusive(loadSelected);
+    const gen = load.ok ? await exclusive(generateFromForm, true) : load;
     await post({ kind: 'demo', ok: gen.ok, tok_s: gen.tok_s || null, load_ms: load.load_ms || null });
   } catch (e) {
     await post({ kind: 'demo', ok: false, fatal: String(e) });

@@ -16,7 +16,9 @@ export const STATE_NAMES = ['token', 'stop', 'max_tokens', 'context_full', 'canc
 export const CODE = {
   BUDGET_EXCEEDED: 15,
   FILE_DIGEST_MISMATCH: 21,
+  INVALID_SETTINGS: 27,
   INVALID_STATE: 29,
+  INVALID_ARGUMENT: 34,
   MODULE_DIGEST_MISMATCH: 44,
 };
 
@@ -28,6 +30,19 @@ const DIGEST_FIELD = [224, 32];
 
 /** `top_k` value meaning "no top-k". */
 const TOP_K_OFF = 0xffffffff;
+
+/** The largest u32, and one past the largest u64: arguments beyond them cannot be passed (a
+ * wasm i32 / i64 parameter would wrap them to another value). */
+const U32_MAX = 0xffffffff;
+const U64_END = 1n << 64n;
+
+/** `value` when it is an integer that fits a u32 parameter; else throws `code`. */
+function u32Arg(name, value, code) {
+  if (!Number.isInteger(value) || value < 0 || value > U32_MAX) {
+    throw new TrlmError(code, `${name} ${value} is not an integer in 0..=${U32_MAX}`);
+  }
+  return value;
+}
 
 /** A refusal by the module: its stable error code and message. */
 export class TrlmError extends Error {
@@ -211,24 +226,33 @@ export class Trlm {
   }
 
   setContext(positions) {
-    this.check(this.call('trlm_set_context', positions));
+    this.check(this.call('trlm_set_context', u32Arg('positions', positions, CODE.INVALID_ARGUMENT) | 0));
   }
 
   /**
    * Sampling settings: `temperatureBits` and `topPBits` are f32 bit patterns, `topK` a number or
-   * null, `seed` a decimal string (u64), `maxNewTokens` a number.
+   * null, `seed` a decimal string (u64), `maxNewTokens` a number. A value its parameter cannot
+   * carry (not an integer, or beyond u32 / u64) is refused here with `InvalidSettings`, as the
+   * module refuses the values it can see: passing it would wrap it to another, valid setting.
    */
   setSampling(s) {
-    const seed = BigInt.asIntN(64, BigInt(s.seed));
+    const bad = (what) => new TrlmError(CODE.INVALID_SETTINGS, `seed ${s.seed} is ${what}`);
+    let seed;
+    try {
+      seed = BigInt(s.seed);
+    } catch (e) {
+      throw bad('not an integer');
+    }
+    if (seed < 0n || seed >= U64_END) throw bad('not a u64');
     const topK = s.topK === null || s.topK === undefined ? TOP_K_OFF : s.topK;
     this.check(
       this.call(
         'trlm_set_sampling',
         f32FromBits(s.temperatureBits),
-        topK | 0,
+        u32Arg('top_k', topK, CODE.INVALID_SETTINGS) | 0,
         f32FromBits(s.topPBits),
-        seed,
-        s.maxNewTokens,
+        BigInt.asIntN(64, seed),
+        u32Arg('max_new_tokens', s.maxNewTokens, CODE.INVALID_SETTINGS) | 0,
       ),
     );
   }
@@ -369,6 +393,13 @@ export class Loader {
     this.expectDigest = expectDigest || null;
     this.header = new Uint8Array(smaller(total, DIGEST_FIELD[0] + DIGEST_FIELD[1]));
     this.done = false;
+    if (!Number.isInteger(total) || total < 0) {
+      throw new TrlmError(0, `the file length ${total} is not a byte count`);
+    }
+    // Beyond a u32 the length would wrap; the module refuses every length above the budget.
+    if (total > U32_MAX) {
+      throw new TrlmError(CODE.BUDGET_EXCEEDED, `the file has ${total} bytes, above the model budget`);
+    }
     trlm.check(trlm.call('trlm_load_begin', total));
     this.cap = total > 0 ? smaller(LOAD_CHUNK_BYTES, total) : 1;
     this.buf = 0;
@@ -441,8 +472,10 @@ export class Loader {
 
 /**
  * Streams the file at `msg.url` with fetch + a reader into the chunked loader of `trlm` (after
- * unloading its model); `msg.sha256` (hex), when given, must be the file's digest field and
- * `msg.bytes` is the size used when the response has no Content-Length.
+ * unloading its model); `msg.sha256` (hex), when given, must be the file's digest field, and
+ * `msg.bytes`, when given, its size (spec/adapters.md, Registry: the size is checked first,
+ * before the module sees a byte; a mismatch is refused as the registry's digest is, with
+ * `FileDigestMismatch`). Without a Content-Length the size is `msg.bytes`.
  */
 export async function streamLoad(trlm, msg, post) {
   const resp = await fetch(msg.url);
@@ -452,6 +485,13 @@ export async function streamLoad(trlm, msg, post) {
   const length = resp.headers.get('Content-Length');
   const total = length !== null ? Number(length) : msg.bytes;
   if (!Number.isInteger(total)) throw new TrlmError(0, `${msg.url}: the response has no length`);
+  if (msg.bytes !== undefined && msg.bytes !== null && total !== msg.bytes) {
+    resp.body.cancel().catch(() => {});
+    throw new TrlmError(
+      CODE.FILE_DIGEST_MISMATCH,
+      `${msg.url}: ${total} bytes; the registry says ${msg.bytes}`,
+    );
+  }
   trlm.unload();
   const loader = trlm.beginLoad(total, msg.sha256 || null);
   const reader = resp.body.getReader();

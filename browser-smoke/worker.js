@@ -22,6 +22,7 @@
 //                                         of the module (bench.js has the definitions); posts
 //                                         {type: 'progress', phase}
 //   {cmd: 'stop'}                         cancels the running generation
+// Commands with an id run one at a time, in the order they arrive (Stop is taken at once).
 // Every command with an id is answered once: {id, ok: true, ...} or {id, ok: false, code,
 // message[, http_status]}. Events on the way: {id, type: 'progress' | 'piece' | 'step', ...}.
 
@@ -197,12 +198,22 @@ function fromHex(h) {
   return out;
 }
 
-self.onmessage = async (ev) => {
+/** The commands not yet answered, run one at a time in arrival order: every command awaits
+ * (fetches, reads, yields), and the module has one load and one generation, so a command
+ * started in the middle of another would end or corrupt it. Stop alone is taken at once. */
+let queue = Promise.resolve();
+
+self.onmessage = (ev) => {
   const msg = ev.data;
   if (msg.cmd === 'stop') {
     stopRequested = true;
     return;
   }
+  queue = queue.then(() => run(msg));
+};
+
+/** Runs one command and posts its answer (never throws: a failure is the answer). */
+async function run(msg) {
   const post = (event) => self.postMessage({ id: msg.id, ...event });
   try {
     let answer;
@@ -234,4 +245,4 @@ self.onmessage = async (ev) => {
       http_status: e && e.http ? e.http : null,
     });
   }
-};
+}

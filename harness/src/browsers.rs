@@ -3,7 +3,7 @@
 //! ids and logits digests of every registry model × standard case, the receipt and the standard
 //! cases of every registry adapter applied to its base (a one-module plan), and the error codes
 //! of the failure modes (malformed files, a missing model, an overlong prompt, step-by-step
-//! reports).
+//! reports), and that commands sent at once run in turn (`race`).
 //!
 //! Each browser starts on a fresh temporary profile with the flags and prefs of
 //! shared/notes BROWSERS.md (no traffic beyond 127.0.0.1), in its own process group, which the
@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The smoke modes one browser launch runs.
-pub const ALL_MODES: &str = "1,malformed,missing,overlong,steps";
+pub const ALL_MODES: &str = "1,malformed,missing,overlong,steps,race";
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -529,6 +529,26 @@ fn compare_report(engine: &str, reports: &[Value], exp: &Expected, out: &mut Out
     let steps = &modes["steps"];
     if !steps.is_null() {
         compare_steps(engine, steps, reports, exp, out);
+    }
+    let race = &modes["race"];
+    if !race.is_null() {
+        let model = race["model"].as_str().unwrap_or("-");
+        let mut r = row(engine, model, "commands in turn");
+        let flags = [
+            "loads_ok",
+            "generations_ok",
+            "same_result",
+            "click_ok",
+            "second_click_ignored",
+        ];
+        r.ok = flags.iter().all(|f| race[f] == true);
+        let failed: Vec<&str> = flags.iter().copied().filter(|f| race[f] != true).collect();
+        r.detail = if r.ok {
+            "two loads, a generation and a second click: in turn".into()
+        } else {
+            format!("not true: {} ({})", failed.join(", "), race["message"])
+        };
+        out.rows.push(r);
     }
 }
 

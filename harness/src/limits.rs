@@ -19,10 +19,17 @@ pub const MAX_CONNECTIONS: usize = 128;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a client may take to send a request body, from the end of its head (408 after it).
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest the server waits for a client to take a response (then it drops the connection).
+/// Longest the server takes to send a response, from its first byte to its last (then it drops
+/// the connection): a deadline for the whole response, not for each write, so a client that
+/// reads slowly cannot hold a connection longer.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a `/hold` request waits for its run's report.
 pub const HOLD_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest report run id that releases `/hold?run=ID` (a longer one is queued for the runner
+/// but releases nothing).
+pub const MAX_RUN_ID_BYTES: usize = 128;
+/// Run ids the server remembers as reported (the oldest is forgotten first).
+pub const MAX_RELEASED_RUNS: usize = 1024;
 /// After a refusal, the server reads and discards at most this many bytes of what the client
 /// still sends before closing (so the client reads the refusal rather than a reset).
 pub const MAX_LINGER_BYTES: usize = 8 << 20;

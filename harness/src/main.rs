@@ -124,7 +124,7 @@ enum Command {
         /// Seconds to wait for one browser's report.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
-        /// Smoke modes, comma-separated (1, malformed, missing, overlong, steps).
+        /// Smoke modes, comma-separated (1, malformed, missing, overlong, steps, race).
         #[arg(long, default_value = harness::browsers::ALL_MODES)]
         modes: String,
         /// The corpus served under /corpus/.

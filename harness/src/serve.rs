@@ -23,7 +23,7 @@ pub mod path;
 use crate::smoke;
 use anyhow::{bail, Context, Result};
 use http::{Refusal, Request, Response, Source};
-use std::collections::HashSet;
+use std::collections::VecDeque;
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -106,10 +106,13 @@ impl Default for ServeConfig {
     }
 }
 
-/// Run ids whose report arrived (releases `/hold?run=ID`).
+/// Run ids whose report arrived (releases `/hold?run=ID`): the last
+/// [`crate::limits::MAX_RELEASED_RUNS`] of them, each at most
+/// [`crate::limits::MAX_RUN_ID_BYTES`] long (a longer id releases no hold), so that reports
+/// with ever new ids cannot grow the server's memory.
 #[derive(Default)]
 struct Released {
-    runs: Mutex<HashSet<String>>,
+    runs: Mutex<VecDeque<String>>,
     arrived: Condvar,
 }
 
@@ -330,25 +333,34 @@ impl Handler {
             // Nobody listens (a plain `serve`): the report is dropped.
             Err(TrySendError::Disconnected(_)) => {}
         }
-        if let Some(run) = run {
-            self.released.runs.lock().unwrap().insert(run);
+        if let Some(run) = run.filter(|r| r.len() <= crate::limits::MAX_RUN_ID_BYTES) {
+            let mut runs = self.released.runs.lock().unwrap();
+            if !runs.contains(&run) {
+                if runs.len() == crate::limits::MAX_RELEASED_RUNS {
+                    runs.pop_front();
+                }
+                runs.push_back(run);
+            }
             self.released.arrived.notify_all();
         }
         Response::empty(204)
     }
 
-    /// `GET /hold?run=ID`: answers (204) once a report of run ID arrived, or after the hold
-    /// timeout, or when the server stops. The page requests it as an image to hold its load
-    /// event, and so a headless browser's `--screenshot`, until its generation was reported.
+    /// `GET /hold?run=ID`: answers (204) once a report of run ID (percent-decoded, as the page
+    /// encodes it) arrived, or after the hold timeout, or when the server stops. The page
+    /// requests it as an image to hold its load event, and so a headless browser's
+    /// `--screenshot`, until its generation was reported.
     fn hold(&self, target: &str) -> Response {
-        let run = target
+        let raw = target
             .split_once('?')
             .map(|(_, q)| q)
             .unwrap_or_default()
             .split('&')
             .find_map(|kv| kv.strip_prefix("run="))
-            .unwrap_or_default()
-            .to_string();
+            .unwrap_or_default();
+        let Some(run) = path::decode_query_value(raw) else {
+            return text_response(400, "the run id is not percent-encoded UTF-8");
+        };
         let deadline = Instant::now() + self.timeouts.hold;
         let mut runs = self.released.runs.lock().unwrap();
         while !runs.contains(&run) && !self.stopping.load(Ordering::Relaxed) {
@@ -441,14 +453,35 @@ fn serve_file(file: &Path) -> Response {
 /// [`crate::limits::LINGER_TIMEOUT`], so it reads a refusal rather than a reset).
 fn serve_connection(handler: &Handler, mut stream: TcpStream, start: Instant) {
     let answer = handler.exchange(&mut stream, start);
-    if stream
-        .set_write_timeout(Some(handler.timeouts.write))
-        .is_ok()
-    {
-        // A client that went away is not the server's problem.
-        let _ = http::write_response(&mut stream, answer.response, answer.with_body);
-    }
+    let mut out = DeadlineWriter {
+        stream: &stream,
+        deadline: Instant::now() + handler.timeouts.write,
+    };
+    // A client that went away, or reads too slowly, is not the server's problem.
+    let _ = http::write_response(&mut out, answer.response, answer.with_body);
     linger(stream, answer.refused);
+}
+
+/// Writes to a stream until a deadline for the whole response: each write may block only for
+/// the time left, and none starts after it.
+struct DeadlineWriter<'a> {
+    stream: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl std::io::Write for DeadlineWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_write_timeout(Some(left))?;
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush()
+    }
 }
 
 fn linger(mut stream: TcpStream, refused: bool) {

@@ -278,3 +278,88 @@ fn gguf_string_bytes() {
         Some(GgufErrorKind::BadString)
     );
 }
+
+/// A report of run `run` (a JSON string), as the page posts it.
+fn report_of_run(run: &str) -> Vec<u8> {
+    let body = serde_json::json!({ "run": run }).to_string();
+    let mut req = format!(
+        "POST /report HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body.as_bytes());
+    req
+}
+
+/// Whether `/hold?run=QUERY` is answered at once (its run was reported) rather than at the
+/// hold timeout (one second here).
+fn released(h: &Handler, query: &str) -> bool {
+    let t = Instant::now();
+    let reply = h.answer(format!("GET /hold?run={query} HTTP/1.1\r\n\r\n").as_bytes());
+    assert_eq!(status(&reply), 204);
+    t.elapsed() < Duration::from_millis(500)
+}
+
+#[test]
+fn released_run_ids() {
+    let root = Root::new("runs");
+    let (h, _) = Handler::new(&root.config(Timeouts {
+        hold: Duration::from_secs(1),
+        ..Timeouts::default()
+    }))
+    .unwrap();
+    // The id of the longest length releases its hold; one byte longer releases nothing.
+    let longest = "r".repeat(MAX_RUN_ID_BYTES);
+    let over = "o".repeat(MAX_RUN_ID_BYTES + 1);
+    for run in [&longest, &over] {
+        assert_eq!(status(&h.answer(&report_of_run(run))), 204);
+    }
+    assert!(released(&h, &longest));
+    assert!(!released(&h, &over));
+    // The hold's id is percent-decoded, as the page encodes it.
+    assert_eq!(status(&h.answer(&report_of_run("a b/é"))), 204);
+    assert!(released(&h, "a%20b%2F%C3%A9"));
+    assert_eq!(
+        status(&h.answer(b"GET /hold?run=%zz HTTP/1.1\r\n\r\n")),
+        400
+    );
+    // The server remembers the last MAX_RELEASED_RUNS ids: `longest` and "a b/é" were the first
+    // two, so one more id than the cap forgets the first and keeps the second.
+    for i in 2..=MAX_RELEASED_RUNS {
+        assert_eq!(status(&h.answer(&report_of_run(&format!("run{i}")))), 204);
+    }
+    assert!(!released(&h, &longest));
+    assert!(released(&h, "a%20b%2F%C3%A9"));
+    assert!(released(&h, &format!("run{MAX_RELEASED_RUNS}")));
+}
+
+#[test]
+fn write_deadline() {
+    let root = Root::new("write");
+    let total = 64 << 20;
+    std::fs::write(root.0.join("root/big.bin"), vec![0u8; total]).unwrap();
+    let server = RunningServer::start(root.config(Timeouts {
+        write: Duration::from_secs(2),
+        ..Timeouts::default()
+    }))
+    .unwrap();
+    let mut s = TcpStream::connect(server.addr()).unwrap();
+    s.write_all(b"GET /big.bin HTTP/1.1\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // A client that keeps reading, slowly: no single write waits long, but the response as a
+    // whole outlasts the deadline, so the server drops it there.
+    let mut buf = vec![0u8; 64 << 10];
+    let mut received = 0;
+    let slow = Instant::now();
+    while slow.elapsed() < Duration::from_secs(4) {
+        received += s.read(&mut buf).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    received += rest.len();
+    assert!(
+        received < total,
+        "{received} of {total} bytes: the response was not cut off"
+    );
+}

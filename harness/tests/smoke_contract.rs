@@ -322,3 +322,83 @@ fn cases_json_is_the_standard_set() {
     }
     server.shutdown();
 }
+
+/// What trlm.js does with values its wasm parameters cannot carry (they would wrap to other,
+/// valid values), and with a served model whose size is not the registry's, run under Node.
+const WRAPPER_REFUSALS: &str = r#"
+import { instantiate, streamLoad } from 'TRLM_JS';
+import { readFileSync } from 'node:fs';
+const [wasm, model, url, bytes, digest] = process.argv.slice(2);
+const trlm = await instantiate(readFileSync(wasm));
+const code = async (f) => { try { await f(); return 'ok'; } catch (e) { return e.code ?? String(e); } };
+trlm.load(new Uint8Array(readFileSync(model)));
+const greedy = { temperatureBits: 0, topK: null, topPBits: 0x3f800000, seed: '1', maxNewTokens: 8 };
+const sampling = (s) => code(() => trlm.setSampling({ ...greedy, ...s }));
+const n = Number(bytes);
+const out = {
+  seed_u64_max: await sampling({ seed: '18446744073709551615' }),
+  seed_2_64_plus_1: await sampling({ seed: '18446744073709551617' }),
+  seed_negative: await sampling({ seed: '-1' }),
+  seed_text: await sampling({ seed: 'one' }),
+  top_k_fraction: await sampling({ topK: 2.5 }),
+  top_k_2_32_plus_2: await sampling({ topK: 4294967298 }),
+  top_k_2: await sampling({ topK: 2 }),
+  max_tokens_2_32: await sampling({ maxNewTokens: 4294967296 }),
+  total_2_32_plus_n: await code(() => trlm.beginLoad(4294967296 + n).abort()),
+  size_not_the_registry: await code(() => streamLoad(trlm, { url, sha256: digest, bytes: n - 1 })),
+  size_the_registry: await code(() => streamLoad(trlm, { url, sha256: digest, bytes: n })),
+};
+console.log(JSON.stringify(out));
+"#;
+
+#[test]
+fn the_wrapper_refuses_what_its_parameters_cannot_carry() {
+    if !harness::engine::node::node_available() {
+        println!("skipping: node is not installed");
+        return;
+    }
+    let wasm = wasm_module_path().expect("the scalar module is built");
+    let name = harness::fixtures::DEFAULT_MODEL_NAME;
+    let model = corpus_dir().join(format!("{name}.slm"));
+    let bytes = std::fs::read(&model).unwrap();
+    let digest = runtime::sha256::to_hex(&runtime::format::file_digest(&bytes));
+    let server = RunningServer::start(ServeConfig::default()).unwrap();
+    let url = format!("http://{}/corpus/{name}.slm", server.addr());
+    let dir = std::env::temp_dir().join(format!("trlm-wrapper-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("refusals.mjs");
+    let trlm_js = smoke_dir().join("trlm.js").canonicalize().unwrap();
+    let text = WRAPPER_REFUSALS.replace("TRLM_JS", &format!("file://{}", trlm_js.display()));
+    std::fs::write(&script, text).unwrap();
+    let out = std::process::Command::new("node")
+        .arg(&script)
+        .args([wasm.as_os_str(), model.as_os_str()])
+        .args([url, bytes.len().to_string(), digest])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    server.shutdown();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // InvalidSettings (27) for a setting out of its parameter's range, as the module refuses
+    // those it can see; BudgetExceeded (15) for a length beyond u32; FileDigestMismatch (21)
+    // for a size that is not the registry's, before the module sees a byte.
+    let want = serde_json::json!({
+        "seed_u64_max": "ok",
+        "seed_2_64_plus_1": 27,
+        "seed_negative": 27,
+        "seed_text": 27,
+        "top_k_fraction": 27,
+        "top_k_2_32_plus_2": 27,
+        "top_k_2": "ok",
+        "max_tokens_2_32": 27,
+        "total_2_32_plus_n": 15,
+        "size_not_the_registry": 21,
+        "size_the_registry": "ok",
+    });
+    assert_eq!(got, want);
+}

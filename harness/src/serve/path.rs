@@ -44,8 +44,7 @@ fn decode(raw: &str) -> Result<String, BadTarget> {
         let c = if b == b'%' {
             let hex = bytes
                 .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .and_then(hex_byte)
                 .ok_or(BadTarget("bad percent-encoding"))?;
             if matches!(hex, b'/' | b'\\' | b'.') {
                 return Err(BadTarget("percent-encoded separator or dot"));
@@ -70,6 +69,33 @@ fn decode(raw: &str) -> Result<String, BadTarget> {
     String::from_utf8(out).map_err(|_| BadTarget("decoded path is not UTF-8"))
 }
 
+/// The byte two hex digits give (`u8::from_str_radix` alone would also take a sign).
+fn hex_byte(digits: &[u8]) -> Option<u8> {
+    let text = std::str::from_utf8(digits).ok()?;
+    digits
+        .iter()
+        .all(u8::is_ascii_hexdigit)
+        .then(|| u8::from_str_radix(text, 16).ok())?
+}
+
+/// Percent-decodes a query value (as `encodeURIComponent` encodes it; `+` stays `+`). None
+/// when an escape is malformed or the result is not UTF-8.
+pub fn decode_query_value(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            out.push(hex_byte(bytes.get(i + 1..i + 3)?)?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +107,16 @@ mod tests {
         assert_eq!(segments("/a/b.js?x=/../").unwrap(), ["a", "b.js"]);
         assert_eq!(segments("/caf%C3%A9").unwrap(), ["café"]);
         assert_eq!(segments("/a%20b").unwrap(), ["a b"]);
+    }
+
+    #[test]
+    fn query_values_decode() {
+        assert_eq!(decode_query_value("a%20b").as_deref(), Some("a b"));
+        assert_eq!(decode_query_value("a+b%2B").as_deref(), Some("a+b+"));
+        assert_eq!(decode_query_value("caf%C3%A9").as_deref(), Some("café"));
+        for bad in ["%", "%2", "%zz", "%+f", "%C3"] {
+            assert_eq!(decode_query_value(bad), None, "{bad}");
+        }
     }
 
     #[test]
