@@ -72,15 +72,14 @@ pub fn run_adapted(
 
     let t1 = Instant::now();
     session.start(prompt, settings).map_err(rt)?;
-    // run.c prints each prompt token's piece as it feeds the next one.
+    // run.c prints each prompt token's piece as it feeds the next one, all but the BOS that
+    // starts the prompt when the vocabulary adds one; without it the first token is a piece.
     let prompt_tokens = session.prompt_tokens().to_vec();
-    for pair in prompt_tokens.windows(2) {
-        let piece = session
-            .model()
-            .tokenizer
-            .decode(Some(pair[0]), pair[1])
-            .map_err(rt)?;
-        print_piece(out, piece)?;
+    let tokenizer = &session.model().tokenizer;
+    let skip = usize::from(tokenizer.add_bos());
+    for (i, &token) in prompt_tokens.iter().enumerate().skip(skip) {
+        let prev = i.checked_sub(1).map(|p| prompt_tokens[p]);
+        print_piece(out, tokenizer.decode(prev, token).map_err(rt)?)?;
     }
     out.flush()?;
     let t2 = Instant::now();

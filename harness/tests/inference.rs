@@ -709,3 +709,31 @@ fn cancel_ends_the_generation() {
     s.cancel();
     assert_eq!(code(s.step()), ErrorCode::GenerationFailed);
 }
+
+/// `run` prints the prompt's pieces, then the generated ones: without the BOS that starts the
+/// prompt when the vocabulary adds one, and from the first token when it does not.
+#[test]
+fn run_prints_the_whole_prompt_with_and_without_bos() {
+    let shape = Shape {
+        dim: 8,
+        n_layers: 1,
+        n_heads: 2,
+        n_kv_heads: 1,
+        head_dim: 4,
+        ffn_dim: 16,
+        max_context: 64,
+        tied: true,
+    };
+    for add_bos in [true, false] {
+        let mut vocab = byte_vocab(vec![]);
+        vocab.add_bos = add_bos;
+        let bytes = build_model(vocab, shape, DType::F32, 3);
+        let mut out = Vec::new();
+        harness::run::run_c_output(bytes, b"Once upon", greedy(4), 0, &mut out).unwrap();
+        assert!(
+            out.starts_with(b"Once upon"),
+            "add_bos {add_bos}: {:?}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+}
