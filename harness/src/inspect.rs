@@ -126,7 +126,13 @@ pub fn report_text(slm: &Slm<'_>) -> String {
         limits::MAX_MODEL_BYTES,
         r["budget"]["headroom_bytes"]
     );
-    let _ = writeln!(s, "sha256      {}", r["sha256"].as_str().unwrap_or(""));
+    // The file digest of spec/slm.md (SHA-256 over the file with its digest field zeroed), not
+    // what `sha256sum` prints for the file.
+    let _ = writeln!(
+        s,
+        "file digest {} (slm.md: SHA-256 with the digest field zeroed)",
+        r["sha256"].as_str().unwrap_or("")
+    );
     let _ = writeln!(
         s,
         "model       llama: vocab {} dim {} layers {} heads {} kv_heads {} head_dim {} ffn {} context {} rope_theta {} rms_eps {} {}",

@@ -556,3 +556,98 @@ fn abi_plan_staged_bytes() {
     assert_eq!(abi.plan_abort().unwrap(), 0);
     assert_eq!(begin(&mut abi, &plan(129)), C::BudgetExceeded as u32);
 }
+
+/// A `kind` of the wrong value is reported at its entry; an absent required key at the section
+/// start (spec/errors.md).
+#[test]
+fn metadata_kind_offsets() {
+    let entries = |kind: Option<&str>| {
+        let mut e = vec![("a".to_string(), "x".to_string())];
+        e.extend(kind.map(|k| ("kind".to_string(), k.to_string())));
+        e.push(("name".to_string(), "n".to_string()));
+        metadata_bytes(&e)
+    };
+    let at = |r: runtime::Result<Vec<(&str, &str)>>| {
+        let e = r.unwrap_err();
+        (e.code, e.offset)
+    };
+    // The count (4 bytes), then entry "a" (2 + 1 + 4 + 1 bytes): "kind" starts 12 bytes in.
+    assert_eq!(
+        at(metadata::parse(&entries(Some("model")), 256)),
+        (C::InvalidMetadata, Some(256 + 12))
+    );
+    assert_eq!(
+        at(metadata::parse(&entries(None), 256)),
+        (C::InvalidMetadata, Some(256))
+    );
+    metadata::parse(&entries(Some("fixture")), 256).unwrap();
+}
+
+/// The rows `| \`NAME\` | VALUE | ... |` of the table under `## Limits` in a spec file.
+fn spec_limits(file: &str) -> std::collections::BTreeMap<String, u64> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../spec")
+        .join(file);
+    let text = std::fs::read_to_string(path).unwrap();
+    let section = text.split("\n## Limits").nth(1).expect("a Limits section");
+    let section = section.split("\n## ").next().unwrap();
+    section
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let name = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+            let value = cells.get(2)?.replace(',', "").parse().ok()?;
+            Some((name.to_string(), value))
+        })
+        .collect()
+}
+
+/// The Limits tables of spec/slm.md and spec/adapters.md are runtime/src/limits.rs: every row's
+/// value is its constant's, and every constant has its row.
+#[test]
+fn the_spec_limits_table_is_the_constants() {
+    let table = spec_limits("slm.md");
+    let constants: &[(&str, u64)] = &[
+        ("MAX_MODEL_BYTES", MAX_MODEL_BYTES),
+        ("HEADER_BYTES", HEADER_BYTES as u64),
+        ("ALIGNMENT", ALIGNMENT),
+        ("DIGEST_CHUNK_BYTES", DIGEST_CHUNK_BYTES as u64),
+        ("MAX_TENSORS", MAX_TENSORS.into()),
+        ("MAX_TENSOR_NAME_BYTES", MAX_TENSOR_NAME_BYTES as u64),
+        ("MAX_RANK", MAX_RANK as u64),
+        ("MAX_VOCAB", MAX_VOCAB.into()),
+        ("MAX_DIM", MAX_DIM.into()),
+        ("MAX_LAYERS", MAX_LAYERS.into()),
+        ("MAX_HEADS", MAX_HEADS.into()),
+        ("MAX_HEAD_DIM", MAX_HEAD_DIM.into()),
+        ("MAX_FFN_DIM", MAX_FFN_DIM.into()),
+        ("MAX_CONTEXT", MAX_CONTEXT.into()),
+        ("MAX_METADATA_BYTES", MAX_METADATA_BYTES),
+        ("MAX_METADATA_ENTRIES", MAX_METADATA_ENTRIES.into()),
+        ("MAX_METADATA_KEY_BYTES", MAX_METADATA_KEY_BYTES as u64),
+        ("MAX_METADATA_VALUE_BYTES", MAX_METADATA_VALUE_BYTES as u64),
+        ("MAX_TOKENIZER_BYTES", MAX_TOKENIZER_BYTES),
+        ("MAX_PIECE_BYTES", MAX_PIECE_BYTES as u64),
+        ("MAX_STOP_TOKENS", MAX_STOP_TOKENS.into()),
+        ("MAX_MERGES", MAX_MERGES.into()),
+        ("MAX_PROMPT_BYTES", MAX_PROMPT_BYTES as u64),
+        ("MAX_OUTPUT_BYTES", MAX_OUTPUT_BYTES as u64),
+        ("MAX_NEW_TOKENS", MAX_NEW_TOKENS.into()),
+        ("MAX_TOP_K", MAX_TOP_K.into()),
+    ];
+    let want: std::collections::BTreeMap<String, u64> =
+        constants.iter().map(|&(n, v)| (n.to_string(), v)).collect();
+    assert_eq!(table, want);
+    let adapters: &[(&str, u64)] = &[
+        ("MAX_ADAPTER_BYTES", MAX_ADAPTER_BYTES),
+        ("ADAPTER_AUTO_APPLY_BYTES", ADAPTER_AUTO_APPLY_BYTES),
+        ("ADAPTER_HEADER_BYTES", ADAPTER_HEADER_BYTES as u64),
+        ("MAX_ADAPTER_TENSORS", MAX_ADAPTER_TENSORS.into()),
+        ("MAX_ADAPTER_RANK", MAX_ADAPTER_RANK.into()),
+        ("MAX_PLAN_MODULES", MAX_PLAN_MODULES as u64),
+        ("MAX_PLAN_BYTES", MAX_PLAN_BYTES as u64),
+    ];
+    let want: std::collections::BTreeMap<String, u64> =
+        adapters.iter().map(|&(n, v)| (n.to_string(), v)).collect();
+    assert_eq!(spec_limits("adapters.md"), want);
+}

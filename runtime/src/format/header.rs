@@ -356,8 +356,11 @@ pub fn parse_header(bytes: &[u8], total_len: u64) -> Result<Header> {
     if let Some(i) = reserved_b.iter().position(|&b| b != 0) {
         return Err(Error::at(
             ErrorCode::ReservedNonZero,
-            144 + i as u64,
-            "reserved header bytes 144..224 are not zero",
+            144,
+            format!(
+                "reserved header bytes 144..224 are not zero (byte {})",
+                144 + i
+            ),
         ));
     }
     let sections = Sections {
@@ -572,6 +575,17 @@ mod tests {
             failure(head_dim_and_context),
             (ErrorCode::InvalidHeader, Some(52))
         );
+    }
+
+    #[test]
+    fn reserved_bytes_are_reported_at_their_field() {
+        for (byte, field) in [(72, 72), (79, 72), (144, 144), (200, 144), (223, 144)] {
+            assert_eq!(
+                failure(|h: &mut [u8; 256]| h[byte] = 1),
+                (ErrorCode::ReservedNonZero, Some(field)),
+                "byte {byte}"
+            );
+        }
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub fn parse<'a>(bytes: &'a [u8], base: u64) -> Result<Vec<(&'a str, &'a str)>> 
         ));
     }
     let mut out: Vec<(&'a str, &'a str)> = Vec::with_capacity(count as usize);
+    let mut kind_at = base;
     for _ in 0..count {
         let key_at = c.offset();
         let key_len = c.u16()? as usize;
@@ -85,6 +86,9 @@ pub fn parse<'a>(bytes: &'a [u8], base: u64) -> Result<Vec<(&'a str, &'a str)>> 
                 format!("metadata value of {key:?} is not UTF-8"),
             )
         })?;
+        if key == "kind" {
+            kind_at = key_at;
+        }
         out.push((key, value));
     }
     c.finish()?;
@@ -99,9 +103,10 @@ pub fn parse<'a>(bytes: &'a [u8], base: u64) -> Result<Vec<(&'a str, &'a str)>> 
     }
     let kind = out.iter().find(|(k, _)| *k == "kind").map(|(_, v)| *v);
     if !matches!(kind, Some(KIND_FIXTURE) | Some(KIND_CONVERTED)) {
+        // Present (the required keys were checked): reported at its entry.
         return Err(Error::at(
             ErrorCode::InvalidMetadata,
-            base,
+            kind_at,
             format!("metadata kind is {kind:?}; it must be \"fixture\" or \"converted\""),
         ));
     }
