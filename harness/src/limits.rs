@@ -25,6 +25,10 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a `/hold` request waits for its run's report.
 pub const HOLD_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest input file a converter (`convert llama2c`, `convert gguf`) or `tokenize` reads: a
+/// longer one is refused unread. An f32 checkpoint whose q4_0 conversion fits the model budget
+/// is at most about 7.1 × 32 MiB (227 MiB), so every convertible input fits.
+pub const MAX_CONVERT_INPUT_BYTES: u64 = 256 << 20;
 /// Longest report run id that releases `/hold?run=ID` (a longer one is queued for the runner
 /// but releases nothing).
 pub const MAX_RUN_ID_BYTES: usize = 128;

@@ -207,8 +207,24 @@ fn runtime_err(e: runtime::Error) -> anyhow::Error {
     anyhow::anyhow!("{}", inspect::describe_error(&e))
 }
 
-fn read(path: &std::path::Path) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+/// A converter's or `tokenize`'s input file, read only up to
+/// [`harness::limits::MAX_CONVERT_INPUT_BYTES`]: a longer one is refused unread.
+fn read_input(path: &std::path::Path) -> Result<Vec<u8>> {
+    let limit = harness::limits::MAX_CONVERT_INPUT_BYTES;
+    let bytes = harness::read_at_most(path, limit + 1)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() as u64 > limit {
+        bail!(
+            "{}: the file has more than {limit} bytes, the most a converter reads",
+            path.display()
+        );
+    }
+    Ok(bytes)
+}
+
+/// A model file as [`read_model`] reads it (at most the budget + 1 byte).
+fn read_slm(path: &std::path::Path) -> Result<Vec<u8>> {
+    read_model(&Some(path.to_path_buf()))
 }
 
 fn adapter_command(what: AdapterWhat) -> Result<ExitCode> {
@@ -223,7 +239,8 @@ fn adapter_command(what: AdapterWhat) -> Result<ExitCode> {
         } => {
             let kind = AdapterKind::from_name(&kind)
                 .with_context(|| format!("unknown adapter kind {kind:?} (adp1, asp1, alr1)"))?;
-            let bytes = harness::adapter::diff::diff(&read(&base)?, &read(&tuned)?, kind, rank)?;
+            let bytes =
+                harness::adapter::diff::diff(&read_slm(&base)?, &read_slm(&tuned)?, kind, rank)?;
             std::fs::write(&output, &bytes)
                 .with_context(|| format!("writing {}", output.display()))?;
             let digest = runtime::adapter::format::file_digest(&bytes);
@@ -236,7 +253,10 @@ fn adapter_command(what: AdapterWhat) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AdapterWhat::Inspect { file, json } => {
-            let bytes = read(&file)?;
+            // At most the adapter budget + 1 byte: a longer file is BudgetExceeded unread.
+            let limit = runtime::limits::MAX_ADAPTER_BYTES + 1;
+            let bytes = harness::read_at_most(&file, limit)
+                .with_context(|| format!("reading {}", file.display()))?;
             let a = Adapter::parse(&bytes).map_err(runtime_err)?;
             if json {
                 let r = harness::adapter::report(&a, bytes.len());
@@ -248,7 +268,7 @@ fn adapter_command(what: AdapterWhat) -> Result<ExitCode> {
         }
         AdapterWhat::Example { base, output } => {
             use harness::adapter::example;
-            let ex = example::build(&read(&base)?)?;
+            let ex = example::build(&read_slm(&base)?)?;
             std::fs::create_dir_all(&output)
                 .with_context(|| format!("creating {}", output.display()))?;
             for (name, bytes) in [
@@ -268,7 +288,7 @@ fn adapter_command(what: AdapterWhat) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AdapterWhat::Apply { base, plan, output } => {
-            let mut model = runtime::model::Model::load(read(&base)?).map_err(runtime_err)?;
+            let mut model = runtime::model::Model::load(read_slm(&base)?).map_err(runtime_err)?;
             let files = harness::adapter::PlanFiles::read(&plan)?;
             let receipt =
                 runtime::adapter::apply_plan(&mut model, &files.plan, &files.module_refs())
@@ -438,7 +458,7 @@ fn write_converted(
 
 /// The vocabulary of a .slm model (verified completely) or of a llama GGUF.
 fn read_vocab(path: &std::path::Path) -> Result<runtime::format::Vocab> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = read_input(path)?;
     // GGUF files start with the magic "GGUF"; .slm files with 0x89 "SLM".
     if bytes.starts_with(b"GGUF") {
         let g = harness::gguf::Gguf::parse(&bytes)
@@ -584,10 +604,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 output,
             } => {
                 let dtype = parse_dtype(&dtype)?;
-                let m = std::fs::read(&model)
-                    .with_context(|| format!("reading {}", model.display()))?;
-                let t = std::fs::read(&tokenizer)
-                    .with_context(|| format!("reading {}", tokenizer.display()))?;
+                let m = read_input(&model)?;
+                let t = read_input(&tokenizer)?;
                 let converted = harness::llama2c::convert(&m, &t, dtype, &file_name(&model))?;
                 let mut notes = Vec::new();
                 if !converted.kept_f32.is_empty() {
@@ -621,8 +639,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let choice = DTypeChoice::from_name(&dtype).with_context(|| {
                     format!("unknown dtype {dtype:?} (keep, f32, f16, q8_0, q4_0)")
                 })?;
-                let m = std::fs::read(&model)
-                    .with_context(|| format!("reading {}", model.display()))?;
+                let m = read_input(&model)?;
                 let converted = harness::gguf::convert::convert(&m, choice, &file_name(&model))
                     .with_context(|| format!("converting {}", model.display()))?;
                 write_converted(&converted.model, &converted.notes, &output)

@@ -854,6 +854,36 @@ fn diff_makes_each_kind() {
     assert!(diff(&base, &corpus(Q8), AdapterKind::Dense, 4).is_err());
 }
 
+/// `adapter diff` gives out only adapters the reader takes: an ALR1 rank above
+/// `MAX_ADAPTER_RANK` is refused up front, and a dense delta over the adapter budget (every
+/// weight of a 15M-parameter model changed: 4 bytes per element) before anything is written.
+#[test]
+fn diff_refuses_what_the_reader_would() {
+    let (base, tuned) = tuned_f32();
+    let over = limits::MAX_ADAPTER_RANK + 1;
+    let e = diff(&base, &tuned, AdapterKind::LowRank, over).unwrap_err();
+    assert!(e.to_string().contains("MAX_ADAPTER_RANK"), "{e}");
+    diff(
+        &base,
+        &tuned,
+        AdapterKind::LowRank,
+        limits::MAX_ADAPTER_RANK,
+    )
+    .unwrap();
+
+    let shape = &harness::bench::model::SHAPES[0];
+    let base = harness::bench::model::build(shape, DType::Q4_0).unwrap();
+    let mut mf = format::ModelFile::from_slm(&format::Slm::parse(&base).unwrap());
+    for t in mf.tensors.iter_mut().filter(|t| t.dtype == DType::Q4_0) {
+        for block in t.bytes.chunks_exact_mut(18) {
+            block[2..].iter_mut().for_each(|b| *b ^= 0x11);
+        }
+    }
+    let tuned = format::write(&mf).unwrap();
+    let e = diff(&base, &tuned, AdapterKind::Dense, 1).unwrap_err();
+    assert!(e.to_string().contains("BudgetExceeded"), "{e}");
+}
+
 #[test]
 fn factor_recovers_low_rank() {
     let (u, v) = (small(11, 6, 1.0), small(12, 5, 1.0));

@@ -89,6 +89,18 @@ fn a_file_over_the_budget_is_rejected_without_being_read_whole() {
         vec!["verify", path],
         vec!["inspect", path],
         vec!["check", path],
+        vec![
+            "adapter",
+            "diff",
+            path,
+            path,
+            "--kind",
+            "adp1",
+            "-o",
+            "/dev/null",
+        ],
+        vec!["adapter", "example", path, "-o", "/dev/null"],
+        vec!["adapter", "apply", path, "/dev/null", "-o", "/dev/null"],
     ] {
         let o = tinyrustlm(&args);
         let err = stderr(&o);
@@ -97,6 +109,33 @@ fn a_file_over_the_budget_is_rejected_without_being_read_whole() {
             err.contains(&format!(
                 "error 15 BudgetExceeded at byte 0: the file has {size} bytes"
             )),
+            "{args:?}: {err}"
+        );
+    }
+    // An adapter is read up to its budget + 1 byte; the reader refuses what is over.
+    let o = tinyrustlm(&["adapter", "inspect", path]);
+    let err = stderr(&o);
+    assert!(err.contains("error 15 BudgetExceeded"), "{err}");
+    // A converter's or the tokenizer's input is read up to MAX_CONVERT_INPUT_BYTES.
+    for args in [
+        vec!["tokenize", path, "--text", "hi"],
+        vec!["convert", "gguf", "--model", path, "-o", "/dev/null"],
+        vec![
+            "convert",
+            "llama2c",
+            "--model",
+            path,
+            "--tokenizer",
+            path,
+            "-o",
+            "/dev/null",
+        ],
+    ] {
+        let o = tinyrustlm(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("the most a converter reads"),
             "{args:?}: {err}"
         );
     }

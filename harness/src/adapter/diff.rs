@@ -7,7 +7,7 @@
 
 use anyhow::{bail, Result};
 use runtime::adapter::write::{self, Delta, RecordData};
-use runtime::adapter::{binding, AdapterKind};
+use runtime::adapter::{binding, Adapter, AdapterKind};
 use runtime::format::Slm;
 use runtime::model::quant;
 
@@ -105,8 +105,9 @@ pub fn diff(base: &[u8], tuned: &[u8], kind: AdapterKind, rank: u32) -> Result<V
     if binding != binding::of_slm(&t) {
         bail!("the checkpoints differ in tensor layout or tokenizer: no adapter can join them");
     }
-    if kind == AdapterKind::LowRank && rank == 0 {
-        bail!("--rank must be at least 1");
+    let max_rank = runtime::limits::MAX_ADAPTER_RANK;
+    if kind == AdapterKind::LowRank && !(1..=max_rank).contains(&rank) {
+        bail!("--rank must be in 1..={max_rank} (MAX_ADAPTER_RANK)");
     }
     let mut records = Vec::new();
     for (i, e) in b.tensors.iter().enumerate() {
@@ -154,5 +155,15 @@ pub fn diff(base: &[u8], tuned: &[u8], kind: AdapterKind, rank: u32) -> Result<V
         bail!("the checkpoints hold the same values: there is no delta");
     }
     records.sort_by(|x, y| x.name.as_bytes().cmp(y.name.as_bytes()));
-    write::write(kind, &binding, &records).map_err(|e| anyhow::anyhow!("{e}"))
+    let bytes = write::write(kind, &binding, &records).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The writer encodes what it is given; give out only what the reader takes (the adapter
+    // budget above all: a dense delta of a large model can exceed it).
+    Adapter::parse(&bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "the {} adapter would be refused: {}",
+            kind.name(),
+            crate::inspect::describe_error(&e)
+        )
+    })?;
+    Ok(bytes)
 }
