@@ -322,6 +322,12 @@ fn model_file(serve: &ServeConfig, route: &str) -> Result<PathBuf> {
 
 fn selected_models<'a>(opts: &Options, registry: &'a Value) -> Result<Vec<&'a Value>> {
     let all = registry["models"].as_array().context("registry models")?;
+    // A name that selects nothing is a mistake, not an empty selection that passes.
+    for name in opts.models.iter().flatten() {
+        if !all.iter().any(|m| m["id"].as_str() == Some(name.as_str())) {
+            bail!("--models: no model {name:?} in the page's registry");
+        }
+    }
     Ok(all
         .iter()
         .filter(|m| {
@@ -340,6 +346,12 @@ fn wanted(opts: &Options, engine: &str) -> bool {
 
 /// Runs the smoke page in every wanted browser and the Node engine against the native engine.
 pub fn run(opts: &Options) -> Result<Outcome> {
+    let known: Vec<&str> = ALL_MODES.split(',').collect();
+    for mode in opts.modes.split(',') {
+        if !known.contains(&mode) {
+            bail!("--modes: unknown mode {mode:?} (the modes are {ALL_MODES})");
+        }
+    }
     if opts.serve.wasm.is_none() {
         bail!("no wasm module: build the harness (harness/build.rs sets TRLM_WASM_PATH) or set TRLM_WASM_PATH");
     }

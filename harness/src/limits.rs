@@ -29,6 +29,10 @@ pub const HOLD_TIMEOUT: Duration = Duration::from_secs(60);
 /// longer one is refused unread. An f32 checkpoint whose q4_0 conversion fits the model budget
 /// is at most about 7.1 × 32 MiB (227 MiB), so every convertible input fits.
 pub const MAX_CONVERT_INPUT_BYTES: u64 = 256 << 20;
+/// Most timed runs `tinyrustlm bench` takes per measurement (`--runs`).
+pub const MAX_BENCH_RUNS: u64 = 1000;
+/// Most MiB `bench sha256` hashes per run (`--mib`; the buffer is allocated once).
+pub const MAX_BENCH_SHA256_MIB: u64 = 1024;
 /// Longest report run id that releases `/hold?run=ID` (a longer one is queued for the runner
 /// but releases nothing).
 pub const MAX_RUN_ID_BYTES: usize = 128;

@@ -1,4 +1,5 @@
 use anyhow::{bail, Context, Result};
+use clap::builder::RangedU64ValueParser;
 use clap::{Parser, Subcommand};
 use harness::gguf::convert::DTypeChoice;
 use harness::{fixtures, inspect, malformed};
@@ -139,8 +140,9 @@ enum Command {
         #[arg(long)]
         no_isolate: bool,
         /// Instead of the registry: the page's tok/s on a seeded stories15M-shape q8_0 model
-        /// next to the native engine's for the same case, as a ratio.
-        #[arg(long)]
+        /// next to the native engine's for the same case, as a ratio (its own model and mode:
+        /// not with --models, --modes or --json; `bench browsers` has the full figures).
+        #[arg(long, conflicts_with_all = ["models", "modes", "json"])]
         speed: bool,
         /// Set by the runner on itself inside its network namespace.
         #[arg(long, hide = true)]
@@ -307,15 +309,21 @@ fn adapter_command(what: AdapterWhat) -> Result<ExitCode> {
     }
 }
 
+/// `--runs` of a benchmark: 1..=[`harness::limits::MAX_BENCH_RUNS`].
+fn bench_runs() -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::<usize>::new().range(1..=harness::limits::MAX_BENCH_RUNS)
+}
+
 #[derive(Subcommand)]
 enum BenchWhat {
     /// The runtime's SHA-256 against the `sha2` crate.
     Sha256 {
         /// MiB of data to hash per run.
-        #[arg(long, default_value_t = 32)]
+        #[arg(long, default_value_t = 32, value_parser = RangedU64ValueParser::<usize>::new()
+            .range(1..=harness::limits::MAX_BENCH_SHA256_MIB))]
         mib: usize,
         /// Timed runs per implementation (after one warm-up run).
-        #[arg(long, default_value_t = 7)]
+        #[arg(long, default_value_t = 7, value_parser = bench_runs())]
         runs: usize,
         /// Print one JSON object instead of text.
         #[arg(long)]
@@ -327,7 +335,7 @@ enum BenchWhat {
     Model {
         /// Timed runs per measurement: rounds in which every engine runs once, in turn (each
         /// prefill and decode after an untimed one).
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = bench_runs())]
         runs: usize,
         /// Only this shape (stories15M or stories42M).
         #[arg(long)]
@@ -350,7 +358,7 @@ enum BenchWhat {
     /// missing or malformed.
     Browsers {
         /// Timed runs per measurement (after one warm-up run).
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = bench_runs())]
         runs: usize,
         /// Only this shape (stories15M or stories42M).
         #[arg(long)]
@@ -553,12 +561,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 engine
             };
+            let cap = runtime::limits::MAX_NEW_TOKENS;
+            if !(1..=cap).contains(&max_tokens) {
+                bail!("--max-tokens must be in 1..={cap} (MAX_NEW_TOKENS)");
+            }
             let mut engines = Vec::new();
             for n in &names {
                 match harness::engine::by_name(n)? {
                     Some(e) => engines.push(e),
                     None => eprintln!("note: engine {n} is not available here; skipped"),
                 }
+            }
+            // A check that ran no engine has compared nothing: it cannot pass.
+            if engines.is_empty() {
+                bail!(
+                    "none of the engines {} is available here: nothing to check",
+                    names.join(", ")
+                );
             }
             let report = harness::check::check(
                 &bytes,
@@ -789,6 +808,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let outcome = if speed {
                 let speed = harness::browsers::speed::measure(&opts)?;
                 print!("{}{}", speed.outcome.table(), speed.table());
+                // A speed run that measured no page (only Node, which reports no tok/s, or no
+                // browser installed) has no figure: it cannot pass.
+                if !speed
+                    .outcome
+                    .tok_s
+                    .iter()
+                    .any(|(_, m, _)| *m == speed.model)
+                {
+                    eprintln!("speed: no page reported tok/s");
+                    return Ok(ExitCode::from(1));
+                }
                 speed.outcome
             } else {
                 let outcome = harness::browsers::run(&opts)?;

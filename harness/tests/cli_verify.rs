@@ -261,3 +261,25 @@ fn convert_slm_rewrites_a_format_2_0_file_as_the_canonical_2_1_file() {
     );
     assert!(!new.exists());
 }
+
+/// `check` cannot pass without comparing anything, nor run on settings no generation takes:
+/// both are arguments it cannot run with (exit 2), not a rejected model (exit 1).
+#[test]
+fn check_refuses_no_engine_and_bad_max_tokens() {
+    // Node is looked up on PATH: with an empty PATH there is no engine to run.
+    let o = Command::new(env!("CARGO_BIN_EXE_tinyrustlm"))
+        .args(["check", "--engine", "node"])
+        .env("PATH", "")
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("nothing to check"), "{err}");
+    let over = (runtime::limits::MAX_NEW_TOKENS + 1).to_string();
+    for n in ["0", over.as_str()] {
+        let o = tinyrustlm(&["check", "--engine", "native", "--max-tokens", n]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "--max-tokens {n}: {err}");
+        assert!(err.contains("MAX_NEW_TOKENS"), "{err}");
+    }
+}

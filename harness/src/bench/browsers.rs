@@ -429,6 +429,16 @@ pub fn run(sel: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usize>) ->
         )?;
     }
     server.shutdown();
+    // A browser asked for by name that is not installed is a missing figure; so is a run that
+    // measured no page at all (nothing installed): neither may pass.
+    for name in &skipped_engines {
+        if !sel.engines.is_empty() {
+            failures.push(format!("{name}: asked for, but not installed"));
+        }
+    }
+    if pages.is_empty() && failures.is_empty() {
+        failures.push("no browser is installed: no page was measured".to_string());
+    }
     // Native again after the browsers: a page's decode/native spread is its ratio to native
     // before and to native after (the machine's load may have changed in between).
     let (native_after, natives_after) = measure_native()?;

@@ -88,6 +88,11 @@ trait Runner {
     fn prefill(&mut self) -> Result<f64>;
     /// `start` with BOS only, then `decode_tokens` steps.
     fn decode(&mut self) -> Result<f64>;
+    /// Memory the engine holds now, when it is its own to measure (a wasm instance's linear
+    /// memory, which never shrinks: read after the timed rounds it is their peak).
+    fn memory_bytes(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// What engines share across models: the heap counter and compiled wasm modules.
@@ -151,13 +156,13 @@ pub fn measure(ctx: &mut Context, case: &Case, engines: &[&Engine]) -> Result<Ve
         .into_iter()
         .zip(times)
         .map(|(p, [load, prefill, decode])| Measured {
+            peak_bytes: p.runner.memory_bytes().or(p.peak_bytes),
             load: Stats::of(load),
             prefill: Stats::of(prefill.clone()),
             decode: Stats::of(decode.clone()),
             prefill_rounds_s: prefill,
             decode_rounds_s: decode,
             decode_logits_digest: p.decode_logits_digest,
-            peak_bytes: p.peak_bytes,
             peak_kind: p.peak_kind,
         })
         .collect())
@@ -316,10 +321,14 @@ impl Runner for Wasmtime<'_> {
         }
         Ok(start.elapsed().as_secs_f64())
     }
+
+    fn memory_bytes(&self) -> Option<usize> {
+        Some(self.inst.memory_size())
+    }
 }
 
-/// Peak memory: the instance's linear memory after one load, prefill and decode (linear memory
-/// never shrinks).
+/// Peak memory: the instance's linear memory after the timed rounds (it never shrinks, so this
+/// is its peak over every load, prefill and decode, as the page reads its own at the end).
 fn wasmtime<'a>(ctx: &mut Context, case: &Case<'a>, variant: WasmVariant) -> Result<Prepared<'a>> {
     let module = ctx.wasm_module(&variant.path())?;
     let mut inst = AbiInstance::new(module, WasmLimits::default())?;

@@ -484,6 +484,7 @@ pub fn run(selection: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usiz
             print_skipped(s)
         }
     })?;
+    anyhow::ensure!(!models.is_empty(), "no model within the budget selected");
     for model in &models {
         let case = Case {
             bytes: &model.bytes,

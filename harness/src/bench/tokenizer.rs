@@ -320,7 +320,8 @@ pub fn run(json: bool) -> Result<()> {
     };
     let tok = Tokenizer::new(&vocab).map_err(|e| anyhow::anyhow!("{e}"))?;
     let paragraphs = prose(TEXT_BYTES);
-    let text_bytes: usize = paragraphs.iter().map(|p| p.len() + 1).sum();
+    // The bytes encoded: each paragraph is its own prompt (no separator is encoded).
+    let text_bytes: usize = paragraphs.iter().map(|p| p.len()).sum();
 
     let mut ids = Vec::with_capacity(text_bytes / 3);
     let encode_all = |ids: &mut Vec<u32>| -> Result<()> {

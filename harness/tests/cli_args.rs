@@ -1,0 +1,82 @@
+//! Arguments a command cannot run with are refused before any work, with exit code 2 (README,
+//! Exit codes), never a panic, an empty run that passes, or a flag silently ignored.
+
+use std::process::{Command, Output};
+
+fn tinyrustlm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tinyrustlm"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+/// Runs `args` and requires exit code 2 with `needle` in stderr.
+fn refused(args: &[&str], needle: &str) {
+    let o = tinyrustlm(args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+    assert!(err.contains(needle), "{args:?}: {err}");
+}
+
+#[test]
+fn bench_counts_are_bounded() {
+    let huge = u64::MAX.to_string();
+    for what in ["sha256", "model", "browsers"] {
+        refused(&["bench", what, "--runs", "0"], "--runs");
+        refused(&["bench", what, "--runs", &huge], "--runs");
+        refused(&["bench", what, "--runs", "1001"], "--runs");
+    }
+    refused(&["bench", "sha256", "--mib", "17592186044415"], "--mib");
+    refused(&["bench", "sha256", "--mib", "0"], "--mib");
+}
+
+#[test]
+fn bench_model_refuses_an_empty_selection() {
+    // stories42M in f32 is over the model budget: nothing is left to measure.
+    refused(
+        &[
+            "bench",
+            "model",
+            "--shape",
+            "stories42M",
+            "--dtype",
+            "f32",
+            "--json",
+        ],
+        "no model within the budget selected",
+    );
+}
+
+#[test]
+fn browsers_refuses_names_that_select_nothing() {
+    refused(
+        &[
+            "browsers",
+            "--only",
+            "node",
+            "--no-isolate",
+            "--models",
+            "nosuch",
+        ],
+        "no model \"nosuch\"",
+    );
+    refused(
+        &[
+            "browsers",
+            "--only",
+            "node",
+            "--no-isolate",
+            "--modes",
+            "1,bogus",
+        ],
+        "unknown mode \"bogus\"",
+    );
+    // --speed measures its own model in its own mode, and prints text only.
+    for other in [["--json", ""], ["--models", "x"], ["--modes", "1"]] {
+        let args: Vec<&str> = ["browsers", "--speed"]
+            .into_iter()
+            .chain(other.into_iter().filter(|a| !a.is_empty()))
+            .collect();
+        refused(&args, "cannot be used with");
+    }
+}
