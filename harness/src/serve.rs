@@ -7,7 +7,8 @@
 //! `POST /report` from the page, handing each report to the runner through a channel.
 //!
 //! It binds 127.0.0.1 only, serves GET and HEAD only for files (405 otherwise), refuses every
-//! form of path traversal (serve/path.rs, then canonicalization under the root), caps request
+//! form of path traversal (serve/path.rs, then canonicalization under the root), answers only
+//! for the `Host` names 127.0.0.1 and localhost (421 otherwise: DNS rebinding), caps request
 //! heads (431), report bodies (413) and connections (503), times out clients that send too
 //! slowly (408), and answers with `Cache-Control: no-store`, cross-origin isolation (COOP
 //! same-origin, COEP require-corp) and `X-Content-Type-Options: nosniff`. The caps are in
@@ -227,9 +228,15 @@ impl Handler {
         }
     }
 
-    /// Checks a request before its body is read: its target (400), its method (405), its
-    /// body's announced length (411, 413). Returns the target's path segments.
+    /// Checks a request before its body is read: its `Host` (421), its target (400), its method
+    /// (405), its body's announced length (411, 413). Returns the target's path segments.
     fn admit(&self, req: &Request) -> Result<Vec<String>, Response> {
+        if let Some(host) = req.header("host").filter(|h| !loopback_host(h)) {
+            return Err(text_response(
+                421,
+                &format!("this server answers for 127.0.0.1 and localhost only, not {host:?}"),
+            ));
+        }
         let segs =
             path::segments(&req.target).map_err(|path::BadTarget(why)| text_response(400, why))?;
         let len = req.content_length().unwrap_or(0);
@@ -446,6 +453,17 @@ fn serve_file(file: &Path) -> Response {
         },
         Err(_) => Response::status(404),
     }
+}
+
+/// Whether a `Host` header names this loopback server: 127.0.0.1 or localhost, with any port. A
+/// page elsewhere that rebinds its own name to 127.0.0.1 (DNS rebinding) sends that name, and is
+/// refused: it cannot read what is served or post reports.
+fn loopback_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    name == "127.0.0.1" || name.eq_ignore_ascii_case("localhost")
 }
 
 /// Serves one connection: one request, its response, then a lingering close (the rest of what

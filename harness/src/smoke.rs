@@ -188,13 +188,18 @@ pub fn served_registry(root: &Path, extra: &[PathBuf]) -> Result<Value> {
         if models.iter().any(|m| m["id"] == name) {
             bail!("extra model {name}: the registry already has that id");
         }
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        // Up to the budget + 1 byte (never a larger file whole): an entry over the budget
+        // lists the file's true size, which the page's selection refuses.
+        let reading = || format!("reading {}", path.display());
+        let budget = runtime::limits::MAX_MODEL_BYTES;
+        let bytes = crate::read_at_most(path, budget + 1).with_context(reading)?;
+        let size = std::fs::metadata(path).with_context(reading)?.len();
         let route = format!("{EXTRA_ROUTE}/{file}");
         models.push(model_entry(name, &route, &bytes).unwrap_or_else(|_| {
             json!({
                 "id": name,
                 "path": route,
-                "bytes": bytes.len(),
+                "bytes": size.max(bytes.len() as u64),
                 "sha256": runtime::sha256::to_hex(&runtime::format::file_digest(&bytes)),
                 "dtype": "unverified",
                 "shape": "unverified",

@@ -201,7 +201,7 @@ fn timeouts() {
         let _ = s.read_to_end(&mut reply);
         status(&reply)
     };
-    let head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    let head = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
     assert_eq!(send(&head[..10], &head[10..], second), 200);
     assert_eq!(send(&head[..10], &head[10..], 3 * second), 408);
     let report = report_of_body_bytes(32);

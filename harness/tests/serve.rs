@@ -684,3 +684,66 @@ fn many_concurrent_connections_are_all_answered() {
     got.sort();
     assert_eq!(got, (0..64).collect::<Vec<_>>());
 }
+
+/// DNS rebinding: a page elsewhere whose name now resolves to 127.0.0.1 sends its own name as
+/// `Host`; the server answers only for 127.0.0.1 and localhost (any port), and a request
+/// without `Host` (HTTP/1.0 style) as before.
+#[test]
+fn only_loopback_hosts_are_served() {
+    let tree = Tree::new("hosts");
+    let server = tree.start();
+    let a = server.addr();
+    let get = |host: Option<&str>| {
+        let host = host.map(|h| format!("Host: {h}\r\n")).unwrap_or_default();
+        raw(
+            a,
+            format!("GET /index.html HTTP/1.1\r\n{host}Connection: close\r\n\r\n").as_bytes(),
+        )
+        .status
+    };
+    for host in ["127.0.0.1", "127.0.0.1:8787", "localhost", "LocalHost:1"] {
+        assert_eq!(get(Some(host)), 200, "{host}");
+    }
+    assert_eq!(get(None), 200);
+    for host in [
+        "evil.example",
+        "evil.example:8787",
+        "127.0.0.1.evil.example",
+        "localhost.evil.example:80",
+        "127.0.0.2",
+        "",
+    ] {
+        assert_eq!(get(Some(host)), 421, "{host:?}");
+    }
+    // Reports too: a rebinding page cannot post one.
+    let mut req =
+        b"POST /report HTTP/1.1\r\nHost: evil.example\r\nContent-Length: 2\r\n\r\n{}".to_vec();
+    assert_eq!(raw(a, &req).status, 421);
+    req =
+        format!("POST /report HTTP/1.1\r\nHost: {a}\r\nContent-Length: 2\r\n\r\n{{}}").into_bytes();
+    assert_eq!(raw(a, &req).status, 204);
+    server.shutdown();
+}
+
+/// An extra model over the budget is listed with its true size (the page's selection refuses
+/// it) without being read whole: a sparse 1 TiB file.
+#[test]
+fn an_extra_model_over_the_budget_is_listed_unread() {
+    let tree = Tree::new("extra-huge");
+    let committed = br#"{"version":1,"models":[],"adapters":[]}"#;
+    std::fs::write(tree.dir.join("root/registry.json"), committed).unwrap();
+    let outside = tree.dir.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let path = outside.join("huge.slm");
+    let size: u64 = 1 << 40;
+    std::fs::File::create(&path).unwrap().set_len(size).unwrap();
+    let registry = harness::smoke::served_registry(&tree.dir.join("root"), &[path]).unwrap();
+    let entry = registry["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "huge")
+        .unwrap();
+    assert_eq!(entry["bytes"].as_u64(), Some(size));
+    assert_eq!(entry["dtype"], "unverified");
+}
