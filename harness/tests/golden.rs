@@ -81,3 +81,34 @@ fn golden_token_streams_of_every_fixture_in_every_engine() {
         }
     }
 }
+
+/// Every file in golden/ is a snapshot some test asserts: the fixtures of corpus/recipes.json
+/// (this file), `adapted-` + each adapter fixture (adapted_golden.rs) and the adapter example's
+/// two dtypes (adapter_example.rs). A snapshot whose test went away would otherwise sit there
+/// unchecked (insta leaves unreferenced snapshots alone), and so would a changed one.
+#[test]
+fn every_golden_file_is_asserted() {
+    let dir = corpus_dir();
+    let mut want: Vec<String> = load_recipes(&dir)
+        .unwrap()
+        .fixtures
+        .iter()
+        .map(|r| r.name.clone())
+        .collect();
+    let adapters = harness::adapter::fixtures::read_all(&dir).unwrap();
+    want.extend(
+        adapters
+            .iter()
+            .map(|f| format!("adapted-{}", f.recipe.name)),
+    );
+    want.extend(["f32", "q8_0"].map(|d| format!("adapter-example-stories260K-{d}")));
+    want.sort();
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../golden");
+    let mut have: Vec<String> = std::fs::read_dir(&golden)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    have.sort();
+    let want_files: Vec<String> = want.iter().map(|n| format!("{n}.snap")).collect();
+    assert_eq!(have, want_files);
+}

@@ -2,8 +2,9 @@
 //! literal O(n²) transcription of run.c's `encode`, decode rules, and every rejection rule of
 //! `Tokenizer::new` and `read_tokenizer_bin`.
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use harness::llama2c_tokenizer::read_tokenizer_bin;
@@ -15,24 +16,9 @@ use runtime::{limits, ErrorCode};
 // ---------------------------------------------------------------------------------------------
 // Reference files
 
-fn shared_dir() -> Option<PathBuf> {
-    let candidates = [
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-        PathBuf::from("/work/shared"),
-    ];
-    candidates.into_iter().find(|p| p.is_dir())
-}
-
-fn shared_file(rel: &str) -> Option<Vec<u8>> {
-    let path = shared_dir()?.join(rel);
-    match std::fs::read(&path) {
-        Ok(bytes) => Some(bytes),
-        Err(_) => {
-            eprintln!("skipping: {} is missing", path.display());
-            None
-        }
-    }
-}
+// `common::shared_file` says that the test skips when the file, or the whole shared
+// directory, is absent.
+use common::shared_file;
 
 /// The 32000-token Llama-2 vocabulary as llama2.c ships it.
 static LLAMA2: LazyLock<Option<(Vocab, Tokenizer)>> = LazyLock::new(|| {
