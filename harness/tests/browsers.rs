@@ -35,6 +35,13 @@ fn browser_options(browsers: &[&str]) -> Option<Options> {
         eprintln!("skipping: neither Chromium nor Firefox ESR is installed (.ci/install-browsers)");
         return None;
     }
+    // .ci/install-browsers installs both: one without the other is a broken setup, which would
+    // otherwise pass on the one browser alone.
+    assert_eq!(
+        browsers,
+        ["chromium", "firefox"],
+        "only {browsers:?} is installed: run .ci/install-browsers"
+    );
     let opts = Options {
         only: Some(browsers.iter().map(|b| b.to_string()).collect()),
         ..Options::default()
