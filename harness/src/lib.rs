@@ -1,6 +1,25 @@
 //! The TinyRustLM harness: fixture recipes, converters, engines and the checks behind the
 //! `tinyrustlm` CLI.
 
+/// `println!` that returns the write's error instead of panicking on it: stdout closed early
+/// (`tinyrustlm check --json | head`) is then an ordinary error.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// `print!` as [`outln!`] (no newline).
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 pub mod adapter;
 pub mod bench;
 pub mod browsers;

@@ -262,9 +262,9 @@ fn adapter_command(what: AdapterWhat) -> Result<ExitCode> {
             let a = Adapter::parse(&bytes).map_err(runtime_err)?;
             if json {
                 let r = harness::adapter::report(&a, bytes.len());
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                harness::outln!("{}", serde_json::to_string_pretty(&r)?)?;
             } else {
-                print!("{}", harness::adapter::report_text(&a, bytes.len()));
+                harness::out!("{}", harness::adapter::report_text(&a, bytes.len()))?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -281,12 +281,12 @@ fn adapter_command(what: AdapterWhat) -> Result<ExitCode> {
                 std::fs::write(&path, bytes)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
-            print!("{}", ex.describe());
-            println!(
+            harness::out!("{}", ex.describe())?;
+            harness::outln!(
                 "wrote {} and {}",
                 output.join(example::ADAPTER_FILE).display(),
                 output.join(example::PLAN_FILE).display()
-            );
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         AdapterWhat::Apply { base, plan, output } => {
@@ -527,13 +527,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let bytes = read_model(&Some(file.clone()))?;
             match inspect::verify(&bytes) {
                 Ok(slm) => {
-                    println!(
+                    harness::outln!(
                         "ok: {} ({} bytes, {} tensors, sha256 {})",
                         file.display(),
                         bytes.len(),
                         slm.tensors.len(),
                         runtime::sha256::to_hex(&slm.digest())
-                    );
+                    )?;
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
@@ -591,9 +591,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| format!("built-in {}", fixtures::DEFAULT_MODEL_NAME));
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                harness::outln!("{}", serde_json::to_string_pretty(&report)?)?;
             } else {
-                print!("{}", harness::check::render(&report, &name));
+                harness::out!("{}", harness::check::render(&report, &name))?;
             }
             Ok(if report.ok {
                 ExitCode::SUCCESS
@@ -609,9 +609,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 (Err(e), None) => bail!("{}", inspect::describe_error(&e)),
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&inspect::report(&slm))?);
+                harness::outln!("{}", serde_json::to_string_pretty(&inspect::report(&slm))?)?;
             } else {
-                print!("{}", inspect::report_text(&slm));
+                harness::out!("{}", inspect::report_text(&slm))?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -696,7 +696,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             tok.encode(text.as_bytes(), tok.add_bos() && !no_bos, &mut ids)
                 .map_err(|e| anyhow::anyhow!("{}", inspect::describe_error(&e)))?;
             let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
-            println!("{}", ids.join(" "));
+            harness::outln!("{}", ids.join(" "))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { what } => {
@@ -771,9 +771,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 extra_models,
                 ..Default::default()
             })?;
-            println!("serving {}", server.url("/"));
+            harness::outln!("serving {}", server.url("/"))?;
             for report in server.reports() {
-                println!("{report}");
+                harness::outln!("{report}")?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -807,7 +807,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let outcome = if speed {
                 let speed = harness::browsers::speed::measure(&opts)?;
-                print!("{}{}", speed.outcome.table(), speed.table());
+                harness::out!("{}{}", speed.outcome.table(), speed.table())?;
                 // A speed run that measured no page (only Node, which reports no tok/s, or no
                 // browser installed) has no figure: it cannot pass.
                 if !speed
@@ -823,9 +823,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 let outcome = harness::browsers::run(&opts)?;
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&outcome)?);
+                    harness::outln!("{}", serde_json::to_string_pretty(&outcome)?)?;
                 } else {
-                    print!("{}", outcome.table());
+                    harness::out!("{}", outcome.table())?;
                 }
                 outcome
             };
@@ -846,9 +846,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 if !touched.is_empty() {
                     bail!("fixtures differ from their recipes: {}", touched.join(", "));
                 }
-                println!("all fixtures in {} match their recipes", dir.display());
+                harness::outln!("all fixtures in {} match their recipes", dir.display())?;
             } else {
-                println!("wrote {} fixture(s) in {}", touched.len(), dir.display());
+                harness::outln!("wrote {} fixture(s) in {}", touched.len(), dir.display())?;
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -80,3 +80,29 @@ fn browsers_refuses_names_that_select_nothing() {
         refused(&args, "cannot be used with");
     }
 }
+
+/// Output to a pipe its reader closed (`tinyrustlm check --json | head -c 100`) is an error
+/// like any other (exit 2, named on stderr), never a panic.
+#[test]
+fn a_closed_stdout_is_an_error_not_a_panic() {
+    for args in [
+        vec!["check", "--json", "--engine", "native"],
+        vec!["check", "--engine", "native"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tinyrustlm"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closed before the check has printed anything (it runs twelve cases first).
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("Broken pipe") && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -267,21 +267,21 @@ fn mib(b: usize) -> f64 {
     b as f64 / 1048576.0
 }
 
-fn print_text(report: &Report, models: &[BenchModel]) {
+fn print_text(report: &Report, models: &[BenchModel]) -> std::io::Result<()> {
     let name_of = |r: &Row| format!("{}-{}", r.shape, r.dtype);
     for model in models {
         let name = model.name();
         for native in report.native.iter().filter(|r| name_of(r) == name) {
-            model::print_row(native);
+            model::print_row(native)?;
         }
         for native in report.native_after.iter().filter(|r| name_of(r) == name) {
             let mut row = native.clone();
             row.engine = "native (after)";
-            model::print_row(&row);
+            model::print_row(&row)?;
         }
         for p in report.pages.iter().filter(|p| name_of(&p.row) == name) {
-            model::print_row(&p.row);
-            println!(
+            model::print_row(&p.row)?;
+            crate::outln!(
                 "{:<33} page: {} module; fetch {:.1} ms ({:.1}..{:.1}); fetch+load {:.1} ms \
                  ({:.1}..{:.1}); wasm memory {:.2} MiB after load, {:.2} MiB at the end",
                 "",
@@ -294,14 +294,14 @@ fn print_text(report: &Report, models: &[BenchModel]) {
                 p.fetch_load_s.max_s * 1e3,
                 mib(p.wasm_memory_after_load_bytes),
                 mib(p.wasm_memory_end_bytes),
-            );
+            )?;
         }
     }
     for s in &report.skipped {
-        model::print_skipped(s);
+        model::print_skipped(s)?;
     }
     for t in &report.load_target {
-        println!(
+        crate::outln!(
             "chromium load+verify {}: {:.1} ms for {:.2} MB = {:.1} ms per 16 MB; target < {} ms \
              per 16 MB: {}",
             t.model,
@@ -310,33 +310,34 @@ fn print_text(report: &Report, models: &[BenchModel]) {
             t.per_16mb_ms,
             t.target_ms,
             if t.met { "met" } else { "MISSED" }
-        );
+        )?;
     }
     if !report.skipped_engines.is_empty() {
-        println!("not installed: {}", report.skipped_engines.join(", "));
+        crate::outln!("not installed: {}", report.skipped_engines.join(", "))?;
     }
-    println!(
+    crate::outln!(
         "network: {}",
         if report.isolated {
             "a namespace holding only loopback"
         } else {
             "NOT isolated (flags and prefs only)"
         }
-    );
+    )?;
     if let Some([a, b, c]) = report.load_average_after {
-        println!("load average {a:.2} {b:.2} {c:.2}");
+        crate::outln!("load average {a:.2} {b:.2} {c:.2}")?;
     }
-    println!("{}", model::footnote(report.runs));
-    println!("{}", model::ROUNDS_NOTE);
-    println!(
+    crate::outln!("{}", model::footnote(report.runs))?;
+    crate::outln!("{}", model::ROUNDS_NOTE)?;
+    crate::outln!(
         "(browsers: times by performance.now() in the page's worker; load+verify = the ABI's \
          chunked load of bytes already in memory; peak = the page's wasm memory at the end; a \
          page's decode/native is its median over native's measured before the browsers, in \
          parentheses the lower and higher of that and its ratio to native measured after them)"
-    );
+    )?;
     for f in &report.failures {
-        println!("FAILED: {f}");
+        crate::outln!("FAILED: {f}")?;
     }
+    Ok(())
 }
 
 /// Runs the benchmark on `sel`, prints a table or the [`Report`] as JSON, and returns the
@@ -353,7 +354,7 @@ pub fn run(sel: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usize>) ->
     let load_average_before = load_average();
     if !json {
         if let Some([a, b, c]) = load_average_before {
-            println!("load average {a:.2} {b:.2} {c:.2} (the machine may be shared)");
+            crate::outln!("load average {a:.2} {b:.2} {c:.2} (the machine may be shared)")?;
         }
     }
     let (models, skipped) = model::select(sel.shape, sel.dtypes, |_| {})?;
@@ -470,9 +471,9 @@ pub fn run(sel: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usize>) ->
         failures,
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print_text(&report, &models);
+        print_text(&report, &models)?;
     }
     Ok(report)
 }

@@ -219,7 +219,7 @@ fn ratio(r: f64, spread: Option<[f64; 2]>) -> String {
 }
 
 /// Prints a row as a table line.
-pub fn print_row(row: &Row) {
+pub fn print_row(row: &Row) -> std::io::Result<()> {
     let (p, d) = (row.prefill_tok_s, row.decode_tok_s);
     let memory = match (row.peak_bytes, row.over_budget) {
         (Some(b), Some(over)) => format!(
@@ -231,7 +231,7 @@ pub fn print_row(row: &Row) {
         ),
         _ => "peak n/a".into(),
     };
-    println!(
+    crate::outln!(
         "{:<11} {:<5} {:<15} file {:>6.2} MiB  load+verify {:>6.1} ms ({:.1}..{:.1})  \
          prefill {:>7.1} tok/s ({:.1}..{:.1})  decode{} {:>7.1} tok/s ({:.1}..{:.1})  \
          prefill/decode {}{}{}  {memory}",
@@ -263,7 +263,7 @@ pub fn print_row(row: &Row) {
                 row.decode_read_bytes_per_s / 1e9
             ))
             .unwrap_or_default(),
-    );
+    )
 }
 
 /// What `bench model` measures: empty lists mean all.
@@ -461,8 +461,8 @@ pub fn prompt() -> Vec<u8> {
 }
 
 /// Prints a skipped model as a table line.
-pub fn print_skipped(s: &Skipped) {
-    println!("{:<11} {:<5} skipped: {}", s.shape, s.dtype, s.reason);
+pub fn print_skipped(s: &Skipped) -> std::io::Result<()> {
+    crate::outln!("{:<11} {:<5} skipped: {}", s.shape, s.dtype, s.reason)
 }
 
 /// Runs the benchmark on `selection` and prints a table, or the [`Report`] as JSON.
@@ -473,7 +473,7 @@ pub fn run(selection: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usiz
     let load_average_before = load_average();
     if !json {
         if let Some([a, b, c]) = load_average_before {
-            println!("load average {a:.2} {b:.2} {c:.2} (the machine may be shared)");
+            crate::outln!("load average {a:.2} {b:.2} {c:.2} (the machine may be shared)")?;
         }
     }
     let mut ctx = Context::new(peak);
@@ -481,7 +481,8 @@ pub fn run(selection: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usiz
     let mut rows = Vec::new();
     let (models, skipped) = select(selection.shape, selection.dtypes, |s| {
         if !json {
-            print_skipped(s)
+            // A closed stdout fails the next print, which reports it.
+            let _ = print_skipped(s);
         }
     })?;
     anyhow::ensure!(!models.is_empty(), "no model within the budget selected");
@@ -494,7 +495,7 @@ pub fn run(selection: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usiz
         };
         let stream = stream_read(runs.max(3));
         if !json {
-            println!(
+            crate::outln!(
                 "{:<11} {:<5} streaming read of {} MiB: {:.1} GB/s ({:.1}..{:.1}); decode reads the \
                  {:.2} MiB of tensors once per token",
                 model.shape.name,
@@ -504,7 +505,7 @@ pub fn run(selection: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usiz
                 stream.min / 1e9,
                 stream.max / 1e9,
                 mib(model.tensor_bytes()),
-            );
+            )?;
         }
         let measured = engines::measure(&mut ctx, &case, &engines)?;
         let native = engines
@@ -516,7 +517,7 @@ pub fn run(selection: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usiz
             let baseline = native.filter(|n| !std::ptr::eq(*n, m));
             let row = model.row(engine.name, m, baseline, Some(stream));
             if !json {
-                print_row(&row);
+                print_row(&row)?;
             }
             rows.push(row);
         }
@@ -532,19 +533,19 @@ pub fn run(selection: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usiz
         skipped,
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
         if let Some([a, b, c]) = report.load_average_after {
-            println!("load average {a:.2} {b:.2} {c:.2}");
+            crate::outln!("load average {a:.2} {b:.2} {c:.2}")?;
         }
-        println!("{}", footnote(runs));
-        println!("{}", ROUNDS_NOTE);
-        println!(
+        crate::outln!("{}", footnote(runs))?;
+        crate::outln!("{}", ROUNDS_NOTE)?;
+        crate::outln!(
             "(reads = tensor bytes x median decode tok/s, against the streaming read of a {} MiB \
              buffer measured just before the model's rows: decoding reads every tensor once per \
              token, so a model larger than the cache cannot decode faster than that allows)",
             STREAM_BYTES >> 20
-        );
+        )?;
     }
     Ok(())
 }

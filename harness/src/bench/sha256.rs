@@ -61,18 +61,20 @@ pub fn run(mib: usize, runs: usize, json: bool) -> anyhow::Result<()> {
             "ratio_ours_over_sha2": ratio,
             "tensor_digest_2_1": { "mb_per_s": chunked_mbs, "min_mb_per_s": chunked_lo, "max_mb_per_s": chunked_hi, "stats": chunked },
         });
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        println!("sha256: {mib} MiB, {runs} runs (median MB/s, min..max)");
-        println!("  ours  {ours_mbs:8.1} MB/s  ({ours_lo:.1}..{ours_hi:.1})");
-        println!("  sha2  {sha2_mbs:8.1} MB/s  ({sha2_lo:.1}..{sha2_hi:.1})");
-        println!("  ratio ours/sha2 {ratio:.3}");
-        println!(
+        crate::outln!("sha256: {mib} MiB, {runs} runs (median MB/s, min..max)")?;
+        crate::outln!("  ours  {ours_mbs:8.1} MB/s  ({ours_lo:.1}..{ours_hi:.1})")?;
+        crate::outln!("  sha2  {sha2_mbs:8.1} MB/s  ({sha2_lo:.1}..{sha2_hi:.1})")?;
+        crate::outln!("  ratio ours/sha2 {ratio:.3}")?;
+        crate::outln!(
             "  tensor digest (format 2.1, SIMD lanes) {chunked_mbs:8.1} MB/s  ({chunked_lo:.1}..{chunked_hi:.1}), {:.2}x ours",
             chunked_mbs / ours_mbs
-        );
+        )?;
         if sha_extensions {
-            println!("  note: this CPU has SHA extensions, which sha2 uses and ours does not");
+            crate::outln!(
+                "  note: this CPU has SHA extensions, which sha2 uses and ours does not"
+            )?;
         }
     }
     Ok(())

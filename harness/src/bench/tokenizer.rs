@@ -357,9 +357,9 @@ pub fn run(json: bool) -> Result<()> {
         mb_per_s_fastest: fastest,
     };
     if json {
-        println!("{}", serde_json::to_string(&report)?);
+        crate::outln!("{}", serde_json::to_string(&report)?)?;
     } else {
-        println!(
+        crate::outln!(
             "tokenizer encode: {} bytes in {} paragraphs -> {} tokens with {} ({} tokens)\n  \
              median {:.4} s ({:.1} MB/s), range {:.4}..{:.4} s ({:.1}..{:.1} MB/s), {} runs",
             report.text_bytes,
@@ -374,7 +374,7 @@ pub fn run(json: bool) -> Result<()> {
             slowest,
             fastest,
             report.stats.runs,
-        );
+        )?;
     }
     Ok(())
 }
