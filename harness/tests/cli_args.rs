@@ -89,15 +89,14 @@ fn a_closed_stdout_is_an_error_not_a_panic() {
         vec!["check", "--json", "--engine", "native"],
         vec!["check", "--engine", "native"],
     ] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tinyrustlm"))
+        // The pipe's reader is closed before the command starts: its first write fails.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = Command::new(env!("CARGO_BIN_EXE_tinyrustlm"))
             .args(&args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
+            .stdout(writer)
+            .output()
             .unwrap();
-        // Closed before the check has printed anything (it runs twelve cases first).
-        drop(child.stdout.take());
-        let o = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
         assert!(
