@@ -371,24 +371,6 @@ pub(crate) fn dot4_q4_0(rows: [&[u8]; 4], act: &[BlockQ8]) -> [f32; 4] {
     core::array::from_fn(|i| q4_0_chain(acc[i], rows[i], act, common))
 }
 
-/// `p` as it is, computed where it stands when `FENCE` (a codegen hint; values never change).
-///
-/// Why: Cranelift (wasmtime's compiler) keeps the memory loads of a loop body in program order
-/// but places pure arithmetic at its first use. The q8_0 group loop's four rows of sixteen code
-/// loads then all come first and their products last, with twenty vectors live at once: more
-/// than x86-64's sixteen registers, so about thirty spill stores and reloads per block.
-/// `black_box` is opaque, so a row's partial sums must be computed before the next row's loads
-/// (at the cost of one store and one load): measured 1.09× on q8_0 decode under wasmtime. The
-/// q4_0 loop (half the loads per row) does not spill, and is slower fenced.
-#[inline(always)]
-fn fenced<const FENCE: bool>(p: v128) -> v128 {
-    if FENCE {
-        core::hint::black_box(p)
-    } else {
-        p
-    }
-}
-
 /// Rows per group of the whole-matrix kernels (four chains, as [`dot4_shared`]; eight rows per
 /// pass measured slower under wasmtime).
 pub(crate) const MATVEC_GROUP: usize = 4;
@@ -401,7 +383,7 @@ pub(crate) const MATVEC_GROUP: usize = 4;
 /// continuing the accumulators kept in `out`. Returns the number of rows computed; the caller
 /// does the rest.
 #[inline(always)]
-fn matvec_groups<const BB: usize, const FENCE: bool>(
+fn matvec_groups<const BB: usize>(
     out: &mut [f32],
     bytes: &[u8],
     act: &[BlockQ8],
@@ -442,17 +424,16 @@ fn matvec_groups<const BB: usize, const FENCE: bool>(
             };
             let blocks = r0.zip(r1).zip(r2).zip(r3);
             for ((((b0, b1), b2), b3), ((x, bias), a)) in blocks.zip(prepared.iter().zip(chunk)) {
-                // Row by row: a row's codes are loaded and reduced to its partial sums before
-                // the next row's are loaded (see [`fenced`]).
-                let c0 = codes(b0);
-                let p0 = fenced::<FENCE>(block_partials(&c0.w, x));
-                let c1 = codes(b1);
-                let p1 = fenced::<FENCE>(block_partials(&c1.w, x));
-                let c2 = codes(b2);
-                let p2 = fenced::<FENCE>(block_partials(&c2.w, x));
-                let c3 = codes(b3);
-                let p3 = block_partials(&c3.w, x);
-                let sumi = i32x4_sub(sum4(p0, p1, p2, p3), *bias);
+                let (c0, c1, c2, c3) = (codes(b0), codes(b1), codes(b2), codes(b3));
+                let sumi = i32x4_sub(
+                    sum4(
+                        block_partials(&c0.w, x),
+                        block_partials(&c1.w, x),
+                        block_partials(&c2.w, x),
+                        block_partials(&c3.w, x),
+                    ),
+                    *bias,
+                );
                 acc = step(acc, sumi, [&c0, &c1, &c2, &c3], f32x4_splat(a.d));
             }
             *o = lanes(acc);
@@ -466,19 +447,12 @@ fn matvec_groups<const BB: usize, const FENCE: bool>(
 /// matrix times `act`, each bit for bit `kernels::dot_q8_0_row(row, act)`. Returns the rows
 /// computed.
 pub(crate) fn matvec_q8_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usize {
-    matvec_groups::<Q8_0_BLOCK_BYTES, true>(out, bytes, act, q8_0_codes, plain_act_codes, no_bias)
+    matvec_groups(out, bytes, act, q8_0_codes, plain_act_codes, no_bias)
 }
 
 /// The q4_0 rows (18-byte blocks) of the whole groups of four, as [`matvec_q8_0`].
 pub(crate) fn matvec_q4_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usize {
-    matvec_groups::<Q4_0_BLOCK_BYTES, false>(
-        out,
-        bytes,
-        act,
-        q4_0_packed,
-        packed_act_codes,
-        nibble_bias,
-    )
+    matvec_groups(out, bytes, act, q4_0_packed, packed_act_codes, nibble_bias)
 }
 
 /// Tokens per group of the whole-product prefill kernels (four chains, as [`dot4_one_row`]).
