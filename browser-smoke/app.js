@@ -151,6 +151,9 @@ function showDiagnostics(entries) {
 }
 
 let lastLoad = null;
+/** The registry entry of the loaded model (adapters and plans are for it, whatever the model
+ * list shows now). */
+let loadedModel = null;
 /** Whether adapters are applied to the loaded model. */
 let adaptersApplied = false;
 /** Whether a command of the page (load, apply, remove, generate) is in flight. */
@@ -187,9 +190,8 @@ function setAdapterStatus(text, isError) {
   el.classList.toggle('error', Boolean(isError));
 }
 
-/** Lists the adapter families that have an adapter for the selected model. */
-function listFamilies() {
-  const base = $('model').value;
+/** Lists the adapter families that have an adapter for model `base` (the one being loaded). */
+function listFamilies(base) {
   $('family').replaceChildren();
   for (const a of registry.adapters.filter((e) => e.base === base)) {
     const opt = document.createElement('option');
@@ -200,7 +202,6 @@ function listFamilies() {
 }
 
 async function loadSelected() {
-  listFamilies();
   let model;
   try {
     model = selectModel($('model').value);
@@ -209,7 +210,9 @@ async function loadSelected() {
     return { ok: false, code: e.code, message: e.message };
   }
   lastLoad = null;
+  loadedModel = null;
   adaptersApplied = false;
+  listFamilies(model.id);
   $('receipt').textContent = '';
   setAdapterStatus('');
   $('progress').value = 0;
@@ -224,6 +227,7 @@ async function loadSelected() {
     return ans;
   }
   lastLoad = ans;
+  loadedModel = model;
   setStatus(`loaded ${model.id}`);
   showDiagnostics([
     ['model', model.id],
@@ -237,10 +241,10 @@ async function loadSelected() {
 }
 
 async function applySelected() {
-  let model;
+  const model = loadedModel;
   let adapter;
   try {
-    model = selectModel($('model').value);
+    if (!model) throw refusal(0, 'no model is loaded');
     adapter = selectAdapter($('family').value, model.id);
   } catch (e) {
     setAdapterStatus(`not selected: ${e.message}`, true);
@@ -292,7 +296,7 @@ async function generateFromForm() {
   }
   const d = ans.diagnostics;
   showDiagnostics([
-    ['model', $('model').value],
+    ['model', loadedModel ? loadedModel.id : null],
     ['module', wasmVariant],
     ['bytes', d.model_bytes],
     ['digest', d.model_digest],
@@ -328,11 +332,6 @@ async function setUp() {
     $('model').append(opt);
   }
   $('model').value = defaultModel;
-  listFamilies();
-  $('model').onchange = () => {
-    listFamilies();
-    refreshButtons(false);
-  };
   $('load').onclick = () => exclusive(loadSelected);
   $('apply').onclick = () => exclusive(applySelected);
   $('remove').onclick = () => exclusive(removeAdapters);
@@ -525,6 +524,17 @@ async function smokeRace(doc) {
   const clicked = exclusive(loadSelected);
   const again = await exclusive(loadSelected);
   const loaded = await clicked;
+  // The buttons follow the loaded model, not the list: with another model selected (one with
+  // adapters when the loaded one has none, or the other way round), Apply stays as it was.
+  const hasAdapters = (id) => registry.adapters.some((a) => a.base === id);
+  const other = registry.models.find((m) => hasAdapters(m.id) !== hasAdapters(model.id));
+  if (other) $('model').value = other.id;
+  const buttons = {
+    load: !$('load').disabled,
+    generate: !$('generate').disabled,
+    apply: !$('apply').disabled,
+  };
+  $('model').value = model.id;
   return {
     model: model.id,
     loads_ok: first.ok && second.ok,
@@ -532,6 +542,8 @@ async function smokeRace(doc) {
     same_result: raced.ok && alone.ok && JSON.stringify(raced.result) === JSON.stringify(alone.result),
     click_ok: loaded.ok,
     second_click_ignored: !again.ok && busy === false,
+    buttons_follow_the_loaded_model:
+      loaded.ok && buttons.load && buttons.generate && buttons.apply === hasAdapters(model.id),
     message: [first, second, raced, alone, loaded].filter((a) => !a.ok).map((a) => a.message).join('; '),
   };
 }

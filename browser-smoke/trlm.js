@@ -16,9 +16,9 @@ export const STATE_NAMES = ['token', 'stop', 'max_tokens', 'context_full', 'canc
 export const CODE = {
   BUDGET_EXCEEDED: 15,
   FILE_DIGEST_MISMATCH: 21,
+  CONTEXT_EXCEEDED: 11,
   INVALID_SETTINGS: 27,
   INVALID_STATE: 29,
-  INVALID_ARGUMENT: 34,
   MODULE_DIGEST_MISMATCH: 44,
 };
 
@@ -226,7 +226,8 @@ export class Trlm {
   }
 
   setContext(positions) {
-    this.check(this.call('trlm_set_context', u32Arg('positions', positions, CODE.INVALID_ARGUMENT) | 0));
+    // Beyond a u32 the count would wrap; every such count is over any model's context.
+    this.check(this.call('trlm_set_context', u32Arg('positions', positions, CODE.CONTEXT_EXCEEDED) | 0));
   }
 
   /**
@@ -237,20 +238,18 @@ export class Trlm {
    */
   setSampling(s) {
     const bad = (what) => new TrlmError(CODE.INVALID_SETTINGS, `seed ${s.seed} is ${what}`);
-    let seed;
-    try {
-      seed = BigInt(s.seed);
-    } catch (e) {
-      throw bad('not an integer');
-    }
-    if (seed < 0n || seed >= U64_END) throw bad('not a u64');
+    // Decimal digits only: BigInt() would also take '' (as 0), hex and surrounding spaces.
+    if (!/^[0-9]+$/.test(String(s.seed))) throw bad('not a decimal integer');
+    const seed = BigInt(s.seed);
+    if (seed >= U64_END) throw bad('not a u64');
+    const bits = (name, v) => u32Arg(name, v, CODE.INVALID_SETTINGS);
     const topK = s.topK === null || s.topK === undefined ? TOP_K_OFF : s.topK;
     this.check(
       this.call(
         'trlm_set_sampling',
-        f32FromBits(s.temperatureBits),
+        f32FromBits(bits('temperature bits', s.temperatureBits)),
         u32Arg('top_k', topK, CODE.INVALID_SETTINGS) | 0,
-        f32FromBits(s.topPBits),
+        f32FromBits(bits('top_p bits', s.topPBits)),
         BigInt.asIntN(64, seed),
         u32Arg('max_new_tokens', s.maxNewTokens, CODE.INVALID_SETTINGS) | 0,
       ),
@@ -387,12 +386,6 @@ function smaller(a, b) {
 /** A chunked load in progress (trlm_load_begin / chunk / finish). */
 export class Loader {
   constructor(trlm, total, expectDigest) {
-    this.trlm = trlm;
-    this.total = total;
-    this.received = 0;
-    this.expectDigest = expectDigest || null;
-    this.header = new Uint8Array(smaller(total, DIGEST_FIELD[0] + DIGEST_FIELD[1]));
-    this.done = false;
     if (!Number.isInteger(total) || total < 0) {
       throw new TrlmError(0, `the file length ${total} is not a byte count`);
     }
@@ -400,6 +393,12 @@ export class Loader {
     if (total > U32_MAX) {
       throw new TrlmError(CODE.BUDGET_EXCEEDED, `the file has ${total} bytes, above the model budget`);
     }
+    this.trlm = trlm;
+    this.total = total;
+    this.received = 0;
+    this.expectDigest = expectDigest || null;
+    this.header = new Uint8Array(smaller(total, DIGEST_FIELD[0] + DIGEST_FIELD[1]));
+    this.done = false;
     trlm.check(trlm.call('trlm_load_begin', total));
     this.cap = total > 0 ? smaller(LOAD_CHUNK_BYTES, total) : 1;
     this.buf = 0;

@@ -20,6 +20,25 @@ macro_rules! out {
     }};
 }
 
+/// `eprintln!` that never panics: a message to a closed stderr is dropped (there is nowhere
+/// left to report it), and the command's exit code still tells what happened.
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
+/// `eprint!` as [`errln!`] (no newline).
+#[macro_export]
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 pub mod adapter;
 pub mod bench;
 pub mod browsers;

@@ -246,7 +246,7 @@ fn adapter_command(what: AdapterWhat) -> Result<ExitCode> {
             std::fs::write(&output, &bytes)
                 .with_context(|| format!("writing {}", output.display()))?;
             let digest = runtime::adapter::format::file_digest(&bytes);
-            eprintln!(
+            harness::errln!(
                 "wrote {} ({} bytes, sha256 {})",
                 output.display(),
                 bytes.len(),
@@ -298,7 +298,7 @@ fn adapter_command(what: AdapterWhat) -> Result<ExitCode> {
             let bytes = receipt.to_bytes();
             std::fs::write(&output, &bytes)
                 .with_context(|| format!("writing {}", output.display()))?;
-            eprintln!(
+            harness::errln!(
                 "applied {} module(s), {} tensor(s) assembled; receipt sha256 {}",
                 receipt.modules.len(),
                 receipt.assembled_tensors,
@@ -453,9 +453,9 @@ fn write_converted(
     })?;
     std::fs::write(output, &bytes).with_context(|| format!("writing {}", output.display()))?;
     for note in notes {
-        eprintln!("note: {note}");
+        harness::errln!("note: {note}");
     }
-    eprintln!(
+    harness::errln!(
         "wrote {} ({} bytes, sha256 {})",
         output.display(),
         bytes.len(),
@@ -537,7 +537,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
-                    eprintln!("{}: {}", file.display(), inspect::describe_error(&e));
+                    harness::errln!("{}: {}", file.display(), inspect::describe_error(&e));
                     Ok(ExitCode::from(1))
                 }
             }
@@ -569,7 +569,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             for n in &names {
                 match harness::engine::by_name(n)? {
                     Some(e) => engines.push(e),
-                    None => eprintln!("note: engine {n} is not available here; skipped"),
+                    None => harness::errln!("note: engine {n} is not available here; skipped"),
                 }
             }
             // A check that ran no engine has compared nothing: it cannot pass.
@@ -816,7 +816,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .iter()
                     .any(|(_, m, _)| *m == speed.model)
                 {
-                    eprintln!("speed: no page reported tok/s");
+                    harness::errln!("speed: no page reported tok/s");
                     return Ok(ExitCode::from(1));
                 }
                 speed.outcome
@@ -876,7 +876,7 @@ fn isolate_network(isolated_network: bool, no_isolate: bool) -> Result<Option<Ex
                         .unwrap_or(1),
                 )))
             }
-            Err(why) => eprintln!("note: running without network isolation: {why}"),
+            Err(why) => harness::errln!("note: running without network isolation: {why}"),
         }
     }
     Ok(None)
@@ -929,11 +929,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => match e.downcast_ref::<Rejected>() {
             Some(rejected) => {
-                eprintln!("{rejected}");
+                harness::errln!("{rejected}");
                 ExitCode::from(1)
             }
             None => {
-                eprintln!("tinyrustlm: {e:#}");
+                harness::errln!("tinyrustlm: {e:#}");
                 ExitCode::from(2)
             }
         },

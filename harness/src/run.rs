@@ -36,7 +36,7 @@ pub fn run_to_stdout(
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let stats = run_adapted(bytes, prompt, settings, context, plan, &mut out)?;
-    eprintln!("{stats}");
+    crate::errln!("{stats}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -66,7 +66,7 @@ pub fn run_adapted(
     let mut session = Session::new(model, context).map_err(rt)?;
     if let Some(p) = plan {
         let receipt = session.apply_plan(&p.plan, &p.module_refs()).map_err(rt)?;
-        eprint!("{}", String::from_utf8_lossy(&receipt.to_bytes()));
+        crate::err!("{}", String::from_utf8_lossy(&receipt.to_bytes()));
     }
     let load_s = t0.elapsed().as_secs_f64();
 

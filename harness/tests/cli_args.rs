@@ -105,3 +105,48 @@ fn a_closed_stdout_is_an_error_not_a_panic() {
         );
     }
 }
+
+/// A closed stderr (`tinyrustlm verify BAD 2>&1 >/dev/null | true`) loses the message, not the
+/// exit code: the process ends as it would have, never by an abort.
+#[test]
+fn a_closed_stderr_keeps_the_exit_code() {
+    let bad = harness::fixtures::corpus_dir().join("malformed/reserved-223.slm");
+    let good = harness::fixtures::corpus_dir().join("byte-mha-tied-f32.slm");
+    for (args, code) in [
+        (vec!["verify", bad.to_str().unwrap()], 1),
+        (vec!["run", good.to_str().unwrap(), "--max-tokens", "4"], 0),
+        (vec!["check", "--engine", "nonesuch"], 2),
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = Command::new(env!("CARGO_BIN_EXE_tinyrustlm"))
+            .args(&args)
+            .stderr(writer)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(code), "{args:?}");
+    }
+}
+
+/// `bench browsers --engine native` measures native alone: no browser was asked for, so no
+/// page figure is missing.
+#[test]
+fn bench_browsers_native_alone_passes() {
+    let o = tinyrustlm(&[
+        "bench",
+        "browsers",
+        "--engine",
+        "native",
+        "--shape",
+        "stories15M",
+        "--dtype",
+        "q4_0",
+        "--runs",
+        "1",
+        "--no-isolate",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("q4_0  native"), "{text}");
+}

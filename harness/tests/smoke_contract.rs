@@ -340,6 +340,12 @@ const out = {
   seed_2_64_plus_1: await sampling({ seed: '18446744073709551617' }),
   seed_negative: await sampling({ seed: '-1' }),
   seed_text: await sampling({ seed: 'one' }),
+  seed_empty: await sampling({ seed: '' }),
+  seed_hex_spaced: await sampling({ seed: ' 0x10 ' }),
+  temperature_bits_2_32_plus_one: await sampling({ temperatureBits: 4294967296 + 0x3f800000 }),
+  top_p_bits_negative: await sampling({ topPBits: -1 }),
+  context_2_32: await code(() => trlm.setContext(4294967296)),
+  total_negative: await code(() => trlm.beginLoad(-1).abort()),
   top_k_fraction: await sampling({ topK: 2.5 }),
   top_k_2_32_plus_2: await sampling({ topK: 4294967298 }),
   top_k_2: await sampling({ topK: 2 }),
@@ -384,14 +390,22 @@ fn the_wrapper_refuses_what_its_parameters_cannot_carry() {
         String::from_utf8_lossy(&out.stderr)
     );
     let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    // InvalidSettings (27) for a setting out of its parameter's range, as the module refuses
-    // those it can see; BudgetExceeded (15) for a length beyond u32; FileDigestMismatch (21)
-    // for a size that is not the registry's, before the module sees a byte.
+    // InvalidSettings (27) for a setting out of its parameter's range (or a seed that is not
+    // decimal digits), as the module refuses those it can see; ContextExceeded (11) for a
+    // context beyond u32; BudgetExceeded (15) for a length beyond u32 and a plain refusal (0,
+    // not a JavaScript RangeError) for one that is no byte count; FileDigestMismatch (21) for a
+    // size that is not the registry's, before the module sees a byte.
     let want = serde_json::json!({
         "seed_u64_max": "ok",
         "seed_2_64_plus_1": 27,
         "seed_negative": 27,
         "seed_text": 27,
+        "seed_empty": 27,
+        "seed_hex_spaced": 27,
+        "temperature_bits_2_32_plus_one": 27,
+        "top_p_bits_negative": 27,
+        "context_2_32": 11,
+        "total_negative": 0,
         "top_k_fraction": 27,
         "top_k_2_32_plus_2": 27,
         "top_k_2": "ok",

@@ -416,7 +416,7 @@ pub fn run(sel: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usize>) ->
             continue;
         };
         if !json {
-            eprintln!("bench: {} ...", browser.name());
+            crate::errln!("bench: {} ...", browser.name());
         }
         run_browser(
             browser,
@@ -437,7 +437,10 @@ pub fn run(sel: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usize>) ->
             failures.push(format!("{name}: asked for, but not installed"));
         }
     }
-    if pages.is_empty() && failures.is_empty() {
+    let browser_wanted = [Browser::Chromium, Browser::Firefox]
+        .iter()
+        .any(|b| wanted(b.name()));
+    if browser_wanted && pages.is_empty() && failures.is_empty() {
         failures.push("no browser is installed: no page was measured".to_string());
     }
     // Native again after the browsers: a page's decode/native spread is its ratio to native
