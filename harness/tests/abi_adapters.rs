@@ -82,6 +82,12 @@ fn a_pinned_receipt_that_differs_refuses_the_plan_and_changes_nothing() {
         C::ReceiptMismatch as u32
     );
     assert_eq!(code(e.generate(&request())), C::AdaptersRequired as u32);
+    // Nothing was installed: no receipt, no module, the base model's digest.
+    let abi = e.abi();
+    assert_eq!(abi.output(6).unwrap(), Ok(Vec::new()));
+    let d = abi.diagnostics().unwrap().unwrap();
+    assert_eq!(d["adapter_modules"].as_u64(), Some(0));
+    assert!(d["receipt_digest"].is_null(), "{d}");
 }
 
 #[test]

@@ -648,11 +648,49 @@ fn stack_applies_in_order_and_receipt_replays() {
     assert_eq!(r1.base, m.digest);
     assert_eq!(r1.assembled_tensors, 2);
     assert_eq!(Receipt::parse(&r1.to_bytes()).unwrap(), r1);
-    // The other order is another plan and another assembly (f32 additions do not commute
-    // exactly, and the plan digest differs anyway).
+    // In order: blk.0.attn_q is the base plus a's dense delta, then plus b's low-rank one
+    // (spec/adapters.md, Assembling one tensor), computed here from the records' values.
+    let q = m
+        .tensors
+        .iter()
+        .find(|t| t.name == "blk.0.attn_q.weight")
+        .unwrap()
+        .loc;
+    let f32s = |b: &[u8]| -> Vec<f32> {
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    };
+    let (rows, cols) = (32usize, 32usize);
+    // adapter_for: record 0 of seed 8 is dense small(80, ..); of seed 9 low-rank, rank 2,
+    // scale 0.5, A = small(90, 2 × cols), B = small(95, 2 × rows).
+    let (da, la, lb) = (
+        small(80, rows * cols, 0.2),
+        small(90, 2 * cols, 0.6),
+        small(95, 2 * rows, 0.6),
+    );
+    let want: Vec<f32> = f32s(m.base_payload(&q))
+        .iter()
+        .enumerate()
+        .map(|(j, &w)| {
+            let (o, i) = (j / cols, j % cols);
+            let s = (0.0f32 + lb[o * 2] * la[i]) + lb[o * 2 + 1] * la[cols + i];
+            (w + da[j]) + 0.5 * s
+        })
+        .collect();
+    let got = f32s(m1.payload(&q));
+    assert!(
+        got.iter()
+            .zip(&want)
+            .all(|(g, w)| g.to_bits() == w.to_bits()),
+        "blk.0.attn_q is not base + a, then + b"
+    );
+    // The other order is another plan, and another assembly: f32 additions do not commute
+    // exactly, and this data shows it.
     let plan_ba = plan_for(&m, &[&b, &a]);
     let r3 = prepare_plan(&m, &plan_ba, &[&b, &a]).unwrap().receipt;
     assert_ne!(r3.plan, r1.plan);
+    assert_ne!(r3.assembly, r1.assembly);
     // An empty plan is valid: nothing assembled.
     let empty = plan_for(&m, &[]);
     let r = prepare_plan(&m, &empty, &[]).unwrap().receipt;

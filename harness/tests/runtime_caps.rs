@@ -522,13 +522,27 @@ fn abi_buffer_bytes_count_and_total() {
 
 #[test]
 fn abi_context_positions() {
-    // Without a model the cap is MAX_CONTEXT; with one, the model's max_context.
+    // Without a model the cap is MAX_CONTEXT; with one, the model's max_context, and a count
+    // over it is refused with the model still loaded.
     let mut abi = instance();
     assert_eq!(abi.set_context(MAX_CONTEXT).unwrap(), 0);
     assert_eq!(
         abi.set_context(MAX_CONTEXT + 1).unwrap(),
         C::ContextExceeded as u32
     );
+    let base = corpus("byte-mha-tied-f32.slm");
+    let max = Model::load(base.clone()).unwrap().config.max_context;
+    // (A context the model cannot hold makes its load fail: back to 0, the model's own.)
+    assert_eq!(abi.set_context(0).unwrap(), 0);
+    let p = abi.alloc_with(&base).unwrap();
+    assert_eq!(abi.load(p, base.len() as u32).unwrap(), 0);
+    abi.free(p, base.len() as u32).unwrap();
+    assert_eq!(abi.set_context(max).unwrap(), 0);
+    assert_eq!(abi.set_context(max + 1).unwrap(), C::ContextExceeded as u32);
+    // The refused count changed nothing: the model is still loaded, at its context.
+    let d = abi.diagnostics().unwrap().unwrap();
+    assert!(d["model_digest"].is_string(), "{d}");
+    assert_eq!(d["context"].as_u64(), Some(u64::from(max)));
 }
 
 #[test]
