@@ -407,19 +407,23 @@ fn logits_match_the_reference_far_into_the_context() {
 // ---------------------------------------------------------------------------------------------
 // Caps and their errors
 
-/// A byte-level model (dim 8, 1 layer) with room for a maximal prompt: 16,400 positions.
-fn byte_model(stop: Vec<u32>) -> Vec<u8> {
-    let shape = Shape {
+/// The shape of the small byte-level test models: dim 8, 1 layer, `max_context` positions.
+fn tiny_shape(max_context: u32) -> Shape {
+    Shape {
         dim: 8,
         n_layers: 1,
         n_heads: 2,
         n_kv_heads: 1,
         head_dim: 4,
         ffn_dim: 16,
-        max_context: 16_400,
+        max_context,
         tied: true,
-    };
-    build_model(byte_vocab(stop), shape, DType::F32, 3)
+    }
+}
+
+/// A byte-level model (dim 8, 1 layer) with room for a maximal prompt: 16,400 positions.
+fn byte_model(stop: Vec<u32>) -> Vec<u8> {
+    build_model(byte_vocab(stop), tiny_shape(16_400), DType::F32, 3)
 }
 
 /// The session still works: a short generation runs to its limit.
@@ -714,20 +718,10 @@ fn cancel_ends_the_generation() {
 /// prompt when the vocabulary adds one, and from the first token when it does not.
 #[test]
 fn run_prints_the_whole_prompt_with_and_without_bos() {
-    let shape = Shape {
-        dim: 8,
-        n_layers: 1,
-        n_heads: 2,
-        n_kv_heads: 1,
-        head_dim: 4,
-        ffn_dim: 16,
-        max_context: 64,
-        tied: true,
-    };
     for add_bos in [true, false] {
         let mut vocab = byte_vocab(vec![]);
         vocab.add_bos = add_bos;
-        let bytes = build_model(vocab, shape, DType::F32, 3);
+        let bytes = build_model(vocab, tiny_shape(64), DType::F32, 3);
         let mut out = Vec::new();
         harness::run::run_c_output(bytes, b"Once upon", greedy(4), 0, &mut out).unwrap();
         assert!(

@@ -649,9 +649,10 @@ fn the_spec_limits_table_is_the_constants() {
         ("MAX_NEW_TOKENS", MAX_NEW_TOKENS.into()),
         ("MAX_TOP_K", MAX_TOP_K.into()),
     ];
-    let want: std::collections::BTreeMap<String, u64> =
-        constants.iter().map(|&(n, v)| (n.to_string(), v)).collect();
-    assert_eq!(table, want);
+    let map = |rows: &[(&str, u64)]| -> std::collections::BTreeMap<String, u64> {
+        rows.iter().map(|&(n, v)| (n.to_string(), v)).collect()
+    };
+    assert_eq!(table, map(constants));
     let adapters: &[(&str, u64)] = &[
         ("MAX_ADAPTER_BYTES", MAX_ADAPTER_BYTES),
         ("ADAPTER_AUTO_APPLY_BYTES", ADAPTER_AUTO_APPLY_BYTES),
@@ -661,7 +662,5 @@ fn the_spec_limits_table_is_the_constants() {
         ("MAX_PLAN_MODULES", MAX_PLAN_MODULES as u64),
         ("MAX_PLAN_BYTES", MAX_PLAN_BYTES as u64),
     ];
-    let want: std::collections::BTreeMap<String, u64> =
-        adapters.iter().map(|&(n, v)| (n.to_string(), v)).collect();
-    assert_eq!(spec_limits("adapters.md"), want);
+    assert_eq!(spec_limits("adapters.md"), map(adapters));
 }
