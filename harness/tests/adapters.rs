@@ -1101,6 +1101,17 @@ fn registry_load_checks_size_and_digest() {
     assert_eq!(e.kind, RK::DigestMismatch);
     let e = registry::load(&dir, "absent", 1, &hex, true).unwrap_err();
     assert_eq!(e.kind, RK::Io);
+    // A file far longer than its entry is refused without being read whole (sparse: 1 TiB),
+    // and the message gives its true size.
+    let huge = dir.join("huge.adapter");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(1 << 40)
+        .unwrap();
+    let e = registry::load(&dir, "huge.adapter", 1024, &hex, true).unwrap_err();
+    assert_eq!(e.kind, RK::SizeMismatch);
+    assert!(e.to_string().contains(&(1u64 << 40).to_string()), "{e}");
+    std::fs::remove_file(&huge).unwrap();
     let slm = corpus(F32);
     std::fs::write(dir.join("m.slm"), &slm).unwrap();
     let hex = runtime::sha256::to_hex(&m.digest);

@@ -296,12 +296,14 @@ pub fn load(
     adapter: bool,
 ) -> Result<Vec<u8>, RegistryError> {
     let full = root.join(path);
-    let data = std::fs::read(&full)
-        .map_err(|e| err(RegistryErrorKind::Io, format!("{}: {e}", full.display())))?;
+    let io = |e: std::io::Error| err(RegistryErrorKind::Io, format!("{}: {e}", full.display()));
+    // At most one byte more than the entry says: a longer file is refused unread.
+    let data = crate::read_at_most(&full, bytes.saturating_add(1)).map_err(io)?;
     if data.len() as u64 != bytes {
+        let size = std::fs::metadata(&full).map_err(io)?.len();
         return Err(err(
             RegistryErrorKind::SizeMismatch,
-            format!("{path}: {} bytes; the registry says {bytes}", data.len()),
+            format!("{path}: {size} bytes; the registry says {bytes}"),
         ));
     }
     let d = if adapter {
