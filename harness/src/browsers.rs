@@ -735,10 +735,9 @@ fn compare_steps(
     out.rows.push(r);
 }
 
-/// A model file's first `MAX_MODEL_BYTES` + 1 bytes (all of a file within the budget).
+/// [`crate::read_model_prefix`] with the file named in its error.
 fn read_model_bytes(file: &Path) -> Result<Vec<u8>> {
-    let limit = runtime::limits::MAX_MODEL_BYTES + 1;
-    crate::read_at_most(file, limit).with_context(|| format!("reading {}", file.display()))
+    crate::read_model_prefix(file).with_context(|| format!("reading {}", file.display()))
 }
 
 fn run_node(wasm: &Path, opts: &Options, exp: &Expected, out: &mut Outcome) -> Result<()> {

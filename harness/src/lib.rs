@@ -68,3 +68,9 @@ pub fn read_at_most(path: &std::path::Path, limit: u64) -> std::io::Result<Vec<u
     f.take(limit).read_to_end(&mut bytes)?;
     Ok(bytes)
 }
+
+/// A model file's first `MAX_MODEL_BYTES` + 1 bytes ([`read_at_most`]): all of a file within
+/// the budget, and enough of a longer one for the reader to refuse it (BudgetExceeded).
+pub fn read_model_prefix(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    read_at_most(path, runtime::limits::MAX_MODEL_BYTES + 1)
+}

@@ -496,7 +496,7 @@ impl std::fmt::Display for Rejected {
 impl std::error::Error for Rejected {}
 
 /// The model file's bytes (the built-in model without one). At most the model budget plus one
-/// byte is read ([`harness::read_at_most`]): a longer file is rejected there with
+/// byte is read ([`harness::read_model_prefix`]): a longer file is rejected there with
 /// BudgetExceeded at byte 0 and its length (spec/slm.md, verification step 1), never read whole.
 fn read_model(file: &Option<PathBuf>) -> Result<Vec<u8>> {
     let Some(path) = file else {
@@ -504,7 +504,7 @@ fn read_model(file: &Option<PathBuf>) -> Result<Vec<u8>> {
     };
     let reading = || format!("reading {}", path.display());
     let budget = runtime::limits::MAX_MODEL_BYTES;
-    let bytes = harness::read_at_most(path, budget + 1).with_context(reading)?;
+    let bytes = harness::read_model_prefix(path).with_context(reading)?;
     if bytes.len() as u64 <= budget {
         return Ok(bytes);
     }

@@ -191,8 +191,7 @@ pub fn served_registry(root: &Path, extra: &[PathBuf]) -> Result<Value> {
         // Up to the budget + 1 byte (never a larger file whole): an entry over the budget
         // lists the file's true size, which the page's selection refuses.
         let reading = || format!("reading {}", path.display());
-        let budget = runtime::limits::MAX_MODEL_BYTES;
-        let bytes = crate::read_at_most(path, budget + 1).with_context(reading)?;
+        let bytes = crate::read_model_prefix(path).with_context(reading)?;
         let size = std::fs::metadata(path).with_context(reading)?.len();
         let route = format!("{EXTRA_ROUTE}/{file}");
         models.push(model_entry(name, &route, &bytes).unwrap_or_else(|_| {

@@ -32,6 +32,19 @@ const F32: &str = "byte-mha-tied-f32";
 const Q8: &str = "byte-mha-tied-q8_0";
 const Q4: &str = "byte-mha-tied-q4_0";
 
+/// Where tensor `name` of `m` lies.
+fn loc(m: &Model, name: &str) -> runtime::model::weights::TensorLoc {
+    m.tensors.iter().find(|t| t.name == name).unwrap().loc
+}
+
+/// Little-endian f32 payload bytes as values.
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
 fn small(seed: u64, n: usize, amp: f32) -> Vec<f32> {
     let mut r = SplitMix64(seed);
     (0..n).map(|_| amp * r.next_signed()).collect()
@@ -594,12 +607,7 @@ fn each_kind_changes_each_dtype_deterministically() {
 fn sparse_on_quantized_touches_only_covered_blocks() {
     for name in [Q8, Q4] {
         let mut m = model(name);
-        let t = m
-            .tensors
-            .iter()
-            .find(|t| t.name == "blk.0.attn_q.weight")
-            .unwrap()
-            .loc;
+        let t = loc(&m, "blk.0.attn_q.weight");
         let base = m.payload(&t).to_vec();
         // Element 70 lies in block 2 (row 2, elements 64..96).
         let a = one_record(
@@ -650,17 +658,7 @@ fn stack_applies_in_order_and_receipt_replays() {
     assert_eq!(Receipt::parse(&r1.to_bytes()).unwrap(), r1);
     // In order: blk.0.attn_q is the base plus a's dense delta, then plus b's low-rank one
     // (spec/adapters.md, Assembling one tensor), computed here from the records' values.
-    let q = m
-        .tensors
-        .iter()
-        .find(|t| t.name == "blk.0.attn_q.weight")
-        .unwrap()
-        .loc;
-    let f32s = |b: &[u8]| -> Vec<f32> {
-        b.chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect()
-    };
+    let q = loc(&m, "blk.0.attn_q.weight");
     let (rows, cols) = (32usize, 32usize);
     // adapter_for: record 0 of seed 8 is dense small(80, ..); of seed 9 low-rank, rank 2,
     // scale 0.5, A = small(90, 2 × cols), B = small(95, 2 × rows).
@@ -852,17 +850,8 @@ fn tuned_f32() -> (Vec<u8>, Vec<u8>) {
 fn diff_makes_each_kind() {
     let (base, tuned) = tuned_f32();
     let tuned_model = Model::load(tuned.clone()).unwrap();
-    let q = tuned_model
-        .tensors
-        .iter()
-        .find(|t| t.name == "blk.0.attn_q.weight")
-        .unwrap()
-        .loc;
-    let want: Vec<f32> = tuned_model
-        .payload(&q)
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect();
+    let q = loc(&tuned_model, "blk.0.attn_q.weight");
+    let want = f32s(tuned_model.payload(&q));
     for kind in AdapterKind::ALL {
         let a = diff(&base, &tuned, kind, 4).unwrap();
         assert_eq!(
@@ -876,11 +865,7 @@ fn diff_makes_each_kind() {
         let mut m = Model::load(base.clone()).unwrap();
         let plan = plan_for(&m, &[&a]);
         apply_plan(&mut m, &plan, &[&a]).unwrap();
-        let got: Vec<f32> = m
-            .payload(&q)
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect();
+        let got = f32s(m.payload(&q));
         let err = got
             .iter()
             .zip(&want)

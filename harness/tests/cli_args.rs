@@ -10,6 +10,13 @@ fn tinyrustlm(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// The write end of a pipe whose reader is already closed: the first write to it fails.
+fn closed_pipe() -> std::io::PipeWriter {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    writer
+}
+
 /// Runs `args` and requires exit code 2 with `needle` in stderr.
 fn refused(args: &[&str], needle: &str) {
     let o = tinyrustlm(args);
@@ -89,12 +96,10 @@ fn a_closed_stdout_is_an_error_not_a_panic() {
         vec!["check", "--json", "--engine", "native"],
         vec!["check", "--engine", "native"],
     ] {
-        // The pipe's reader is closed before the command starts: its first write fails.
-        let (reader, writer) = std::io::pipe().unwrap();
-        drop(reader);
+        // The pipe's reader is closed before the command starts.
         let o = Command::new(env!("CARGO_BIN_EXE_tinyrustlm"))
             .args(&args)
-            .stdout(writer)
+            .stdout(closed_pipe())
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
@@ -117,11 +122,9 @@ fn a_closed_stderr_keeps_the_exit_code() {
         (vec!["run", good.to_str().unwrap(), "--max-tokens", "4"], 0),
         (vec!["check", "--engine", "nonesuch"], 2),
     ] {
-        let (reader, writer) = std::io::pipe().unwrap();
-        drop(reader);
         let o = Command::new(env!("CARGO_BIN_EXE_tinyrustlm"))
             .args(&args)
-            .stderr(writer)
+            .stderr(closed_pipe())
             .output()
             .unwrap();
         assert_eq!(o.status.code(), Some(code), "{args:?}");
