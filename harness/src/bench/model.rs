@@ -128,9 +128,8 @@ pub struct Row {
     /// Decode tok/s over the `native` row's of the same model in this run (None when `native`
     /// was not measured): when the two were measured in rounds (`bench model`), the median of
     /// the rounds' ratios (each of two runs made back to back), with their lowest and highest in
-    /// `decode_vs_native_spread`; otherwise the ratio of the medians (`bench browsers`: to
-    /// native measured before the browsers; the spread is the lower and higher of that and the
-    /// ratio to native measured after them).
+    /// `decode_vs_native_spread`; otherwise the ratio of the medians (`bench browsers`: the
+    /// lower of the ratios to native measured before and after the browsers, the spread both).
     pub decode_vs_native: Option<f64>,
     pub decode_vs_native_spread: Option<[f64; 2]>,
     /// Bytes of the file's tensors, which a decode step reads once each (the tied classifier
