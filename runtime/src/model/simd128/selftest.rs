@@ -27,7 +27,7 @@ use core::arch::wasm32::{f32x4_extract_lane, u32x4};
 
 use super::{
     dot4_q4_0, dot4_q8_0, f16x4_to_f32x4, matmul_q4_0, matmul_q8_0, matvec_f16, matvec_q4_0,
-    matvec_q8_0, widen_f16, MATVEC_GROUP,
+    matvec_q8_0, widen_f16, Widen, MATVEC_GROUP,
 };
 use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
 use crate::model::batch::BatchedProduct;
@@ -99,7 +99,7 @@ fn f16_widening_agrees() -> bool {
         && lengths
         && (0..=u16::MAX / 4).all(|k| {
             let h = [0, 1, 2, 3].map(|i| u32::from(k) * 4 + i);
-            let v = f16x4_to_f32x4(u32x4(h[0], h[1], h[2], h[3]));
+            let v = f16x4_to_f32x4(u32x4(h[0], h[1], h[2], h[3]), &Widen::new());
             let got = [
                 f32x4_extract_lane::<0>(v),
                 f32x4_extract_lane::<1>(v),
