@@ -2,11 +2,15 @@
 //! kernel level of this CPU): identical generations on every corpus fixture, identical error codes on malformed files through every load path, and the
 //! chunked loader's early rejections and its keep-the-previous-model rule (spec/abi.md).
 
+mod common;
+
+use common::{build_model_file, byte_vocab, Shape};
 use harness::engine::native::NativeEngine;
 use harness::engine::wasmtime::{
     AbiInstance, WasmLimits, WasmModule, WasmVariant, WasmtimeEngine, TRAP,
 };
 use harness::engine::{Engine, GenRequest, GenResult};
+use runtime::format::DType;
 use runtime::generate::sampler::SamplerSettings;
 use runtime::model::cpu::{self, Isa};
 use runtime::model::Model;
@@ -596,4 +600,78 @@ fn the_memory_limit_makes_allocations_fail_cleanly() {
             .unwrap(),
         0
     );
+}
+
+/// F16 matrices holding an infinity or a NaN: the simd128 module widens the rows of an f16
+/// matrix that has none without testing each chunk (a flag set at load), and tests every chunk
+/// of one that has. Native and both modules give the same bits for the model without and for a
+/// copy with -inf in the (untied) classifier (one logit infinite, no NaN: a kernel that took
+/// the -inf for a finite value would differ), and the same tokens for copies with +inf in layer 0's wq
+/// and a NaN in layer 1's ffn_down, whose logits are NaN (spec/determinism.md, rule 8: a NaN's
+/// bits, and so the digests, are not specified).
+#[test]
+fn f16_matrices_with_infinities_and_nans_decode_identically() {
+    let shape = Shape {
+        dim: 64,
+        n_layers: 2,
+        n_heads: 4,
+        n_kv_heads: 2,
+        head_dim: 16,
+        ffn_dim: 96,
+        max_context: 64,
+        tied: false,
+    };
+    let base = build_model_file(byte_vocab(vec![]), shape, DType::F16, 77);
+    let with = |tensor: &str, index: usize, bits: u16| {
+        let mut file = base.clone();
+        let t = file.tensors.iter_mut().find(|t| t.name == tensor).unwrap();
+        t.bytes[2 * index..2 * index + 2].copy_from_slice(&bits.to_le_bytes());
+        runtime::format::write(&file).unwrap()
+    };
+    // (what, file, whether its logits are free of NaN)
+    let models = [
+        ("finite", runtime::format::write(&base).unwrap(), true),
+        (
+            "-inf in the classifier",
+            with("output.weight", 120 * 64 + 3, 0xfc00),
+            true,
+        ),
+        ("+inf in wq", with("blk.0.attn_q.weight", 37, 0x7c00), false),
+        (
+            "NaN in ffn_down",
+            with("blk.1.ffn_down.weight", 300, 0x7e01),
+            false,
+        ),
+    ];
+    let mut wasm: Vec<WasmtimeEngine> = WasmVariant::ALL
+        .iter()
+        .map(|&v| WasmtimeEngine::of(v).unwrap())
+        .collect();
+    let req = GenRequest {
+        prompt: b"the little girl said hello".to_vec(),
+        settings: settings(0.0, None, 1.0, 1),
+    };
+    let mut digests = Vec::new();
+    for (what, bytes, no_nan) in &models {
+        let mut native = NativeEngine::default();
+        native.load(bytes).unwrap();
+        let want = generate(&mut native, "the little girl said hello", req.settings);
+        for w in &mut wasm {
+            w.load(bytes).unwrap();
+            let got = generate(w, "the little girl said hello", req.settings);
+            let engine = w.name();
+            if *no_nan {
+                assert_eq!(got, want, "{what}: {engine}");
+                assert_eq!(got.step_digests, want.step_digests, "{what}: {engine}");
+            } else {
+                assert_eq!(
+                    (&got.tokens, &got.text, &got.finish),
+                    (&want.tokens, &want.text, &want.finish),
+                    "{what}: {engine}"
+                );
+            }
+        }
+        digests.push(want.logits_digest);
+    }
+    assert_ne!(digests[0], digests[1], "the -inf changes the logits");
 }

@@ -528,6 +528,9 @@ pub struct MatRef<'a> {
     pub rows: usize,
     pub cols: usize,
     pub bytes: &'a [u8],
+    /// F16 only: the bytes hold no infinity and no NaN (spares the wasm simd128 kernel a test
+    /// per chunk; `false` is always correct).
+    pub f16_finite: bool,
 }
 
 impl<'a> MatRef<'a> {
@@ -539,6 +542,7 @@ impl<'a> MatRef<'a> {
             rows,
             cols,
             bytes,
+            f16_finite: false,
         };
         m.check()?;
         Ok(m)
@@ -721,7 +725,7 @@ fn product(out: &mut [f32], w: &MatRef, x: &[f32], act: &[BlockQ8]) -> Result<()
             #[cfg(target_arch = "x86_64")]
             let done = cpu::avx2_matvec_f16(out, w.bytes, x);
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-            let done = simd128::matvec_f16(out, w.bytes, x);
+            let done = simd128::matvec_f16(out, w.bytes, x, w.f16_finite);
             #[cfg(not(any(
                 target_arch = "x86_64",
                 all(target_arch = "wasm32", target_feature = "simd128")
@@ -1029,6 +1033,7 @@ mod tests {
             rows: usize::MAX,
             cols: 2,
             bytes: &bytes,
+            f16_finite: false,
         };
         assert_eq!(bad.check().unwrap_err().code, ErrorCode::InvalidLength);
     }

@@ -662,10 +662,7 @@ pub(crate) fn matmul_q4_0(p: BatchedProduct) -> usize {
 /// [`f16x4_to_f32x4`].
 #[inline(always)]
 fn f16x16_to_f32(w: &[u8; 32]) -> [v128; 4] {
-    let h = [
-        v128_of(&bytes::<32, 0, 16>(w)),
-        v128_of(&bytes::<32, 16, 16>(w)),
-    ];
+    let h = f16x16_halves(w);
     let e = i16x8_splat(0x7c00);
     let special = |h| i16x8_eq(v128_and(h, e), e);
     if v128_any_true(v128_or(special(h[0]), special(h[1]))) {
@@ -677,9 +674,24 @@ fn f16x16_to_f32(w: &[u8; 32]) -> [v128; 4] {
         ]
         .map(|h| f16x4_to_f32x4(h, &Widen::plain()))
     } else {
-        let [a, b] = h.map(f16x8_finite_to_f32x4x2);
-        [a[0], a[1], b[0], b[1]]
+        f16x16_finite_to_f32(h)
     }
+}
+
+/// [`f16x16_to_f32`] of sixteen f16 (two i16x8) none of which is an infinity or a NaN.
+#[inline(always)]
+fn f16x16_finite_to_f32(h: [v128; 2]) -> [v128; 4] {
+    let [a, b] = h.map(f16x8_finite_to_f32x4x2);
+    [a[0], a[1], b[0], b[1]]
+}
+
+/// The two halves of a chunk of sixteen f16 (two `v128.load`s).
+#[inline(always)]
+fn f16x16_halves(w: &[u8; 32]) -> [v128; 2] {
+    [
+        v128_of(&bytes::<32, 0, 16>(w)),
+        v128_of(&bytes::<32, 16, 16>(w)),
+    ]
 }
 
 /// f16 values (little-endian) widened to f32, sixteen at a time ([`f16x16_to_f32`]): `out[i]`
@@ -717,6 +729,26 @@ fn quarter(x: &[f32; LANES], k: usize) -> [f32; 4] {
     core::array::from_fn(|j| x[(4 * k + j) % LANES])
 }
 
+/// The sixteen lanes of the f32 order of an f16 row's whole chunks of sixteen with `x`, in four
+/// f32x4: each chunk widened by [`f16x16_to_f32`] (`CHECKED`) or, for a row known to hold no
+/// infinity and no NaN, by [`f16x16_finite_to_f32`] without testing it.
+#[inline(always)]
+fn f16_row_lanes<const CHECKED: bool>(row: &[u8], x: &[f32]) -> [v128; 4] {
+    let mut acc = [f32x4_splat(0.0); 4];
+    for (xc, w) in arrays::<f32, LANES>(x).0.zip(arrays::<u8, 32>(row).0) {
+        let ws = if CHECKED {
+            f16x16_to_f32(w)
+        } else {
+            f16x16_finite_to_f32(f16x16_halves(w))
+        };
+        for (k, (a, w)) in acc.iter_mut().zip(ws).enumerate() {
+            let xv = f32x4_of(quarter(xc, k));
+            *a = f32x4_add(*a, f32x4_mul(w, xv));
+        }
+    }
+    acc
+}
+
 /// The f16 whole-matrix product of the rows in `matrix` (little-endian f16, `x.len()` per row)
 /// with `x`, one row after another (two rows per pass sharing the input chunks measured 1.7
 /// times slower under wasmtime, four rows 2.6 times): `out[r]` is bit for bit
@@ -727,24 +759,18 @@ fn quarter(x: &[f32; LANES], k: usize) -> [f32; 4] {
 /// tail past the last whole chunk and the halving of the lanes are the portable code's
 /// (`kernels::finish_f16_row`). Returns the number of rows computed (every row; none when `x`
 /// is empty).
-pub(crate) fn matvec_f16(out: &mut [f32], matrix: &[u8], x: &[f32]) -> usize {
-    const CHUNK_BYTES: usize = 2 * LANES;
+pub(crate) fn matvec_f16(out: &mut [f32], matrix: &[u8], x: &[f32], finite: bool) -> usize {
     let rb = 2 * x.len();
     if rb == 0 {
         return 0;
     }
     let mut done = 0;
     for (o, row) in out.iter_mut().zip(matrix.chunks_exact(rb)) {
-        let mut acc = [f32x4_splat(0.0); 4];
-        for (xc, w) in arrays::<f32, LANES>(x)
-            .0
-            .zip(arrays::<u8, CHUNK_BYTES>(row).0)
-        {
-            for (k, (a, w)) in acc.iter_mut().zip(f16x16_to_f32(w)).enumerate() {
-                let xv = f32x4_of(quarter(xc, k));
-                *a = f32x4_add(*a, f32x4_mul(w, xv));
-            }
-        }
+        let acc = if finite {
+            f16_row_lanes::<false>(row, x)
+        } else {
+            f16_row_lanes::<true>(row, x)
+        };
         let l = acc.map(lanes);
         let lanes: [f32; LANES] = core::array::from_fn(|k| l[k / 4][k % 4]);
         *o = finish_f16_row(lanes, row, x);

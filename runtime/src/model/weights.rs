@@ -23,6 +23,11 @@ pub struct TensorLoc {
     pub cols: usize,
     pub offset: usize,
     pub len: usize,
+    /// An f16 tensor whose payload, as the file holds it, has no infinity and no NaN: the wasm
+    /// simd128 matrix-vector kernel then widens its rows without testing each chunk for them.
+    /// Set by [`Model::load`] in the simd128 module only (elsewhere nothing reads it); `false`
+    /// is always correct.
+    pub f16_finite: bool,
 }
 
 impl TensorLoc {
@@ -40,8 +45,27 @@ impl TensorLoc {
             cols,
             offset: e.offset as usize,
             len: e.length as usize,
+            f16_finite: false,
         }
     }
+
+    /// Sets [`TensorLoc::f16_finite`] from the payload in `file` (an f16 tensor only).
+    fn mark_f16_finite(&mut self, file: &[u8]) {
+        if self.dtype == DType::F16 {
+            if let Some(payload) = file.get(self.offset..self.offset.saturating_add(self.len)) {
+                self.f16_finite = f16_all_finite(payload);
+            }
+        }
+    }
+}
+
+/// Whether no f16 in `payload` (little-endian) is an infinity or a NaN (exponent 31): the
+/// largest magnitude (bits without the sign) is below 0x7c00. A reduction without an early
+/// exit, so that it vectorizes.
+pub fn f16_all_finite(payload: &[u8]) -> bool {
+    payload.chunks_exact(2).fold(0u16, |m, c| {
+        m.max(u16::from_le_bytes([c[0], c[1]]) & 0x7fff)
+    }) < 0x7c00
 }
 
 /// One tensor of the file's directory: name, shape and where its payload lies.
@@ -142,6 +166,20 @@ impl Model {
         } else {
             find("output.weight")?
         };
+        let (mut embedding, mut classifier) = (embedding, classifier);
+        if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) {
+            let file = &bytes[..];
+            for l in &mut layers {
+                for t in [
+                    &mut l.wq, &mut l.wk, &mut l.wv, &mut l.wo, &mut l.w1, &mut l.w2,
+                ] {
+                    t.mark_f16_finite(file);
+                }
+                l.w3.mark_f16_finite(file);
+            }
+            embedding.mark_f16_finite(file);
+            classifier.mark_f16_finite(file);
+        }
         let name = String::from(slm.metadata("name").unwrap_or(""));
         let digest = slm.digest();
         let tensors = slm
@@ -183,6 +221,8 @@ impl Model {
             rows: t.rows,
             cols: t.cols,
             bytes: self.payload(t),
+            // An adapter's assembled payload is not the one the flag describes.
+            f16_finite: t.f16_finite && !self.overlay.contains_key(&t.offset),
         }
     }
 
@@ -218,5 +258,26 @@ impl Model {
             .first()
             .map(|l| l.wq.dtype)
             .unwrap_or(self.embedding.dtype)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::f16_all_finite;
+    use alloc::vec::Vec;
+
+    #[test]
+    fn f16_all_finite_is_no_exponent_31() {
+        for h in 0..=u16::MAX {
+            let finite = h & 0x7c00 != 0x7c00;
+            assert_eq!(f16_all_finite(&h.to_le_bytes()), finite, "{h:#06x}");
+            // Among finite values, anywhere in a payload.
+            let payload: Vec<u8> = [0x3c00, 0xfbff, h, 0x0001]
+                .iter()
+                .flat_map(|v: &u16| v.to_le_bytes())
+                .collect();
+            assert_eq!(f16_all_finite(&payload), finite, "{h:#06x}");
+        }
+        assert!(f16_all_finite(&[]));
     }
 }

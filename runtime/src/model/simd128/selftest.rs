@@ -35,6 +35,7 @@ use crate::model::kernels::{
     dot_f16_row, dot_q4_0_row, dot_q4_0_rows, dot_q8_0_row, dot_q8_0_rows,
 };
 use crate::model::quant::{f16_to_f32, BlockQ8};
+use crate::model::weights::f16_all_finite;
 use crate::sha256::{sha256, sha256_x4};
 
 /// Runs the f16 check and `cases` random cases drawn from `seed`. Returns 0 when every result
@@ -273,7 +274,8 @@ fn case_agrees(rng: &mut Rng) -> bool {
 /// tails), weights mostly moderate with every class weighted in (the scales' edge patterns:
 /// signed zeros, subnormals, the largest, infinities and NaNs, so chunks with and without an
 /// exponent of 31 both occur), inputs from the activation scales' values (zeros, subnormals,
-/// huge, infinite, NaN): it computes every row (none for zero columns), each bit for bit
+/// huge, infinite, NaN), with the per-chunk test and without it where the matrix holds no
+/// infinity and no NaN: it computes every row (none for zero columns), each bit for bit
 /// `dot_f16_row`, and writes nothing past them.
 fn matvec_f16_agrees(rng: &mut Rng) -> bool {
     let (rows, cols) = (rng.below(11) as usize, rng.below(75) as usize);
@@ -281,18 +283,37 @@ fn matvec_f16_agrees(rng: &mut Rng) -> bool {
     let bytes: Vec<u8> = (0..rows * cols)
         .flat_map(|_| rng.scale().to_le_bytes())
         .collect();
-    let sentinel = f32::from_bits(0x7fc0_0bad);
-    let mut out = alloc::vec![sentinel; rows + 1];
-    let done = matvec_f16(&mut out[..rows], &bytes, &x);
-    let want = if cols == 0 { 0 } else { rows };
-    done == want
-        && (0..done).all(|r| {
-            same(
-                out[r],
-                dot_f16_row(&bytes[r * 2 * cols..(r + 1) * 2 * cols], &x),
-            )
+    // The same values with every infinity and NaN made finite (its exponent's top bit cleared).
+    let finite_bytes: Vec<u8> = bytes
+        .chunks_exact(2)
+        .flat_map(|c| {
+            let h = u16::from_le_bytes([c[0], c[1]]);
+            let h = if h & 0x7c00 == 0x7c00 { h & !0x4000 } else { h };
+            h.to_le_bytes()
         })
-        && out[rows].to_bits() == sentinel.to_bits()
+        .collect();
+    // Checked per chunk, and as a loaded model's matrix without an infinity or a NaN is.
+    let cases = [
+        (&bytes, false),
+        (&bytes, f16_all_finite(&bytes)),
+        (&finite_bytes, false),
+        (&finite_bytes, f16_all_finite(&finite_bytes)),
+    ];
+    f16_all_finite(&finite_bytes)
+        && cases.into_iter().all(|(bytes, finite)| {
+            let sentinel = f32::from_bits(0x7fc0_0bad);
+            let mut out = alloc::vec![sentinel; rows + 1];
+            let done = matvec_f16(&mut out[..rows], bytes, &x, finite);
+            let want = if cols == 0 { 0 } else { rows };
+            done == want
+                && (0..done).all(|r| {
+                    same(
+                        out[r],
+                        dot_f16_row(&bytes[r * 2 * cols..(r + 1) * 2 * cols], &x),
+                    )
+                })
+                && out[rows].to_bits() == sentinel.to_bits()
+        })
 }
 
 /// The whole-matrix kernels on a matrix of 0 to 20 rows of `blocks` blocks: they compute
