@@ -22,8 +22,8 @@ use core::arch::wasm32::{
     f32x4, f32x4_add, f32x4_convert_i32x4, f32x4_extract_lane, f32x4_mul, f32x4_splat, i16x8_eq,
     i16x8_extend_low_i8x16, i16x8_shl, i16x8_shr, i16x8_shuffle, i16x8_splat, i16x8_sub, i32x4_add,
     i32x4_dot_i16x8, i32x4_eq, i32x4_extend_high_i16x8, i32x4_extend_low_i16x8, i32x4_shl,
-    i32x4_shr, i32x4_shuffle, i32x4_sub, u16x8_extend_low_u8x16, u16x8_shr, u16x8_splat, u32x4,
-    u32x4_splat, u64x2, v128, v128_and, v128_any_true, v128_or,
+    i32x4_shr, i32x4_shuffle, i32x4_sub, u16x8_extend_low_u8x16, u16x8_extract_lane, u16x8_max,
+    u16x8_shr, u16x8_splat, u32x4, u32x4_splat, u64x2, v128, v128_and, v128_any_true, v128_or,
 };
 
 #[cfg(feature = "kernel-selftest")]
@@ -706,6 +706,29 @@ pub(crate) fn widen_f16(bytes: &[u8], out: &mut [f32]) -> usize {
         done += 16;
     }
     done
+}
+
+/// The largest magnitude (bits without the sign) of the f16 values in the whole 16-byte chunks
+/// of `bytes` (`u16x8.max`, one reduction at the end), and the bytes those chunks hold.
+pub(crate) fn f16_max_magnitude(bytes: &[u8]) -> (usize, u16) {
+    let magnitude = u16x8_splat(0x7fff);
+    let mut m = u16x8_splat(0);
+    let mut done = 0;
+    for c in arrays::<u8, 16>(bytes).0 {
+        m = u16x8_max(m, v128_and(v128_of(c), magnitude));
+        done += 16;
+    }
+    let lanes = [
+        u16x8_extract_lane::<0>(m),
+        u16x8_extract_lane::<1>(m),
+        u16x8_extract_lane::<2>(m),
+        u16x8_extract_lane::<3>(m),
+        u16x8_extract_lane::<4>(m),
+        u16x8_extract_lane::<5>(m),
+        u16x8_extract_lane::<6>(m),
+        u16x8_extract_lane::<7>(m),
+    ];
+    (done, lanes.into_iter().max().unwrap_or(0))
 }
 
 /// Sixteen bytes as a v128 (one `v128.load`).
