@@ -777,8 +777,9 @@ fn f16_row_lanes<const CHECKED: bool>(row: &[u8], x: &[f32]) -> [v128; 4] {
 /// times slower under wasmtime, four rows 2.6 times): `out[r]` is bit for bit
 /// `kernels::dot_f16_row(row r, x)`. Each row keeps the sixteen lanes of the f32 order
 /// (spec/determinism.md) in four f32x4 (lane k of the order is lane k % 4 of vector k / 4); each
-/// chunk of sixteen weights is widened exactly ([`f16x16_to_f32`], the value of `f16_to_f32`),
-/// multiplied with the inputs (`f32x4.mul`, rounded) and added (`f32x4.add`), never fused. The
+/// chunk of sixteen weights is widened exactly (the value of `f16_to_f32`: [`f16x16_to_f32`],
+/// or without its test for exponent 31 when `finite` says the matrix has none,
+/// [`f16x16_finite_to_f32`]), multiplied with the inputs (`f32x4.mul`, rounded) and added (`f32x4.add`), never fused. The
 /// tail past the last whole chunk and the halving of the lanes are the portable code's
 /// (`kernels::finish_f16_row`). Returns the number of rows computed (every row; none when `x`
 /// is empty).

@@ -25,8 +25,9 @@ pub struct TensorLoc {
     pub len: usize,
     /// An f16 tensor whose payload, as the file holds it, has no infinity and no NaN: the wasm
     /// simd128 matrix-vector kernel then widens its rows without testing each chunk for them.
-    /// Set by [`Model::load`] in the simd128 module only (elsewhere nothing reads it); `false`
-    /// is always correct.
+    /// Set by [`Model::load`] on the model's layer, embedding and classifier locations, in the
+    /// simd128 module only (elsewhere nothing reads it); never on the copies in
+    /// [`Model::tensors`]. `false` is always correct.
     pub f16_finite: bool,
 }
 
