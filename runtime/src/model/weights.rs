@@ -167,14 +167,13 @@ impl Model {
                 w3: t("ffn_up")?,
             });
         }
-        let embedding = find("token_embd.weight")?;
+        let mut embedding = find("token_embd.weight")?;
         let final_norm = find("output_norm.weight")?;
-        let classifier = if config.tied_classifier {
+        let mut classifier = if config.tied_classifier {
             embedding
         } else {
             find("output.weight")?
         };
-        let (mut embedding, mut classifier) = (embedding, classifier);
         if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) {
             let file = &bytes[..];
             for l in &mut layers {
