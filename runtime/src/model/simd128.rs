@@ -779,9 +779,9 @@ fn f16_row_lanes<const CHECKED: bool>(row: &[u8], x: &[f32]) -> [v128; 4] {
 /// (spec/determinism.md) in four f32x4 (lane k of the order is lane k % 4 of vector k / 4); each
 /// chunk of sixteen weights is widened exactly (the value of `f16_to_f32`: [`f16x16_to_f32`],
 /// or without its test for exponent 31 when `finite` says the matrix has none,
-/// [`f16x16_finite_to_f32`]), multiplied with the inputs (`f32x4.mul`, rounded) and added (`f32x4.add`), never fused. The
-/// tail past the last whole chunk and the halving of the lanes are the portable code's
-/// (`kernels::finish_f16_row`). Returns the number of rows computed (every row; none when `x`
+/// [`f16x16_finite_to_f32`]), multiplied with the inputs (`f32x4.mul`, rounded) and added
+/// (`f32x4.add`), never fused. The tail past the last whole chunk and the halving of the lanes
+/// are the portable code's (`kernels::finish_f16_row`). Returns the number of rows computed (every row; none when `x`
 /// is empty).
 pub(crate) fn matvec_f16(out: &mut [f32], matrix: &[u8], x: &[f32], finite: bool) -> usize {
     let rb = 2 * x.len();
