@@ -637,8 +637,9 @@ fn f16_matrices_with_infinities_and_nans_decode_identically() {
             true,
         ),
         // In the last layer: an infinity in an earlier one reaches the KV cache during the
-        // prefill (which tests every chunk) and makes every later logit NaN whatever the
-        // decode's kernel does.
+        // prefill and makes every later logit NaN whatever the decode's kernel does. (So these
+        // cases test the decode's kernels; the prefill's, whose last-layer products of the
+        // prompt's other tokens feed nothing, are tested by the simd128 selftest.)
         ("+inf in wq", with("blk.1.attn_q.weight", 37, 0x7c00), false),
         (
             "NaN in ffn_down",

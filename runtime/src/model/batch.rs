@@ -12,7 +12,7 @@ use crate::format::{Config, DType};
 use crate::limits;
 use crate::model::cpu;
 use crate::model::kernels::{
-    dot4_q8_0, dot_f32_body, dot_f32_many, dot_q8_0_row, MatRef, ROW_GROUP,
+    dot4_q8_0, dot_f32_body, dot_f32_many, dot_q8_0_row, widen_f16, MatRef, ROW_GROUP,
 };
 use crate::model::quant::{dequantize, quantize_act_q8_0, BlockQ8};
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -261,15 +261,20 @@ impl MatmulScratch {
         let token_x = |b: usize| &x[b * x_stride..b * x_stride + w.cols];
         match w.dtype {
             DType::F32 | DType::F16 => {
-                // Each row read once into f32 by `dequantize` (f16 widened exactly: the f16
-                // order is the f32 order on the widened row), then dotted with the tokens
-                // TOKEN_DOTS at a time (one pass over the row per group), the rest one at a time.
+                // Each row read once into f32 (f16 widened exactly by `widen_f16`, told whether
+                // the matrix is known to hold no infinity or NaN: the f16 order is the f32 order
+                // on the widened row), then dotted with the tokens TOKEN_DOTS at a time (one
+                // pass over the row per group), the rest one at a time.
                 let row_f32 = &mut self.row[..w.cols];
                 cpu::run(
                     #[inline(always)]
                     || {
                         for (r, row) in rows.enumerate() {
-                            dequantize(w.dtype, row, row_f32)?;
+                            if w.dtype == DType::F16 {
+                                widen_f16(row, row_f32, w.f16_finite);
+                            } else {
+                                dequantize(w.dtype, row, row_f32)?;
+                            }
                             let row_f32 = &*row_f32;
                             let groups = n / TOKEN_DOTS * TOKEN_DOTS;
                             for b0 in (0..groups).step_by(TOKEN_DOTS) {

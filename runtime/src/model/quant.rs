@@ -286,7 +286,7 @@ pub fn dequantize(dtype: DType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
                 *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
             }
         }
-        DType::F16 => widen_f16(bytes, out),
+        DType::F16 => widen_f16(bytes, out, false),
         DType::Q8_0 => {
             for (o, blk) in out
                 .chunks_exact_mut(QK)

@@ -694,13 +694,29 @@ fn f16x16_halves(w: &[u8; 32]) -> [v128; 2] {
     ]
 }
 
-/// f16 values (little-endian) widened to f32, sixteen at a time ([`f16x16_to_f32`]): `out[i]`
-/// is `f16_to_f32` of value i for the whole groups of sixteen both hold. Returns the values
-/// written; the caller widens the rest.
-pub(crate) fn widen_f16(bytes: &[u8], out: &mut [f32]) -> usize {
+/// f16 values (little-endian) widened to f32, sixteen at a time: `out[i]` is `f16_to_f32` of
+/// value i for the whole groups of sixteen both hold, by [`f16x16_to_f32`] or, when `finite`
+/// says no value has exponent 31 (an infinity or a NaN), by [`f16x16_finite_to_f32`] without
+/// testing each chunk. Returns the values written; the caller widens the rest.
+pub(crate) fn widen_f16(bytes: &[u8], out: &mut [f32], finite: bool) -> usize {
+    if finite {
+        widen_f16_chunks::<false>(bytes, out)
+    } else {
+        widen_f16_chunks::<true>(bytes, out)
+    }
+}
+
+/// [`widen_f16`] with each chunk tested for exponent 31 (`CHECKED`) or not.
+#[inline(always)]
+fn widen_f16_chunks<const CHECKED: bool>(bytes: &[u8], out: &mut [f32]) -> usize {
     let mut done = 0;
     for (o, h) in out.chunks_exact_mut(16).zip(arrays::<u8, 32>(bytes).0) {
-        for (o, v) in o.chunks_exact_mut(4).zip(f16x16_to_f32(h)) {
+        let ws = if CHECKED {
+            f16x16_to_f32(h)
+        } else {
+            f16x16_finite_to_f32(f16x16_halves(h))
+        };
+        for (o, v) in o.chunks_exact_mut(4).zip(ws) {
             o.copy_from_slice(&lanes(v));
         }
         done += 16;

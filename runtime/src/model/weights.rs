@@ -24,7 +24,8 @@ pub struct TensorLoc {
     pub offset: usize,
     pub len: usize,
     /// An f16 tensor whose payload, as the file holds it, has no infinity and no NaN: the wasm
-    /// simd128 matrix-vector kernel then widens its rows without testing each chunk for them.
+    /// simd128 matrix-vector kernel and batched prefill's widening then widen its rows without
+    /// testing each chunk for them.
     /// Set by [`Model::load`] on the model's layer, embedding and classifier locations, in the
     /// simd128 module only (elsewhere nothing reads it); never on the copies in
     /// [`Model::tensors`]. `false` is always correct.

@@ -3,7 +3,8 @@
 //! driven by harness/tests/simd128_kernels.rs. Not part of any shipped module.
 //!
 //! Case 0 widens all 65536 f16 patterns four at a time, and through `widen_f16` sixteen at a
-//! time (all at once, and every length up to 40 from starts near the infinities), and compares
+//! time (all at once, and every length up to 40 from starts near the infinities; and, without
+//! its test for exponent 31, every pattern with another exponent), and compares
 //! them with [`f16_to_f32`] (bit for bit; NaN-ness only for NaNs, spec/determinism.md rule 8),
 //! and hashes
 //! four messages at once in the SHA-256 lanes ([`sha256_x4`]) at every length up to 300 bytes
@@ -30,9 +31,10 @@ use super::{
     matvec_q8_0, widen_f16, Widen, MATVEC_GROUP,
 };
 use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
-use crate::model::batch::BatchedProduct;
+use crate::format::DType;
+use crate::model::batch::{BatchedProduct, MatmulScratch};
 use crate::model::kernels::{
-    dot_f16_row, dot_q4_0_row, dot_q4_0_rows, dot_q8_0_row, dot_q8_0_rows,
+    dot_f16_row, dot_q4_0_row, dot_q4_0_rows, dot_q8_0_row, dot_q8_0_rows, MatRef,
 };
 use crate::model::quant::{f16_to_f32, BlockQ8};
 use crate::model::weights::f16_all_finite;
@@ -83,20 +85,30 @@ fn f16_widening_agrees() -> bool {
     // infinities and NaNs in some groups of sixteen and not in others.
     let all: Vec<u8> = (0..=u16::MAX).flat_map(|h| h.to_le_bytes()).collect();
     let mut out = alloc::vec![0.0f32; 65536];
-    let whole = widen_f16(&all, &mut out);
+    let whole = widen_f16(&all, &mut out, false);
     let widened = whole == 65536
         && out
             .iter()
             .enumerate()
             .all(|(h, &v)| same(v, f16_to_f32(h as u16)));
+    // Without the test for exponent 31 (`finite`), on every pattern that has another exponent.
+    let finite: Vec<u16> = (0..=u16::MAX).filter(|h| h & 0x7c00 != 0x7c00).collect();
+    let finite_bytes: Vec<u8> = finite.iter().flat_map(|h| h.to_le_bytes()).collect();
+    let mut out = alloc::vec![f32::NAN; finite.len()];
+    let finite_widened = widen_f16(&finite_bytes, &mut out, true) == finite.len()
+        && out
+            .iter()
+            .zip(&finite)
+            .all(|(&v, &h)| same(v, f16_to_f32(h)));
     let lengths = (0..40).all(|len| {
         [0usize, 3, 0x7bf8, 0xfbfd].iter().all(|&start| {
             let mut out = alloc::vec![f32::NAN; len];
-            let done = widen_f16(&all[2 * start..2 * (start + len)], &mut out);
+            let done = widen_f16(&all[2 * start..2 * (start + len)], &mut out, false);
             done == len / 16 * 16 && (0..done).all(|i| same(out[i], f16_to_f32((start + i) as u16)))
         })
     });
     widened
+        && finite_widened
         && lengths
         && (0..=u16::MAX / 4).all(|k| {
             let h = [0, 1, 2, 3].map(|i| u32::from(k) * 4 + i);
@@ -311,14 +323,45 @@ fn matvec_f16_agrees(rng: &mut Rng) -> bool {
             let mut out = alloc::vec![sentinel; rows + 1];
             let done = matvec_f16(&mut out[..rows], bytes, &x, finite);
             let want = if cols == 0 { 0 } else { rows };
+            let row = |r: usize| &bytes[r * 2 * cols..(r + 1) * 2 * cols];
             done == want
-                && (0..done).all(|r| {
-                    same(
-                        out[r],
-                        dot_f16_row(&bytes[r * 2 * cols..(r + 1) * 2 * cols], &x),
-                    )
-                })
+                && (0..done).all(|r| same(out[r], dot_f16_row(row(r), &x)))
                 && out[rows].to_bits() == sentinel.to_bits()
+                && prefill_f16_agrees(rows, cols, bytes, finite, &x)
+        })
+}
+
+/// Batched prefill's product of the f16 matrix `bytes` (`rows` × `cols`, `finite` as
+/// [`MatRef::f16_finite`]) with three tokens (`x`, then `x` reversed and negated): each output
+/// bit for bit `dot_f16_row` of its row and token.
+fn prefill_f16_agrees(rows: usize, cols: usize, bytes: &[u8], finite: bool, x: &[f32]) -> bool {
+    let n = 3;
+    let row = |r: usize| &bytes[r * 2 * cols..(r + 1) * 2 * cols];
+    let tokens: Vec<f32> = x
+        .iter()
+        .copied()
+        .chain(x.iter().rev().map(|v| -v))
+        .chain(x.iter().copied())
+        .collect();
+    let (Ok(m), Ok(mut scratch)) = (
+        MatRef::new(DType::F16, rows, cols, bytes),
+        MatmulScratch::new(n, cols),
+    ) else {
+        return false;
+    };
+    let m = MatRef {
+        f16_finite: finite,
+        ..m
+    };
+    let mut out = alloc::vec![0.0f32; n * rows];
+    scratch.matmul(&mut out, rows, &m, &tokens, cols, n).is_ok()
+        && (0..n).all(|t| {
+            (0..rows).all(|r| {
+                same(
+                    out[t * rows + r],
+                    dot_f16_row(row(r), &tokens[t * cols..(t + 1) * cols]),
+                )
+            })
         })
 }
 
