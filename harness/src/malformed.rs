@@ -1142,6 +1142,15 @@ fn directory(m: &mut Matrix) {
         "every dimension is >= 1",
         b,
     );
+    // A zero dimension after dimensions whose product overflows: no element count overflows.
+    let b =
+        m.rebuilt(|p| p.entry("output_norm.weight").dims = vec![u32::MAX, u32::MAX, u32::MAX, 0]);
+    m.add(
+        "directory-zero-dim-after-overflow",
+        InvalidTensorDirectory,
+        "every dimension is >= 1, checked before the element count",
+        b,
+    );
     let b = m.rebuilt(|p| p.entry("output_norm.weight").dims = vec![u32::MAX; 4]);
     m.add(
         "directory-elements-overflow",

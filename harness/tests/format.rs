@@ -90,6 +90,32 @@ fn an_innermost_dimension_off_the_block_is_reported_at_its_field() {
     assert_eq!(checked, 2, "the q8_0 and q4_0 innermost cases");
 }
 
+/// A zero dimension is reported at its field, also after dimensions whose product would
+/// overflow (the element count of dimensions with a zero in them is 0): in a .slm directory and
+/// in an adapter record.
+#[test]
+fn a_zero_dimension_is_reported_at_its_field() {
+    let zero_at = |name: &str, bytes: &[u8], e: runtime::Error| {
+        assert!(e.message.contains("zero dimension"), "{name}: {e}");
+        let at = e.offset.expect("an offset") as usize;
+        assert_eq!(&bytes[at..at + 4], &[0; 4], "{name}: {e}");
+    };
+    let cases = malformed::cases();
+    let mut checked = 0;
+    for c in cases.iter().filter(|c| c.name.contains("zero-dim")) {
+        zero_at(&c.name, &c.bytes, inspect::verify(&c.bytes).unwrap_err());
+        checked += 1;
+    }
+    let (adapters, _) = malformed::adapters::cases(&fixtures::corpus_dir()).unwrap();
+    for c in adapters.iter().filter(|c| c.name.starts_with("dim-zero")) {
+        let (_, bytes) = c.file.as_ref().unwrap();
+        let e = runtime::adapter::Adapter::parse(bytes).unwrap_err();
+        zero_at(&c.name, bytes, e);
+        checked += 1;
+    }
+    assert_eq!(checked, 4, "two .slm and two adapter zero-dimension cases");
+}
+
 #[test]
 fn malformed_cases_are_well_formed_and_small() {
     let cases = malformed::cases();

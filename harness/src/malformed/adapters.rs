@@ -455,6 +455,17 @@ fn adapter_records(m: &mut Matrix, b: &BaseBinding) {
         one(b, "output_norm.weight", &[0], Delta::Dense(vec![])),
     );
     m.adapter(
+        "dim-zero-after-overflow",
+        InvalidAdapter,
+        "every dimension is at least 1, checked before the element count",
+        one(
+            b,
+            "x",
+            &[u32::MAX, u32::MAX, u32::MAX, 0],
+            Delta::Dense(vec![]),
+        ),
+    );
+    m.adapter(
         "dims-overflow",
         InvalidAdapter,
         "a record's element count fits u64",

@@ -363,16 +363,23 @@ fn parse_record<'a>(
         ));
     }
     let mut dims = [1u32; limits::MAX_RANK];
-    let mut elements: u64 = 1;
+    let dims_at = c.offset();
     for d in dims.iter_mut().take(rank as usize) {
         let at = c.offset();
         *d = c.u32()?;
         if *d == 0 {
             return Err(bad(at, format!("tensor {name:?} has a zero dimension")));
         }
-        elements = elements
-            .checked_mul(*d as u64)
-            .ok_or_else(|| bad(at, format!("tensor {name:?}: element count overflows")))?;
+    }
+    // The product once every dimension is known to be positive (as the .slm directory).
+    let mut elements: u64 = 1;
+    for (i, &d) in dims.iter().take(rank as usize).enumerate() {
+        elements = elements.checked_mul(d as u64).ok_or_else(|| {
+            bad(
+                dims_at + 4 * i as u64,
+                format!("tensor {name:?}: element count overflows"),
+            )
+        })?;
     }
     let body = match kind {
         AdapterKind::Dense => {

@@ -103,7 +103,7 @@ pub fn parse<'a>(file: &'a [u8], dir: Section, data: Section) -> Result<Vec<Tens
             ));
         }
         let mut dims = [1u32; limits::MAX_RANK];
-        let mut elements: u64 = 1;
+        let dims_at = c.offset();
         let mut inner_at = rank_at;
         for d in dims.iter_mut().take(rank as usize) {
             let dim_at = c.offset();
@@ -112,9 +112,18 @@ pub fn parse<'a>(file: &'a [u8], dir: Section, data: Section) -> Result<Vec<Tens
             if *d == 0 {
                 return Err(bad(dim_at, format!("tensor {name:?} has a zero dimension")));
             }
-            elements = elements
-                .checked_mul(*d as u64)
-                .ok_or_else(|| bad(dim_at, format!("tensor {name:?} element count overflows")))?;
+        }
+        // The product once every dimension is known to be positive (a zero one after an
+        // overflowing prefix is a zero dimension, not an overflow), reported at the dimension
+        // where it overflows.
+        let mut elements: u64 = 1;
+        for (i, &d) in dims.iter().take(rank as usize).enumerate() {
+            elements = elements.checked_mul(d as u64).ok_or_else(|| {
+                bad(
+                    dims_at + 4 * i as u64,
+                    format!("tensor {name:?} element count overflows"),
+                )
+            })?;
         }
         let inner = dims[rank as usize - 1] as usize;
         if !inner.is_multiple_of(dtype.block_elems()) {
