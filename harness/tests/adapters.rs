@@ -815,6 +815,81 @@ fn gate() {
     s.start(b"hi", greedy()).unwrap();
 }
 
+/// A requirement set during a generation: one the applied plan meets lets it go on; one it does
+/// not meet ends it as a cancel does (the tokens so far stay), so no further token comes from
+/// weights the gate refuses.
+#[test]
+fn requiring_an_unapplied_plan_mid_generation_ends_the_generation() {
+    use runtime::generate::session::Finish;
+    use runtime::generate::Step;
+    let mut s = Session::new(model(Q8), 0).unwrap();
+    let a = adapter_for(s.model(), AdapterKind::Sparse, 3);
+    let plan = plan_for(s.model(), &[&a]);
+    let requirement = Some(PlanRequirement {
+        plan: sha256(&plan),
+        receipt: None,
+    });
+    s.start(b"once upon", greedy()).unwrap();
+    assert!(matches!(s.step().unwrap(), Step::Token { .. }));
+    s.require_plan(requirement);
+    assert_eq!(s.step().unwrap(), Step::Finished(Finish::Cancelled));
+    assert_eq!(s.generated_tokens().len(), 1, "the token before stays");
+    s.require_plan(None);
+    s.apply_plan(&plan, &[&a]).unwrap();
+    s.start(b"once upon", greedy()).unwrap();
+    assert!(matches!(s.step().unwrap(), Step::Token { .. }));
+    s.require_plan(requirement);
+    assert!(
+        matches!(s.step().unwrap(), Step::Token { .. }),
+        "a met requirement"
+    );
+}
+
+/// The applied plan belongs to the model: a session made from an adapted model (by
+/// `adapter::apply_plan`, or handed on by `into_model`) computes with the plan, reports it in
+/// its diagnostics, and its gate accepts it; removing the adapters forgets both.
+#[test]
+fn an_adapted_model_carries_its_receipt_into_a_new_session() {
+    let mut base = Session::new(model(Q8), 0).unwrap();
+    let a = adapter_for(base.model(), AdapterKind::Dense, 6);
+    let plan = plan_for(base.model(), &[&a]);
+    let plain = run(&mut base);
+    let mut s = Session::new(model(Q8), 0).unwrap();
+    let receipt = s.apply_plan(&plan, &[&a]).unwrap();
+    let adapted = run(&mut s);
+    assert_ne!(adapted, plain, "the adapter changes the generation");
+    let required = Some(PlanRequirement {
+        plan: sha256(&plan),
+        receipt: Some(receipt.digest()),
+    });
+
+    let mut m = model(Q8);
+    assert_eq!(
+        runtime::adapter::apply_plan(&mut m, &plan, &[&a]).unwrap(),
+        receipt
+    );
+    for (how, m) in [("apply_plan", m), ("into_model", s.into_model())] {
+        assert_eq!(m.applied().map(|(r, _)| r), Some(&receipt), "{how}");
+        let mut s = Session::new(m, 0).unwrap();
+        let d = s.diagnostics();
+        assert_eq!(d.adapter_modules, 1, "{how}");
+        assert_eq!(d.receipt_digest, Some(receipt.digest()), "{how}");
+        assert_eq!(s.receipt(), Some(&receipt), "{how}");
+        s.require_plan(required);
+        assert_eq!(run(&mut s), adapted, "{how}");
+        s.remove_adapters().unwrap();
+        assert!(s.model().applied().is_none(), "{how}");
+        assert_eq!(s.diagnostics().receipt_digest, None, "{how}");
+        assert_eq!(
+            s.start(b"hi", greedy()).unwrap_err().code,
+            C::AdaptersRequired,
+            "{how}"
+        );
+        s.require_plan(None);
+        assert_eq!(run(&mut s), plain, "{how}");
+    }
+}
+
 /// The f32 fixture with a rank-2 change to blk.0.attn_q.weight and one changed norm value.
 fn tuned_f32() -> (Vec<u8>, Vec<u8>) {
     let recipes = fixtures::load_recipes(&fixtures::corpus_dir()).unwrap();

@@ -548,3 +548,138 @@ fn the_longest_prompt_under_the_memory_limit_gives_out_of_memory_never_a_trap() 
         assert!(refused > 0, "{name}: no cap refused the longest prompt");
     }
 }
+
+#[test]
+fn staging_a_plan_under_the_memory_limit_gives_out_of_memory_never_a_trap() {
+    use runtime::adapter::{Plan, PlanModule};
+    let model = fixture("byte-mha-tied-q8_0");
+    let base = file_digest(&model);
+    const MODULE_BUFFER: u32 = 1 << 20;
+    // What staging a plan of one module of `n` (zero) bytes returns, on an instance whose memory
+    // the host's buffers have filled up to the headroom and then freed 256 KiB of; then the calls
+    // after it must not trap.
+    let stage = |n: u32| -> u32 {
+        let limits = WasmLimits {
+            memory_bytes: instance().memory_size() + (3 << 20),
+            ..WasmLimits::default()
+        };
+        let mut wasm = AbiInstance::new(module(), limits).unwrap();
+        assert_eq!(call!(wasm, load_chunked(&model, 4096)), OK);
+        let plan_buffer = call!(wasm, alloc(8192));
+        let module_buffer = call!(wasm, alloc(MODULE_BUFFER));
+        assert!(plan_buffer != 0 && module_buffer != 0);
+        let mut filled = Vec::new();
+        loop {
+            match call!(wasm, alloc(65536)) {
+                0 => break,
+                p => filled.push(p),
+            }
+        }
+        for p in filled.iter().rev().take(4) {
+            assert_eq!(call!(wasm, free(*p, 65536)), OK);
+        }
+        let plan = Plan::to_bytes(
+            &base,
+            &[PlanModule {
+                digest: file_digest(&vec![0; n as usize]),
+                bytes: u64::from(n),
+                name: "m".into(),
+            }],
+        );
+        wasm.write(plan_buffer, &plan).unwrap();
+        let mut status = call!(wasm, plan_begin(plan_buffer, plan.len() as u32));
+        if status == OK {
+            status = call!(wasm, plan_module(module_buffer, n));
+        }
+        assert!(
+            status == OK || status == code(ErrorCode::OutOfMemory),
+            "{n}: {status}"
+        );
+        // Calls that need a little memory: none traps.
+        call!(wasm, output_len(4));
+        call!(wasm, alloc(1));
+        call!(wasm, start(module_buffer, 4));
+        call!(wasm, plan_apply());
+        call!(wasm, output_len(4));
+        status
+    };
+    // The largest module that stages, found by bisection; then every size around it in steps
+    // of 64 bytes (a trap there used to follow a module that left less than the headroom).
+    let (mut lo, mut hi) = (4096, MODULE_BUFFER);
+    assert_eq!(stage(lo), OK);
+    assert_eq!(stage(hi), code(ErrorCode::OutOfMemory));
+    while hi - lo > 64 {
+        let mid = lo + (hi - lo) / 2;
+        if stage(mid) == OK {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    for n in (lo - 4096..hi + 4096).step_by(64) {
+        stage(n);
+    }
+}
+
+#[test]
+fn applying_a_plan_under_the_memory_limit_gives_out_of_memory_never_a_trap() {
+    use harness::adapter::fixtures::read_all;
+    let fixtures = read_all(&harness::fixtures::corpus_dir()).unwrap();
+    let mut refused = 0;
+    for f in &fixtures {
+        // Caps page by page until the plan applies; below that, staging or applying it is
+        // refused with OutOfMemory and the model generates as before.
+        let mut cap = instance().memory_size() + PAGE;
+        loop {
+            assert!(cap < 64 << 20, "{}: the plan never applied", f.recipe.name);
+            let limits = WasmLimits {
+                memory_bytes: cap,
+                ..WasmLimits::default()
+            };
+            cap += PAGE;
+            let mut wasm = AbiInstance::new(module(), limits).unwrap();
+            if call!(wasm, load_chunked(&f.base, 4096)) != OK {
+                continue;
+            }
+            let before = generate(&mut wasm);
+            let mut status = OK;
+            for (part, begin) in [(&f.plan, true), (&f.adapter, false)] {
+                let buffer = call!(wasm, alloc(part.len() as u32));
+                if buffer == 0 {
+                    status = code(ErrorCode::OutOfMemory);
+                    break;
+                }
+                wasm.write(buffer, part).unwrap();
+                status = if begin {
+                    call!(wasm, plan_begin(buffer, part.len() as u32))
+                } else {
+                    call!(wasm, plan_module(buffer, part.len() as u32))
+                };
+                call!(wasm, free(buffer, part.len() as u32));
+                if status != OK {
+                    break;
+                }
+            }
+            if status == OK {
+                status = call!(wasm, plan_apply());
+            }
+            if status == OK {
+                // Applied, with the headroom left: the receipt and the diagnostics can be read
+                // and a generation runs, or is refused cleanly.
+                assert_ne!(call!(wasm, output_len(6)), u32::MAX, "{}", f.recipe.name);
+                assert!(active(&mut wasm).is_some());
+                if let Err(c) = generate(&mut wasm) {
+                    assert_eq!(c, code(ErrorCode::OutOfMemory), "{}", f.recipe.name);
+                }
+                break;
+            }
+            assert_eq!(status, code(ErrorCode::OutOfMemory), "{}", f.recipe.name);
+            refused += 1;
+            // Nothing changed: the base model generates as before (when it could).
+            if before.is_ok() {
+                assert_eq!(generate(&mut wasm), before, "{} cap {cap}", f.recipe.name);
+            }
+        }
+    }
+    assert!(refused > 0, "no cap refused a plan");
+}

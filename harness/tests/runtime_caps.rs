@@ -466,6 +466,14 @@ fn plan_modules_and_bytes() {
     assert_eq!(Plan::parse(&plan).unwrap().modules.len(), MAX_PLAN_MODULES);
     let plan = Plan::to_bytes(&[7; 32], &modules(MAX_PLAN_MODULES + 1));
     refused(Plan::parse(&plan), C::LimitExceeded);
+    // Only module lines count: any other line after the sixteenth is InvalidPlan, as it is
+    // anywhere else.
+    let full = Plan::to_bytes(&[7; 32], &modules(MAX_PLAN_MODULES));
+    for extra in ["garbage\n", "\n", "module x\n"] {
+        let mut text = full.clone();
+        text.extend_from_slice(extra.as_bytes());
+        refused(Plan::parse(&text), C::InvalidPlan);
+    }
     // A valid plan cannot reach MAX_PLAN_BYTES (16 module lines of at most 96-byte names are
     // about 3 KB), and neither can a receipt: text of exactly MAX_PLAN_BYTES passes the size
     // cap and fails as text (InvalidPlan); one byte more is LimitExceeded.

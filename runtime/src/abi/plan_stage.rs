@@ -44,10 +44,15 @@ impl PlanStage {
                 ),
             ));
         }
+        // Room for every module's entry now: appending one cannot reallocate.
+        let mut modules = Vec::new();
+        modules
+            .try_reserve_exact(parsed.modules.len())
+            .map_err(|_| Error::new(ErrorCode::OutOfMemory, "cannot allocate the plan stage"))?;
         Ok(PlanStage {
             plan_bytes: copy(plan, "plan")?,
             plan: parsed,
-            modules: Vec::new(),
+            modules,
         })
     }
 

@@ -392,6 +392,10 @@ impl AbiState {
         let session = self.session.as_ref().ok_or_else(not_loaded)?;
         let stage = PlanStage::begin(data)?;
         check_base(stage.plan(), session)?;
+        // The copied plan may have taken the headroom later calls' messages need.
+        if !headroom::available(limits::ABI_HEADROOM_BYTES) {
+            return Err(headroom::out_of_memory());
+        }
         self.plan = Some(stage);
         Ok(())
     }
@@ -399,7 +403,14 @@ impl AbiState {
     pub fn plan_module(&mut self, ptr: u32, len: u32) -> Result<()> {
         let data = self.buffers.get(ptr, len)?;
         let stage = self.plan.as_mut().ok_or_else(no_plan)?;
-        let r = stage.module(data);
+        let r = stage.module(data).and_then(|()| {
+            // The copied module may have taken the headroom (the stage ends below).
+            if headroom::available(limits::ABI_HEADROOM_BYTES) {
+                Ok(())
+            } else {
+                Err(headroom::out_of_memory())
+            }
+        });
         if r.is_err() {
             self.plan = None;
         }
@@ -420,7 +431,13 @@ impl AbiState {
         let session = self.session.as_mut().ok_or_else(not_loaded)?;
         let stage = self.plan.take().ok_or_else(no_plan)?;
         let (plan, modules) = stage.parts();
-        session.apply_plan(plan, &modules).map(|_| ())
+        // The headroom is checked with the new assembly and KV cache allocated and the old
+        // ones still held (the most this call holds), before anything changes.
+        session
+            .apply_plan_if(plan, &modules, || {
+                headroom::available(limits::ABI_HEADROOM_BYTES)
+            })
+            .map(|_| ())
     }
 
     pub fn plan_abort(&mut self) -> Result<()> {

@@ -160,19 +160,17 @@ impl Plan {
         let base = keyed_digest(lines.expect("base")?, "base")?;
         let mut modules = Vec::new();
         while let Some((at, line)) = lines.next() {
+            let parts: Vec<&str> = line.split(' ').collect();
+            let ["module", digest, size, name] = parts[..] else {
+                return Err(invalid(at, "expected `module <sha256> <bytes> <name>`"));
+            };
+            // Only a module line counts towards the limit (a receipt's count is the same).
             if modules.len() == limits::MAX_PLAN_MODULES {
                 return Err(Error::at(
                     ErrorCode::LimitExceeded,
                     at as u64,
                     format!("more than {} modules", limits::MAX_PLAN_MODULES),
                 ));
-            }
-            let parts: Vec<&str> = line.split(' ').collect();
-            let [key, digest, size, name] = parts[..] else {
-                return Err(invalid(at, "expected `module <sha256> <bytes> <name>`"));
-            };
-            if key != "module" {
-                return Err(invalid(at, "expected `module <sha256> <bytes> <name>`"));
             }
             let digest = hex_digest(digest, at + 7)?;
             let size_at = at + 7 + 65;
@@ -305,7 +303,8 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Installs the assembly as the model's overlay (replacing any previous one).
+    /// Installs the assembly as the model's overlay, with the receipt (replacing any previous
+    /// plan): [`Model::applied`] then reports it.
     pub fn install(self, model: &mut Model) -> Receipt {
         let overlay: BTreeMap<usize, Vec<u8>> = self
             .assembly
@@ -313,7 +312,8 @@ impl Prepared {
             .into_iter()
             .map(|(i, bytes)| (model.tensors[i].loc.offset, bytes))
             .collect();
-        model.set_overlay(overlay);
+        let digest = self.receipt.digest();
+        model.set_overlay(overlay, Some((self.receipt.clone(), digest)));
         self.receipt
     }
 }

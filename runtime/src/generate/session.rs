@@ -121,8 +121,6 @@ pub struct Session {
     digest_logits: bool,
     phase: Phase,
     required: Option<PlanRequirement>,
-    /// The applied plan's receipt and its digest.
-    applied: Option<(Receipt, [u8; 32])>,
 }
 
 fn reserve<T>(v: &mut Vec<T>, n: usize) -> Result<()> {
@@ -156,7 +154,6 @@ impl Session {
             digest_logits: true,
             phase: Phase::Idle,
             required: None,
-            applied: None,
         })
     }
 
@@ -169,9 +166,14 @@ impl Session {
         self.digest_logits = on;
     }
 
-    /// Sets (or with `None` lifts) the plan this session must have applied before `start`.
+    /// Sets (or with `None` lifts) the plan this session must have applied before `start`. A
+    /// requirement the applied plan does not meet also ends a running generation, as
+    /// [`Session::cancel`] does: no further token comes from weights the gate now refuses.
     pub fn require_plan(&mut self, requirement: Option<PlanRequirement>) {
         self.required = requirement;
+        if self.check_gate().is_err() {
+            self.cancel();
+        }
     }
 
     /// Verifies and applies a module plan with its adapters' bytes (in plan order), replacing
@@ -181,13 +183,33 @@ impl Session {
     /// Errors: those of [`crate::adapter::prepare_plan`]; `ReceiptMismatch` when this is the
     /// required plan and its receipt is not the pinned one; `OutOfMemory`. On error nothing
     /// changed.
-    pub fn apply_plan(&mut self, plan: &[u8], modules: &[&[u8]]) -> Result<&Receipt> {
-        let (prepared, digest) = self.prepare(plan, modules)?;
+    pub fn apply_plan(&mut self, plan: &[u8], modules: &[&[u8]]) -> Result<Receipt> {
+        self.apply_plan_if(plan, modules, || true)
+    }
+
+    /// [`Session::apply_plan`], asking `room` (with the assembly and the new KV cache allocated,
+    /// before anything changes) whether memory is left for what follows: `OutOfMemory`, nothing
+    /// changed, when it says no.
+    pub fn apply_plan_if(
+        &mut self,
+        plan: &[u8],
+        modules: &[&[u8]],
+        room: impl FnOnce() -> bool,
+    ) -> Result<Receipt> {
+        let (prepared, _) = self.prepare(plan, modules)?;
         let state = State::new(&self.model, self.state.context as u32)?;
+        if !room() {
+            // Freed before the message is made.
+            drop((prepared, state));
+            return Err(Error::new(
+                ErrorCode::OutOfMemory,
+                "not enough memory left after applying the plan",
+            ));
+        }
         let receipt = prepared.install(&mut self.model);
         self.state = state;
         self.reset();
-        Ok(&self.applied.insert((receipt, digest)).0)
+        Ok(receipt)
     }
 
     /// What [`Session::apply_plan`] would do, without changing anything: returns the receipt it
@@ -218,13 +240,11 @@ impl Session {
         let Session {
             model,
             required,
-            applied,
             digest_logits,
             ..
         } = self;
         let mut s = Session::new(model, context)?;
         s.required = required;
-        s.applied = applied;
         s.digest_logits = digest_logits;
         Ok(s)
     }
@@ -233,16 +253,16 @@ impl Session {
     /// and clears the KV cache. Errors: `OutOfMemory` (nothing changed).
     pub fn remove_adapters(&mut self) -> Result<()> {
         let state = State::new(&self.model, self.state.context as u32)?;
-        self.model.set_overlay(alloc::collections::BTreeMap::new());
+        self.model
+            .set_overlay(alloc::collections::BTreeMap::new(), None);
         self.state = state;
-        self.applied = None;
         self.reset();
         Ok(())
     }
 
     /// The receipt of the applied plan, if any.
     pub fn receipt(&self) -> Option<&Receipt> {
-        self.applied.as_ref().map(|(r, _)| r)
+        self.model.applied().map(|(r, _)| r)
     }
 
     /// `AdaptersRequired` unless the required plan (if any) is applied with the pinned receipt.
@@ -250,7 +270,7 @@ impl Session {
         let Some(req) = self.required else {
             return Ok(());
         };
-        match &self.applied {
+        match self.model.applied() {
             Some((r, d)) if r.plan == req.plan && req.receipt.is_none_or(|p| p == *d) => Ok(()),
             _ => Err(Error::new(
                 ErrorCode::AdaptersRequired,
@@ -445,7 +465,7 @@ impl Session {
                 _ => None,
             },
             adapter_modules: self.receipt().map_or(0, |r| r.modules.len() as u32),
-            receipt_digest: self.applied.as_ref().map(|(_, d)| *d),
+            receipt_digest: self.model.applied().map(|(_, d)| *d),
         }
     }
 }

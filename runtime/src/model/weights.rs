@@ -4,9 +4,12 @@
 //! Adapters (spec/adapters.md) never modify the file bytes: an applied plan installs an
 //! *overlay* of assembled tensors (base payload offset → new payload bytes of the same length),
 //! and [`Model::mat`] / [`Model::payload`] read a tensor from the overlay when it has one.
-//! Removing the overlay restores the base exactly.
+//! The overlay travels with the receipt of the plan that made it, so whoever holds the model
+//! (a session made from it, too) knows what it computes with. Removing the overlay restores the
+//! base exactly.
 
 use crate::adapter::binding::{self, BaseBinding};
+use crate::adapter::Receipt;
 use crate::error::{Error, ErrorCode, Result};
 use crate::format::digest::KnownDigests;
 use crate::format::{llama, Config, DType, Slm, TensorEntry};
@@ -130,6 +133,8 @@ pub struct Model {
     pub binding: BaseBinding,
     /// Assembled tensors replacing base payloads, keyed by the base payload offset.
     overlay: BTreeMap<usize, Vec<u8>>,
+    /// The receipt of the plan whose assembly `overlay` is, and the receipt's SHA-256.
+    applied: Option<(Receipt, [u8; 32])>,
 }
 
 impl Model {
@@ -213,6 +218,7 @@ impl Model {
             tensors,
             binding,
             overlay: BTreeMap::new(),
+            applied: None,
         })
     }
 
@@ -248,10 +254,22 @@ impl Model {
         &self.bytes[t.offset..t.offset + t.len]
     }
 
-    /// Replaces the overlay (an empty map restores the base). Every value must be as long as the
-    /// payload at its key; `adapter::apply` builds them so.
-    pub(crate) fn set_overlay(&mut self, overlay: BTreeMap<usize, Vec<u8>>) {
+    /// Replaces the overlay and the receipt of the plan that made it (an empty map and `None`
+    /// restore the base). Every value must be as long as the payload at its key;
+    /// `adapter::Prepared::install` builds them so.
+    pub(crate) fn set_overlay(
+        &mut self,
+        overlay: BTreeMap<usize, Vec<u8>>,
+        applied: Option<(Receipt, [u8; 32])>,
+    ) {
         self.overlay = overlay;
+        self.applied = applied;
+    }
+
+    /// The receipt of the applied plan and its SHA-256 (`None` when the model computes with its
+    /// base bytes).
+    pub fn applied(&self) -> Option<&(Receipt, [u8; 32])> {
+        self.applied.as_ref()
     }
 
     /// Tensors currently replaced by assembled bytes.
