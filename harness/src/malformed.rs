@@ -727,6 +727,18 @@ fn layout(m: &mut Matrix) {
         "every section offset is a multiple of 64",
         b,
     );
+    for (case, i, offset) in [
+        ("section-tokenizer-misaligned", 1, s.tokenizer.offset + 32),
+        ("section-directory-misaligned", 2, s.directory.offset + 8),
+    ] {
+        let b = m.patched(|b, _| put_u64(b, section_field(i), offset));
+        m.add(
+            case,
+            Misaligned,
+            "every section offset is a multiple of 64",
+            b,
+        );
+    }
     let b = m.patched(|b, _| put_u64(b, section_field(3), s.data.offset + 32));
     m.add(
         "section-data-misaligned",
