@@ -207,8 +207,15 @@ impl Sampler {
     /// Temperature, softmax over the whole vocabulary, then llama2.c's top-p or multinomial.
     fn sample_full(&mut self, logits: &mut [f32]) -> u32 {
         let temperature = self.settings.temperature;
+        let mut defined = Defined::default();
         for v in logits.iter_mut() {
             *v /= temperature;
+            defined.add(*v);
+        }
+        if !defined.holds() {
+            // The coin is drawn all the same: the generator's stream does not depend on it.
+            self.rng.next_f32();
+            return argmax(logits);
         }
         softmax_in_place(logits);
         let coin = self.rng.next_f32();
@@ -247,8 +254,15 @@ impl Sampler {
         let top = select_top_k(logits, &mut self.candidates, k);
         let temperature = self.settings.temperature;
         let probs = &mut self.probs[..k];
+        let mut defined = Defined::default();
         for (p, c) in probs.iter_mut().zip(top.iter()) {
             *p = c.value / temperature;
+            defined.add(*p);
+        }
+        if !defined.holds() {
+            // The best logit in ranking order: the greedy choice.
+            self.rng.next_f32();
+            return top[0].index;
         }
         softmax_in_place(probs);
         for (c, &p) in top.iter_mut().zip(probs.iter()) {
@@ -267,6 +281,29 @@ impl Sampler {
             return top[k - 1].index;
         }
         sample_nucleus(top, top_p, coin)
+    }
+}
+
+/// Whether a softmax over the values seen is defined (spec/sampling.md): none is NaN or +inf
+/// (an infinite or NaN logit, or `logit / temperature` overflowing) and one is above −inf.
+/// Otherwise every probability would be NaN, and no walk could choose.
+#[derive(Default)]
+struct Defined {
+    /// A value was NaN or +inf.
+    poisoned: bool,
+    /// A value was above −inf.
+    live: bool,
+}
+
+impl Defined {
+    #[inline(always)]
+    fn add(&mut self, v: f32) {
+        self.poisoned |= v.is_nan() || v == f32::INFINITY;
+        self.live |= v > f32::NEG_INFINITY;
+    }
+
+    fn holds(&self) -> bool {
+        self.live && !self.poisoned
     }
 }
 
@@ -380,6 +417,38 @@ fn select_top_k<'a>(logits: &[f32], scratch: &'a mut [Candidate], k: usize) -> &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Where the softmax is not defined (a NaN or infinite logit, `logit / temperature`
+    /// overflowing, every logit −inf), every path chooses greedily — never the NaN, never the
+    /// least likely — and still draws its coin.
+    #[test]
+    fn an_undefined_softmax_chooses_greedily_and_draws_the_coin() {
+        let cases: [(f32, [f32; 4], u32); 6] = [
+            (1e-39, [0.0, 5.0, 1.0, -2.0], 1),
+            (f32::from_bits(1), [0.0, 5.0, 1.0, -2.0], 1),
+            (1.0, [0.0, f32::INFINITY, 1.0, -2.0], 1),
+            (1.0, [f32::NAN, 3.0, 1.0, -2.0], 1),
+            (1.0, [0.0, 3.0, f32::NAN, -2.0], 1),
+            (1.0, [f32::NEG_INFINITY; 4], 0),
+        ];
+        for (temperature, logits, want) in cases {
+            for (top_k, top_p) in [(None, 1.0), (None, 0.5), (Some(4), 1.0), (Some(4), 0.5)] {
+                let settings = SamplerSettings {
+                    temperature,
+                    top_k,
+                    top_p,
+                    seed: 42,
+                    max_new_tokens: 1,
+                };
+                let mut s = Sampler::new(4, settings).unwrap();
+                let what = (temperature, logits, top_k, top_p);
+                assert_eq!(s.sample(&mut logits.clone()).unwrap(), want, "{what:?}");
+                let mut fresh = Sampler::new(4, settings).unwrap();
+                fresh.rng.next_f32();
+                assert_eq!(s.rng.next_f32(), fresh.rng.next_f32(), "{what:?}: one coin");
+            }
+        }
+    }
 
     /// The first index of the largest [`order_key`], one element at a time (what [`argmax`]
     /// must equal).
