@@ -46,8 +46,25 @@ worker.onmessage = (ev) => {
   p.resolve(m);
 };
 
+/**
+ * Set when the worker failed (its script did not load, or it threw outside a command): every
+ * pending and later call answers with it, so the page reports the failure instead of waiting.
+ */
+let workerFailure = null;
+function failWorker(message) {
+  workerFailure = workerFailure || { ok: false, code: 0, message: `worker: ${message}` };
+  for (const p of pending.values()) p.resolve(workerFailure);
+  pending.clear();
+}
+worker.onerror = (e) => {
+  e.preventDefault();
+  failWorker(e.message || 'the worker script failed to load or run');
+};
+worker.onmessageerror = () => failWorker('a message could not be read');
+
 /** Sends a command; resolves with its answer ({ok, ...}); events go to onEvent. */
 function call(msg, onEvent) {
+  if (workerFailure) return Promise.resolve(workerFailure);
   const id = nextId++;
   return new Promise((resolve) => {
     pending.set(id, { resolve, onEvent });

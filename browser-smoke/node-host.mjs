@@ -47,7 +47,11 @@ function reply(obj) {
 function handle(req) {
   switch (req.op) {
     case 'set_context':
-      context = req.positions >>> 0;
+      // Checked here, as the module would (no wrapping of a number past u32).
+      if (!Number.isInteger(req.positions) || req.positions < 0 || req.positions > 0xffffffff) {
+        throw new TrlmError(0, `positions ${JSON.stringify(req.positions)} is not a u32`);
+      }
+      context = req.positions;
       return {};
     case 'load': {
       const bytes = new Uint8Array(Buffer.from(req.b64, 'base64'));
@@ -87,7 +91,13 @@ function handle(req) {
       trlm.removeAdapters();
       return {};
     case 'require_plan': {
-      const digest = (hex) => (hex ? new Uint8Array(Buffer.from(hex, 'hex')) : null);
+      const digest = (hex) => {
+        if (hex == null) return null;
+        if (typeof hex !== 'string' || !/^[0-9a-f]{64}$/.test(hex)) {
+          throw new TrlmError(0, `a digest is 64 lower-case hex digits, not ${JSON.stringify(hex)}`);
+        }
+        return new Uint8Array(Buffer.from(hex, 'hex'));
+      };
       trlm.requirePlan(digest(req.plan_hex), digest(req.receipt_hex));
       return {};
     }

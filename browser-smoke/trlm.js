@@ -19,6 +19,8 @@ export const CODE = {
   CONTEXT_EXCEEDED: 11,
   INVALID_SETTINGS: 27,
   INVALID_STATE: 29,
+  INVALID_ARGUMENT: 34,
+  INVALID_LENGTH: 2,
   MODULE_DIGEST_MISMATCH: 44,
 };
 
@@ -304,14 +306,24 @@ export class Trlm {
 
   /**
    * Requires a plan before generation: `planDigest` (32 bytes) and optionally `receiptDigest`
-   * (32 bytes); with no plan digest the requirement is lifted.
+   * (32 bytes); with no plan digest the requirement is lifted. A digest of another length is
+   * refused (`InvalidLength`), never padded or cut.
    */
   requirePlan(planDigest, receiptDigest) {
-    const n = planDigest ? 32 + (receiptDigest ? 32 : 0) : 0;
-    const data = new Uint8Array(n);
-    if (planDigest) data.set(planDigest, 0);
-    if (planDigest && receiptDigest) data.set(receiptDigest, 32);
-    this.check(this.withBuffer(data, (ptr) => this.call('trlm_require_plan', ptr, n)));
+    if (!planDigest && receiptDigest) {
+      throw new TrlmError(CODE.INVALID_ARGUMENT, 'a receipt digest needs a plan digest');
+    }
+    const digests = [planDigest, receiptDigest].filter((d) => d);
+    for (const d of digests) {
+      if (!(d instanceof Uint8Array) || d.length !== 32) {
+        throw new TrlmError(CODE.INVALID_LENGTH, `a digest is 32 bytes, not ${d.length}`);
+      }
+    }
+    const data = new Uint8Array(32 * digests.length);
+    digests.forEach((d, i) => data.set(d, 32 * i));
+    this.check(
+      this.withBuffer(data, (ptr) => this.call('trlm_require_plan', ptr, data.length)),
+    );
   }
 
   /** Starts a generation from prompt bytes (UTF-8). */

@@ -25,6 +25,10 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a `/hold` request waits for its run's report.
 pub const HOLD_TIMEOUT: Duration = Duration::from_secs(60);
+/// `/hold` requests waiting at once (503 beyond): each takes a connection slot for up to the
+/// hold timeout, also when its client has left, so they may not take all of them. A `browsers`
+/// run holds one per browser.
+pub const MAX_HOLDS: usize = 16;
 /// Largest input file a converter (`convert llama2c`, `convert gguf`) or `tokenize` reads: a
 /// longer one is refused unread. An f32 checkpoint whose q4_0 conversion fits the model budget
 /// is at most about 7.1 × 32 MiB (227 MiB), so every convertible input fits.

@@ -133,6 +133,8 @@ pub struct Handler {
     timeouts: Timeouts,
     /// Set when the server stops: holds answer at once.
     stopping: AtomicBool,
+    /// `/hold` requests waiting now.
+    holds: AtomicUsize,
 }
 
 /// What [`Handler::exchange`] decided: the response, whether it carries a body (not for HEAD),
@@ -174,6 +176,7 @@ impl Handler {
             released: Released::default(),
             timeouts: config.timeouts,
             stopping: AtomicBool::new(false),
+            holds: AtomicUsize::new(0),
         };
         Ok((handler, reports))
     }
@@ -231,6 +234,9 @@ impl Handler {
     /// Checks a request before its body is read: its `Host` (421), its target (400), its method
     /// (405), its body's announced length (411, 413). Returns the target's path segments.
     fn admit(&self, req: &Request) -> Result<Vec<String>, Response> {
+        if req.headers.iter().filter(|(n, _)| n == "host").count() > 1 {
+            return Err(text_response(400, "more than one Host header"));
+        }
         if let Some(host) = req.header("host").filter(|h| !loopback_host(h)) {
             return Err(text_response(
                 421,
@@ -249,6 +255,23 @@ impl Handler {
             }
             if len > MAX_REPORT_BYTES {
                 return Err(Response::status(413));
+            }
+            // Only this server's own pages report: a page of another origin could send a
+            // "simple" cross-origin POST (no preflight) — but not with this content type, and
+            // its browser names its origin.
+            if let Some(origin) = req.header("origin").filter(|o| !loopback_origin(o)) {
+                return Err(text_response(
+                    403,
+                    &format!("reports come from this server's pages, not {origin:?}"),
+                ));
+            }
+            let json = req.header("content-type").is_some_and(|t| {
+                t.split(';')
+                    .next()
+                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+            });
+            if !json {
+                return Err(text_response(415, "a report is application/json"));
             }
             return Ok(segs);
         }
@@ -358,6 +381,18 @@ impl Handler {
     /// requests it as an image to hold its load event, and so a headless browser's
     /// `--screenshot`, until its generation was reported.
     fn hold(&self, target: &str) -> Response {
+        // Holds take connection slots for up to the hold timeout: at most MAX_HOLDS at once.
+        if self.holds.fetch_add(1, Ordering::SeqCst) >= crate::limits::MAX_HOLDS {
+            self.holds.fetch_sub(1, Ordering::SeqCst);
+            return text_response(503, "too many holds");
+        }
+        let response = self.hold_until_reported(target);
+        self.holds.fetch_sub(1, Ordering::SeqCst);
+        response
+    }
+
+    /// [`Handler::hold`] once admitted.
+    fn hold_until_reported(&self, target: &str) -> Response {
         let raw = target
             .split_once('?')
             .map(|(_, q)| q)
@@ -458,6 +493,13 @@ fn serve_file(file: &Path) -> Response {
 /// Whether a `Host` header names this loopback server: 127.0.0.1 or localhost, with any port. A
 /// page elsewhere that rebinds its own name to 127.0.0.1 (DNS rebinding) sends that name, and is
 /// refused: it cannot read what is served or post reports.
+/// Whether an `Origin` is one of this server's (http, a loopback host, any port).
+fn loopback_origin(origin: &str) -> bool {
+    origin
+        .strip_prefix("http://")
+        .is_some_and(|host| !host.contains('/') && loopback_host(host))
+}
+
 fn loopback_host(host: &str) -> bool {
     let name = match host.rsplit_once(':') {
         Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,

@@ -64,7 +64,10 @@ fn get_of_head_bytes(len: usize) -> Vec<u8> {
 fn report_of_body_bytes(len: usize) -> Vec<u8> {
     let mut body = b"{\"run\":\"caps\"}".to_vec();
     body.resize(len, b' ');
-    let mut req = format!("POST /report HTTP/1.1\r\nContent-Length: {len}\r\n\r\n").into_bytes();
+    let mut req = format!(
+        "POST /report HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+    )
+    .into_bytes();
     req.extend_from_slice(&body);
     req
 }
@@ -283,7 +286,7 @@ fn gguf_string_bytes() {
 fn report_of_run(run: &str) -> Vec<u8> {
     let body = serde_json::json!({ "run": run }).to_string();
     let mut req = format!(
-        "POST /report HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+        "POST /report HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )
     .into_bytes();

@@ -564,8 +564,10 @@ fn oversized_heads_and_bodies_are_refused_without_reading_them() {
     // A body longer than its Content-Length: the extra bytes are refused.
     let r = raw(
         a,
-        format!("POST /report HTTP/1.1\r\nHost: {a}\r\nContent-Length: 2\r\n\r\n{{}}trailing")
-            .as_bytes(),
+        format!(
+            "POST /report HTTP/1.1\r\nHost: {a}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}trailing"
+        )
+        .as_bytes(),
     );
     assert_eq!(r.status, 400);
     assert_eq!(request(a, "GET", "/app.js").status, 200);
@@ -590,7 +592,7 @@ fn slow_clients_time_out_while_others_are_served() {
         .unwrap();
     let mut half_body = TcpStream::connect(a).unwrap();
     half_body
-        .write_all(b"POST /report HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"run\":")
+        .write_all(b"POST /report HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"run\":")
         .unwrap();
     // A trickle: one byte every 100 ms never finishes the head in time.
     let trickle = {
@@ -716,12 +718,73 @@ fn only_loopback_hosts_are_served() {
         assert_eq!(get(Some(host)), 421, "{host:?}");
     }
     // Reports too: a rebinding page cannot post one.
-    let mut req =
+    let req =
         b"POST /report HTTP/1.1\r\nHost: evil.example\r\nContent-Length: 2\r\n\r\n{}".to_vec();
     assert_eq!(raw(a, &req).status, 421);
-    req =
-        format!("POST /report HTTP/1.1\r\nHost: {a}\r\nContent-Length: 2\r\n\r\n{{}}").into_bytes();
-    assert_eq!(raw(a, &req).status, 204);
+    let report = |headers: &str| {
+        let req =
+            format!("POST /report HTTP/1.1\r\nHost: {a}\r\n{headers}Content-Length: 2\r\n\r\n{{}}");
+        raw(a, req.as_bytes()).status
+    };
+    assert_eq!(report("Content-Type: application/json\r\n"), 204);
+    // Two Host headers: refused whatever the second says.
+    let r = raw(
+        a,
+        format!("GET /index.html HTTP/1.1\r\nHost: {a}\r\nHost: evil.example\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(r.status, 400);
+    // A page of another origin can send a "simple" POST without a preflight: a text/plain one,
+    // and its browser names the page's origin.
+    for (headers, status) in [
+        ("Content-Type: application/json; charset=utf-8\r\n", 204),
+        (
+            "Origin: http://127.0.0.1:8787\r\nContent-Type: application/json\r\n",
+            204,
+        ),
+        (
+            "Origin: http://localhost\r\nContent-Type: application/json\r\n",
+            204,
+        ),
+        ("Content-Type: text/plain;charset=UTF-8\r\n", 415),
+        ("", 415),
+        (
+            "Origin: https://evil.example\r\nContent-Type: application/json\r\n",
+            403,
+        ),
+        (
+            "Origin: http://127.0.0.1.evil.example\r\nContent-Type: application/json\r\n",
+            403,
+        ),
+        ("Origin: null\r\nContent-Type: application/json\r\n", 403),
+    ] {
+        assert_eq!(report(headers), status, "{headers:?}");
+    }
+    server.shutdown();
+}
+
+/// Clients that ask `/hold` and leave keep their slots for the hold timeout, so holds are
+/// capped: past MAX_HOLDS waiting ones a hold is refused (503) at once, and other requests are
+/// served.
+#[test]
+fn holds_are_capped() {
+    let tree = Tree::new("holds");
+    let server = tree.start();
+    let a = server.addr();
+    let holds: Vec<TcpStream> = (0..harness::limits::MAX_HOLDS)
+        .map(|i| {
+            let mut s = TcpStream::connect(a).unwrap();
+            let req = format!("GET /hold?run=gone{i} HTTP/1.1\r\nHost: {a}\r\n\r\n");
+            s.write_all(req.as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    // Every hold is waiting (each answers only after the timeout or its report).
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    assert_eq!(request(a, "GET", "/hold?run=one-more").status, 503);
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert_eq!(request(a, "GET", "/index.html").status, 200);
+    drop(holds);
     server.shutdown();
 }
 

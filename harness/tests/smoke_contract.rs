@@ -351,6 +351,12 @@ const out = {
   top_k_2: await sampling({ topK: 2 }),
   max_tokens_2_32: await sampling({ maxNewTokens: 4294967296 }),
   total_2_32_plus_n: await code(() => trlm.beginLoad(4294967296 + n).abort()),
+  require_plan_5_bytes: await code(() => trlm.requirePlan(new Uint8Array(5))),
+  require_plan_40_bytes: await code(() => trlm.requirePlan(new Uint8Array(40))),
+  require_receipt_3_bytes: await code(() => trlm.requirePlan(new Uint8Array(32), new Uint8Array(3))),
+  require_receipt_alone: await code(() => trlm.requirePlan(null, new Uint8Array(32))),
+  require_plan_32: await code(() => trlm.requirePlan(new Uint8Array(32), new Uint8Array(32))),
+  require_none: await code(() => trlm.requirePlan(null)),
   size_not_the_registry: await code(() => streamLoad(trlm, { url, sha256: digest, bytes: n - 1 })),
   size_the_registry: await code(() => streamLoad(trlm, { url, sha256: digest, bytes: n })),
 };
@@ -394,7 +400,8 @@ fn the_wrapper_refuses_what_its_parameters_cannot_carry() {
     // decimal digits), as the module refuses those it can see; ContextExceeded (11) for a
     // context beyond u32; BudgetExceeded (15) for a length beyond u32 and a plain refusal (0,
     // not a JavaScript RangeError) for one that is no byte count; FileDigestMismatch (21) for a
-    // size that is not the registry's, before the module sees a byte.
+    // size that is not the registry's, before the module sees a byte. The wrapper's own codes
+    // are the runtime's (trlm.js's CODE table is checked against ErrorCode below).
     let want = serde_json::json!({
         "seed_u64_max": "ok",
         "seed_2_64_plus_1": 27,
@@ -413,6 +420,128 @@ fn the_wrapper_refuses_what_its_parameters_cannot_carry() {
         "total_2_32_plus_n": 15,
         "size_not_the_registry": 21,
         "size_the_registry": "ok",
+        // A digest is 32 bytes: InvalidLength (2) for any other, never padded or cut; a receipt
+        // without a plan is InvalidArgument (34).
+        "require_plan_5_bytes": 2,
+        "require_plan_40_bytes": 2,
+        "require_receipt_3_bytes": 2,
+        "require_receipt_alone": 34,
+        "require_plan_32": "ok",
+        "require_none": "ok",
     });
     assert_eq!(got, want);
+}
+
+/// trlm.js's table of the codes the page assigns itself holds the runtime's numbers.
+#[test]
+fn the_wrappers_codes_are_the_runtimes() {
+    let text = std::fs::read_to_string(smoke_dir().join("trlm.js")).unwrap();
+    let table = text
+        .split_once("export const CODE = {")
+        .and_then(|(_, rest)| rest.split_once("};"))
+        .expect("trlm.js exports CODE")
+        .0;
+    let mut checked = 0;
+    for line in table.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let (name, value) = line.trim_end_matches(',').split_once(':').unwrap();
+        let camel: String = name
+            .trim()
+            .split('_')
+            .map(|w| w[..1].to_string() + &w[1..].to_ascii_lowercase())
+            .collect();
+        let value: u32 = value.trim().parse().unwrap();
+        let code = runtime::ErrorCode::from_u32(value).unwrap_or_else(|| panic!("{line}"));
+        assert_eq!(format!("{code:?}"), camel, "{line}");
+        checked += 1;
+    }
+    assert!(checked >= 8, "{checked} codes");
+}
+
+/// The Node host refuses, as a failure line, request values its operations cannot carry: a
+/// context that is not a u32 (it used to wrap 2^32 + 3 to 3 and take text as the maximum) and
+/// a digest that is not 64 hex digits (it used to pad a short one with zeros).
+#[test]
+fn the_node_host_refuses_values_it_cannot_carry() {
+    use std::io::{BufRead, BufReader, Write};
+    if !harness::engine::node::node_available() {
+        println!("skipping: node is not installed");
+        return;
+    }
+    let wasm = wasm_module_path().expect("the scalar module is built");
+    let mut child = std::process::Command::new("node")
+        .arg(smoke_dir().join("node-host.mjs"))
+        .arg(&wasm)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut answer = |req: Option<serde_json::Value>| -> serde_json::Value {
+        if let Some(req) = req {
+            writeln!(stdin, "{req}").unwrap();
+        }
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap()
+    };
+    assert_eq!(answer(None)["ready"], true);
+    let ok = |a: &serde_json::Value| a["ok"] == true;
+    let digest = "ab".repeat(32);
+    let model =
+        std::fs::read(corpus_dir().join(format!("{}.slm", harness::fixtures::DEFAULT_MODEL_NAME)))
+            .unwrap();
+    let b64 = harness::engine::node::base64(&model);
+    for (req, accepted) in [
+        (
+            serde_json::json!({"op": "set_context", "positions": 4294967299u64}),
+            false,
+        ),
+        (
+            serde_json::json!({"op": "set_context", "positions": 2.9}),
+            false,
+        ),
+        (
+            serde_json::json!({"op": "set_context", "positions": "abc"}),
+            false,
+        ),
+        (
+            serde_json::json!({"op": "set_context", "positions": -1}),
+            false,
+        ),
+        (
+            serde_json::json!({"op": "set_context", "positions": 64}),
+            true,
+        ),
+        (serde_json::json!({"op": "load", "b64": b64}), true),
+        (
+            serde_json::json!({"op": "require_plan", "plan_hex": digest}),
+            true,
+        ),
+        (
+            serde_json::json!({"op": "require_plan", "plan_hex": null}),
+            true,
+        ),
+        (
+            serde_json::json!({"op": "require_plan", "plan_hex": "abcd"}),
+            false,
+        ),
+        (
+            serde_json::json!({"op": "require_plan", "plan_hex": "zz"}),
+            false,
+        ),
+        (
+            serde_json::json!({"op": "require_plan", "plan_hex": digest.to_uppercase()}),
+            false,
+        ),
+        (
+            serde_json::json!({"op": "require_plan", "plan_hex": digest, "receipt_hex": "00"}),
+            false,
+        ),
+    ] {
+        let a = answer(Some(req.clone()));
+        assert_eq!(ok(&a), accepted, "{req} -> {a}");
+    }
+    drop(stdin);
+    child.wait().unwrap();
 }
