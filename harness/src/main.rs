@@ -435,6 +435,43 @@ fn file_name(path: &std::path::Path) -> String {
         .unwrap_or_default()
 }
 
+/// Refuses an output path that names one of the inputs (a converter's source is another
+/// format: writing over it would lose it), before anything is read.
+fn refuse_overwriting(output: &std::path::Path, inputs: &[&std::path::Path]) -> Result<()> {
+    let Ok(out) = output.canonicalize() else {
+        return Ok(()); // the output does not exist yet
+    };
+    for input in inputs {
+        if input.canonicalize().is_ok_and(|i| i == out) {
+            anyhow::bail!(
+                "the output {} is the input {}: refusing to write over it",
+                output.display(),
+                input.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it into place: a reader never
+/// sees a partly written file, and a failed write leaves what was there.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} names no file", path.display()))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let written = std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("writing {}", path.display()));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
 /// Writes a converted model and reports it on stderr.
 fn write_converted(
     model: &runtime::format::ModelFile,
@@ -451,7 +488,7 @@ fn write_converted(
             inspect::describe_error(&e)
         )
     })?;
-    std::fs::write(output, &bytes).with_context(|| format!("writing {}", output.display()))?;
+    write_atomically(output, &bytes)?;
     for note in notes {
         harness::errln!("note: {note}");
     }
@@ -623,6 +660,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 output,
             } => {
                 let dtype = parse_dtype(&dtype)?;
+                refuse_overwriting(&output, &[&model, &tokenizer])?;
                 let m = read_input(&model)?;
                 let t = read_input(&tokenizer)?;
                 let converted = harness::llama2c::convert(&m, &t, dtype, &file_name(&model))?;
@@ -658,6 +696,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let choice = DTypeChoice::from_name(&dtype).with_context(|| {
                     format!("unknown dtype {dtype:?} (keep, f32, f16, q8_0, q4_0)")
                 })?;
+                refuse_overwriting(&output, &[&model])?;
                 let m = read_input(&model)?;
                 let converted = harness::gguf::convert::convert(&m, choice, &file_name(&model))
                     .with_context(|| format!("converting {}", model.display()))?;

@@ -153,3 +153,34 @@ fn bench_browsers_native_alone_passes() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("q4_0  native"), "{text}");
 }
+
+/// A converter refuses an output that is one of its inputs (another format: writing over it
+/// would lose it) before reading anything, and leaves the file as it was.
+#[test]
+fn a_converter_refuses_to_write_over_its_input() {
+    let dir = std::env::temp_dir().join(format!("trlm-convert-over-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("in.gguf");
+    let tokenizer = dir.join("tok.bin");
+    std::fs::write(&input, b"not read").unwrap();
+    std::fs::write(&tokenizer, b"not read either").unwrap();
+    let (i, t) = (input.to_str().unwrap(), tokenizer.to_str().unwrap());
+    // The same file under another spelling too.
+    let dotted = format!("{}/./in.gguf", dir.display());
+    refused(
+        &["convert", "gguf", "--model", i, "-o", i],
+        "refusing to write over it",
+    );
+    refused(
+        &["convert", "gguf", "--model", i, "-o", &dotted],
+        "refusing to write over it",
+    );
+    let llama2c = ["convert", "llama2c", "--model", i, "--tokenizer", t, "-o"];
+    refused(&[&llama2c[..], &[t]].concat(), "refusing to write over it");
+    refused(&[&llama2c[..], &[i]].concat(), "refusing to write over it");
+    assert_eq!(std::fs::read(&input).unwrap(), b"not read");
+    assert_eq!(std::fs::read(&tokenizer).unwrap(), b"not read either");
+    // Nothing else was left in the folder (no temporary file).
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -583,7 +583,7 @@ fn stories260k_gguf_parses_and_matches_the_llama2c_checkpoint() {
     assert_eq!(v.pieces.len(), 512);
     assert_eq!(
         (v.bos, v.eos, v.stop.as_slice()),
-        (Some(1), Some(2), &[2u32][..])
+        (Some(1), Some(2), &[2u32, 1][..])
     );
     // Its padding_token_id is u32::MAX: no padding token.
     assert_eq!((v.unk, v.pad), (Some(0), None));
@@ -622,7 +622,8 @@ fn llama_spm_vocab_gguf_maps_to_a_32000_token_vocab() {
         (32000, 32000, 32000)
     );
     assert_eq!((v.unk, v.bos, v.eos), (Some(0), Some(1), Some(2)));
-    assert_eq!(v.stop, vec![2]);
+    // EOS, then BOS (a model emitting BOS starts another document).
+    assert_eq!(v.stop, vec![2, 1]);
     assert!(v.byte_fallback && v.add_bos && v.add_dummy_prefix);
     assert_eq!(
         (&v.pieces[13], v.types[13]),
@@ -694,7 +695,7 @@ fn llama_vocab_defaults_and_refusals() {
     assert!(!v.add_bos && !v.add_dummy_prefix);
     assert_eq!(
         (v.eos, v.pad, v.stop.as_slice()),
-        (Some(259), Some(0), &[259u32][..])
+        (Some(259), Some(0), &[259u32, 1][..])
     );
     assert_eq!(v.unk, None, "u32::MAX means no token");
     assert_eq!(v.types[0], TokenType::Unknown);

@@ -108,6 +108,16 @@ fn stories260k_gguf_equals_the_llama2c_conversion_and_generates_run_c_bytes() {
         String::from_utf8_lossy(&expected)
     );
     assert_eq!(&out[464..], b"\n");
+    // Past the first story too: both conversions stop where the model emits BOS (run.c's stop),
+    // rather than printing its control piece and telling another story.
+    let long = greedy(511);
+    let from_gguf = run_output(write(&ours.model).unwrap(), "", long);
+    let from_llama2c = run_output(write(&reference.model).unwrap(), "", long);
+    assert_eq!(
+        String::from_utf8_lossy(&from_gguf),
+        String::from_utf8_lossy(&from_llama2c)
+    );
+    assert!(!from_gguf.windows(3).any(|w| w == b"<s>"));
 
     // --dtype f32 is the same as keep for an all-f32 file; --dtype q8_0 requantizes exactly as
     // the llama2.c converter does from the same f32 weights (ffn_down's rows of 172 stay f32).

@@ -106,7 +106,10 @@ fn byte_piece(piece: &str) -> Option<u8> {
 /// other must be below the vocabulary size (llama.cpp only warns and falls back; this reader
 /// refuses). `add_bos_token` and `add_space_prefix` default to true.
 /// Byte fallback is on when all 256 byte pieces are present as `Byte` tokens. Generation stops
-/// at EOS, as llama.cpp does. `llama.vocab_size`, when present, must equal the token count.
+/// at EOS, as llama.cpp does, and at BOS: a model that emits BOS starts another document (the
+/// TinyStories models end every story so), where llama.cpp would go on without showing the
+/// control token and run.c stops; the same model converted from llama2.c stops there too.
+/// `llama.vocab_size`, when present, must equal the token count.
 pub fn llama_vocab(g: &Gguf<'_>) -> Result<Vocab> {
     let model = opt_str(g, "tokenizer.ggml.model")?
         .ok_or_else(|| anyhow!("GGUF has no tokenizer (tokenizer.ggml.model is missing)"))?;
@@ -224,7 +227,11 @@ pub fn llama_vocab(g: &Gguf<'_>) -> Result<Vocab> {
         eos,
         pad,
         unk,
-        stop: eos.into_iter().collect(),
+        stop: {
+            let mut stop: Vec<u32> = eos.into_iter().chain(bos).collect();
+            stop.dedup();
+            stop
+        },
         // llama.cpp adds BOS unless told not to, when there is one.
         add_bos: opt_bool(g, "tokenizer.ggml.add_bos_token")?.unwrap_or(bos.is_some()),
         add_dummy_prefix: opt_bool(g, "tokenizer.ggml.add_space_prefix")?.unwrap_or(true),
