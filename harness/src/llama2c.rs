@@ -120,6 +120,17 @@ fn read_params(r: &mut Reader<'_>, legacy: bool) -> Result<Params> {
 /// Parses a checkpoint of any supported version. Every size is checked against the file; a file
 /// with bytes left over is refused.
 pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint> {
+    let (version, params, group_size, header_len) = read_header(bytes)?;
+    let mut r = Reader {
+        bytes,
+        pos: header_len,
+    };
+    read_tensors(&mut r, version, params, group_size)
+}
+
+/// The header of a checkpoint of any supported version: its version, hyperparameters (checked
+/// against the runtime's limits), int8 group size (v2) and length.
+fn read_header(bytes: &[u8]) -> Result<(u32, Params, Option<u32>, usize)> {
     ensure!(
         bytes.len() >= 28,
         "not a llama2.c checkpoint: {} bytes",
@@ -127,7 +138,7 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint> {
     );
     let mut r = Reader { bytes, pos: 0 };
     let magic = u32::from_le_bytes(bytes[..4].try_into().unwrap());
-    let (version, mut params, group_size) = if magic == MAGIC_V1 {
+    let (version, params, group_size) = if magic == MAGIC_V1 {
         r.take(4, "magic")?;
         let version = r.i32("version")?;
         ensure!(
@@ -160,6 +171,17 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint> {
         params.vocab_size <= limits::MAX_VOCAB && params.dim <= limits::MAX_DIM,
         "checkpoint shape exceeds the runtime's limits"
     );
+    Ok((version, params, group_size, r.pos))
+}
+
+/// The tensors after the header, in the checkpoint's order; a file with bytes left over is
+/// refused.
+fn read_tensors(
+    r: &mut Reader<'_>,
+    version: u32,
+    params: Params,
+    group_size: Option<u32>,
+) -> Result<Checkpoint> {
     let p = params;
     let (dim, hidden, layers, vocab) = (
         p.dim as usize,
@@ -222,7 +244,7 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint> {
             // Legacy order: per kind, all layers — rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3,
             // which is the architecture table's per-layer order.
             for what in llama::LAYER_TENSORS {
-                push_layers(&mut r, &mut t, what, None)?;
+                push_layers(r, &mut t, what, None)?;
             }
             t.push((
                 "output_norm.weight".into(),
@@ -241,8 +263,8 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint> {
             }
         }
         1 => {
-            push_layers(&mut r, &mut t, "attn_norm", None)?;
-            push_layers(&mut r, &mut t, "ffn_norm", None)?;
+            push_layers(r, &mut t, "attn_norm", None)?;
+            push_layers(r, &mut t, "ffn_norm", None)?;
             t.push((
                 "output_norm.weight".into(),
                 vec![p.dim],
@@ -254,7 +276,7 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint> {
                 r.f32s(embd_n, "token_embd")?,
             ));
             for what in matrices {
-                push_layers(&mut r, &mut t, what, None)?;
+                push_layers(r, &mut t, what, None)?;
             }
             if !p.shared_classifier {
                 t.push((
@@ -278,8 +300,8 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint> {
                     "v2 group size {g} does not divide a tensor of {n} elements"
                 );
             }
-            push_layers(&mut r, &mut t, "attn_norm", None)?;
-            push_layers(&mut r, &mut t, "ffn_norm", None)?;
+            push_layers(r, &mut t, "attn_norm", None)?;
+            push_layers(r, &mut t, "ffn_norm", None)?;
             t.push((
                 "output_norm.weight".into(),
                 vec![p.dim],
@@ -291,7 +313,7 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint> {
                 r.q80(embd_n, g, "token_embd")?,
             ));
             for what in matrices {
-                push_layers(&mut r, &mut t, what, Some(g))?;
+                push_layers(r, &mut t, what, Some(g))?;
             }
             if !p.shared_classifier {
                 t.push((
@@ -303,11 +325,10 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint> {
         }
     }
     ensure!(
-        r.pos == bytes.len(),
+        r.pos == r.bytes.len(),
         "checkpoint has {} bytes after the last tensor (wrong version or shape?)",
-        bytes.len() - r.pos
+        r.bytes.len() - r.pos
     );
-    params.seq_len = p.seq_len;
     Ok(Checkpoint {
         version,
         params,
@@ -323,19 +344,9 @@ pub struct Converted {
     pub kept_f32: Vec<String>,
 }
 
-/// Converts a checkpoint and its tokenizer.bin into a model file with matrices stored as
-/// `dtype` (norms stay f32). Tensors whose rows are not whole blocks stay f32 when a block type
-/// is asked for, and are listed in the provenance.
-pub fn convert(
-    model_bytes: &[u8],
-    tokenizer_bytes: &[u8],
-    dtype: DType,
-    source: &str,
-) -> Result<Converted> {
-    let ck = read_checkpoint(model_bytes)?;
-    let p = ck.params;
-    let vocab = read_tokenizer_bin(tokenizer_bytes, p.vocab_size)?;
-    let config = Config {
+/// The runtime configuration of a checkpoint's hyperparameters, with run.c's constants.
+fn config_of(p: &Params) -> Config {
+    Config {
         arch: format::header::ARCH_LLAMA,
         vocab_size: p.vocab_size,
         dim: p.dim,
@@ -348,7 +359,49 @@ pub fn convert(
         rope_theta: 10000.0,
         rms_eps: 1e-5,
         tied_classifier: p.shared_classifier,
-    };
+    }
+}
+
+/// The dtype a slot is stored as: f32 for a norm and for a matrix whose rows do not split into
+/// `dtype`'s blocks, else `dtype`.
+fn slot_dtype(slot: &llama::Slot, dtype: DType) -> DType {
+    let cols = *slot.shape.last().unwrap_or(&1) as usize;
+    if slot.role == llama::Role::Norm || !cols.is_multiple_of(dtype.block_elems()) {
+        DType::F32
+    } else {
+        dtype
+    }
+}
+
+/// Converts a checkpoint and its tokenizer.bin into a model file with matrices stored as
+/// `dtype` (norms stay f32). Tensors whose rows are not whole blocks stay f32 when a block type
+/// is asked for, and are listed in the provenance.
+pub fn convert(
+    model_bytes: &[u8],
+    tokenizer_bytes: &[u8],
+    dtype: DType,
+    source: &str,
+) -> Result<Converted> {
+    // The output's size from the header alone: an oversized model is refused before any
+    // weight is read (a v2 checkpoint would take four times its size in f32 first).
+    let (_, header_params, _, _) = read_header(model_bytes)?;
+    let mut total: u64 = 0;
+    for slot in llama::slots(&config_of(&header_params)) {
+        let elements = slot.shape.iter().map(|&d| u64::from(d)).product::<u64>();
+        total = slot_dtype(&slot, dtype)
+            .bytes_for(elements)
+            .and_then(|b| total.checked_add(b))
+            .context("tensor sizes overflow")?;
+    }
+    ensure!(
+        total <= limits::MAX_MODEL_BYTES,
+        "the tensors would take {total} bytes; a .slm model is at most {} bytes",
+        limits::MAX_MODEL_BYTES
+    );
+    let ck = read_checkpoint(model_bytes)?;
+    let p = ck.params;
+    let vocab = read_tokenizer_bin(tokenizer_bytes, p.vocab_size)?;
+    let config = config_of(&p);
     let mut kept_f32 = Vec::new();
     let mut by_name: std::collections::HashMap<String, (Vec<u32>, Vec<f32>)> = ck
         .tensors
@@ -367,14 +420,9 @@ pub fn convert(
             shape,
             slot.shape
         );
-        let mut dt = if slot.role == llama::Role::Norm {
-            DType::F32
-        } else {
-            dtype
-        };
-        if !(*shape.last().unwrap() as usize).is_multiple_of(dt.block_elems()) {
+        let dt = slot_dtype(&slot, dtype);
+        if dt != dtype && slot.role != llama::Role::Norm {
             kept_f32.push(slot.name.clone());
-            dt = DType::F32;
         }
         tensors.push(TensorData {
             bytes: encode_tensor(&values, dt)?,

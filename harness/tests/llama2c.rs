@@ -614,3 +614,29 @@ proptest! {
         }
     }
 }
+
+/// A checkpoint whose model would be over the budget is refused from its header, before any
+/// weight is read: here the header of a 2048-wide v2 model without its weights (reading them
+/// would have come first, and failed as a truncation instead).
+#[test]
+fn an_oversized_model_is_refused_from_the_header() {
+    let mut header = MAGIC_V1.to_le_bytes().to_vec();
+    header.extend(2i32.to_le_bytes());
+    for v in [2048i32, 5632, 3, 16, 16, 32000, 512] {
+        header.extend(v.to_le_bytes());
+    }
+    header.push(1); // shared classifier
+    header.extend(64i32.to_le_bytes());
+    header.resize(256, 0);
+    let tok = tiny_tokenizer(&TINY_EXTRA);
+    for dtype in [DType::F32, DType::Q4_0] {
+        let Err(e) = harness::llama2c::convert(&header, &tok, dtype, "big.bin") else {
+            panic!("{dtype:?}: accepted");
+        };
+        let message = format!("{e:#}");
+        assert!(
+            message.contains("a .slm model is at most"),
+            "{dtype:?}: {message}"
+        );
+    }
+}
