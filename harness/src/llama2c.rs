@@ -132,6 +132,10 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint> {
 /// against the runtime's limits), int8 group size (v2) and length.
 fn read_header(bytes: &[u8]) -> Result<(u32, Params, Option<u32>, usize)> {
     ensure!(
+        !bytes.starts_with(b"GGUF"),
+        "this is a GGUF file, not a llama2.c checkpoint: use `convert gguf`"
+    );
+    ensure!(
         bytes.len() >= 28,
         "not a llama2.c checkpoint: {} bytes",
         bytes.len()
@@ -400,7 +404,7 @@ pub fn convert(
     );
     let ck = read_checkpoint(model_bytes)?;
     let p = ck.params;
-    let vocab = read_tokenizer_bin(tokenizer_bytes, p.vocab_size)?;
+    let vocab = read_tokenizer_bin(tokenizer_bytes, p.vocab_size).context("the tokenizer")?;
     let config = config_of(&p);
     let mut kept_f32 = Vec::new();
     let mut by_name: std::collections::HashMap<String, (Vec<u32>, Vec<f32>)> = ck

@@ -640,3 +640,20 @@ fn an_oversized_model_is_refused_from_the_header() {
         );
     }
 }
+
+/// Errors name what is wrong: a GGUF given as the checkpoint, a bad tokenizer file.
+#[test]
+fn refusals_name_the_file_at_fault() {
+    let tok = tiny_tokenizer(&TINY_EXTRA);
+    let (_, good) = tiny_checkpoints().remove(0);
+    let message =
+        |model: &[u8], tok: &[u8]| match harness::llama2c::convert(model, tok, DType::F32, "m.bin")
+        {
+            Ok(_) => panic!("accepted"),
+            Err(e) => format!("{e:#}"),
+        };
+    let mut gguf = b"GGUF".to_vec();
+    gguf.extend_from_slice(&good[4..]);
+    assert!(message(&gguf, &tok).contains("use `convert gguf`"));
+    assert!(message(&good, &tok[..tok.len() - 1]).starts_with("the tokenizer: "));
+}
