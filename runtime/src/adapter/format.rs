@@ -372,15 +372,13 @@ fn parse_record<'a>(
         }
     }
     // The product once every dimension is known to be positive (as the .slm directory).
-    let mut elements: u64 = 1;
-    for (i, &d) in dims.iter().take(rank as usize).enumerate() {
-        elements = elements.checked_mul(d as u64).ok_or_else(|| {
+    let elements =
+        crate::format::directory::element_count(&dims[..rank as usize]).map_err(|i| {
             bad(
                 dims_at + 4 * i as u64,
                 format!("tensor {name:?}: element count overflows"),
             )
         })?;
-    }
     let body = match kind {
         AdapterKind::Dense => {
             let at = c.offset();

@@ -116,15 +116,12 @@ pub fn parse<'a>(file: &'a [u8], dir: Section, data: Section) -> Result<Vec<Tens
         // The product once every dimension is known to be positive (a zero one after an
         // overflowing prefix is a zero dimension, not an overflow), reported at the dimension
         // where it overflows.
-        let mut elements: u64 = 1;
-        for (i, &d) in dims.iter().take(rank as usize).enumerate() {
-            elements = elements.checked_mul(d as u64).ok_or_else(|| {
-                bad(
-                    dims_at + 4 * i as u64,
-                    format!("tensor {name:?} element count overflows"),
-                )
-            })?;
-        }
+        let elements = element_count(&dims[..rank as usize]).map_err(|i| {
+            bad(
+                dims_at + 4 * i as u64,
+                format!("tensor {name:?} element count overflows"),
+            )
+        })?;
         let inner = dims[rank as usize - 1] as usize;
         if !inner.is_multiple_of(dtype.block_elems()) {
             return Err(Error::at(
@@ -285,6 +282,16 @@ pub(crate) fn verify_digests(
         }
     }
     Ok(())
+}
+
+/// The product of `dims` (each at least 1), or the index of the dimension at which it
+/// overflows u64 (the .slm directory's and the adapter records' element count).
+pub(crate) fn element_count(dims: &[u32]) -> core::result::Result<u64, usize> {
+    let mut n: u64 = 1;
+    for (i, &d) in dims.iter().enumerate() {
+        n = n.checked_mul(u64::from(d)).ok_or(i)?;
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
