@@ -347,6 +347,15 @@ fn wanted(opts: &Options, engine: &str) -> bool {
 
 /// Runs the smoke page in every wanted browser and the Node engine against the native engine.
 pub fn run(opts: &Options) -> Result<Outcome> {
+    const ENGINES: [&str; 3] = ["chromium", "firefox", "node"];
+    for engine in opts.only.iter().flatten() {
+        if !ENGINES.contains(&engine.as_str()) {
+            bail!(
+                "--only: unknown engine {engine:?} (the engines are {})",
+                ENGINES.join(", ")
+            );
+        }
+    }
     let known: Vec<&str> = ALL_MODES.split(',').collect();
     for mode in opts.modes.split(',') {
         if !known.contains(&mode) {

@@ -107,10 +107,19 @@ pub fn check(
             let results = run_cases(engine.as_mut(), &cases);
             match &reference {
                 None => {
-                    for (case, r) in cases.iter().zip(&results) {
-                        if let Err(e) = r {
-                            problems.push(format!("{name}: case {}: {e}", case.name));
-                        }
+                    // A case the reference refuses (a prompt longer than the model's context,
+                    // say) is a property of the model, not a divergence: it passes when every
+                    // engine refuses it with the same code (compared below). A model that runs
+                    // no case at all fails: nothing was compared.
+                    let refused = results.iter().filter(|r| r.is_err()).count();
+                    if !cases.is_empty() && refused == cases.len() {
+                        let first = results.iter().find_map(|r| r.as_ref().err());
+                        problems.push(format!(
+                            "{name}: every case was refused{}",
+                            first
+                                .map(|e| format!(" (the first: {e})"))
+                                .unwrap_or_default()
+                        ));
                     }
                     reference = Some(results);
                 }
@@ -217,7 +226,7 @@ pub fn render(r: &CheckReport, name: &str) -> String {
             names
                 .iter()
                 .skip(1)
-                .map(|n| format!("{n:<9}"))
+                .map(|n| format!("{n:<w$}", w = mark_width(n)))
                 .collect::<Vec<_>>()
                 .join(" ")
         );
@@ -233,10 +242,13 @@ pub fn render(r: &CheckReport, name: &str) -> String {
                 .engines
                 .iter()
                 .skip(1)
-                .map(|e| match e.divergences.get(i) {
-                    Some((_, None)) => format!("{:<9}", "same"),
-                    Some((_, Some(_))) => format!("{:<9}", "DIFFERS"),
-                    None => format!("{:<9}", "-"),
+                .map(|e| {
+                    let mark = match e.divergences.get(i) {
+                        Some((_, None)) => "same",
+                        Some((_, Some(_))) => "DIFFERS",
+                        None => "-",
+                    };
+                    format!("{mark:<w$}", w = mark_width(&e.engine))
                 })
                 .collect();
             let _ = writeln!(
@@ -265,4 +277,9 @@ pub fn render(r: &CheckReport, name: &str) -> String {
         }
     }
     s
+}
+
+/// The width of an engine's column in the case table: its name, or the widest mark.
+fn mark_width(engine: &str) -> usize {
+    engine.len().max("DIFFERS".len())
 }

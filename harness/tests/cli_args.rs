@@ -78,6 +78,10 @@ fn browsers_refuses_names_that_select_nothing() {
         ],
         "unknown mode \"bogus\"",
     );
+    refused(
+        &["browsers", "--only", "chromum", "--no-isolate"],
+        "unknown engine \"chromum\"",
+    );
     // --speed measures its own model in its own mode, and prints text only.
     for other in [["--json", ""], ["--models", "x"], ["--modes", "1"]] {
         let args: Vec<&str> = ["browsers", "--speed"]
@@ -182,5 +186,42 @@ fn a_converter_refuses_to_write_over_its_input() {
     assert_eq!(std::fs::read(&tokenizer).unwrap(), b"not read either");
     // Nothing else was left in the folder (no temporary file).
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `fixtures --check` names a damaged fixture file (exit 2) instead of failing to load it while
+/// building what depends on it; an intact copy passes.
+#[test]
+fn fixtures_check_names_a_damaged_fixture() {
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                copy(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("trlm-fixtures-check-{}", std::process::id()));
+    copy(&harness::fixtures::corpus_dir(), &dir);
+    let d = dir.to_str().unwrap();
+    let o = tinyrustlm(&["fixtures", "--check", "--dir", d]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let file = dir.join("byte-mha-tied-q4_0.slm");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let last = bytes.len() - 5;
+    bytes[last] ^= 1;
+    std::fs::write(&file, bytes).unwrap();
+    refused(
+        &["fixtures", "--check", "--dir", d],
+        "fixtures differ from their recipes: byte-mha-tied-q4_0",
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

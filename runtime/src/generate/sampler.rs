@@ -69,14 +69,24 @@ impl SamplerSettings {
         }
         if let Some(k) = self.top_k {
             if k == 0 || k > limits::MAX_TOP_K {
-                return fail("top_k must be in 1..=MAX_TOP_K");
+                return Err(Error::new(
+                    ErrorCode::InvalidSettings,
+                    alloc::format!("top_k {k} is not in 1..={} (MAX_TOP_K)", limits::MAX_TOP_K),
+                ));
             }
         }
         if self.seed == 0 {
             return fail("seed must not be 0");
         }
         if self.max_new_tokens == 0 || self.max_new_tokens > limits::MAX_NEW_TOKENS {
-            return fail("max_new_tokens must be in 1..=MAX_NEW_TOKENS");
+            return Err(Error::new(
+                ErrorCode::InvalidSettings,
+                alloc::format!(
+                    "max_new_tokens {} is not in 1..={} (MAX_NEW_TOKENS)",
+                    self.max_new_tokens,
+                    limits::MAX_NEW_TOKENS
+                ),
+            ));
         }
         Ok(())
     }
