@@ -171,8 +171,14 @@ fn read_header(bytes: &[u8]) -> Result<(u32, Params, Option<u32>, usize)> {
     } else {
         (0, read_params(&mut r, true)?, None)
     };
+    // Within the runtime's limits before anything is sized from them (the budget check lists
+    // every layer's tensors).
     ensure!(
-        params.vocab_size <= limits::MAX_VOCAB && params.dim <= limits::MAX_DIM,
+        params.vocab_size <= limits::MAX_VOCAB
+            && params.dim <= limits::MAX_DIM
+            && params.n_layers <= limits::MAX_LAYERS
+            && params.n_heads <= limits::MAX_HEADS
+            && params.hidden_dim <= limits::MAX_FFN_DIM,
         "checkpoint shape exceeds the runtime's limits"
     );
     Ok((version, params, group_size, r.pos))

@@ -5,6 +5,8 @@
 //! passes. The engine with the fault is the native engine with one of its answers changed
 //! after the runtime gave it (the comparison under test sees only the answers).
 
+mod common;
+
 use harness::adapter::fixtures::read_all;
 use harness::adapter::PlanFiles;
 use harness::check::{check, render, CheckReport};
@@ -160,4 +162,39 @@ fn every_difference_fails_the_check_and_is_named() {
             }
         }
     }
+}
+
+/// A model whose context is shorter than some standard prompts: every engine refuses those
+/// cases with the same code (ContextExceeded), which is the model's property, not a
+/// divergence; the check passes and its table shows the code.
+#[test]
+fn cases_every_engine_refuses_alike_pass() {
+    use common::{build_model, byte_vocab, Shape};
+    let shape = Shape {
+        dim: 32,
+        n_layers: 1,
+        n_heads: 2,
+        n_kv_heads: 2,
+        head_dim: 16,
+        ffn_dim: 64,
+        max_context: 8,
+        tied: true,
+    };
+    let bytes = build_model(byte_vocab(vec![]), shape, runtime::format::DType::Q8_0, 3);
+    let mut engines: Vec<Box<dyn Engine>> = vec![
+        Box::new(NativeEngine::default()),
+        Box::new(NativeEngine::default()),
+    ];
+    let r = check(&bytes, &mut engines, 4, None, None);
+    assert!(r.ok && r.problems.is_empty(), "{:?}", r.problems);
+    let refused = r.reference.iter().filter(|c| c.is_err()).count();
+    assert!(refused > 0 && refused < r.reference.len(), "{refused}");
+    let text = render(&r, "m");
+    assert!(
+        text.contains(&format!(
+            "error {}",
+            runtime::ErrorCode::ContextExceeded as u32
+        )),
+        "{text}"
+    );
 }
