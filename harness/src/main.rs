@@ -586,10 +586,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             max_tokens,
             plan,
         } => {
-            let bytes = read_model(&file)?;
-            let plan = plan
-                .map(|p| harness::adapter::PlanFiles::read(&p))
-                .transpose()?;
+            // Arguments first (exit 2 before any work), then the files.
             let names: Vec<String> = if engine.is_empty() {
                 harness::engine::ENGINE_NAMES
                     .iter()
@@ -616,6 +613,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     names.join(", ")
                 );
             }
+            let bytes = read_model(&file)?;
+            let plan = plan
+                .map(|p| harness::adapter::PlanFiles::read(&p))
+                .transpose()?;
             let report = harness::check::check(
                 &bytes,
                 &mut engines,

@@ -225,3 +225,27 @@ fn fixtures_check_names_a_damaged_fixture() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `check` refuses its arguments before reading the model: a bad `--max-tokens` or engine name
+/// exits 2 even with a file it would reject (exit 1) once read.
+#[test]
+fn check_refuses_arguments_before_reading_the_model() {
+    let dir = std::env::temp_dir().join(format!("trlm-check-args-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = dir.join("big.slm");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(runtime::limits::MAX_MODEL_BYTES + 1)
+        .unwrap();
+    let b = big.to_str().unwrap();
+    refused(&["check", b, "--max-tokens", "0"], "--max-tokens");
+    refused(&["check", b, "--engine", "nosuch"], "nosuch");
+    let o = tinyrustlm(&["check", b, "--engine", "native"]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
