@@ -715,10 +715,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
             context,
             plan,
         } => {
-            let bytes = read_model(&file)?;
-            let plan = plan
-                .map(|p| harness::adapter::PlanFiles::read(&p))
-                .transpose()?;
             let settings = runtime::generate::sampler::SamplerSettings {
                 temperature,
                 top_k,
@@ -726,6 +722,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 seed,
                 max_new_tokens: max_tokens,
             };
+            // Arguments first (exit 2 before any work), then the files.
+            settings
+                .validate()
+                .map_err(|e| anyhow::anyhow!("{}", inspect::describe_error(&e)))?;
+            let bytes = read_model(&file)?;
+            let plan = plan
+                .map(|p| harness::adapter::PlanFiles::read(&p))
+                .transpose()?;
             harness::run::run_to_stdout(bytes, prompt.as_bytes(), settings, context, plan.as_ref())
         }
         Command::Tokenize { file, text, no_bos } => {

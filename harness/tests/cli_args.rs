@@ -226,8 +226,8 @@ fn fixtures_check_names_a_damaged_fixture() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// `check` refuses its arguments before reading the model: a bad `--max-tokens` or engine name
-/// exits 2 even with a file it would reject (exit 1) once read.
+/// `check` and `run` refuse their arguments before reading the model: a bad `--max-tokens`,
+/// top-k or engine name exits 2 even with a file they would reject (exit 1) once read.
 #[test]
 fn check_refuses_arguments_before_reading_the_model() {
     let dir = std::env::temp_dir().join(format!("trlm-check-args-{}", std::process::id()));
@@ -240,6 +240,8 @@ fn check_refuses_arguments_before_reading_the_model() {
     let b = big.to_str().unwrap();
     refused(&["check", b, "--max-tokens", "0"], "--max-tokens");
     refused(&["check", b, "--engine", "nosuch"], "nosuch");
+    refused(&["run", b, "--max-tokens", "0"], "max_new_tokens");
+    refused(&["run", b, "--top-k", "100000"], "top_k");
     let o = tinyrustlm(&["check", b, "--engine", "native"]);
     assert_eq!(
         o.status.code(),
