@@ -117,17 +117,6 @@ fn read_params(r: &mut Reader<'_>, legacy: bool) -> Result<Params> {
     })
 }
 
-/// Parses a checkpoint of any supported version. Every size is checked against the file; a file
-/// with bytes left over is refused.
-pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint> {
-    let (version, params, group_size, header_len) = read_header(bytes)?;
-    let mut r = Reader {
-        bytes,
-        pos: header_len,
-    };
-    read_tensors(&mut r, version, params, group_size)
-}
-
 /// The header of a checkpoint of any supported version: its version, hyperparameters (checked
 /// against the runtime's limits), int8 group size (v2) and length.
 fn read_header(bytes: &[u8]) -> Result<(u32, Params, Option<u32>, usize)> {
@@ -184,8 +173,8 @@ fn read_header(bytes: &[u8]) -> Result<(u32, Params, Option<u32>, usize)> {
     Ok((version, params, group_size, r.pos))
 }
 
-/// The tensors after the header, in the checkpoint's order; a file with bytes left over is
-/// refused.
+/// The tensors after the header, in the checkpoint's order: every size is checked against the
+/// file, and a file with bytes left over is refused.
 fn read_tensors(
     r: &mut Reader<'_>,
     version: u32,
@@ -394,9 +383,10 @@ pub fn convert(
 ) -> Result<Converted> {
     // The output's size from the header alone: an oversized model is refused before any
     // weight is read (a v2 checkpoint would take four times its size in f32 first).
-    let (_, header_params, _, _) = read_header(model_bytes)?;
+    let (version, params, group_size, header_len) = read_header(model_bytes)?;
+    let config = config_of(&params);
     let mut total: u64 = 0;
-    for slot in llama::slots(&config_of(&header_params)) {
+    for slot in llama::slots(&config) {
         let elements = slot.shape.iter().map(|&d| u64::from(d)).product::<u64>();
         total = slot_dtype(&slot, dtype)
             .bytes_for(elements)
@@ -408,10 +398,12 @@ pub fn convert(
         "the tensors would take {total} bytes; a .slm model is at most {} bytes",
         limits::MAX_MODEL_BYTES
     );
-    let ck = read_checkpoint(model_bytes)?;
-    let p = ck.params;
-    let vocab = read_tokenizer_bin(tokenizer_bytes, p.vocab_size).context("the tokenizer")?;
-    let config = config_of(&p);
+    let mut r = Reader {
+        bytes: model_bytes,
+        pos: header_len,
+    };
+    let ck = read_tensors(&mut r, version, params, group_size)?;
+    let vocab = read_tokenizer_bin(tokenizer_bytes, params.vocab_size).context("the tokenizer")?;
     let mut kept_f32 = Vec::new();
     let mut by_name: std::collections::HashMap<String, (Vec<u32>, Vec<f32>)> = ck
         .tensors
@@ -457,8 +449,8 @@ pub fn convert(
             kept_f32.join(" ")
         ));
     }
-    if p.seq_len > limits::MAX_CONTEXT {
-        provenance.push_str(&format!("; context capped from {}", p.seq_len));
+    if params.seq_len > limits::MAX_CONTEXT {
+        provenance.push_str(&format!("; context capped from {}", params.seq_len));
     }
     let metadata = vec![
         ("name".to_string(), source.to_string()),

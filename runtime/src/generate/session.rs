@@ -196,7 +196,7 @@ impl Session {
         modules: &[&[u8]],
         room: impl FnOnce() -> bool,
     ) -> Result<Receipt> {
-        let (prepared, _) = self.prepare(plan, modules)?;
+        let prepared = self.prepare(plan, modules)?;
         let state = State::new(&self.model, self.state.context as u32)?;
         if !room() {
             // Freed before the message is made.
@@ -215,22 +215,23 @@ impl Session {
     /// What [`Session::apply_plan`] would do, without changing anything: returns the receipt it
     /// would produce, or the error it would report (before memory for the KV cache).
     pub fn check_plan(&self, plan: &[u8], modules: &[&[u8]]) -> Result<Receipt> {
-        Ok(self.prepare(plan, modules)?.0.receipt)
+        Ok(self.prepare(plan, modules)?.receipt)
     }
 
-    /// The checks and the assembly of [`Session::apply_plan`], and the receipt's digest.
-    fn prepare(&self, plan: &[u8], modules: &[&[u8]]) -> Result<(Prepared, [u8; 32])> {
+    /// The checks and the assembly of [`Session::apply_plan`].
+    fn prepare(&self, plan: &[u8], modules: &[&[u8]]) -> Result<Prepared> {
         let prepared = prepare_plan(&self.model, plan, modules)?;
-        let digest = prepared.receipt.digest();
         if let Some(req) = self.required {
-            if req.plan == prepared.receipt.plan && req.receipt.is_some_and(|d| d != digest) {
+            if req.plan == prepared.receipt.plan
+                && req.receipt.is_some_and(|d| d != prepared.receipt.digest())
+            {
                 return Err(Error::new(
                     ErrorCode::ReceiptMismatch,
                     "the plan's receipt is not the one required",
                 ));
             }
         }
-        Ok((prepared, digest))
+        Ok(prepared)
     }
 
     /// The same model, applied plan and required plan with a new KV cache of `context`
