@@ -602,15 +602,16 @@ fn the_memory_limit_makes_allocations_fail_cleanly() {
     );
 }
 
-/// F16 matrices holding an infinity or a NaN: the simd128 module widens the rows of an f16
-/// matrix that has none without testing each chunk (a flag set at load), and tests every chunk
-/// of one that has. Native and both modules give the same bits for the model without and for a
-/// copy with -inf in the (untied) classifier (one logit infinite, no NaN: a kernel that took
-/// the -inf for a finite value would differ), and the same tokens for copies with +inf in layer 1's wq
-/// and a NaN in layer 1's ffn_down, whose logits are NaN (spec/determinism.md, rule 8: a NaN's
-/// bits, and so the digests, are not specified).
+/// Matrices holding an infinity or a NaN: f16 weights, or q8_0/q4_0 block scales. The simd128
+/// module widens the f16 rows, or the block scales, of a matrix that has none without handling
+/// exponent 31 (a flag set at load), and handles it in one that has. Native and both modules
+/// give the same bits for the model without and for a copy with -inf in the (untied) classifier
+/// (one logit infinite, no NaN: a kernel that took the -inf for a finite value would differ),
+/// and the same tokens for copies with +inf in layer 1's wq and a NaN in layer 1's ffn_down,
+/// whose logits are NaN (spec/determinism.md, rule 8: a NaN's bits, and so the digests, are not
+/// specified).
 #[test]
-fn f16_matrices_with_infinities_and_nans_decode_identically() {
+fn matrices_with_infinities_and_nans_decode_identically() {
     let shape = Shape {
         dim: 64,
         n_layers: 2,
@@ -621,32 +622,6 @@ fn f16_matrices_with_infinities_and_nans_decode_identically() {
         max_context: 64,
         tied: false,
     };
-    let base = build_model_file(byte_vocab(vec![]), shape, DType::F16, 77);
-    let with = |tensor: &str, index: usize, bits: u16| {
-        let mut file = base.clone();
-        let t = file.tensors.iter_mut().find(|t| t.name == tensor).unwrap();
-        t.bytes[2 * index..2 * index + 2].copy_from_slice(&bits.to_le_bytes());
-        runtime::format::write(&file).unwrap()
-    };
-    // (what, file, whether its logits are free of NaN)
-    let models = [
-        ("finite", runtime::format::write(&base).unwrap(), true),
-        (
-            "-inf in the classifier",
-            with("output.weight", 120 * 64 + 3, 0xfc00),
-            true,
-        ),
-        // In the last layer: an infinity in an earlier one reaches the KV cache during the
-        // prefill and makes every later logit NaN whatever the decode's kernel does. (So these
-        // cases test the decode's kernels; the prefill's, whose last-layer products of the
-        // prompt's other tokens feed nothing, are tested by the simd128 selftest.)
-        ("+inf in wq", with("blk.1.attn_q.weight", 37, 0x7c00), false),
-        (
-            "NaN in ffn_down",
-            with("blk.1.ffn_down.weight", 300, 0x7e01),
-            false,
-        ),
-    ];
     let mut wasm: Vec<WasmtimeEngine> = WasmVariant::ALL
         .iter()
         .map(|&v| WasmtimeEngine::of(v).unwrap())
@@ -655,27 +630,66 @@ fn f16_matrices_with_infinities_and_nans_decode_identically() {
         prompt: b"the little girl said hello".to_vec(),
         settings: settings(0.0, None, 1.0, 1),
     };
-    let mut digests = Vec::new();
-    for (what, bytes, no_nan) in &models {
-        let mut native = NativeEngine::default();
-        native.load(bytes).unwrap();
-        let want = generate(&mut native, "the little girl said hello", req.settings);
-        for w in &mut wasm {
-            w.load(bytes).unwrap();
-            let got = generate(w, "the little girl said hello", req.settings);
-            let engine = w.name();
-            if *no_nan {
-                assert_eq!(got, want, "{what}: {engine}");
-                assert_eq!(got.step_digests, want.step_digests, "{what}: {engine}");
-            } else {
-                assert_eq!(
-                    (&got.tokens, &got.text, &got.finish),
-                    (&want.tokens, &want.text, &want.finish),
-                    "{what}: {engine}"
-                );
+    for dtype in [DType::F16, DType::Q8_0, DType::Q4_0] {
+        let base = build_model_file(byte_vocab(vec![]), shape, dtype, 77);
+        // Sets f16 `bits` at element `index` (f16) or as the scale of block `index`.
+        let with = |tensor: &str, index: usize, bits: u16| {
+            let mut file = base.clone();
+            let t = file.tensors.iter_mut().find(|t| t.name == tensor).unwrap();
+            let at = match dtype {
+                DType::F16 => 2 * index,
+                _ => index * dtype.block_bytes(),
+            };
+            t.bytes[at..at + 2].copy_from_slice(&bits.to_le_bytes());
+            runtime::format::write(&file).unwrap()
+        };
+        // (what, file, whether its logits are free of NaN)
+        let models = [
+            ("finite", runtime::format::write(&base).unwrap(), true),
+            (
+                "-inf in the classifier",
+                with("output.weight", 120 * 2 + 1, 0xfc00),
+                true,
+            ),
+            // In the last layer: an infinity in an earlier one reaches the KV cache during the
+            // prefill and makes every later logit NaN whatever the decode's kernel does. (So these
+            // cases test the decode's kernels; the prefill's, whose last-layer products of the
+            // prompt's other tokens feed nothing, are tested by the simd128 selftest.)
+            ("+inf in wq", with("blk.1.attn_q.weight", 37, 0x7c00), false),
+            (
+                "NaN in ffn_down",
+                with("blk.1.ffn_down.weight", 30, 0x7e01),
+                false,
+            ),
+        ];
+        let mut digests = Vec::new();
+        for (what, bytes, no_nan) in &models {
+            let mut native = NativeEngine::default();
+            native.load(bytes).unwrap();
+            let want = generate(&mut native, "the little girl said hello", req.settings);
+            for w in &mut wasm {
+                w.load(bytes).unwrap();
+                let got = generate(w, "the little girl said hello", req.settings);
+                let engine = w.name();
+                if *no_nan {
+                    assert_eq!(got, want, "{dtype:?} {what}: {engine}");
+                    assert_eq!(
+                        got.step_digests, want.step_digests,
+                        "{dtype:?} {what}: {engine}"
+                    );
+                } else {
+                    assert_eq!(
+                        (&got.tokens, &got.text, &got.finish),
+                        (&want.tokens, &want.text, &want.finish),
+                        "{dtype:?} {what}: {engine}"
+                    );
+                }
             }
+            digests.push(want.logits_digest);
         }
-        digests.push(want.logits_digest);
+        assert_ne!(
+            digests[0], digests[1],
+            "{dtype:?}: the -inf changes the logits"
+        );
     }
-    assert_ne!(digests[0], digests[1], "the -inf changes the logits");
 }

@@ -532,8 +532,9 @@ pub struct MatRef<'a> {
     pub rows: usize,
     pub cols: usize,
     pub bytes: &'a [u8],
-    /// F16 only: the bytes hold no infinity and no NaN (spares the wasm simd128 kernel a test
-    /// per chunk; `false` is always correct).
+    /// No f16 in the bytes is an infinity or a NaN: an f16 matrix's elements, a q8_0/q4_0
+    /// matrix's block scales (spares the wasm simd128 kernels their handling of exponent 31;
+    /// `false` is always correct).
     pub f16_finite: bool,
 }
 
@@ -753,7 +754,7 @@ fn product(out: &mut [f32], w: &MatRef, x: &[f32], act: &[BlockQ8]) -> Result<()
         }
         DType::Q8_0 | DType::Q4_0 => {
             // Whole groups of rows in a whole-matrix kernel where there is one, the rest here.
-            let done = matvec_groups(w.dtype, out, w.bytes, act);
+            let done = matvec_groups(w.dtype, out, w.bytes, act, w.f16_finite);
             let (out, bytes) = (&mut out[done..], &w.bytes[done * rb..]);
             if w.dtype == DType::Q8_0 {
                 all_rows(
@@ -784,18 +785,27 @@ fn product(out: &mut [f32], w: &MatRef, x: &[f32], act: &[BlockQ8]) -> Result<()
 /// whole-matrix kernel computes: whole groups of rows from the first, each bit for bit its
 /// single-row product. Returns the number of rows done (0 where there is no such kernel).
 #[inline]
-fn matvec_groups(dtype: DType, out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usize {
+fn matvec_groups(
+    dtype: DType,
+    out: &mut [f32],
+    bytes: &[u8],
+    act: &[BlockQ8],
+    finite: bool,
+) -> usize {
     #[cfg(target_arch = "x86_64")]
-    return cpu::avx2_matvec(dtype, out, bytes, act);
+    return {
+        let _ = finite;
+        cpu::avx2_matvec(dtype, out, bytes, act)
+    };
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     return match dtype {
-        DType::Q8_0 => simd128::matvec_q8_0(out, bytes, act),
-        DType::Q4_0 => simd128::matvec_q4_0(out, bytes, act),
+        DType::Q8_0 => simd128::matvec_q8_0(out, bytes, act, finite),
+        DType::Q4_0 => simd128::matvec_q4_0(out, bytes, act, finite),
         _ => 0,
     };
     #[allow(unreachable_code)]
     {
-        let _ = (dtype, out, bytes, act);
+        let _ = (dtype, out, bytes, act, finite);
         0
     }
 }

@@ -195,6 +195,16 @@ fn f16x4_to_f32x4(h: v128, k: &Widen) -> v128 {
     v128_or(finite, v128_and(is_inf_nan, k.f32_exponent))
 }
 
+/// [`f16x4_to_f32x4`] of four f16 bit patterns none of which is an infinity or a NaN (exponent
+/// below 31): the same placed bits times 2^112, without the step for exponent 31.
+#[inline(always)]
+fn f16x4_finite_to_f32x4(h: v128, k: &Widen) -> v128 {
+    f32x4_mul(
+        v128_and(i32x4_shr(i32x4_shl(h, 16), 3), k.placed_bits),
+        k.pow112,
+    )
+}
+
 /// The vector constants of [`f16x4_to_f32x4`]. The block loops of the matrix-vector kernels
 /// take them from [`Widen::new`], made once per call outside the loop and hidden from the
 /// compiler, so that the module holds them in locals: written as constants inside a loop, V8
@@ -254,8 +264,26 @@ fn f16x8_finite_to_f32x4x2(h: v128) -> [v128; 2] {
 /// the f16 weight scales `c0.scale, .., c3.scale` widened.
 #[inline(always)]
 fn step(acc: v128, sumi: v128, c: [&Codes; 4], dx: v128, k: &Widen) -> v128 {
+    step_scales::<false>(acc, sumi, c, dx, k)
+}
+
+/// [`step`], where `FINITE` says that no scale is an infinity or a NaN
+/// ([`f16x4_finite_to_f32x4`] then widens them).
+#[inline(always)]
+fn step_scales<const FINITE: bool>(
+    acc: v128,
+    sumi: v128,
+    c: [&Codes; 4],
+    dx: v128,
+    k: &Widen,
+) -> v128 {
     let [s0, s1, s2, s3] = c.map(|c| c.scale);
-    let dw = f16x4_to_f32x4(u32x4(s0, s1, s2, s3), k);
+    let h = u32x4(s0, s1, s2, s3);
+    let dw = if FINITE {
+        f16x4_finite_to_f32x4(h, k)
+    } else {
+        f16x4_to_f32x4(h, k)
+    };
     f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(sumi), f32x4_mul(dw, dx)))
 }
 
@@ -415,10 +443,11 @@ pub(crate) const MATVEC_GROUP: usize = 4;
 /// single-row product of row r (each row its own serial chain, as [`dot4_shared`]). What depends
 /// only on the activation (its codes widened and `recast` for the rows' `codes`, and `bias`) is
 /// prepared once per block for all rows, in column chunks of [`MATVEC_CHUNK`] blocks, each chunk
-/// continuing the accumulators kept in `out`. Returns the number of rows computed; the caller
-/// does the rest.
+/// continuing the accumulators kept in `out`. `FINITE`: no block scale of the matrix is an
+/// infinity or a NaN ([`step_scales`]). Returns the number of rows computed; the caller does the
+/// rest.
 #[inline(always)]
-fn matvec_groups<const BB: usize>(
+fn matvec_groups<const BB: usize, const FINITE: bool>(
     out: &mut [f32],
     bytes: &[u8],
     act: &[BlockQ8],
@@ -470,7 +499,8 @@ fn matvec_groups<const BB: usize>(
                     ),
                     *bias,
                 );
-                acc = step(acc, sumi, [&c0, &c1, &c2, &c3], f32x4_splat(a.d), &k);
+                let dx = f32x4_splat(a.d);
+                acc = step_scales::<FINITE>(acc, sumi, [&c0, &c1, &c2, &c3], dx, &k);
             }
             *o = lanes(acc);
             done += MATVEC_GROUP;
@@ -480,15 +510,25 @@ fn matvec_groups<const BB: usize>(
 }
 
 /// The q8_0 rows (34-byte blocks, `act.len()` per row) of the whole groups of four of a
-/// matrix times `act`, each bit for bit `kernels::dot_q8_0_row(row, act)`. Returns the rows
-/// computed.
-pub(crate) fn matvec_q8_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usize {
-    matvec_groups(out, bytes, act, q8_0_codes, plain_act_codes, no_bias)
+/// matrix times `act`, each bit for bit `kernels::dot_q8_0_row(row, act)`. `finite`: no block
+/// scale is an infinity or a NaN (`false` is always correct). Returns the rows computed.
+pub(crate) fn matvec_q8_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8], finite: bool) -> usize {
+    let (c, r, b) = (q8_0_codes, plain_act_codes, no_bias);
+    if finite {
+        matvec_groups::<_, true>(out, bytes, act, c, r, b)
+    } else {
+        matvec_groups::<_, false>(out, bytes, act, c, r, b)
+    }
 }
 
 /// The q4_0 rows (18-byte blocks) of the whole groups of four, as [`matvec_q8_0`].
-pub(crate) fn matvec_q4_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8]) -> usize {
-    matvec_groups(out, bytes, act, q4_0_packed, packed_act_codes, nibble_bias)
+pub(crate) fn matvec_q4_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8], finite: bool) -> usize {
+    let (c, r, b) = (q4_0_packed, packed_act_codes, nibble_bias);
+    if finite {
+        matvec_groups::<_, true>(out, bytes, act, c, r, b)
+    } else {
+        matvec_groups::<_, false>(out, bytes, act, c, r, b)
+    }
 }
 
 /// Tokens per group of the whole-product prefill kernels (four chains, as [`dot4_one_row`]).

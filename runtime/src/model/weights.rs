@@ -26,9 +26,9 @@ pub struct TensorLoc {
     pub cols: usize,
     pub offset: usize,
     pub len: usize,
-    /// An f16 tensor whose payload, as the file holds it, has no infinity and no NaN: the wasm
-    /// simd128 matrix-vector kernel and batched prefill's widening then widen its rows without
-    /// testing each chunk for them.
+    /// No f16 in the payload, as the file holds it, is an infinity or a NaN: for an f16 tensor
+    /// its elements, for a q8_0/q4_0 tensor its block scales. The wasm simd128 matrix-vector
+    /// kernels and batched prefill's f16 widening then widen them without handling exponent 31.
     /// Set by [`Model::load`] on the model's layer, embedding and classifier locations, in the
     /// simd128 module only (elsewhere nothing reads it); never on the copies in
     /// [`Model::tensors`]. `false` is always correct.
@@ -54,13 +54,16 @@ impl TensorLoc {
         }
     }
 
-    /// Sets [`TensorLoc::f16_finite`] from the payload in `file` (an f16 tensor only).
+    /// Sets [`TensorLoc::f16_finite`] from the payload in `file` (an f16, q8_0 or q4_0 tensor).
     fn mark_f16_finite(&mut self, file: &[u8]) {
-        if self.dtype == DType::F16 {
-            if let Some(payload) = file.get(self.offset..self.offset.saturating_add(self.len)) {
-                self.f16_finite = f16_all_finite(payload);
-            }
-        }
+        let Some(payload) = file.get(self.offset..self.offset.saturating_add(self.len)) else {
+            return;
+        };
+        self.f16_finite = match self.dtype {
+            DType::F16 => f16_all_finite(payload),
+            DType::Q8_0 | DType::Q4_0 => scales_all_finite(payload, self.dtype.block_bytes()),
+            _ => false,
+        };
     }
 }
 
@@ -78,6 +81,17 @@ pub fn f16_all_finite(payload: &[u8]) -> bool {
         .chunks_exact(2)
         .fold(max, |m, c| m.max(u16::from_le_bytes([c[0], c[1]]) & 0x7fff))
         < 0x7c00
+}
+
+/// Whether no block scale of the `block`-byte blocks in `payload` (an f16 at the start of each
+/// block, little-endian) is an infinity or a NaN. A partial block at the end (none in a checked
+/// tensor) answers `false`.
+pub fn scales_all_finite(payload: &[u8], block: usize) -> bool {
+    block >= 2
+        && payload.len().is_multiple_of(block)
+        && payload
+            .chunks_exact(block)
+            .all(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7fff < 0x7c00)
 }
 
 /// One tensor of the file's directory: name, shape and where its payload lies.
@@ -288,8 +302,33 @@ impl Model {
 
 #[cfg(test)]
 mod tests {
-    use super::f16_all_finite;
+    use super::{f16_all_finite, scales_all_finite};
+    use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES};
     use alloc::vec::Vec;
+
+    #[test]
+    fn scales_all_finite_reads_only_the_scales() {
+        for bb in [Q8_0_BLOCK_BYTES, Q4_0_BLOCK_BYTES] {
+            for h in 0..=u16::MAX {
+                let finite = h & 0x7c00 != 0x7c00;
+                // Code bytes that read as an infinity are not scales.
+                let block = |scale: u16| {
+                    let mut b = alloc::vec![0xfc; bb];
+                    b[..2].copy_from_slice(&scale.to_le_bytes());
+                    b
+                };
+                let payload: Vec<u8> = [0x3c00, 0xfbff, h, 0x0001]
+                    .into_iter()
+                    .flat_map(block)
+                    .collect();
+                assert_eq!(scales_all_finite(&payload, bb), finite, "{bb} {h:#06x}");
+            }
+            assert!(scales_all_finite(&[], bb));
+            // A partial block is not a whole tensor.
+            assert!(!scales_all_finite(&[0; 3], bb));
+        }
+        assert!(!scales_all_finite(&[0; 2], 1));
+    }
 
     #[test]
     fn f16_all_finite_is_no_exponent_31() {

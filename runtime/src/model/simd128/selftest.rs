@@ -18,7 +18,9 @@
 //! wired `kernels::dot_q8_0_rows` / `dot_q4_0_rows` with the portable single-row kernels
 //! `kernels::dot_q8_0_row` / `dot_q4_0_row`, each chain over its own blocks; and the whole-matrix
 //! `matvec_q8_0` / `matvec_q4_0` on 0 to 20 rows (of up to 23 blocks, and in one case of eight
-//! of 60 to 139 blocks), row by row against the same single-row kernels,
+//! of 60 to 139 blocks), row by row against the same single-row kernels — as drawn, with the
+//! "no infinite or NaN scale" flag the load would set, and with those scales made finite and the
+//! flag set —
 //! and the prefill kernels `matmul_q8_0` / `matmul_q4_0` on 0 to 10 rows × 0 to 10 tokens (one
 //! pass of one or two groups, or two passes); and the f16 whole-matrix kernel `matvec_f16` on 0
 //! to 10 rows of 0 to 74 columns, row by row against `kernels::dot_f16_row`.
@@ -37,7 +39,7 @@ use crate::model::kernels::{
     dot_f16_row, dot_q4_0_row, dot_q4_0_rows, dot_q8_0_row, dot_q8_0_rows, MatRef,
 };
 use crate::model::quant::{f16_to_f32, BlockQ8};
-use crate::model::weights::f16_all_finite;
+use crate::model::weights::{f16_all_finite, scales_all_finite};
 use crate::sha256::{sha256, sha256_x4};
 
 /// Runs the f16 check and `cases` random cases drawn from `seed`. Returns 0 when every result
@@ -386,18 +388,35 @@ fn matvec_agrees(rng: &mut Rng, blocks: usize) -> bool {
     } else {
         rows / MATVEC_GROUP * MATVEC_GROUP
     };
-    let check = |bb: usize,
-                 rng: &mut Rng,
-                 kernel: fn(&mut [f32], &[u8], &[BlockQ8]) -> usize,
-                 dot: fn(&[u8], &[BlockQ8]) -> f32| {
-        let bytes: Vec<u8> = (0..rows).flat_map(|_| rng.row(blocks, bb, 0)).collect();
+    let agrees = |bytes: &[u8],
+                  bb: usize,
+                  finite: bool,
+                  kernel: fn(&mut [f32], &[u8], &[BlockQ8], bool) -> usize,
+                  dot: fn(&[u8], &[BlockQ8]) -> f32| {
         let mut out = alloc::vec![f32::NAN; rows];
-        let done = kernel(&mut out, &bytes, &act);
+        let done = kernel(&mut out, bytes, &act, finite);
         done == whole
             && (0..done).all(|r| {
                 let row = &bytes[r * blocks * bb..(r + 1) * blocks * bb];
                 same(out[r], dot(row, &act))
             })
+    };
+    // As drawn, with the flag the load would set (a matrix with an infinite or NaN scale is
+    // never flagged finite), and then with every such scale made the largest finite one of
+    // its sign: flagged finite, with the other edge scales (zero, subnormal, largest) kept.
+    let check = |bb: usize,
+                 rng: &mut Rng,
+                 kernel: fn(&mut [f32], &[u8], &[BlockQ8], bool) -> usize,
+                 dot: fn(&[u8], &[BlockQ8]) -> f32| {
+        let mut bytes: Vec<u8> = (0..rows).flat_map(|_| rng.row(blocks, bb, 0)).collect();
+        let drawn = agrees(&bytes, bb, scales_all_finite(&bytes, bb), kernel, dot);
+        for b in bytes.chunks_exact_mut(bb) {
+            if b[1] & 0x7c == 0x7c {
+                b[0] = 0xff;
+                b[1] = (b[1] & 0x80) | 0x7b;
+            }
+        }
+        drawn && scales_all_finite(&bytes, bb) && agrees(&bytes, bb, true, kernel, dot)
     };
     check(Q8_0_BLOCK_BYTES, rng, matvec_q8_0, dot_q8_0_row)
         && check(Q4_0_BLOCK_BYTES, rng, matvec_q4_0, dot_q4_0_row)
