@@ -601,11 +601,17 @@ impl<'a> MatRef<'a> {
     }
 }
 
-/// Preallocated room for one quantized activation vector, so [`matvec`] never allocates.
+/// Preallocated room for one quantized activation vector, so [`matvec`] never allocates; in the
+/// wasm simd128 module, once [`ActScratch::reserve_scaled_input`] has run, also for the input
+/// times 2^112 that its f16 kernel takes (`simd128::scale_input`).
 #[derive(Clone, Debug)]
 pub struct ActScratch {
     blocks: Vec<BlockQ8>,
+    scaled: Vec<f32>,
 }
+
+/// Whether [`ActScratch`] holds room for the scaled input (the simd128 module only).
+const SCALED_INPUT: bool = cfg!(all(target_arch = "wasm32", target_feature = "simd128"));
 
 impl ActScratch {
     /// Room for activations of up to `max_cols` elements (`OutOfMemory` if it cannot be had).
@@ -619,12 +625,33 @@ impl ActScratch {
             )
         })?;
         blocks.resize(n, BlockQ8::ZERO);
-        Ok(ActScratch { blocks })
+        Ok(ActScratch {
+            blocks,
+            scaled: Vec::new(),
+        })
+    }
+
+    /// Adds room for the input times 2^112 of up to [`ActScratch::max_cols`] elements, which the
+    /// simd128 module's f16 kernel takes (elsewhere nothing: no other kernel reads it). Without
+    /// it that kernel widens each weight with a product by 2^112 (the same bits, slower).
+    pub fn reserve_scaled_input(&mut self) -> Result<()> {
+        if !SCALED_INPUT {
+            return Ok(());
+        }
+        let n = self.max_cols();
+        self.scaled.try_reserve_exact(n).map_err(|_| {
+            Error::new(
+                ErrorCode::OutOfMemory,
+                alloc::format!("no memory for a {n}-element scaled input"),
+            )
+        })?;
+        self.scaled.resize(n, 0.0);
+        Ok(())
     }
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.blocks.len() * core::mem::size_of::<BlockQ8>()
+        self.blocks.len() * core::mem::size_of::<BlockQ8>() + self.scaled.len() * 4
     }
 
     /// The largest activation length this scratch holds.
@@ -658,10 +685,17 @@ pub fn matvecs<const N: usize>(
         check_matvec(out, w, x, scratch)?;
     }
     let mut quantized = false;
+    // The input times 2^112 for the simd128 f16 kernel, made once for all the products that
+    // take it: None until needed, then whether it could be made.
+    let mut scaled: Option<bool> = None;
+    let ActScratch {
+        blocks,
+        scaled: scaled_x,
+    } = scratch;
     for (out, w) in products {
         let act: &[BlockQ8] = if matches!(w.dtype, DType::Q8_0 | DType::Q4_0) {
             // Checked: the scratch holds the blocks of x.len() = cols columns.
-            let act = &mut scratch.blocks[..w.cols / QK];
+            let act = &mut blocks[..w.cols / QK];
             if !quantized {
                 quantize_act_q8_0(x, act)?;
                 quantized = true;
@@ -670,9 +704,31 @@ pub fn matvecs<const N: usize>(
         } else {
             &[]
         };
-        product(out, w, x, act)?;
+        let with_scaled = SCALED_INPUT && w.dtype == DType::F16 && w.f16_finite;
+        if with_scaled && scaled.is_none() {
+            scaled = Some(scale_input(x, scaled_x));
+        }
+        let input = match (with_scaled, scaled) {
+            (true, Some(true)) => scaled_x.get(..x.len()),
+            _ => None,
+        };
+        product(out, w, x, act, input)?;
     }
     Ok(())
+}
+
+/// `out[..x.len()] = x · 2^112` for the simd128 f16 kernel where every |x| allows it; returns
+/// whether it did (elsewhere never).
+fn scale_input(x: &[f32], out: &mut [f32]) -> bool {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return out
+        .get_mut(..x.len())
+        .is_some_and(|out| simd128::scale_input(x, out));
+    #[allow(unreachable_code)]
+    {
+        let _ = (x, out);
+        false
+    }
 }
 
 /// The errors of [`matvec`] for one product.
@@ -704,8 +760,14 @@ fn check_matvec(out: &[f32], w: &MatRef, x: &[f32], scratch: &ActScratch) -> Res
 }
 
 /// `out = w · x` for a checked product ([`check_matvec`]); `act` is `x` quantized when `w` is
-/// q8_0/q4_0.
-fn product(out: &mut [f32], w: &MatRef, x: &[f32], act: &[BlockQ8]) -> Result<()> {
+/// q8_0/q4_0; `scaled`, when given, is `x · 2^112` (the simd128 f16 kernel's faster input).
+fn product(
+    out: &mut [f32],
+    w: &MatRef,
+    x: &[f32],
+    act: &[BlockQ8],
+    scaled: Option<&[f32]>,
+) -> Result<()> {
     let rb = w.row_bytes()?;
     // Zero columns give zero-length rows; `chunks_exact` needs a non-zero size (the rows are
     // then filled with the empty sum below).
@@ -730,12 +792,14 @@ fn product(out: &mut [f32], w: &MatRef, x: &[f32], act: &[BlockQ8]) -> Result<()
             #[cfg(target_arch = "x86_64")]
             let done = cpu::avx2_matvec_f16(out, w.bytes, x);
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-            let done = simd128::matvec_f16(out, w.bytes, x, w.f16_finite);
+            let done = simd128::matvec_f16(out, w.bytes, x, w.f16_finite, scaled);
             #[cfg(not(any(
                 target_arch = "x86_64",
                 all(target_arch = "wasm32", target_feature = "simd128")
             )))]
             let done = 0;
+            #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+            let _ = scaled;
             let (out, bytes) = (&mut out[done..], &w.bytes[done * rb..]);
             cpu::run(
                 #[inline(always)]

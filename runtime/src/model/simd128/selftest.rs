@@ -23,14 +23,15 @@
 //! flag set —
 //! and the prefill kernels `matmul_q8_0` / `matmul_q4_0` on 0 to 10 rows × 0 to 10 tokens (one
 //! pass of one or two groups, or two passes); and the f16 whole-matrix kernel `matvec_f16` on 0
-//! to 10 rows of 0 to 74 columns, row by row against `kernels::dot_f16_row`.
+//! to 10 rows of 0 to 74 columns, row by row against `kernels::dot_f16_row` (also with its input
+//! times 2^112 from `scale_input`, where that takes the inputs, and on inputs all below 2^16).
 
 use alloc::vec::Vec;
 use core::arch::wasm32::{f32x4_extract_lane, u32x4};
 
 use super::{
     dot4_q4_0, dot4_q8_0, f16x4_to_f32x4, matmul_q4_0, matmul_q8_0, matvec_f16, matvec_q4_0,
-    matvec_q8_0, widen_f16, Widen, MATVEC_GROUP,
+    matvec_q8_0, scale_input, widen_f16, Widen, MATVEC_GROUP,
 };
 use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
 use crate::format::DType;
@@ -318,19 +319,65 @@ fn matvec_f16_agrees(rng: &mut Rng) -> bool {
         b.chunks_exact(2)
             .all(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7c00 != 0x7c00)
     };
+    // The inputs with every |x| of 2^16 or more (huge, infinite, NaN) made the largest f32 below
+    // 2^16 of its sign: inputs the kernel also takes times 2^112 (`scale_input`).
+    let below = f32::from_bits(0x477f_ffff);
+    let tame: Vec<f32> = x
+        .iter()
+        .map(|&v| match (v.abs() < 65536.0, v.is_sign_negative()) {
+            (true, _) => v,
+            (false, false) => below,
+            (false, true) => -below,
+        })
+        .collect();
     f16_all_finite(&finite_bytes)
         && f16_all_finite(&bytes) == no_exponent_31(&bytes)
+        && scale_input_bounds_hold()
         && cases.into_iter().all(|(bytes, finite)| {
-            let sentinel = f32::from_bits(0x7fc0_0bad);
-            let mut out = alloc::vec![sentinel; rows + 1];
-            let done = matvec_f16(&mut out[..rows], bytes, &x, finite);
-            let want = if cols == 0 { 0 } else { rows };
             let row = |r: usize| &bytes[r * 2 * cols..(r + 1) * 2 * cols];
-            done == want
-                && (0..done).all(|r| same(out[r], dot_f16_row(row(r), &x)))
-                && out[rows].to_bits() == sentinel.to_bits()
+            let agrees = |x: &[f32], scaled: Option<&[f32]>| {
+                let sentinel = f32::from_bits(0x7fc0_0bad);
+                let mut out = alloc::vec![sentinel; rows + 1];
+                let done = matvec_f16(&mut out[..rows], bytes, x, finite, scaled);
+                let want = if cols == 0 { 0 } else { rows };
+                done == want
+                    && (0..done).all(|r| same(out[r], dot_f16_row(row(r), x)))
+                    && out[rows].to_bits() == sentinel.to_bits()
+            };
+            // As `kernels::matvecs` calls it: the scaled input where `scale_input` makes one.
+            let scaled_agrees = |x: &[f32]| {
+                let mut scaled = alloc::vec![0.0f32; x.len()];
+                let made = scale_input(x, &mut scaled);
+                made == x.iter().all(|v| v.abs() < 65536.0)
+                    && agrees(x, made.then_some(&scaled[..]))
+            };
+            agrees(&x, None)
+                && scaled_agrees(&x)
+                && scaled_agrees(&tame)
                 && prefill_f16_agrees(rows, cols, bytes, finite, &x)
         })
+}
+
+/// `scale_input` takes every |x| below 2^16 and nothing else, and scales exactly.
+fn scale_input_bounds_hold() -> bool {
+    let below = f32::from_bits(0x477f_ffff);
+    let tiny = f32::from_bits(1);
+    let mut out = [0.0f32; 4];
+    let took = scale_input(&[below, -below, tiny, -0.0], &mut out);
+    let pow112 = f32::from_bits((127 + 112) << 23);
+    // 2^-149 · 2^112 = 2^-37 (biased exponent 90).
+    let want = [
+        below * pow112,
+        -below * pow112,
+        f32::from_bits(90 << 23),
+        -0.0,
+    ];
+    took && (below * pow112).is_finite()
+        && out.map(f32::to_bits) == want.map(f32::to_bits)
+        && [65536.0, -65536.0, f32::INFINITY, f32::NAN]
+            .iter()
+            .all(|&v| !scale_input(&[0.0, v], &mut out[..2]))
+        && !scale_input(&[0.0; 3], &mut out[..2])
 }
 
 /// Batched prefill's product of the f16 matrix `bytes` (`rows` × `cols`, `finite` as
