@@ -86,9 +86,12 @@ impl State {
         }
         let mut act = ActScratch::new(dim.max(q_dim).max(ffn))?;
         let batch = Batch::new(c, context)?;
-        // After the batch's buffers: allocated before them, it moved them, and the browsers'
-        // f16 prefill fell 6-9 % (measured; why their addresses matter there is not known).
-        act.reserve_scaled_input()?;
+        // Only for a model that can use it, and after the batch's buffers: allocated before
+        // them, it moved them, and the browsers' f16 prefill fell 6-9 % (measured; why their
+        // addresses matter there is not known).
+        if model.has_finite_f16_matrix() {
+            act.reserve_scaled_input()?;
+        }
         Ok(State {
             context,
             x: zeros(dim)?,

@@ -152,6 +152,19 @@ pub struct Model {
 }
 
 impl Model {
+    /// Whether a matrix-vector product of this model may take an f16 matrix the load found free
+    /// of infinities and NaNs ([`TensorLoc::f16_finite`]: the simd128 module only), the one
+    /// kernel that reads a scaled input ([`crate::model::kernels::ActScratch`]).
+    pub fn has_finite_f16_matrix(&self) -> bool {
+        let finite_f16 = |t: &TensorLoc| t.dtype == DType::F16 && t.f16_finite;
+        finite_f16(&self.classifier)
+            || self.layers.iter().any(|l| {
+                [&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3]
+                    .into_iter()
+                    .any(finite_f16)
+            })
+    }
+
     /// Verifies `bytes` completely (spec/slm.md, every rule; then the tokenizer) and takes them.
     pub fn load(bytes: Vec<u8>) -> Result<Model> {
         Model::load_known(bytes, &KnownDigests::default())
