@@ -616,10 +616,12 @@ async function demo() {
 // ---- the page benchmark ----
 const MIB = 1048576;
 
-/** `median (slowest..fastest)` of a rate `units / seconds` over run times in ms. */
+/** `median (slowest..fastest)` of the rates `units / seconds` of runs timed in ms (the median
+ * of the rates: for an even count the mean of the two middle rates). */
 function rateCell(units, ms) {
-  const r = (t) => (units / (t / 1000)).toFixed(1);
-  return `${r(median(ms))} (${r(Math.max(...ms))}..${r(Math.min(...ms))})`;
+  const rates = ms.map((t) => units / (t / 1000));
+  const f = (r) => r.toFixed(1);
+  return `${f(median(rates))} (${f(Math.min(...rates))}..${f(Math.max(...rates))})`;
 }
 
 /** `median (min..max)` of times in ms. */
@@ -662,7 +664,7 @@ async function bench(names) {
   const promptBytes = Number(params.get('prompt') || '127');
   const decodeTokens = Number(params.get('decode') || '32');
   $('bench-panel').hidden = false;
-  $('bench-note').textContent = `median of ${runs} run(s) after a warm-up, spread slowest..fastest; ` +
+  $('bench-note').textContent = `median of ${runs} run(s) after a warm-up, spread lowest..highest (tok/s: slowest..fastest; ms: fastest..slowest); ` +
     `prefill: BOS + ${promptBytes} bytes; decode: ${decodeTokens} greedy tokens after BOS, logits digest off`;
   for (const name of names) {
     const ans = await call(

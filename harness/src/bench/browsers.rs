@@ -179,7 +179,13 @@ fn page_row(
         peak_bytes: Some(end),
         peak_kind: "wasm linear memory",
     };
-    let variant = fin["wasm_variant"].as_str().unwrap_or("none").to_string();
+    let variant = match fin["wasm_variant"].as_str() {
+        Some(v @ ("simd128" | "scalar")) => v.to_string(),
+        other => bail!(
+            "{}: the page's wasm_variant is {other:?}, not simd128 or scalar",
+            browser.name()
+        ),
+    };
     Ok(PageRow {
         row: model.row(engine_name(browser, &variant), &measured, native, None),
         wasm_variant: variant,
@@ -358,6 +364,12 @@ pub fn run(sel: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usize>) ->
         }
     }
     let (models, skipped) = model::select(sel.shape, sel.dtypes, |_| {})?;
+    if models.is_empty() && !json {
+        // Why none is left (otherwise said with the report).
+        for s in &skipped {
+            model::print_skipped(s)?;
+        }
+    }
     ensure!(!models.is_empty(), "no model within the budget selected");
     let serve = ServeConfig::default();
     ensure!(
@@ -481,4 +493,62 @@ pub fn run(sel: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usize>) ->
         print_text(&report, &models)?;
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::model::{build, Shape};
+    use runtime::format::DType;
+    use serde_json::json;
+
+    /// A tiny model of the bench's kind, and a page's entry for it with every figure well formed.
+    fn tiny() -> (BenchModel, Value) {
+        const TINY: Shape = Shape {
+            name: "tiny",
+            dim: 64,
+            ffn_dim: 128,
+            n_layers: 2,
+            n_heads: 4,
+            vocab: 320,
+            context: 64,
+        };
+        let bytes = build(&TINY, DType::Q8_0).expect("a tiny model builds");
+        let ms = json!([2.0, 3.0]);
+        let entry = json!({
+            "ok": true,
+            "file_bytes": bytes.len(),
+            "prompt_tokens": PROMPT_TOKENS,
+            "decode_tokens": DECODE_TOKENS,
+            "wasm_memory_after_load_bytes": 65536,
+            "wasm_memory_end_bytes": 131072,
+            "times": {
+                "load_ms": ms, "prefill_ms": ms, "decode_ms": ms, "fetch_ms": ms,
+                "fetch_load_ms": ms,
+            },
+        });
+        let model = BenchModel {
+            shape: &TINY,
+            dtype: DType::Q8_0,
+            bytes,
+        };
+        (model, entry)
+    }
+
+    #[test]
+    fn a_page_row_names_its_module_or_is_malformed() {
+        let (model, entry) = tiny();
+        let row = |variant: Value| {
+            let fin = json!({ "wasm_variant": variant, "user_agent": "test" });
+            page_row(Browser::Chromium, &fin, &entry, &model, 2, None)
+        };
+        assert_eq!(row(json!("simd128")).unwrap().row.engine, "chromium");
+        assert_eq!(row(json!("scalar")).unwrap().row.engine, "chromium-scalar");
+        // A missing or unknown module would have been counted as the scalar one, and the
+        // Chromium load target left out without a failure.
+        for bad in [Value::Null, json!("simd"), json!(128)] {
+            let e = row(bad.clone()).expect_err("a malformed wasm_variant fails");
+            assert!(e.to_string().contains("wasm_variant"), "{bad}: {e}");
+        }
+    }
 }

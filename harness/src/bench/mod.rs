@@ -16,6 +16,9 @@ pub struct Stats {
     pub median_s: f64,
     pub min_s: f64,
     pub max_s: f64,
+    /// The middle time, or the two middle times of an even count (for [`Stats::rate`]).
+    #[serde(skip)]
+    middle: [f64; 2],
 }
 
 impl Stats {
@@ -38,23 +41,23 @@ impl Stats {
         assert!(!times.is_empty());
         let runs = times.len();
         times.sort_by(f64::total_cmp);
-        let median_s = if runs % 2 == 1 {
-            times[runs / 2]
-        } else {
-            (times[runs / 2 - 1] + times[runs / 2]) / 2.0
-        };
+        let middle = [times[(runs - 1) / 2], times[runs / 2]];
         Stats {
             runs,
-            median_s,
+            median_s: (middle[0] + middle[1]) / 2.0,
             min_s: times[0],
             max_s: times[runs - 1],
+            middle,
         }
     }
 
-    /// Throughput (units per second) at the median, and its spread (at the slowest and fastest run).
+    /// Throughput (units per second): the median of the runs' rates (for an even count the mean
+    /// of the two middle rates, not the rate at the median time), and its spread (the slowest
+    /// and the fastest run).
     pub fn rate(&self, units: f64) -> (f64, f64, f64) {
+        let [a, b] = self.middle;
         (
-            units / self.median_s,
+            (units / a + units / b) / 2.0,
             units / self.max_s,
             units / self.min_s,
         )
@@ -104,4 +107,22 @@ pub fn load_average() -> Option<[f64; 3]> {
     let text = std::fs::read_to_string("/proc/loadavg").ok()?;
     let mut it = text.split_whitespace().map(|w| w.parse::<f64>().ok());
     Some([it.next()??, it.next()??, it.next()??])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Stats;
+
+    #[test]
+    fn the_median_rate_is_the_median_of_the_runs_rates() {
+        // Odd: the middle run's rate.
+        let s = Stats::of(vec![4.0, 1.0, 2.0]);
+        assert_eq!((s.median_s, s.min_s, s.max_s), (2.0, 1.0, 4.0));
+        assert_eq!(s.rate(8.0), (4.0, 2.0, 8.0));
+        // Even: the mean of the two middle rates (8 / 2 and 8 / 4), not the rate at the mean of
+        // the two middle times (8 / 3).
+        let s = Stats::of(vec![8.0, 2.0, 4.0, 1.0]);
+        assert_eq!(s.median_s, 3.0);
+        assert_eq!(s.rate(8.0), (3.0, 1.0, 8.0));
+    }
 }

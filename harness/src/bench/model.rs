@@ -557,7 +557,8 @@ pub const ROUNDS_NOTE: &str = "(in-process engines run in turn: rounds of a load
 /// What the table's figures mean.
 pub fn footnote(runs: usize) -> String {
     format!(
-        "(median of {runs} runs, spread slowest..fastest; one thread; prefill = start + first \
+        "(median of {runs} runs, spread lowest..highest: for tok/s the slowest..fastest run, \
+         for ms the fastest..slowest; one thread; prefill = start + first \
          step for a {PROMPT_TOKENS}-token prompt; decode = {DECODE_TOKENS} greedy steps after \
          BOS, logits digest off unless marked +digest; budget = file + KV cache + 2 MiB)"
     )
