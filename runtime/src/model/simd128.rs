@@ -248,16 +248,8 @@ impl Widen {
 /// mantissa in bits 27..13. The same product by 2^112 gives the value.
 #[inline(always)]
 fn f16x8_finite_to_f32x4x2(h: v128) -> [v128; 2] {
-    let high = v128_and(i16x8_shr(h, 3), i16x8_splat(0x8fff_u16 as i16));
-    let low = i16x8_shl(h, 13);
     let scale = f32x4_splat(f32::from_bits((127 + 112) << 23));
-    [
-        f32x4_mul(i16x8_shuffle::<0, 8, 1, 9, 2, 10, 3, 11>(low, high), scale),
-        f32x4_mul(
-            i16x8_shuffle::<4, 12, 5, 13, 6, 14, 7, 15>(low, high),
-            scale,
-        ),
-    ]
+    f16x8_finite_placed(h).map(|placed| f32x4_mul(placed, scale))
 }
 
 /// One block step of the four chains: `acc = acc + (f32(sumi) * (dw * dx))` per lane, with `dw`
@@ -828,8 +820,8 @@ fn f16_row_lanes<const CHECKED: bool>(row: &[u8], x: &[f32]) -> [v128; 4] {
     acc
 }
 
-/// [`f16x8_finite_to_f32x4x2`] without its product by 2^112: each f32 is the f16's value times
-/// 2^-112, exactly (the placed bits alone).
+/// The placed bits of [`f16x8_finite_to_f32x4x2`] before its product by 2^112: each f32 is the
+/// f16's value times 2^-112, exactly.
 #[inline(always)]
 fn f16x8_finite_placed(h: v128) -> [v128; 2] {
     let high = v128_and(i16x8_shr(h, 3), i16x8_splat(0x8fff_u16 as i16));
