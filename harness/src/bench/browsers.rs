@@ -498,26 +498,15 @@ pub fn run(sel: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usize>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::model::{build, Shape};
-    use runtime::format::DType;
     use serde_json::json;
 
-    /// A tiny model of the bench's kind, and a page's entry for it with every figure well formed.
+    /// The bench's tiny test model, and a page's entry for it with every figure well formed.
     fn tiny() -> (BenchModel, Value) {
-        const TINY: Shape = Shape {
-            name: "tiny",
-            dim: 64,
-            ffn_dim: 128,
-            n_layers: 2,
-            n_heads: 4,
-            vocab: 320,
-            context: 64,
-        };
-        let bytes = build(&TINY, DType::Q8_0).expect("a tiny model builds");
+        let model = crate::bench::model::tests::tiny();
         let ms = json!([2.0, 3.0]);
         let entry = json!({
             "ok": true,
-            "file_bytes": bytes.len(),
+            "file_bytes": model.bytes.len(),
             "prompt_tokens": PROMPT_TOKENS,
             "decode_tokens": DECODE_TOKENS,
             "wasm_memory_after_load_bytes": 65536,
@@ -527,11 +516,6 @@ mod tests {
                 "fetch_load_ms": ms,
             },
         });
-        let model = BenchModel {
-            shape: &TINY,
-            dtype: DType::Q8_0,
-            bytes,
-        };
         (model, entry)
     }
 

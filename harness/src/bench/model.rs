@@ -565,7 +565,7 @@ pub fn footnote(runs: usize) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::bench::engines::{measure, Case, Context};
 
@@ -584,7 +584,7 @@ mod tests {
     }
 
     /// A tiny model of the bench's kind (seeded, byte vocabulary, no stop token).
-    fn tiny() -> BenchModel {
+    pub(crate) fn tiny() -> BenchModel {
         const TINY: Shape = Shape {
             name: "tiny",
             dim: 64,
