@@ -97,6 +97,8 @@ const MODEL_BUDGET_BYTES = 33554432;
 const ADAPTER_AUTO_APPLY_BYTES = 1048576;
 /** The runtime's BudgetExceeded code, for refusals on selection. */
 const BUDGET_EXCEEDED = 15;
+/** The runtime's InvalidSettings (spec/errors.md), for a form value that is no setting. */
+const INVALID_SETTINGS = 27;
 
 let registry = null;
 let defaultModel = null;
@@ -111,7 +113,10 @@ function selectModel(id) {
   const m = registry.models.find((e) => e.id === id);
   if (!m) throw refusal(0, `no model ${id}`);
   if (m.bytes > MODEL_BUDGET_BYTES) {
-    throw refusal(BUDGET_EXCEEDED, `model ${id} has ${m.bytes} bytes; the model budget is ${MODEL_BUDGET_BYTES}`);
+    throw refusal(
+      BUDGET_EXCEEDED,
+      `BudgetExceeded at byte 0: model ${id} has ${m.bytes} bytes; the model budget is ${MODEL_BUDGET_BYTES}`,
+    );
   }
   return m;
 }
@@ -218,33 +223,39 @@ function listFamilies(base) {
   }
 }
 
+/** While a model is loaded: a failed load of another leaves it loaded (spec/abi.md). */
+function stillLoaded() {
+  return loadedModel ? `; ${loadedModel.id} is still loaded` : '';
+}
+
 async function loadSelected() {
+  const id = $('model').value;
   let model;
   try {
-    model = selectModel($('model').value);
+    model = selectModel(id);
   } catch (e) {
-    setStatus(`not selected: ${e.message}`, true);
+    setStatus(`not selected: error ${e.code}: ${e.message}${stillLoaded()}`, true);
+    showDiagnostics([['model', id], ['error', `${e.code} ${e.message}`]]);
     return { ok: false, code: e.code, message: e.message };
   }
-  lastLoad = null;
-  loadedModel = null;
-  adaptersApplied = false;
-  listFamilies(model.id);
-  $('receipt').textContent = '';
-  setAdapterStatus('');
   $('progress').value = 0;
   setStatus(`loading ${model.id}…`);
   const ans = await loadModel(model, (ev) => {
     if (ev.type === 'progress' && ev.total > 0) $('progress').value = ev.received / ev.total;
   });
   if (!ans.ok) {
-    lastLoad = null;
-    setStatus(`not loaded: error ${ans.code}: ${ans.message}`, true);
+    // The worker's module keeps the previous model, its adapters and its generation.
+    setStatus(`not loaded: error ${ans.code}: ${ans.message}${stillLoaded()}`, true);
     showDiagnostics([['model', model.id], ['error', `${ans.code} ${ans.message}`]]);
     return ans;
   }
   lastLoad = ans;
   loadedModel = model;
+  adaptersApplied = false;
+  listFamilies(model.id);
+  $('receipt').textContent = '';
+  setAdapterStatus('');
+  $('output').textContent = '';
   setStatus(`loaded ${model.id}`);
   showDiagnostics([
     ['model', model.id],
@@ -291,16 +302,46 @@ async function removeAdapters() {
   return ans;
 }
 
-async function generateFromForm() {
-  const topK = Number($('top-k').value);
-  const request = {
+/** The number in form field `id`; an empty field (a number input holds "" for text that is
+ * no number) is refused as the setting it would carry. */
+function formNumber(id, what) {
+  return Number(formText(id, what));
+}
+
+/** The text of form field `id`, trimmed; refused when empty. */
+function formText(id, what) {
+  const raw = $(id).value.trim();
+  if (raw === '') throw refusal(INVALID_SETTINGS, `${what}: the field holds no number`);
+  return raw;
+}
+
+/** The generation request of the form, or a refusal of a value that is no setting: top-k must
+ * be a whole number, 0 meaning off (a negative one used to mean off too); the module and the
+ * wrapper refuse the rest of what is out of range (spec/sampling.md). */
+function formRequest() {
+  const topK = formNumber('top-k', 'top-k');
+  if (!Number.isInteger(topK) || topK < 0) {
+    throw refusal(INVALID_SETTINGS, `top-k ${topK} is not a whole number (0 = off)`);
+  }
+  return {
     prompt: $('prompt').value,
-    temperature_bits: f32Bits(Number($('temperature').value)),
+    temperature_bits: f32Bits(formNumber('temperature', 'temperature')),
     top_k: topK > 0 ? topK : null,
-    top_p_bits: f32Bits(Number($('top-p').value)),
-    seed: String($('seed').value || '1'),
-    max_new_tokens: Number($('max-tokens').value),
+    top_p_bits: f32Bits(formNumber('top-p', 'top-p')),
+    // As typed: a u64 above 2^53 must not pass through a JavaScript number.
+    seed: formText('seed', 'seed'),
+    max_new_tokens: formNumber('max-tokens', 'max tokens'),
   };
+}
+
+async function generateFromForm() {
+  let request;
+  try {
+    request = formRequest();
+  } catch (e) {
+    setStatus(`not generated: error ${e.code}: ${e.message}`, true);
+    return { ok: false, code: e.code, message: e.message };
+  }
   $('output').textContent = '';
   decoder = new TextDecoder('utf-8');
   const ans = await call({ cmd: 'generate', request }, (ev) => {
@@ -309,9 +350,14 @@ async function generateFromForm() {
   $('output').textContent += decoder.decode();
   if (!ans.ok) {
     setStatus(`generation failed: error ${ans.code}: ${ans.message}`, true);
+    showDiagnostics([
+      ['model', loadedModel ? loadedModel.id : null],
+      ['error', `${ans.code} ${ans.message}`],
+    ]);
     return ans;
   }
   const d = ans.diagnostics;
+  setStatus(`generated ${d.generated_tokens} tokens (${ans.finish})`);
   showDiagnostics([
     ['model', loadedModel ? loadedModel.id : null],
     ['module', wasmVariant],

@@ -75,6 +75,8 @@ export async function benchModel(trlm, msg, post) {
   const memory = () => trlm.memory.buffer.byteLength;
 
   phase('warm-up');
+  // Each load starts with no model, so the memory figures are this model's alone.
+  trlm.unload();
   await streamLoad(trlm, { url });
   const memoryAfterLoad = memory();
   const loaded = trlm.diagnostics();
@@ -96,6 +98,7 @@ export async function benchModel(trlm, msg, post) {
     }));
     trlm.unload();
     times.load_ms.push(await timed(() => trlm.load(bytes)));
+    trlm.unload();
     times.fetch_load_ms.push(await timed(() => streamLoad(trlm, { url })));
   }
   return {

@@ -37,7 +37,14 @@ if (simdPath) {
   wasmPath = variant === 'simd128' ? simdPath : scalarPath;
 }
 
-const trlm = await instantiate(readFileSync(wasmPath));
+let trlm;
+try {
+  trlm = await instantiate(readFileSync(wasmPath));
+} catch (e) {
+  // A missing file or one that is no module (or not ours): one line, no stack.
+  process.stderr.write(`node-host: ${wasmPath}: ${e.message}\n`);
+  process.exit(2);
+}
 let context = 0;
 
 function reply(obj) {

@@ -447,7 +447,7 @@ export class Loader {
     if (field !== this.expectDigest) {
       throw new TrlmError(
         CODE.FILE_DIGEST_MISMATCH,
-        `file digest ${field} differs from the registry's ${this.expectDigest}`,
+        `at byte ${at}: file digest ${field} differs from the registry's ${this.expectDigest}`,
       );
     }
   }
@@ -455,10 +455,14 @@ export class Loader {
   /** Verifies the whole file and activates it. */
   finish() {
     try {
+      this.end(false);
       if (this.expectDigest && !this.digestChecked) {
+        // Shorter than its 256-byte header, which holds the digest field: the module refuses
+        // it here with its own error (Truncated at its length), as for a whole-file load
+        // (spec/abi.md); the registry's digest has nothing to compare with.
+        this.trlm.check(this.trlm.call('trlm_load_finish'));
         throw new TrlmError(CODE.FILE_DIGEST_MISMATCH, 'the file ended before its digest field');
       }
-      this.end(false);
       this.trlm.check(this.trlm.call('trlm_load_finish'));
     } catch (e) {
       this.end(true);
@@ -482,8 +486,10 @@ export class Loader {
 }
 
 /**
- * Streams the file at `msg.url` with fetch + a reader into the chunked loader of `trlm` (after
- * unloading its model); `msg.sha256` (hex), when given, must be the file's digest field, and
+ * Streams the file at `msg.url` with fetch + a reader into the chunked loader of `trlm`; the
+ * active model stays active until the new one is verified, and stays when the load fails
+ * (spec/abi.md; a caller that wants its memory back first unloads it). `msg.sha256` (hex), when
+ * given, must be the file's digest field, and
  * `msg.bytes`, when given, its size (spec/adapters.md, Registry: the size is checked first,
  * before the module sees a byte; a mismatch is refused as the registry's digest is, with
  * `FileDigestMismatch`). Without a Content-Length the size is `msg.bytes`.
@@ -503,7 +509,6 @@ export async function streamLoad(trlm, msg, post) {
       `${msg.url}: ${total} bytes; the registry says ${msg.bytes}`,
     );
   }
-  trlm.unload();
   const loader = trlm.beginLoad(total, msg.sha256 || null);
   const reader = resp.body.getReader();
   let received = 0;

@@ -324,14 +324,18 @@ fn cases_json_is_the_standard_set() {
 }
 
 /// What trlm.js does with values its wasm parameters cannot carry (they would wrap to other,
-/// valid values), and with a served model whose size is not the registry's, run under Node.
+/// valid values), with a served model whose size is not the registry's, with files shorter
+/// than their header given with a registry digest, and with the active model when a load fails,
+/// run under Node.
 const WRAPPER_REFUSALS: &str = r#"
 import { instantiate, streamLoad } from 'TRLM_JS';
 import { readFileSync } from 'node:fs';
-const [wasm, model, url, bytes, digest] = process.argv.slice(2);
+const [wasm, model, url, bytes, digest, badUrl] = process.argv.slice(2);
 const trlm = await instantiate(readFileSync(wasm));
 const code = async (f) => { try { await f(); return 'ok'; } catch (e) { return e.code ?? String(e); } };
-trlm.load(new Uint8Array(readFileSync(model)));
+const modelBytes = new Uint8Array(readFileSync(model));
+trlm.load(modelBytes);
+const active = () => { if (trlm.diagnostics().model_digest !== digest) throw new Error('another model'); };
 const greedy = { temperatureBits: 0, topK: null, topPBits: 0x3f800000, seed: '1', maxNewTokens: 8 };
 const sampling = (s) => code(() => trlm.setSampling({ ...greedy, ...s }));
 const n = Number(bytes);
@@ -359,6 +363,11 @@ const out = {
   require_none: await code(() => trlm.requirePlan(null)),
   size_not_the_registry: await code(() => streamLoad(trlm, { url, sha256: digest, bytes: n - 1 })),
   size_the_registry: await code(() => streamLoad(trlm, { url, sha256: digest, bytes: n })),
+  empty_with_digest: await code(() => trlm.load(new Uint8Array(0), digest)),
+  header_part_with_digest: await code(() => trlm.load(modelBytes.subarray(0, 200), digest)),
+  after_short_loads: await code(active),
+  truncated_served: await code(() => streamLoad(trlm, { url: badUrl })),
+  after_failed_stream_load: await code(active),
 };
 console.log(JSON.stringify(out));
 "#;
@@ -376,6 +385,10 @@ fn the_wrapper_refuses_what_its_parameters_cannot_carry() {
     let digest = runtime::sha256::to_hex(&runtime::format::file_digest(&bytes));
     let server = RunningServer::start(ServeConfig::default()).unwrap();
     let url = format!("http://{}/corpus/{name}.slm", server.addr());
+    let bad_url = format!(
+        "http://{}/corpus/malformed/truncated-header.slm",
+        server.addr()
+    );
     let dir = std::env::temp_dir().join(format!("trlm-wrapper-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let script = dir.join("refusals.mjs");
@@ -385,7 +398,7 @@ fn the_wrapper_refuses_what_its_parameters_cannot_carry() {
     let out = std::process::Command::new("node")
         .arg(&script)
         .args([wasm.as_os_str(), model.as_os_str()])
-        .args([url, bytes.len().to_string(), digest])
+        .args([url, bytes.len().to_string(), digest, bad_url])
         .output()
         .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
@@ -420,6 +433,15 @@ fn the_wrapper_refuses_what_its_parameters_cannot_carry() {
         "total_2_32_plus_n": 15,
         "size_not_the_registry": 21,
         "size_the_registry": "ok",
+        // Shorter than the 256-byte header that holds the digest field: the module's own
+        // Truncated (16), as without a registry digest (it was FileDigestMismatch, 21); and
+        // a load that fails, streamed or not, leaves the active model active (streamLoad used
+        // to unload it first).
+        "empty_with_digest": 16,
+        "header_part_with_digest": 16,
+        "after_short_loads": "ok",
+        "truncated_served": 16,
+        "after_failed_stream_load": "ok",
         // A digest is 32 bytes: InvalidLength (2) for any other, never padded or cut; a receipt
         // without a plan is InvalidArgument (34).
         "require_plan_5_bytes": 2,
@@ -544,4 +566,32 @@ fn the_node_host_refuses_values_it_cannot_carry() {
     }
     drop(stdin);
     child.wait().unwrap();
+}
+
+/// The Node host given a module path that is no file, or a file that is no module, says so in
+/// one line and exits 2, as for a missing argument (it used to die with a stack trace, exit 1).
+#[test]
+fn the_node_host_refuses_a_module_it_cannot_read() {
+    if !harness::engine::node::node_available() {
+        println!("skipping: node is not installed");
+        return;
+    }
+    let readme = smoke_dir().join("../README.md");
+    for path in [
+        std::path::Path::new("/nonexistent/trlm.wasm"),
+        readme.as_path(),
+    ] {
+        let out = std::process::Command::new("node")
+            .arg(smoke_dir().join("node-host.mjs"))
+            .arg(path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {err}", path.display());
+        assert!(
+            err.starts_with("node-host: ") && err.lines().count() == 1,
+            "{}: {err}",
+            path.display()
+        );
+    }
 }
