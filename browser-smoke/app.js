@@ -103,6 +103,13 @@ const INVALID_SETTINGS = 27;
 let registry = null;
 let defaultModel = null;
 
+/** `error CODE: MESSAGE` of an answer or a refusal, once: the module's messages already start
+ * with `error CODE Name`. */
+function errorText(e) {
+  const message = String(e.message);
+  return message.startsWith(`error ${e.code} `) ? message : `error ${e.code}: ${message}`;
+}
+
 /** A refusal on selection, shaped like the worker's answers. */
 function refusal(code, message) {
   return Object.assign(new Error(message), { code });
@@ -234,7 +241,7 @@ async function loadSelected() {
   try {
     model = selectModel(id);
   } catch (e) {
-    setStatus(`not selected: error ${e.code}: ${e.message}${stillLoaded()}`, true);
+    setStatus(`not selected: ${errorText(e)}${stillLoaded()}`, true);
     showDiagnostics([['model', id], ['error', `${e.code} ${e.message}`]]);
     return { ok: false, code: e.code, message: e.message };
   }
@@ -245,7 +252,7 @@ async function loadSelected() {
   });
   if (!ans.ok) {
     // The worker's module keeps the previous model, its adapters and its generation.
-    setStatus(`not loaded: error ${ans.code}: ${ans.message}${stillLoaded()}`, true);
+    setStatus(`not loaded: ${errorText(ans)}${stillLoaded()}`, true);
     showDiagnostics([['model', model.id], ['error', `${ans.code} ${ans.message}`]]);
     return ans;
   }
@@ -281,7 +288,7 @@ async function applySelected() {
   setAdapterStatus(`applying ${adapter.id}…`);
   const ans = await applyAdapter(model, adapter);
   if (!ans.ok) {
-    setAdapterStatus(`not applied: error ${ans.code}: ${ans.message}`, true);
+    setAdapterStatus(`not applied: ${errorText(ans)}`, true);
     return ans;
   }
   setAdapterStatus(`applied ${adapter.id}: ${ans.adapter_modules} module(s), receipt sha256 ${ans.receipt_digest}`);
@@ -293,7 +300,7 @@ async function applySelected() {
 async function removeAdapters() {
   const ans = await call({ cmd: 'remove' });
   if (!ans.ok) {
-    setAdapterStatus(`not removed: error ${ans.code}: ${ans.message}`, true);
+    setAdapterStatus(`not removed: ${errorText(ans)}`, true);
     return ans;
   }
   setAdapterStatus('adapters removed: the base model again');
@@ -339,7 +346,7 @@ async function generateFromForm() {
   try {
     request = formRequest();
   } catch (e) {
-    setStatus(`not generated: error ${e.code}: ${e.message}`, true);
+    setStatus(`not generated: ${errorText(e)}`, true);
     return { ok: false, code: e.code, message: e.message };
   }
   $('output').textContent = '';
@@ -349,7 +356,7 @@ async function generateFromForm() {
   });
   $('output').textContent += decoder.decode();
   if (!ans.ok) {
-    setStatus(`generation failed: error ${ans.code}: ${ans.message}`, true);
+    setStatus(`generation failed: ${errorText(ans)}`, true);
     showDiagnostics([
       ['model', loadedModel ? loadedModel.id : null],
       ['error', `${ans.code} ${ans.message}`],
@@ -527,7 +534,7 @@ async function smokeMalformedAdapters() {
     let urls;
     if (c.check === 'apply') {
       const base = await call({ cmd: 'load', url: `corpus/${c.base}` });
-      if (!base.ok) throw new Error(`loading ${c.base}: error ${base.code}: ${base.message}`);
+      if (!base.ok) throw new Error(`loading ${c.base}: ${errorText(base)}`);
       urls = [c.plan, ...c.modules];
     } else if ((c.check === 'adapter' || c.check === 'plan') && c.file !== null) {
       urls = [c.file];
@@ -546,7 +553,7 @@ async function smokeMissing() {
 async function loadDefault() {
   const model = selectModel(params.get('model') || defaultModel);
   const ans = await loadModel(model);
-  if (!ans.ok) throw new Error(`loading ${model.id}: error ${ans.code}: ${ans.message}`);
+  if (!ans.ok) throw new Error(`loading ${model.id}: ${errorText(ans)}`);
   return model;
 }
 
@@ -687,7 +694,7 @@ function benchRow(cells) {
 
 function showBench(name, ans) {
   if (!ans.ok) {
-    benchRow([name, wasmVariant, `error ${ans.code}: ${ans.message}`]);
+    benchRow([name, wasmVariant, `${errorText(ans)}`]);
     return;
   }
   const t = ans.times;

@@ -88,6 +88,8 @@ async function generate(msg, post) {
   const stepDigests = [];
   let rec;
   let shown = 0;
+  // The text end of the last record stepped.
+  let lastEnd = 0;
   let produced = 0;
   const t0 = performance.now();
   let lastYield = t0;
@@ -96,7 +98,15 @@ async function generate(msg, post) {
       stopRequested = false;
       trlm.cancel();
     }
-    rec = trlm.step();
+    try {
+      rec = trlm.step();
+    } catch (e) {
+      // A failing step ends the generation; what it had produced stays readable (spec/abi.md):
+      // show the text after the last piece sent before reporting the failure.
+      if (lastEnd > shown) post({ type: 'piece', bytes: trlm.textRange(shown, lastEnd) });
+      throw e;
+    }
+    lastEnd = rec.textEnd;
     if (rec.state === 0) produced += 1;
     if (msg.digests || msg.perStep) {
       const d = trlm.diagnostics();

@@ -2,7 +2,8 @@
 //! `tinyrustlm` CLI.
 
 /// `println!` that returns the write's error instead of panicking on it: stdout closed early
-/// (`tinyrustlm check --json | head`) is then an ordinary error.
+/// (`tinyrustlm check --json | head`) ends the command with that error, which `main` turns
+/// into a quiet exit 141 (as a program ended by SIGPIPE).
 #[macro_export]
 macro_rules! outln {
     ($($arg:tt)*) => {{

@@ -976,9 +976,23 @@ mod heap {
 #[global_allocator]
 static ALLOCATOR: heap::Counting = heap::Counting;
 
+/// The exit status of a command whose standard output was closed by its reader
+/// (`tinyrustlm run | head`): 128 + SIGPIPE, what a shell reports for a program that signal
+/// ended, and no message (the reader chose to stop; the output so far was written whole).
+const CLOSED_OUTPUT: u8 = 141;
+
+/// Whether `e` comes from writing to a standard output its reader has closed.
+fn closed_output(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
+        Err(e) if closed_output(&e) => ExitCode::from(CLOSED_OUTPUT),
         Err(e) => match e.downcast_ref::<Rejected>() {
             Some(rejected) => {
                 harness::errln!("{rejected}");

@@ -84,15 +84,7 @@ impl State {
             // llama2.c: 1.0f / powf(theta, head_dim_index / (float)head_size), index = 2j.
             *f = 1.0 / pow_f32(c.rope_theta, (2 * j) as f32 / c.head_dim as f32);
         }
-        let mut act = ActScratch::new(dim.max(q_dim).max(ffn))?;
-        let batch = Batch::new(c, context)?;
-        // Only for a model that can use it, and after the batch's buffers: allocated before
-        // them, it moved them, and the browsers' f16 prefill fell 6-9 % (measured; why their
-        // addresses matter there is not known).
-        if model.has_finite_f16_matrix() {
-            act.reserve_scaled_input()?;
-        }
-        Ok(State {
+        let mut state = State {
             context,
             x: zeros(dim)?,
             xb: zeros(dim.max(q_dim))?,
@@ -107,9 +99,18 @@ impl State {
             rope_cos: zeros(half)?,
             rope_sin: zeros(half)?,
             rope_freq,
-            act,
-            batch,
-        })
+            act: ActScratch::new(dim.max(q_dim).max(ffn))?,
+            batch: Batch::new(c, context)?,
+        };
+        // Only for a model that can use it, and after every other buffer: allocated before the
+        // batch's, it moved them, and the browsers' f16 prefill fell 6-9 % (measured; why their
+        // addresses matter there is not known); allocated first, the other buffers' order
+        // changed, and under a tight wasm memory cap a model no longer generated after a refused
+        // long prompt (tests/faults.rs).
+        if model.has_finite_f16_matrix() {
+            state.act.reserve_scaled_input()?;
+        }
+        Ok(state)
     }
 
     /// Bytes of all buffers (scratch and KV cache).
