@@ -177,7 +177,7 @@ pub fn render(r: &CheckReport, name: &str) -> String {
     );
     match &r.verify {
         Ok(d) => {
-            let _ = writeln!(s, "verify    ok, sha256 {d}");
+            let _ = writeln!(s, "verify    ok, file digest {d}");
         }
         Err(e) => {
             let _ = writeln!(s, "verify    REJECTED: {e}");

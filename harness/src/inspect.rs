@@ -126,11 +126,11 @@ pub fn report_text(slm: &Slm<'_>) -> String {
         limits::MAX_MODEL_BYTES,
         r["budget"]["headroom_bytes"]
     );
-    // The file digest of spec/slm.md (SHA-256 over the file with its digest field zeroed), not
-    // what `sha256sum` prints for the file.
+    // The file digest of spec/slm.md (SHA-256 of the file's bytes without its digest field),
+    // not what `sha256sum` prints for the file.
     let _ = writeln!(
         s,
-        "file digest {} (slm.md: SHA-256 with the digest field zeroed)",
+        "file digest {} (slm.md: SHA-256 of the file without its digest field)",
         r["sha256"].as_str().unwrap_or("")
     );
     let _ = writeln!(

@@ -247,7 +247,7 @@ fn adapter_command(what: AdapterWhat) -> Result<ExitCode> {
                 .with_context(|| format!("writing {}", output.display()))?;
             let digest = runtime::adapter::format::file_digest(&bytes);
             harness::errln!(
-                "wrote {} ({} bytes, sha256 {})",
+                "wrote {} ({} bytes, file digest {})",
                 output.display(),
                 bytes.len(),
                 runtime::sha256::to_hex(&digest)
@@ -493,7 +493,7 @@ fn write_converted(
         harness::errln!("note: {note}");
     }
     harness::errln!(
-        "wrote {} ({} bytes, sha256 {})",
+        "wrote {} ({} bytes, file digest {})",
         output.display(),
         bytes.len(),
         runtime::sha256::to_hex(&runtime::format::file_digest(&bytes))
@@ -565,7 +565,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             match inspect::verify(&bytes) {
                 Ok(slm) => {
                     harness::outln!(
-                        "ok: {} ({} bytes, {} tensors, sha256 {})",
+                        "ok: {} ({} bytes, {} tensors, file digest {})",
                         file.display(),
                         bytes.len(),
                         slm.tensors.len(),
@@ -680,7 +680,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     anyhow::anyhow!("{}: {}", model.display(), inspect::describe_error(&e))
                 })?;
                 let notes = [format!(
-                    "read format {}.{} ({} bytes, sha256 {})",
+                    "read format {}.{} ({} bytes, file digest {})",
                     runtime::format::header::VERSION_MAJOR,
                     slm.header.version_minor,
                     bytes.len(),
