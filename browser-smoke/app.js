@@ -21,6 +21,7 @@
 // with their spread in a table and POSTs every run's figures as a report.
 
 import { median } from './bench.js';
+import { CODE } from './trlm.js';
 
 const params = new URLSearchParams(location.search);
 const RUN = params.get('run') || '';
@@ -103,11 +104,25 @@ const INVALID_SETTINGS = 27;
 let registry = null;
 let defaultModel = null;
 
-/** `error CODE: MESSAGE` of an answer or a refusal, once: the module's messages already start
- * with `error CODE Name`. */
+/** The names of the codes the page and its wrapper assign (`FILE_DIGEST_MISMATCH` →
+ * `FileDigestMismatch`, the runtime's spelling). */
+const CODE_NAMES = Object.fromEntries(
+  Object.entries(CODE).map(([key, code]) => [
+    code,
+    key.toLowerCase().replace(/(^|_)([a-z])/g, (_, __, c) => c.toUpperCase()),
+  ]),
+);
+
+/** An answer's or a refusal's error in the module's form, `error CODE Name[ at byte B]: text`,
+ * once: the module's messages already have it; the wrapper's and the page's get it here (an
+ * offset they report starts their text as `at byte B: `). */
 function errorText(e) {
   const message = String(e.message);
-  return message.startsWith(`error ${e.code} `) ? message : `error ${e.code}: ${message}`;
+  if (message.startsWith(`error ${e.code} `)) return message;
+  const name = CODE_NAMES[e.code];
+  const head = name ? `error ${e.code} ${name}` : `error ${e.code}`;
+  const at = /^at byte (\d+): /.exec(message);
+  return at ? `${head} at byte ${at[1]}: ${message.slice(at[0].length)}` : `${head}: ${message}`;
 }
 
 /** A refusal on selection, shaped like the worker's answers. */
@@ -122,7 +137,7 @@ function selectModel(id) {
   if (m.bytes > MODEL_BUDGET_BYTES) {
     throw refusal(
       BUDGET_EXCEEDED,
-      `BudgetExceeded at byte 0: model ${id} has ${m.bytes} bytes; the model budget is ${MODEL_BUDGET_BYTES}`,
+      `at byte 0: model ${id} has ${m.bytes} bytes; the model budget is ${MODEL_BUDGET_BYTES}`,
     );
   }
   return m;
@@ -242,7 +257,7 @@ async function loadSelected() {
     model = selectModel(id);
   } catch (e) {
     setStatus(`not selected: ${errorText(e)}${stillLoaded()}`, true);
-    showDiagnostics([['model', id], ['error', `${e.code} ${e.message}`]]);
+    showDiagnostics([['model', id], ['error', errorText(e)]]);
     return { ok: false, code: e.code, message: e.message };
   }
   $('progress').value = 0;
@@ -253,7 +268,7 @@ async function loadSelected() {
   if (!ans.ok) {
     // The worker's module keeps the previous model, its adapters and its generation.
     setStatus(`not loaded: ${errorText(ans)}${stillLoaded()}`, true);
-    showDiagnostics([['model', model.id], ['error', `${ans.code} ${ans.message}`]]);
+    showDiagnostics([['model', model.id], ['error', errorText(ans)]]);
     return ans;
   }
   lastLoad = ans;
@@ -347,6 +362,11 @@ async function generateFromForm() {
     request = formRequest();
   } catch (e) {
     setStatus(`not generated: ${errorText(e)}`, true);
+    $('output').textContent = '';
+    showDiagnostics([
+      ['model', loadedModel ? loadedModel.id : null],
+      ['error', errorText(e)],
+    ]);
     return { ok: false, code: e.code, message: e.message };
   }
   $('output').textContent = '';
@@ -359,7 +379,7 @@ async function generateFromForm() {
     setStatus(`generation failed: ${errorText(ans)}`, true);
     showDiagnostics([
       ['model', loadedModel ? loadedModel.id : null],
-      ['error', `${ans.code} ${ans.message}`],
+      ['error', errorText(ans)],
     ]);
     return ans;
   }
