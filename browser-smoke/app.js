@@ -21,7 +21,7 @@
 // with their spread in a table and POSTs every run's figures as a report.
 
 import { median } from './bench.js';
-import { CODE } from './trlm.js';
+import { errorText, formRequest, refusal } from './form.js';
 
 const params = new URLSearchParams(location.search);
 const RUN = params.get('run') || '';
@@ -79,12 +79,6 @@ async function getJson(url) {
   return resp.json();
 }
 
-function f32Bits(x) {
-  const v = new DataView(new ArrayBuffer(4));
-  v.setFloat32(0, x, true);
-  return v.getUint32(0, true);
-}
-
 function hexOf(bytes) {
   let s = '';
   for (const b of bytes) s += (b < 16 ? '0' : '') + b.toString(16);
@@ -98,37 +92,9 @@ const MODEL_BUDGET_BYTES = 33554432;
 const ADAPTER_AUTO_APPLY_BYTES = 1048576;
 /** The runtime's BudgetExceeded code, for refusals on selection. */
 const BUDGET_EXCEEDED = 15;
-/** The runtime's InvalidSettings (spec/errors.md), for a form value that is no setting. */
-const INVALID_SETTINGS = 27;
 
 let registry = null;
 let defaultModel = null;
-
-/** The names of the codes the page and its wrapper assign (`FILE_DIGEST_MISMATCH` →
- * `FileDigestMismatch`, the runtime's spelling). */
-const CODE_NAMES = Object.fromEntries(
-  Object.entries(CODE).map(([key, code]) => [
-    code,
-    key.toLowerCase().replace(/(^|_)([a-z])/g, (_, __, c) => c.toUpperCase()),
-  ]),
-);
-
-/** An answer's or a refusal's error in the module's form, `error CODE Name[ at byte B]: text`,
- * once: the module's messages already have it; the wrapper's and the page's get it here (an
- * offset they report starts their text as `at byte B: `). */
-function errorText(e) {
-  const message = String(e.message);
-  if (message.startsWith(`error ${e.code} `)) return message;
-  const name = CODE_NAMES[e.code];
-  const head = name ? `error ${e.code} ${name}` : `error ${e.code}`;
-  const at = /^at byte (\d+): /.exec(message);
-  return at ? `${head} at byte ${at[1]}: ${message.slice(at[0].length)}` : `${head}: ${message}`;
-}
-
-/** A refusal on selection, shaped like the worker's answers. */
-function refusal(code, message) {
-  return Object.assign(new Error(message), { code });
-}
 
 /** The model entry `id`, within the model budget. */
 function selectModel(id) {
@@ -324,42 +290,17 @@ async function removeAdapters() {
   return ans;
 }
 
-/** The number in form field `id`; an empty field (a number input holds "" for text that is
- * no number) is refused as the setting it would carry. */
-function formNumber(id, what) {
-  return Number(formText(id, what));
-}
-
-/** The text of form field `id`, trimmed; refused when empty. */
-function formText(id, what) {
-  const raw = $(id).value.trim();
-  if (raw === '') throw refusal(INVALID_SETTINGS, `${what}: the field holds no number`);
-  return raw;
-}
-
-/** The generation request of the form, or a refusal of a value that is no setting: top-k must
- * be a whole number, 0 meaning off (a negative one used to mean off too); the module and the
- * wrapper refuse the rest of what is out of range (spec/sampling.md). */
-function formRequest() {
-  const topK = formNumber('top-k', 'top-k');
-  if (!Number.isInteger(topK) || topK < 0) {
-    throw refusal(INVALID_SETTINGS, `top-k ${topK} is not a whole number (0 = off)`);
-  }
-  return {
-    prompt: $('prompt').value,
-    temperature_bits: f32Bits(formNumber('temperature', 'temperature')),
-    top_k: topK > 0 ? topK : null,
-    top_p_bits: f32Bits(formNumber('top-p', 'top-p')),
-    // As typed: a u64 above 2^53 must not pass through a JavaScript number.
-    seed: formText('seed', 'seed'),
-    max_new_tokens: formNumber('max-tokens', 'max tokens'),
-  };
-}
-
 async function generateFromForm() {
   let request;
   try {
-    request = formRequest();
+    request = formRequest({
+      prompt: $('prompt').value,
+      temperature: $('temperature').value,
+      topK: $('top-k').value,
+      topP: $('top-p').value,
+      seed: $('seed').value,
+      maxTokens: $('max-tokens').value,
+    });
   } catch (e) {
     setStatus(`not generated: ${errorText(e)}`, true);
     $('output').textContent = '';

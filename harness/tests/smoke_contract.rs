@@ -13,6 +13,15 @@ use std::net::TcpStream;
 use std::time::Duration;
 use wasmparser::{Parser, Payload, ValType};
 
+/// Whether Node is missing (then the test says so and skips).
+fn node_missing() -> bool {
+    let missing = !harness::engine::node::node_available();
+    if missing {
+        println!("skipping: node is not installed");
+    }
+    missing
+}
+
 /// The page's own files.
 const PAGE_FILES: &[&str] = &[
     "index.html",
@@ -21,6 +30,7 @@ const PAGE_FILES: &[&str] = &[
     "worker.js",
     "trlm.js",
     "bench.js",
+    "form.js",
     "node-host.mjs",
 ];
 
@@ -374,8 +384,7 @@ console.log(JSON.stringify(out));
 
 #[test]
 fn the_wrapper_refuses_what_its_parameters_cannot_carry() {
-    if !harness::engine::node::node_available() {
-        println!("skipping: node is not installed");
+    if node_missing() {
         return;
     }
     let wasm = wasm_module_path().expect("the scalar module is built");
@@ -485,8 +494,7 @@ fn the_wrappers_codes_are_the_runtimes() {
 #[test]
 fn the_node_host_refuses_values_it_cannot_carry() {
     use std::io::{BufRead, BufReader, Write};
-    if !harness::engine::node::node_available() {
-        println!("skipping: node is not installed");
+    if node_missing() {
         return;
     }
     let wasm = wasm_module_path().expect("the scalar module is built");
@@ -572,8 +580,7 @@ fn the_node_host_refuses_values_it_cannot_carry() {
 /// one line and exits 2, as for a missing argument (it used to die with a stack trace, exit 1).
 #[test]
 fn the_node_host_refuses_a_module_it_cannot_read() {
-    if !harness::engine::node::node_available() {
-        println!("skipping: node is not installed");
+    if node_missing() {
         return;
     }
     let readme = smoke_dir().join("../README.md");
@@ -594,4 +601,83 @@ fn the_node_host_refuses_a_module_it_cannot_read() {
             path.display()
         );
     }
+}
+
+/// The page's form (browser-smoke/form.js, run under Node): a value that is no setting is
+/// refused with InvalidSettings instead of replaced (an empty temperature used to mean greedy,
+/// a negative top-k no top-k, an empty seed 1), valid values make the request, a u64 seed passes
+/// as typed; and every error reads as the module's, `error CODE Name[ at byte B]: text`, once.
+#[test]
+fn the_form_refuses_what_is_no_setting_and_errors_read_alike() {
+    if node_missing() {
+        return;
+    }
+    let form = smoke_dir().join("form.js").canonicalize().unwrap();
+    let script = format!(
+        r#"
+import {{ formRequest, errorText }} from 'file://{}';
+const ok = {{ prompt: 'hi', temperature: '0.5', topK: '0', topP: '1', seed: '7', maxTokens: '8' }};
+const code = (change) => {{
+  try {{ return formRequest({{ ...ok, ...change }}); }} catch (e) {{ return e.code ?? String(e); }}
+}};
+console.log(JSON.stringify({{
+  valid: code({{}}),
+  top_k_5: code({{ topK: ' 5 ' }}).top_k,
+  seed_u64_max: code({{ seed: '18446744073709551615' }}).seed,
+  temperature_empty: code({{ temperature: '' }}),
+  temperature_blank: code({{ temperature: '  ' }}),
+  top_p_empty: code({{ topP: '' }}),
+  max_tokens_empty: code({{ maxTokens: '' }}),
+  seed_empty: code({{ seed: '' }}),
+  top_k_negative: code({{ topK: '-3' }}),
+  top_k_fraction: code({{ topK: '1.5' }}),
+  top_k_empty: code({{ topK: '' }}),
+  module_error: errorText({{ code: 27, message: 'error 27 InvalidSettings: temperature' }}),
+  wrapper_error: errorText({{ code: 27, message: 'seed 1.5 is not a decimal integer' }}),
+  with_offset: errorText({{ code: 21, message: 'at byte 224: file digest differs' }}),
+  unnamed: errorText({{ code: 0, message: 'no model x' }}),
+}}));
+"#,
+        form.display()
+    );
+    let dir = std::env::temp_dir().join(format!("trlm-form-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("form.mjs");
+    std::fs::write(&path, script).unwrap();
+    let out = std::process::Command::new("node")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let half = 0x3f00_0000u32; // 0.5
+    let one = 0x3f80_0000u32;
+    assert_eq!(
+        got,
+        serde_json::json!({
+            "valid": {
+                "prompt": "hi", "temperature_bits": half, "top_k": null, "top_p_bits": one,
+                "seed": "7", "max_new_tokens": 8,
+            },
+            "top_k_5": 5,
+            "seed_u64_max": "18446744073709551615",
+            "temperature_empty": 27,
+            "temperature_blank": 27,
+            "top_p_empty": 27,
+            "max_tokens_empty": 27,
+            "seed_empty": 27,
+            "top_k_negative": 27,
+            "top_k_fraction": 27,
+            "top_k_empty": 27,
+            "module_error": "error 27 InvalidSettings: temperature",
+            "wrapper_error": "error 27 InvalidSettings: seed 1.5 is not a decimal integer",
+            "with_offset": "error 21 FileDigestMismatch at byte 224: file digest differs",
+            "unnamed": "error 0: no model x",
+        })
+    );
 }
