@@ -45,6 +45,7 @@ pub mod bench;
 pub mod browsers;
 pub mod check;
 pub mod conformance;
+pub mod converted;
 pub mod engine;
 pub mod fixtures;
 pub mod gguf;

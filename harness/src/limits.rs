@@ -63,3 +63,17 @@ pub const GGUF_MAX_ARRAY_ELEMENTS: u64 = 1 << 30;
 pub const GGUF_MAX_NAME: usize = 64;
 /// ggml's `GGML_MAX_DIMS`: dimensions of a tensor.
 pub const GGUF_MAX_DIMS: u32 = 4;
+
+// The GGUF reader's own caps, below ggml's: what the reader holds per pair, tensor and string
+// (a hundred bytes or more each) stays in the tens of megabytes however a file spends its
+// bytes, far above what any model a converter takes needs (a .slm holds at most
+// `runtime::limits::MAX_TENSORS` tensors and `MAX_VOCAB` tokens; llama.cpp's files carry a
+// few dozen pairs).
+
+/// Key/value pairs in one file.
+pub const GGUF_READER_MAX_KVS: u64 = 65_536;
+/// Tensors in one file.
+pub const GGUF_READER_MAX_TENSORS: u64 = 65_536;
+/// Strings in all the string arrays of one file together (a 128k-token vocabulary and its
+/// merges take about 400k).
+pub const GGUF_READER_MAX_STRINGS: u64 = 1 << 20;

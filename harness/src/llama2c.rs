@@ -2,6 +2,7 @@
 //! and v2 (int8 groups with f32 scales, requantized into our blocks). Formats: llama2.c's
 //! export.py; facts summarised in shared/notes/REFERENCE.md.
 
+use crate::converted;
 use crate::fixtures::encode_tensor;
 use crate::llama2c_tokenizer::read_tokenizer_bin;
 use anyhow::{bail, ensure, Context, Result};
@@ -83,22 +84,53 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn positive(v: i32, what: &str) -> Result<u32> {
-    ensure!(v > 0, "checkpoint header: {what} is {v}");
+/// The checkpoint header's seven hyperparameters, in file order (each an i32).
+const PARAM_FIELDS: [&str; 7] = [
+    "dim",
+    "hidden_dim",
+    "n_layers",
+    "n_heads",
+    "n_kv_heads",
+    "vocab_size",
+    "seq_len",
+];
+
+/// Where header field `name` sits in a checkpoint whose hyperparameters start at `base`.
+fn field_at(name: &str, base: usize) -> Option<usize> {
+    PARAM_FIELDS
+        .iter()
+        .position(|&f| f == name)
+        .map(|i| base + 4 * i)
+}
+
+/// The next header field (`what`: one of [`PARAM_FIELDS`], or v2's `group_size`), which
+/// must be positive.
+fn positive(r: &mut Reader<'_>, what: &str) -> Result<u32> {
+    let at = r.pos;
+    let v = r.i32(what)?;
+    ensure!(v > 0, "checkpoint header: {what} (byte {at}) is {v}");
     Ok(v as u32)
 }
 
 fn read_params(r: &mut Reader<'_>, legacy: bool) -> Result<Params> {
-    let dim = positive(r.i32("dim")?, "dim")?;
-    let hidden_dim = positive(r.i32("hidden_dim")?, "hidden_dim")?;
-    let n_layers = positive(r.i32("n_layers")?, "n_layers")?;
-    let n_heads = positive(r.i32("n_heads")?, "n_heads")?;
-    let n_kv_heads = positive(r.i32("n_kv_heads")?, "n_kv_heads")?;
+    let dim = positive(r, "dim")?;
+    let hidden_dim = positive(r, "hidden_dim")?;
+    let n_layers = positive(r, "n_layers")?;
+    let n_heads = positive(r, "n_heads")?;
+    let n_kv_heads = positive(r, "n_kv_heads")?;
+    let vocab_at = r.pos;
     let vocab = r.i32("vocab_size")?;
-    let seq_len = positive(r.i32("seq_len")?, "seq_len")?;
+    let seq_len = positive(r, "seq_len")?;
     ensure!(
         vocab != 0 && vocab != i32::MIN,
-        "checkpoint header: vocab_size is {vocab}"
+        "checkpoint header: vocab_size (byte {vocab_at}) is {vocab}"
+    );
+    // Only a v0 checkpoint marks a separate classifier with a negative vocab size; v1 and v2
+    // have a flag byte for it.
+    ensure!(
+        legacy || vocab > 0,
+        "checkpoint header: vocab_size (byte {vocab_at}) is {vocab}; only a v0 checkpoint \
+         gives a negative size (v1 and v2 say whether the classifier is shared in byte 36)"
     );
     ensure!(
         dim % n_heads == 0 && n_heads % n_kv_heads == 0,
@@ -131,6 +163,8 @@ fn read_header(bytes: &[u8]) -> Result<(u32, Params, Option<u32>, usize)> {
     );
     let mut r = Reader { bytes, pos: 0 };
     let magic = u32::from_le_bytes(bytes[..4].try_into().unwrap());
+    // Where the hyperparameters start: after v1/v2's magic and version.
+    let base = if magic == MAGIC_V1 { 8 } else { 0 };
     let (version, params, group_size) = if magic == MAGIC_V1 {
         r.take(4, "magic")?;
         let version = r.i32("version")?;
@@ -145,7 +179,7 @@ fn read_header(bytes: &[u8]) -> Result<(u32, Params, Option<u32>, usize)> {
             other => bail!("checkpoint header: shared_classifier is {other}"),
         };
         let group = if version == 2 {
-            let g = positive(r.i32("group_size")?, "group_size")?;
+            let g = positive(&mut r, "group_size")?;
             Some(g)
         } else {
             None
@@ -160,16 +194,15 @@ fn read_header(bytes: &[u8]) -> Result<(u32, Params, Option<u32>, usize)> {
     } else {
         (0, read_params(&mut r, true)?, None)
     };
-    // Within the runtime's limits before anything is sized from them (the budget check lists
-    // every layer's tensors).
-    ensure!(
-        params.vocab_size <= limits::MAX_VOCAB
-            && params.dim <= limits::MAX_DIM
-            && params.n_layers <= limits::MAX_LAYERS
-            && params.n_heads <= limits::MAX_HEADS
-            && params.hidden_dim <= limits::MAX_FFN_DIM,
-        "checkpoint shape exceeds the runtime's limits"
-    );
+    // A shape the runtime runs (its limits included) before anything is sized from it: the
+    // budget check lists every layer's tensors, and the weights may be many megabytes.
+    let field = |name: &str| field_at(name, base).map(|at| format!("{name} (byte {at})"));
+    converted::check_shape(&config_of(&params), "the checkpoint's shape", |f| match f {
+        "head_dim" => Some(format!("{} / {}", field("dim")?, field("n_heads")?)),
+        "ffn_dim" => field("hidden_dim"),
+        "max_context" => field("seq_len"),
+        other => field(other),
+    })?;
     Ok((version, params, group_size, r.pos))
 }
 
@@ -460,7 +493,10 @@ pub fn convert(
             "converter".to_string(),
             format!("tinyrustlm convert llama2c {}", env!("CARGO_PKG_VERSION")),
         ),
-        ("provenance".to_string(), provenance),
+        (
+            "provenance".to_string(),
+            converted::fit_metadata_value(provenance),
+        ),
     ];
     Ok(Converted {
         model: ModelFile {

@@ -454,22 +454,64 @@ fn refuse_overwriting(output: &std::path::Path, inputs: &[&std::path::Path]) -> 
 }
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it into place: a reader never
-/// sees a partly written file, and a failed write leaves what was there.
+/// sees a partly written file, and a failed write leaves what was there. A symbolic link is
+/// written through (the file it names is replaced, the link stays); a path that names anything
+/// but a regular file (a directory, a device, a FIFO) or a link to nothing is refused, since
+/// the rename would put a file in its place.
 fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    let name = path
+    let target = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => path.to_path_buf(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        Ok(m) if m.file_type().is_symlink() => {
+            let t = path.canonicalize().with_context(|| {
+                format!(
+                    "{} is a symbolic link to nothing: not writing",
+                    path.display()
+                )
+            })?;
+            anyhow::ensure!(
+                t.is_file(),
+                "{} is a symbolic link to {}, which is not a regular file: not writing",
+                path.display(),
+                t.display()
+            );
+            t
+        }
+        Ok(m) => {
+            anyhow::ensure!(
+                m.is_file(),
+                "{} exists and is not a regular file: not writing over it",
+                path.display()
+            );
+            path.to_path_buf()
+        }
+    };
+    target
         .file_name()
         .with_context(|| format!("{} names no file", path.display()))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
+    // A short name (not the output's, which may be as long as a name can be).
+    let tmp = target.with_file_name(format!(".tinyrustlm-{}.tmp", std::process::id()));
     let written = std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
+        .and_then(|()| std::fs::rename(&tmp, &target))
         .with_context(|| format!("writing {}", path.display()));
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     written
+}
+
+/// A runtime error about a .slm a converter built but did not write: its offset is said to be
+/// one in that output (`error 25 LimitExceeded at byte 99 of the output: ...`).
+fn describe_output_error(e: &runtime::Error) -> String {
+    match e.offset {
+        Some(o) => format!(
+            "error {} {} at byte {o} of the output: {}",
+            e.code as u32,
+            e.code.name(),
+            e.message
+        ),
+        None => inspect::describe_error(e),
+    }
 }
 
 /// Writes a converted model and reports it on stderr.
@@ -478,16 +520,17 @@ fn write_converted(
     notes: &[String],
     output: &std::path::Path,
 ) -> Result<ExitCode> {
-    let bytes = runtime::format::write(model)
-        .map_err(|e| anyhow::anyhow!("{}", inspect::describe_error(&e)))?;
-    // What is written must load: the whole verification, the tokenizer's rules included (a
-    // source may, e.g., name no BOS token yet ask for one).
-    inspect::verify(&bytes).map_err(|e| {
+    // An offset in these errors is one in the .slm that was not written, not in the input.
+    let refused = |e: &runtime::Error| {
         anyhow::anyhow!(
             "the converted model would not load, so it was not written: {}",
-            inspect::describe_error(&e)
+            describe_output_error(e)
         )
-    })?;
+    };
+    let bytes = runtime::format::write(model).map_err(|e| refused(&e))?;
+    // What is written must load: the whole verification, the tokenizer's rules included (a
+    // source may, e.g., name no BOS token yet ask for one).
+    inspect::verify(&bytes).map_err(|e| refused(&e))?;
     write_atomically(output, &bytes)?;
     for note in notes {
         harness::errln!("note: {note}");

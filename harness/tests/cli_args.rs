@@ -1,6 +1,7 @@
 //! Arguments a command cannot run with are refused before any work, with exit code 2 (README,
 //! Exit codes), never a panic, an empty run that passes, or a flag silently ignored.
 
+use std::os::unix::fs::FileTypeExt;
 use std::process::{Command, Output};
 
 fn tinyrustlm(args: &[&str]) -> Output {
@@ -185,6 +186,120 @@ fn a_converter_refuses_to_write_over_its_input() {
     assert_eq!(std::fs::read(&tokenizer).unwrap(), b"not read either");
     // Nothing else was left in the folder (no temporary file).
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A converter's output path: a symbolic link is written through (the file it names is
+/// replaced, the link stays a link), a link to nothing, a directory and a FIFO are refused
+/// before anything replaces them, and a name as long as a file name may be works (the
+/// temporary file beside it has a short name of its own).
+#[test]
+fn a_converters_output_path_is_written_through_links_and_never_replaces_a_non_file() {
+    let dir = std::env::temp_dir().join(format!("trlm-convert-out-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../corpus/byte-mha-tied-f32.slm"
+    );
+    let expected = std::fs::read(model).unwrap();
+    let convert = |out: &std::path::Path| {
+        tinyrustlm(&[
+            "convert",
+            "slm",
+            "--model",
+            model,
+            "-o",
+            out.to_str().unwrap(),
+        ])
+    };
+
+    let real = dir.join("real.slm");
+    std::fs::write(&real, b"old").unwrap();
+    let link = dir.join("link.slm");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let o = convert(&link);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read(&real).unwrap(), expected);
+
+    let dangling = dir.join("dangling.slm");
+    std::os::unix::fs::symlink(dir.join("nothing-here"), &dangling).unwrap();
+    refused(
+        &[
+            "convert",
+            "slm",
+            "--model",
+            model,
+            "-o",
+            dangling.to_str().unwrap(),
+        ],
+        "a symbolic link to nothing",
+    );
+    assert!(std::fs::symlink_metadata(&dangling)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+
+    let sub = dir.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    refused(
+        &[
+            "convert",
+            "slm",
+            "--model",
+            model,
+            "-o",
+            sub.to_str().unwrap(),
+        ],
+        "is not a regular file",
+    );
+    assert!(sub.is_dir());
+    let fifo = dir.join("fifo");
+    if Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        refused(
+            &[
+                "convert",
+                "slm",
+                "--model",
+                model,
+                "-o",
+                fifo.to_str().unwrap(),
+            ],
+            "is not a regular file",
+        );
+        assert!(std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo());
+    }
+
+    let long = dir.join(format!("{}.slm", "n".repeat(251)));
+    let o = convert(&long);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(std::fs::read(&long).unwrap(), expected);
+    // No temporary file left behind.
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains(".tmp")), "{names:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -283,6 +283,68 @@ fn header_rules() {
     expect_err(&b, K::TooManyTensors, 8);
 }
 
+/// The reader's own caps (`limits::GGUF_READER_*`), below ggml's: counts that the file's bytes
+/// could hold but that would make the reader hold gigabytes (about a hundred bytes per pair,
+/// tensor or string) are refused before anything is allocated for them; the caps themselves
+/// are accepted.
+#[test]
+fn the_readers_caps_on_pairs_tensors_and_strings() {
+    use harness::limits::{GGUF_READER_MAX_KVS, GGUF_READER_MAX_STRINGS, GGUF_READER_MAX_TENSORS};
+    // Header: magic, version 3, tensor count, pair count; then `n` one-byte keys of u8 0.
+    let pairs = |n: u64| {
+        let mut b = b"GGUF".to_vec();
+        b.extend(3u32.to_le_bytes());
+        b.extend(0u64.to_le_bytes());
+        b.extend(n.to_le_bytes());
+        for i in 0..n {
+            // Unique keys of four characters from 64 (16.7M of them).
+            let key: Vec<u8> = (0..4).map(|k| b'0' + ((i >> (6 * k)) & 63) as u8).collect();
+            b.extend(4u64.to_le_bytes());
+            b.extend(&key);
+            b.extend(ValueType::U8.code().to_le_bytes());
+            b.push(0);
+        }
+        b
+    };
+    let at_cap = pairs(GGUF_READER_MAX_KVS);
+    assert_eq!(Gguf::parse(&at_cap).unwrap().kvs().count(), 65_536);
+    let mut over = pairs(GGUF_READER_MAX_KVS + 1);
+    expect_err(&over, K::TooManyKvs, 16);
+    // The cap is checked before the bytes left: a huge count gives the same refusal.
+    put_u64(&mut over, 16, 1 << 40);
+    expect_err(&over, K::TooManyKvs, 16);
+
+    // Tensors: the count alone decides, before any tensor info is read.
+    let mut b = small().bytes;
+    put_u64(&mut b, 8, GGUF_READER_MAX_TENSORS + 1);
+    let e = Gguf::parse(&b).unwrap_err();
+    assert_eq!((e.kind, e.offset), (K::TooManyTensors, 8));
+    assert!(e.message.contains("this reader's limit of 65536"), "{e}");
+
+    // Strings: 2^20 in all string arrays together, however they are split.
+    let empty_strings =
+        |n: u64| RawValue::array_raw(ValueType::Str.code(), n, &vec![0u8; 8 * n as usize]);
+    let half = GGUF_READER_MAX_STRINGS / 2;
+    let mut w = GgufWriter::new(3);
+    w.kv("a", empty_strings(half));
+    w.kv("b", empty_strings(half));
+    assert!(Gguf::parse(&w.finish().bytes).is_ok());
+    let mut w = GgufWriter::new(3);
+    w.kv("a", empty_strings(half));
+    w.kv("b", empty_strings(half + 1));
+    let written = w.finish();
+    // The second array's length field: after the header (24), the first pair (key 9, type 4,
+    // element type 4, length 8, strings) and the second key and types.
+    let second_len_at = 24 + (9 + 4 + 4 + 8 + 8 * half) + 9 + 4 + 4;
+    let e = Gguf::parse(&written.bytes).unwrap_err();
+    assert_eq!(
+        (e.kind, e.offset),
+        (K::TooManyElements, second_len_at),
+        "{e}"
+    );
+    assert!(e.message.contains("1048576 strings in all"), "{e}");
+}
+
 #[test]
 fn key_and_value_rules() {
     let w = small();

@@ -591,3 +591,45 @@ fn decisions_and_refusals_on_hand_written_ggufs() {
     assert!(refusal(&huge).contains("a .slm model is at most 33554432 bytes"));
     assert!(refusal(b"not a gguf").contains("not a valid GGUF file"));
 }
+
+/// Refusals of a shape name the GGUF key it came from and the runtime's rule, not an offset in
+/// the .slm that was not written; a `general.name` too long to quote is counted instead, and a
+/// provenance never makes the output invalid.
+#[test]
+fn shape_refusals_name_the_gguf_key_and_long_names_are_not_quoted() {
+    let huge = llama_file(1, 64, &[], |_| {});
+    let mut b = huge.clone();
+    // llama.block_count's value: after the header (24) and the first two pairs.
+    let g = Gguf::parse(&huge).unwrap();
+    assert!(g.kv("llama.block_count").is_some());
+    let key = b"llama.block_count";
+    let at = huge.windows(key.len()).position(|w| w == key).unwrap() + key.len() + 4;
+    b[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let m = refusal(&b);
+    assert!(
+        m.contains("n_layers 4294967295 exceeds the limit 256")
+            && m.contains("from llama.block_count")
+            && !m.contains("at byte"),
+        "{m}"
+    );
+
+    let name = "n".repeat(100_000);
+    let c = convert(
+        &llama_file(1, 64, &[("general.name", RawValue::str(&name))], |_| {}),
+        DTypeChoice::Keep,
+        "t.gguf",
+    )
+    .unwrap();
+    let provenance = &c
+        .model
+        .metadata
+        .iter()
+        .find(|(k, _)| k == "provenance")
+        .unwrap()
+        .1;
+    assert!(
+        provenance.contains("general.name of 100000 bytes (not shown)"),
+        "{provenance}"
+    );
+    write(&c.model).unwrap();
+}

@@ -399,9 +399,14 @@ const TINY_EXTRA: [&str; 5] = [" a", " b", "ab", " the", "e"];
 
 /// dim 8, hidden 16, 2 layers, 2 heads, 1 kv head, 264 tokens, 16 positions; seeded weights.
 fn tiny_weights() -> Weights {
+    tiny_weights_with_layers(2)
+}
+
+/// [`tiny_weights`] with `layers` layers.
+fn tiny_weights_with_layers(layers: usize) -> Weights {
     let mut rng = harness::fixtures::SplitMix64(5);
     let mut gen = |n: usize| -> Vec<f32> { (0..n).map(|_| 0.5 * rng.next_signed()).collect() };
-    let (dim, hidden, layers, kv_dim, vocab, seq) = (8, 16, 2, 4, 264, 16);
+    let (dim, hidden, kv_dim, vocab, seq) = (8, 16, 4, 264, 16);
     Weights {
         header: [
             dim as i32,
@@ -656,4 +661,81 @@ fn refusals_name_the_file_at_fault() {
     gguf.extend_from_slice(&good[4..]);
     assert!(message(&gguf, &tok).contains("use `convert gguf`"));
     assert!(message(&good, &tok[..tok.len() - 1]).starts_with("the tokenizer: "));
+}
+
+/// A refused header names the field and its byte in the checkpoint (not an offset in the .slm
+/// that was never written), before any weight is read; v1/v2 take no negative vocab size.
+#[test]
+fn header_refusals_name_the_checkpoint_field() {
+    let tok = tiny_tokenizer(&TINY_EXTRA);
+    let message = |model: &[u8]| match convert(model, &tok, DType::F32, "m.bin") {
+        Ok(_) => panic!("accepted"),
+        Err(e) => format!("{e:#}"),
+    };
+    let w = tiny_weights();
+    for (version, good, ints) in [("v0", w.v0(), 0), ("v1", w.v1(), 8)] {
+        let mut b = good.clone();
+        set_i32(&mut b, ints + 8, 0);
+        assert_eq!(
+            message(&b),
+            format!("checkpoint header: n_layers (byte {}) is 0", ints + 8),
+            "{version}"
+        );
+        // head_dim = dim / n_heads = 1280 over the limit 1024: refused from the header alone
+        // (the 8-float-wide weights after it are far too short for that shape).
+        let mut b = good.clone();
+        set_i32(&mut b, ints, 1280);
+        set_i32(&mut b, ints + 12, 1);
+        set_i32(&mut b, ints + 16, 1);
+        assert_eq!(
+            message(&b),
+            format!(
+                "the checkpoint's shape is not runnable: head_dim 1280 exceeds the limit 1024 \
+                 (error 25 LimitExceeded; from dim (byte {}) / n_heads (byte {}))",
+                ints,
+                ints + 12
+            ),
+            "{version}"
+        );
+        let mut b = good.clone();
+        set_i32(&mut b, ints + 8, 300);
+        let m = message(&b);
+        assert!(
+            m.contains("n_layers 300 exceeds the limit 256")
+                && m.contains(&format!("from n_layers (byte {})", ints + 8))
+                && !m.contains("at byte"),
+            "{m}"
+        );
+    }
+    // A negative vocab size marks an unshared classifier in v0 only.
+    let mut b = w.v1();
+    set_i32(&mut b, 8 + 20, -264);
+    assert!(
+        message(&b).starts_with("checkpoint header: vocab_size (byte 28) is -264; only a v0"),
+        "{}",
+        message(&b)
+    );
+}
+
+/// The provenance a converter writes itself stays within the metadata value limit however many
+/// tensors it lists (here 80 layers' matrices kept f32, over 10 KB of names): the model
+/// converts and loads, and the note says how much it left out.
+#[test]
+fn a_long_provenance_is_cut_not_refused() {
+    let tok = tiny_tokenizer(&TINY_EXTRA);
+    let w = tiny_weights_with_layers(80);
+    let c = convert(&w.v0(), &tok, DType::Q8_0, "m.bin").expect("converts");
+    assert_eq!(c.kept_f32.len(), 80 * 7 + 1);
+    let bytes = format::write(&c.model).expect("writes");
+    let model = Model::load(bytes).expect("loads");
+    let provenance = &c
+        .model
+        .metadata
+        .iter()
+        .find(|(k, _)| k == "provenance")
+        .unwrap()
+        .1;
+    assert!(provenance.len() <= runtime::limits::MAX_METADATA_VALUE_BYTES);
+    assert!(provenance.ends_with(" bytes left out)"), "{provenance}");
+    drop(model);
 }

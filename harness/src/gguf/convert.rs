@@ -157,6 +157,9 @@ fn dequantized(t: &Tensor<'_>, src: DType) -> Result<Vec<f32>> {
 /// other than `llama` (SentencePiece), a missing or misshapen tensor, a tensor the architecture
 /// does not have, a ggml type other than f32/f16/q8_0/q4_0 (named by [`GgmlType::name`]), rope
 /// scaling, experts, and any shape beyond the runtime's limits.
+/// The longest `general.name` the provenance quotes (a longer one is only counted).
+const MAX_NAME_SHOWN: usize = 256;
+
 pub fn convert(bytes: &[u8], dtype: DTypeChoice, source: &str) -> Result<Converted> {
     let g = Gguf::parse(bytes).map_err(|e| anyhow!("not a valid GGUF file: {e}"))?;
     // Refuses any architecture but `llama`, naming it.
@@ -215,9 +218,22 @@ pub fn convert(bytes: &[u8], dtype: DTypeChoice, source: &str) -> Result<Convert
         rms_eps: h.rms_eps,
         tied_classifier: tied,
     };
-    config
-        .validate()
-        .map_err(|e| anyhow!("the model's shape is not runnable: {e}"))?;
+    crate::converted::check_shape(&config, "the model's shape", |field| {
+        let key = match field {
+            "vocab_size" => "llama.vocab_size or the length of tokenizer.ggml.tokens",
+            "dim" => "llama.embedding_length",
+            "n_layers" => "llama.block_count",
+            "n_heads" => "llama.attention.head_count",
+            "n_kv_heads" => "llama.attention.head_count_kv",
+            "head_dim" => "llama.embedding_length / llama.attention.head_count",
+            "ffn_dim" => "llama.feed_forward_length",
+            "max_context" => "llama.context_length",
+            "rope_theta" => "llama.rope.freq_base",
+            "rms_eps" => "llama.attention.layer_norm_rms_epsilon",
+            _ => return None,
+        };
+        Some(key.to_string())
+    })?;
 
     let slots = llama::slots(&config);
     // A deduplicated output.weight is the one tensor a tied model may carry besides its slots.
@@ -305,8 +321,15 @@ pub fn convert(bytes: &[u8], dtype: DTypeChoice, source: &str) -> Result<Convert
     }
 
     let mut provenance = format!("GGUF v{} (sha256 {})", g.version(), to_hex(&sha256(bytes)));
-    if let Some(name) = g.get_str("general.name") {
-        provenance.push_str(&format!(", general.name {name:?}"));
+    match g.get_str("general.name") {
+        Some(name) if name.len() <= MAX_NAME_SHOWN => {
+            provenance.push_str(&format!(", general.name {name:?}"))
+        }
+        Some(name) => provenance.push_str(&format!(
+            ", general.name of {} bytes (not shown)",
+            name.len()
+        )),
+        None => {}
     }
     provenance.push_str(&format!(
         ", context_length {}; matrices: {}",
@@ -328,7 +351,10 @@ pub fn convert(bytes: &[u8], dtype: DTypeChoice, source: &str) -> Result<Convert
             "converter".to_string(),
             format!("tinyrustlm convert gguf {}", env!("CARGO_PKG_VERSION")),
         ),
-        ("provenance".to_string(), provenance),
+        (
+            "provenance".to_string(),
+            crate::converted::fit_metadata_value(provenance),
+        ),
     ];
     if let Some(licence) = g
         .get_str("general.license")

@@ -124,6 +124,12 @@ pub fn llama_vocab(g: &Gguf<'_>) -> Result<Vocab> {
     .ok_or_else(|| anyhow!("GGUF key tokenizer.ggml.tokens is missing"))?;
     let n = tokens.len();
     ensure!(n > 0, "GGUF tokenizer.ggml.tokens is empty");
+    // Before anything is built per token.
+    ensure!(
+        n <= runtime::limits::MAX_VOCAB as usize,
+        "GGUF tokenizer.ggml.tokens has {n} tokens; a .slm vocabulary holds at most {}",
+        runtime::limits::MAX_VOCAB
+    );
     if let Some(declared) = opt_u32(g, "llama.vocab_size")? {
         ensure!(
             declared as usize == n,
@@ -264,6 +270,10 @@ pub fn llama_hparams(g: &Gguf<'_>) -> Result<LlamaHparams> {
             let tokens = g.get_str_array("tokenizer.ggml.tokens").context(
                 "GGUF has neither llama.vocab_size nor a tokenizer.ggml.tokens string array",
             )?;
+            ensure!(
+                !tokens.is_empty(),
+                "tokenizer.ggml.tokens is empty (and there is no llama.vocab_size)"
+            );
             u32::try_from(tokens.len())?
         }
     };

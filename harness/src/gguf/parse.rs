@@ -10,6 +10,8 @@ use super::{Gguf, Tensor, ALIGNMENT_KEY, DEFAULT_ALIGNMENT};
 use crate::limits::{
     GGUF_MAX_ARRAY_ELEMENTS as MAX_ARRAY_ELEMENTS, GGUF_MAX_DIMS as MAX_DIMS,
     GGUF_MAX_NAME as MAX_NAME, GGUF_MAX_STRING_BYTES as MAX_STRING_BYTES,
+    GGUF_READER_MAX_KVS as MAX_KVS, GGUF_READER_MAX_STRINGS as MAX_STRINGS,
+    GGUF_READER_MAX_TENSORS as MAX_TENSORS,
 };
 
 /// Fewest bytes one key/value pair takes: key length, a one-byte key, type, a one-byte value.
@@ -113,6 +115,9 @@ impl<'a> Gguf<'a> {
     /// Stricter than ggml, and why:
     /// - every count (tensors, pairs, array elements) is checked against the bytes left before
     ///   anything is allocated for it;
+    /// - at most 65,536 tensors, 65,536 pairs and 2^20 strings in all string arrays together
+    ///   (`limits::GGUF_READER_*`): what the reader holds for each stays in the tens of
+    ///   megabytes (ggml allows counts up to the file's size, which would take gigabytes);
     /// - strings (keys, values, tensor names) must be UTF-8 (docs/gguf.md requires it);
     /// - bools must be 0 or 1 (docs/gguf.md: anything else is invalid);
     /// - every tensor's bytes must lie inside the file. ggml itself reads the padded total
@@ -151,12 +156,26 @@ impl<'a> Gguf<'a> {
         }
         let n_tensors = c.u64("tensor_count")?;
         let n_kv = c.u64("kv_count")?;
+        if n_tensors > MAX_TENSORS {
+            return Err(GgufError::new(
+                K::TooManyTensors,
+                8,
+                format!("tensor_count {n_tensors} exceeds this reader's limit of {MAX_TENSORS}"),
+            ));
+        }
+        if n_kv > MAX_KVS {
+            return Err(GgufError::new(
+                K::TooManyKvs,
+                16,
+                format!("kv_count {n_kv} exceeds this reader's limit of {MAX_KVS}"),
+            ));
+        }
         if n_tensors > c.remaining() / MIN_TENSOR_INFO_BYTES {
             return Err(GgufError::new(
                 K::TooManyTensors,
                 8,
                 format!(
-                    "tensor_count {n_tensors} cannot fit in the {} bytes left",
+                    "tensor_count {n_tensors} cannot fit in the {} bytes left (is the file truncated?)",
                     c.remaining()
                 ),
             ));
@@ -166,12 +185,13 @@ impl<'a> Gguf<'a> {
                 K::TooManyKvs,
                 16,
                 format!(
-                    "kv_count {n_kv} cannot fit in the {} bytes left",
+                    "kv_count {n_kv} cannot fit in the {} bytes left (is the file truncated?)",
                     c.remaining()
                 ),
             ));
         }
 
+        let mut strings_left = MAX_STRINGS;
         let mut kvs = Vec::with_capacity(n_kv as usize);
         let mut kv_index = HashMap::with_capacity(n_kv as usize);
         // Where the value type of each pair sits: general.alignment errors point there.
@@ -195,7 +215,7 @@ impl<'a> Gguf<'a> {
                 }
             }
             type_at.push(c.at());
-            let value = read_value(&mut c, key)?;
+            let value = read_value(&mut c, key, &mut strings_left)?;
             kvs.push((key, value));
         }
 
@@ -327,7 +347,13 @@ fn read_value_type(c: &mut Cursor<'_>, key: &str) -> Result<ValueType, GgufError
     })
 }
 
-fn read_value<'a>(c: &mut Cursor<'a>, key: &str) -> Result<Value<'a>, GgufError> {
+/// Reads one value. `strings_left`: how many more string-array elements the file may hold
+/// ([`MAX_STRINGS`] in all).
+fn read_value<'a>(
+    c: &mut Cursor<'a>,
+    key: &str,
+    strings_left: &mut u64,
+) -> Result<Value<'a>, GgufError> {
     let ty = read_value_type(c, key)?;
     match ty {
         ValueType::Str => Ok(Value::Str(c.string("string value")?)),
@@ -374,6 +400,17 @@ fn read_value<'a>(c: &mut Cursor<'a>, key: &str) -> Result<Value<'a>, GgufError>
                     }))
                 }
                 None => {
+                    if n > *strings_left {
+                        return Err(GgufError::new(
+                            K::TooManyElements,
+                            n_at,
+                            format!(
+                                "key '{key}': {n} strings take the file's string arrays past \
+                                 this reader's limit of {MAX_STRINGS} strings in all"
+                            ),
+                        ));
+                    }
+                    *strings_left -= n;
                     let mut strings = Vec::with_capacity(len);
                     for _ in 0..n {
                         strings.push(c.string("string array element")?);
