@@ -100,12 +100,22 @@ pub const EXTRA_ROUTE: &str = "extra";
 /// The suffix of adapter files.
 pub const ADAPTER_SUFFIX: &str = ".adapter";
 
+/// The registry file at `root`, checked by every rule of spec/adapters.md (Selector registry:
+/// [`crate::adapter::registry::Registry::parse`]) before anything is served from it: a path
+/// with `..` or an absolute one, for one, would name a file outside the corpus.
+fn read_registry(root: &Path) -> Result<Value> {
+    let path = root.join(REGISTRY_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+    crate::adapter::registry::Registry::parse(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(serde_json::from_str(&text)?)
+}
+
 /// The files of the adapters the registry at `root` lists, in `corpus` (their routes are
 /// `corpus/adapters/FILE`). The server routes only models under `corpus/`, so a runner serves
 /// these under `extra/` ([`served_registry`] rewrites their paths).
 pub fn adapter_files(root: &Path, corpus: &Path) -> Result<Vec<PathBuf>> {
-    let registry: Value =
-        serde_json::from_slice(&std::fs::read(root.join(REGISTRY_FILE)).context("registry.json")?)?;
+    let registry = read_registry(root)?;
     let adapters = registry["adapters"].as_array().cloned().unwrap_or_default();
     adapters
         .iter()
@@ -149,8 +159,7 @@ pub fn registry_plan(model: &Value, adapters: &[Value]) -> Result<Vec<u8>> {
 /// and not held to the registry's rules: a file that is not a valid model is listed with dtype
 /// and shape `unverified` (the page's load then reports its error code).
 pub fn served_registry(root: &Path, extra: &[PathBuf]) -> Result<Value> {
-    let mut registry: Value =
-        serde_json::from_slice(&std::fs::read(root.join(REGISTRY_FILE)).context("registry.json")?)?;
+    let mut registry = read_registry(root)?;
     for path in extra {
         let file = path
             .file_name()

@@ -328,8 +328,12 @@ fn reports_reach_the_runner() {
 #[test]
 fn extra_models_are_served_and_listed_for_the_run_only() {
     let tree = Tree::new("extra");
-    let committed = br#"{"version":1,"models":[{"id":"m","path":"corpus/m.slm"}],"adapters":[]}"#;
-    std::fs::write(tree.dir.join("root/registry.json"), committed).unwrap();
+    // A registry by spec/adapters.md's rules (the server refuses any other).
+    let committed = format!(
+        r#"{{"version":1,"models":[{{"id":"m","path":"corpus/m.slm","bytes":16,"sha256":"{}","dtype":"f32","shape":"-"}}],"adapters":[]}}"#,
+        "0".repeat(64)
+    );
+    std::fs::write(tree.dir.join("root/registry.json"), &committed).unwrap();
     let outside = tree.dir.join("outside");
     std::fs::create_dir_all(&outside).unwrap();
     let model = b"\x89SLM an extra model".to_vec();
@@ -362,7 +366,7 @@ fn extra_models_are_served_and_listed_for_the_run_only() {
     let plain = tree.start();
     assert_eq!(
         request(plain.addr(), "GET", "/registry.json").body,
-        committed
+        committed.as_bytes()
     );
     // A name the registry already has is refused.
     std::fs::write(outside.join("m.slm"), b"dup").unwrap();
@@ -809,4 +813,42 @@ fn an_extra_model_over_the_budget_is_listed_unread() {
         .unwrap();
     assert_eq!(entry["bytes"].as_u64(), Some(size));
     assert_eq!(entry["dtype"], "unverified");
+}
+
+/// The registry a server lists and serves adapters from is checked by every rule of
+/// spec/adapters.md (Selector registry) first: the committed one passes; one whose adapter path
+/// climbs out of the corpus (`corpus/../elsewhere/x.adapter`, which was served from outside
+/// `--corpus`) or breaks another rule stops the server before it starts.
+#[test]
+fn a_registry_that_breaks_the_rules_is_refused_before_anything_is_served() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (root, corpus) = (repo.join("browser-smoke"), repo.join("corpus"));
+    let files = harness::smoke::adapter_files(&root, &corpus).unwrap();
+    assert!(!files.is_empty() && files.iter().all(|f| f.starts_with(&corpus)));
+    let text = std::fs::read_to_string(root.join("registry.json")).unwrap();
+    let dir = std::env::temp_dir().join(format!("trlm-serve-registry-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let first = "corpus/adapters/byte-mha-tied-f32-adp1.adapter";
+    assert!(text.contains(first));
+    for (bad, needle) in [
+        (
+            text.replacen(first, "corpus/../elsewhere/x.adapter", 1),
+            "not a plain relative path",
+        ),
+        (
+            text.replacen(first, "/etc/x.adapter", 1),
+            "not a plain relative path",
+        ),
+        (
+            text.replacen("\"version\": 1", "\"version\": 2", 1),
+            "version 2 is not 1",
+        ),
+    ] {
+        std::fs::write(dir.join("registry.json"), &bad).unwrap();
+        let e = harness::smoke::adapter_files(&dir, &corpus).unwrap_err();
+        assert!(format!("{e:#}").contains(needle), "{e:#}");
+        let e = harness::smoke::served_registry(&dir, &[]).unwrap_err();
+        assert!(format!("{e:#}").contains(needle), "{e:#}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
