@@ -40,6 +40,24 @@ macro_rules! err {
     }};
 }
 
+/// An input file the runtime rejects (a model, an adapter, a plan): reported as `verify`
+/// reports a rejection (`PATH: error CODE Name[ at byte B]: text`), with exit code 1 — where
+/// a file that cannot be read, or arguments a command cannot run with, exit 2.
+#[derive(Debug)]
+pub struct Rejected {
+    pub path: std::path::PathBuf,
+    pub error: runtime::Error,
+}
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let error = inspect::describe_error(&self.error);
+        write!(f, "{}: {error}", self.path.display())
+    }
+}
+
+impl std::error::Error for Rejected {}
+
 pub mod adapter;
 pub mod bench;
 pub mod browsers;

@@ -205,10 +205,6 @@ enum AdapterWhat {
     },
 }
 
-fn runtime_err(e: runtime::Error) -> anyhow::Error {
-    anyhow::anyhow!("{}", inspect::describe_error(&e))
-}
-
 /// A converter's or `tokenize`'s input file, read only up to
 /// [`harness::limits::MAX_CONVERT_INPUT_BYTES`]: a longer one is refused unread.
 fn read_input(path: &std::path::Path) -> Result<Vec<u8>> {
@@ -227,6 +223,27 @@ fn read_input(path: &std::path::Path) -> Result<Vec<u8>> {
 /// A model file as [`read_model`] reads it (at most the budget + 1 byte).
 fn read_slm(path: &std::path::Path) -> Result<Vec<u8>> {
     read_model(&Some(path.to_path_buf()))
+}
+
+/// An adapter file's bytes, read only up to its budget plus one byte: a longer file is
+/// rejected there (BudgetExceeded at byte 0, with its true length), never read whole.
+fn read_adapter(path: &std::path::Path) -> Result<Vec<u8>> {
+    let budget = runtime::limits::MAX_ADAPTER_BYTES;
+    let bytes = harness::read_at_most(path, budget + 1)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() as u64 > budget {
+        let size = std::fs::metadata(path).map_or(bytes.len() as u64, |m| m.len());
+        return Err(harness::Rejected {
+            path: path.to_path_buf(),
+            error: runtime::Error::at(
+                runtime::ErrorCode::BudgetExceeded,
+                0,
+                format!("the adapter has {size} bytes; the budget is {budget}"),
+            ),
+        }
+        .into());
+    }
+    Ok(bytes)
 }
 
 fn adapter_command(what: AdapterWhat) -> Result<ExitCode> {
@@ -256,10 +273,11 @@ fn adapter_command(what: AdapterWhat) -> Result<ExitCode> {
         }
         AdapterWhat::Inspect { file, json } => {
             // At most the adapter budget + 1 byte: a longer file is BudgetExceeded unread.
-            let limit = runtime::limits::MAX_ADAPTER_BYTES + 1;
-            let bytes = harness::read_at_most(&file, limit)
-                .with_context(|| format!("reading {}", file.display()))?;
-            let a = Adapter::parse(&bytes).map_err(runtime_err)?;
+            let bytes = read_adapter(&file)?;
+            let a = Adapter::parse(&bytes).map_err(|error| harness::Rejected {
+                path: file.clone(),
+                error,
+            })?;
             if json {
                 let r = harness::adapter::report(&a, bytes.len());
                 harness::outln!("{}", serde_json::to_string_pretty(&r)?)?;
@@ -290,11 +308,19 @@ fn adapter_command(what: AdapterWhat) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AdapterWhat::Apply { base, plan, output } => {
-            let mut model = runtime::model::Model::load(read_slm(&base)?).map_err(runtime_err)?;
-            let files = harness::adapter::PlanFiles::read(&plan)?;
+            let mut model = runtime::model::Model::load(read_slm(&base)?).map_err(|error| {
+                harness::Rejected {
+                    path: base.clone(),
+                    error,
+                }
+            })?;
+            let files = harness::adapter::PlanFiles::read(&plan, &model.digest)?;
             let receipt =
                 runtime::adapter::apply_plan(&mut model, &files.plan, &files.module_refs())
-                    .map_err(runtime_err)?;
+                    .map_err(|error| harness::Rejected {
+                        path: plan.clone(),
+                        error,
+                    })?;
             let bytes = receipt.to_bytes();
             std::fs::write(&output, &bytes)
                 .with_context(|| format!("writing {}", output.display()))?;
@@ -558,23 +584,6 @@ fn read_vocab(path: &std::path::Path) -> Result<runtime::format::Vocab> {
     Ok(slm.vocab)
 }
 
-/// A model file the runtime rejects (by `inspect`, or over the model budget before it is read
-/// whole): reported as `verify` reports a rejection, with exit code 1.
-#[derive(Debug)]
-struct Rejected {
-    path: PathBuf,
-    error: runtime::Error,
-}
-
-impl std::fmt::Display for Rejected {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (path, error) = (self.path.display(), inspect::describe_error(&self.error));
-        write!(f, "{path}: {error}")
-    }
-}
-
-impl std::error::Error for Rejected {}
-
 /// The model file's bytes (the built-in model without one). At most the model budget plus one
 /// byte is read ([`harness::read_model_prefix`]): a longer file is rejected there with
 /// BudgetExceeded at byte 0 and its length (spec/slm.md, verification step 1), never read whole.
@@ -592,7 +601,7 @@ fn read_model(file: &Option<PathBuf>) -> Result<Vec<u8>> {
     // file's true length. (Were it to pass, verification would still refuse the bytes.)
     let size = std::fs::metadata(path).map_or(0, |m| m.len());
     match runtime::format::header::check_prefix(&bytes, size.max(bytes.len() as u64)) {
-        Err(error) => Err(Rejected {
+        Err(error) => Err(harness::Rejected {
             path: path.clone(),
             error,
         }
@@ -657,8 +666,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
             }
             let bytes = read_model(&file)?;
+            let base = runtime::format::file_digest(&bytes);
             let plan = plan
-                .map(|p| harness::adapter::PlanFiles::read(&p))
+                .map(|p| harness::adapter::PlanFiles::read(&p, &base))
                 .transpose()?;
             let report = harness::check::check(
                 &bytes,
@@ -686,7 +696,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let bytes = read_model(&file)?;
             let slm = match (inspect::verify(&bytes), file) {
                 (Ok(slm), _) => slm,
-                (Err(error), Some(path)) => return Err(Rejected { path, error }.into()),
+                (Err(error), Some(path)) => return Err(harness::Rejected { path, error }.into()),
                 (Err(e), None) => bail!("{}", inspect::describe_error(&e)),
             };
             if json {
@@ -770,10 +780,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .validate()
                 .map_err(|e| anyhow::anyhow!("{}", inspect::describe_error(&e)))?;
             let bytes = read_model(&file)?;
+            let base = runtime::format::file_digest(&bytes);
             let plan = plan
-                .map(|p| harness::adapter::PlanFiles::read(&p))
+                .map(|p| harness::adapter::PlanFiles::read(&p, &base))
                 .transpose()?;
-            harness::run::run_to_stdout(bytes, prompt.as_bytes(), settings, context, plan.as_ref())
+            harness::run::run_to_stdout(
+                bytes,
+                file.as_deref(),
+                prompt.as_bytes(),
+                settings,
+                context,
+                plan.as_ref(),
+            )
         }
         Command::Tokenize { file, text, no_bos } => {
             let vocab = read_vocab(&file)?;
@@ -1036,7 +1054,7 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) if closed_output(&e) => ExitCode::from(CLOSED_OUTPUT),
-        Err(e) => match e.downcast_ref::<Rejected>() {
+        Err(e) => match e.downcast_ref::<harness::Rejected>() {
             Some(rejected) => {
                 harness::errln!("{rejected}");
                 ExitCode::from(1)

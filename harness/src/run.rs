@@ -25,9 +25,12 @@ fn print_piece(out: &mut impl Write, piece: &[u8]) -> std::io::Result<()> {
 }
 
 /// Loads `bytes`, applies `plan` (its receipt goes to stderr), generates, and prints prompt pieces
-/// then generated pieces to stdout, a final newline, and statistics to stderr.
+/// then generated pieces to stdout, a final newline, and statistics to stderr. A model the
+/// runtime rejects (read from `model_path`, when there is one) or a plan it rejects is a
+/// [`crate::Rejected`] naming that file.
 pub fn run_to_stdout(
     bytes: Vec<u8>,
+    model_path: Option<&std::path::Path>,
     prompt: &[u8],
     settings: SamplerSettings,
     context: u32,
@@ -35,7 +38,7 @@ pub fn run_to_stdout(
 ) -> Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let stats = run_adapted(bytes, prompt, settings, context, plan, &mut out)?;
+    let stats = run_adapted(bytes, model_path, prompt, settings, context, plan, &mut out)?;
     crate::errln!("{stats}");
     Ok(ExitCode::SUCCESS)
 }
@@ -49,12 +52,15 @@ pub fn run_c_output(
     context: u32,
     out: &mut impl Write,
 ) -> Result<String> {
-    run_adapted(bytes, prompt, settings, context, None, out)
+    run_adapted(bytes, None, prompt, settings, context, None, out)
 }
 
-/// [`run_c_output`] on the model with `plan` applied first (the receipt is printed to stderr).
+/// [`run_c_output`] on the model with `plan` applied first (the receipt is printed to stderr). A
+/// model the runtime rejects is a [`crate::Rejected`] naming `model_path` when there is one, a
+/// plan it rejects one naming the plan.
 pub fn run_adapted(
     bytes: Vec<u8>,
+    model_path: Option<&std::path::Path>,
     prompt: &[u8],
     settings: SamplerSettings,
     context: u32,
@@ -62,10 +68,22 @@ pub fn run_adapted(
     out: &mut impl Write,
 ) -> Result<String> {
     let t0 = Instant::now();
-    let model = Model::load(bytes).map_err(rt)?;
+    let model = Model::load(bytes).map_err(|error| match model_path {
+        Some(path) => crate::Rejected {
+            path: path.to_path_buf(),
+            error,
+        }
+        .into(),
+        None => rt(error),
+    })?;
     let mut session = Session::new(model, context).map_err(rt)?;
     if let Some(p) = plan {
-        let receipt = session.apply_plan(&p.plan, &p.module_refs()).map_err(rt)?;
+        let receipt = session
+            .apply_plan(&p.plan, &p.module_refs())
+            .map_err(|error| crate::Rejected {
+                path: p.path.clone(),
+                error,
+            })?;
         crate::err!("{}", String::from_utf8_lossy(&receipt.to_bytes()));
     }
     let load_s = t0.elapsed().as_secs_f64();

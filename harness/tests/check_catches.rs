@@ -92,6 +92,7 @@ impl Engine for Faulty {
 fn run(fault: Fault, faulty_first: bool) -> CheckReport {
     let f = &read_all(&corpus_dir()).unwrap()[4];
     let plan = PlanFiles {
+        path: "fixture.plan".into(),
         plan: f.plan.clone(),
         modules: vec![f.adapter.clone()],
     };

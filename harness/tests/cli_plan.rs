@@ -77,16 +77,46 @@ fn check_with_a_plan_compares_receipts_in_every_engine() {
     )));
 }
 
+/// A plan for another base is refused (exit 1) before any module is read, as spec/adapters.md
+/// orders it (plan text, base, then modules): even when its module files do not exist.
 #[test]
 fn a_plan_for_another_base_fails_the_check() {
     let (_, plan, _) = receipt(0);
     let other = path("byte-mha-tied-q8_0.slm");
     let o = tinyrustlm(&["check", &other, "--plan", &plan, "--max-tokens", "2"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("PlanBaseMismatch"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("error 43 PlanBaseMismatch"));
     let r = tinyrustlm(&["run", &other, "--plan", &plan, "--max-tokens", "2"]);
-    assert!(!r.status.success());
+    assert_eq!(r.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&r.stderr).contains("error 43 PlanBaseMismatch"));
+    // A plan whose module is missing: still the base first.
+    let dir = std::env::temp_dir().join(format!("tinyrustlm-plan-base-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let lone = dir.join("lone.plan");
+    let text = format!(
+        "TRLM-PLAN 1\nbase {}\nmodule {} 286 absent.adapter\n",
+        "a".repeat(64),
+        "b".repeat(64)
+    );
+    std::fs::write(&lone, text).unwrap();
+    for cmd in [
+        vec![
+            "adapter",
+            "apply",
+            &other,
+            lone.to_str().unwrap(),
+            "-o",
+            dir.join("r").to_str().unwrap(),
+        ],
+        vec!["run", &other, "--plan", lone.to_str().unwrap()],
+    ] {
+        let o = tinyrustlm(&cmd);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{cmd:?}: {err}");
+        assert!(err.contains("error 43 PlanBaseMismatch"), "{cmd:?}: {err}");
+    }
+    assert!(!dir.join("r").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -116,4 +146,56 @@ fn a_module_file_longer_than_the_plan_lists_is_refused_without_being_read_whole(
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(err.contains("error 44 ModuleDigestMismatch"), "{err}");
+}
+
+/// Rejections by the adapter commands exit 1 and read as `verify`'s (`PATH: error CODE Name[ at
+/// byte B]: text`); an adapter or a plan over its limit is reported with its true length
+/// (the CLI reads only one byte past the limit), an adapter's at byte 0.
+#[test]
+fn adapter_command_rejections_exit_1_with_the_true_length() {
+    let dir = std::env::temp_dir().join(format!("tinyrustlm-adapter-rej-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = dir.join("big.adapter");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(runtime::limits::MAX_ADAPTER_BYTES + 1000)
+        .unwrap();
+    let o = tinyrustlm(&["adapter", "inspect", big.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("error 15 BudgetExceeded at byte 0: the adapter has 33555432 bytes"),
+        "{err}"
+    );
+    let bad = dir.join("bad.adapter");
+    std::fs::write(&bad, b"ADP1\x02\x00").unwrap();
+    let o = tinyrustlm(&["adapter", "inspect", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("bad.adapter: error 37 UnsupportedAdapterVersion at byte 4"),
+        "{err}"
+    );
+    // A missing file cannot be read: exit 2.
+    let o = tinyrustlm(&["adapter", "inspect", dir.join("none").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+
+    let plan = dir.join("long.plan");
+    std::fs::write(&plan, vec![b'x'; 20_000]).unwrap();
+    let base = path("byte-mha-tied-f32.slm");
+    let r = dir.join("r");
+    let o = tinyrustlm(&[
+        "adapter",
+        "apply",
+        &base,
+        plan.to_str().unwrap(),
+        "-o",
+        r.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("error 25 LimitExceeded: the plan has 20000 bytes; the limit is 8192"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -668,6 +668,7 @@ fn the_spec_limits_table_is_the_constants() {
         ("MAX_ADAPTER_TENSORS", MAX_ADAPTER_TENSORS.into()),
         ("MAX_ADAPTER_RANK", MAX_ADAPTER_RANK.into()),
         ("MAX_PLAN_MODULES", MAX_PLAN_MODULES as u64),
+        ("MAX_PLAN_STAGED_BYTES", MAX_PLAN_STAGED_BYTES),
         ("MAX_PLAN_BYTES", MAX_PLAN_BYTES as u64),
     ];
     assert_eq!(spec_limits("adapters.md"), map(adapters));

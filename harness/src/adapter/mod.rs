@@ -17,22 +17,48 @@ use std::path::Path;
 
 /// A module plan and its modules' bytes, in plan order.
 pub struct PlanFiles {
+    /// Where the plan was read from (named by a rejection).
+    pub path: std::path::PathBuf,
     pub plan: Vec<u8>,
     pub modules: Vec<Vec<u8>>,
 }
 
 impl PlanFiles {
-    /// Reads the plan at `path` and each module it names from the plan's directory (the CLI's
-    /// convention: a module's name is a file beside the plan). Each file is read only up to one
-    /// byte past its limit: the plan up to `MAX_PLAN_BYTES`, a module up to the size the plan
-    /// lists (a longer file then fails the runtime's size check, `ModuleDigestMismatch`, without
-    /// being read whole).
-    pub fn read(path: &Path) -> Result<PlanFiles> {
-        let plan = read_at_most(path, runtime::limits::MAX_PLAN_BYTES as u64 + 1)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let parsed = Plan::parse(&plan).map_err(|e| {
-            anyhow::anyhow!("{}: {}", path.display(), crate::inspect::describe_error(&e))
-        })?;
+    /// Reads the plan at `path` and, when it is for `base` (the model's file digest), each
+    /// module it names from the plan's directory (the CLI's convention: a module's name is a
+    /// file beside the plan) — in the order of spec/adapters.md (Verification order): the plan
+    /// text, then its base, before any module is read. Each file is read only up to one byte
+    /// past its limit: the plan up to `MAX_PLAN_BYTES`, a module up to the size the plan lists
+    /// (a longer file then fails the runtime's size check, `ModuleDigestMismatch`, without being
+    /// read whole). A plan the runtime refuses is a [`crate::Rejected`] (exit 1).
+    pub fn read(path: &Path, base: &[u8; 32]) -> Result<PlanFiles> {
+        let rejected = |error: runtime::Error| crate::Rejected {
+            path: path.to_path_buf(),
+            error,
+        };
+        let limit = runtime::limits::MAX_PLAN_BYTES as u64;
+        let plan =
+            read_at_most(path, limit + 1).with_context(|| format!("reading {}", path.display()))?;
+        if plan.len() as u64 > limit {
+            let size = std::fs::metadata(path).map_or(plan.len() as u64, |m| m.len());
+            return Err(rejected(runtime::Error::new(
+                runtime::ErrorCode::LimitExceeded,
+                format!("the plan has {size} bytes; the limit is {limit}"),
+            ))
+            .into());
+        }
+        let parsed = Plan::parse(&plan).map_err(rejected)?;
+        if parsed.base != *base {
+            return Err(rejected(runtime::Error::new(
+                runtime::ErrorCode::PlanBaseMismatch,
+                format!(
+                    "the plan is for base {}, the model is {}",
+                    to_hex(&parsed.base),
+                    to_hex(base)
+                ),
+            ))
+            .into());
+        }
         let dir = path.parent().unwrap_or(Path::new("."));
         let modules = parsed
             .modules
@@ -43,7 +69,11 @@ impl PlanFiles {
                     .with_context(|| format!("reading module {}", p.display()))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(PlanFiles { plan, modules })
+        Ok(PlanFiles {
+            path: path.to_path_buf(),
+            plan,
+            modules,
+        })
     }
 
     /// The modules as the runtime takes them.

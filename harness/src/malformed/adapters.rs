@@ -715,6 +715,13 @@ fn plan_text(m: &mut Matrix, plan: &[u8], module: &[u8]) {
             format!("{line}\n").repeat(limits::MAX_PLAN_MODULES)
         ),
     );
+    let big = line.replace(&size, &format!(" {} ", limits::MAX_ADAPTER_BYTES));
+    p(
+        "plan-modules-over-staged-budget",
+        ErrorCode::BudgetExceeded,
+        "the module sizes add up to at most MAX_PLAN_STAGED_BYTES (33,554,432)",
+        text.replace(&format!("{line}\n"), &format!("{big}\n{big}\n")),
+    );
     let mut long = text.clone();
     while long.len() <= limits::MAX_PLAN_BYTES {
         long.push_str(&format!("{line}\n"));

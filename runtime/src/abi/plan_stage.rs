@@ -5,7 +5,6 @@
 use crate::adapter::plan::check_module;
 use crate::adapter::Plan;
 use crate::error::{Error, ErrorCode, Result};
-use crate::limits;
 use alloc::format;
 use alloc::vec::Vec;
 
@@ -29,21 +28,12 @@ fn copy(data: &[u8], what: &str) -> Result<Vec<u8>> {
 }
 
 impl PlanStage {
-    /// Parses `plan` and checks that its modules fit `MAX_PLAN_STAGED_BYTES` together.
+    /// Parses `plan` (which checks, among its rules, that its modules fit
+    /// `MAX_PLAN_STAGED_BYTES` together: [`Plan::parse`]).
     ///
     /// Errors: `InvalidPlan`, `LimitExceeded` (the plan text), `BudgetExceeded`, `OutOfMemory`.
     pub fn begin(plan: &[u8]) -> Result<PlanStage> {
         let parsed = Plan::parse(plan)?;
-        let total: u64 = parsed.modules.iter().map(|m| m.bytes).sum();
-        if total > limits::MAX_PLAN_STAGED_BYTES {
-            return Err(Error::new(
-                ErrorCode::BudgetExceeded,
-                format!(
-                    "the plan's modules hold {total} bytes; the staging budget is {}",
-                    limits::MAX_PLAN_STAGED_BYTES
-                ),
-            ));
-        }
         // Room for every module's entry now: appending one cannot reallocate.
         let mut modules = Vec::new();
         modules

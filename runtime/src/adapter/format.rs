@@ -177,8 +177,9 @@ impl<'a> Adapter<'a> {
         let len = bytes.len() as u64;
         // 1: budget.
         if len > limits::MAX_ADAPTER_BYTES {
-            return Err(Error::new(
+            return Err(Error::at(
                 ErrorCode::BudgetExceeded,
+                0,
                 format!(
                     "the adapter has {len} bytes; the budget is {}",
                     limits::MAX_ADAPTER_BYTES

@@ -159,6 +159,7 @@ impl Plan {
         }
         let base = keyed_digest(lines.expect("base")?, "base")?;
         let mut modules = Vec::new();
+        let mut total = 0u64;
         while let Some((at, line)) = lines.next() {
             let parts: Vec<&str> = line.split(' ').collect();
             let ["module", digest, size, name] = parts[..] else {
@@ -182,6 +183,20 @@ impl Plan {
                         "module size {size} is not {}..={}",
                         limits::ADAPTER_HEADER_BYTES,
                         limits::MAX_ADAPTER_BYTES
+                    ),
+                ));
+            }
+            // Every engine stages the modules of one plan together (spec/abi.md): their sizes
+            // must fit MAX_PLAN_STAGED_BYTES in all (at most 16 × 33,554,432: no overflow).
+            total += size;
+            if total > limits::MAX_PLAN_STAGED_BYTES {
+                return Err(Error::at(
+                    ErrorCode::BudgetExceeded,
+                    size_at as u64,
+                    format!(
+                        "the modules listed so far hold {total} bytes; a plan's modules hold at \
+                         most {} together",
+                        limits::MAX_PLAN_STAGED_BYTES
                     ),
                 ));
             }
