@@ -225,6 +225,22 @@ fn read_slm(path: &std::path::Path) -> Result<Vec<u8>> {
     read_model(&Some(path.to_path_buf()))
 }
 
+/// The base a plan must name for the model `bytes` (read from `file`, the built-in model when
+/// None): its file digest, once the model has passed verification — a model the runtime
+/// rejects is reported as such (exit 1) before anything about a plan.
+fn plan_base(bytes: &[u8], file: &Option<PathBuf>) -> Result<[u8; 32]> {
+    match inspect::verify(bytes) {
+        Ok(slm) => Ok(slm.digest()),
+        Err(error) => Err(harness::Rejected {
+            path: file
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("(built-in model)")),
+            error,
+        }
+        .into()),
+    }
+}
+
 /// An adapter file's bytes, read only up to its budget plus one byte: a longer file is
 /// rejected there (BudgetExceeded at byte 0, with its true length), never read whole.
 fn read_adapter(path: &std::path::Path) -> Result<Vec<u8>> {
@@ -666,9 +682,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
             }
             let bytes = read_model(&file)?;
-            let base = runtime::format::file_digest(&bytes);
             let plan = plan
-                .map(|p| harness::adapter::PlanFiles::read(&p, &base))
+                .map(|p| harness::adapter::PlanFiles::read(&p, &plan_base(&bytes, &file)?))
                 .transpose()?;
             let report = harness::check::check(
                 &bytes,
@@ -780,9 +795,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .validate()
                 .map_err(|e| anyhow::anyhow!("{}", inspect::describe_error(&e)))?;
             let bytes = read_model(&file)?;
-            let base = runtime::format::file_digest(&bytes);
             let plan = plan
-                .map(|p| harness::adapter::PlanFiles::read(&p, &base))
+                .map(|p| harness::adapter::PlanFiles::read(&p, &plan_base(&bytes, &file)?))
                 .transpose()?;
             harness::run::run_to_stdout(
                 bytes,

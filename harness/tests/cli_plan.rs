@@ -116,6 +116,20 @@ fn a_plan_for_another_base_fails_the_check() {
         assert!(err.contains("error 43 PlanBaseMismatch"), "{cmd:?}: {err}");
     }
     assert!(!dir.join("r").exists());
+    // A model the runtime rejects is reported as such before anything about the plan.
+    let bad = path("malformed/arch-extra-tensor.slm");
+    for cmd in [
+        vec!["run", &bad, "--plan", lone.to_str().unwrap()],
+        vec!["check", &bad, "--plan", lone.to_str().unwrap()],
+    ] {
+        let o = tinyrustlm(&cmd);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{cmd:?}: {err}");
+        assert!(
+            err.contains("error 7 InvalidTensorDirectory"),
+            "{cmd:?}: {err}"
+        );
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
