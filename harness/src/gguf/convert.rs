@@ -150,6 +150,9 @@ fn dequantized(t: &Tensor<'_>, src: DType) -> Result<Vec<f32>> {
     Ok(out)
 }
 
+/// The longest `general.name` the provenance quotes (a longer one is only counted).
+const MAX_NAME_SHOWN: usize = 256;
+
 /// Converts a GGUF file's bytes into a model file. `source` names the input (metadata `name`
 /// and `source`).
 ///
@@ -157,9 +160,6 @@ fn dequantized(t: &Tensor<'_>, src: DType) -> Result<Vec<f32>> {
 /// other than `llama` (SentencePiece), a missing or misshapen tensor, a tensor the architecture
 /// does not have, a ggml type other than f32/f16/q8_0/q4_0 (named by [`GgmlType::name`]), rope
 /// scaling, experts, and any shape beyond the runtime's limits.
-/// The longest `general.name` the provenance quotes (a longer one is only counted).
-const MAX_NAME_SHOWN: usize = 256;
-
 pub fn convert(bytes: &[u8], dtype: DTypeChoice, source: &str) -> Result<Converted> {
     let g = Gguf::parse(bytes).map_err(|e| anyhow!("not a valid GGUF file: {e}"))?;
     // Refuses any architecture but `llama`, naming it.
