@@ -212,6 +212,17 @@ fn a_converters_output_path_is_written_through_links_and_never_replaces_a_non_fi
             out.to_str().unwrap(),
         ])
     };
+    let refused_output = |out: &std::path::Path, needle: &str| {
+        let args = [
+            "convert",
+            "slm",
+            "--model",
+            model,
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        refused(&args, needle);
+    };
 
     let real = dir.join("real.slm");
     std::fs::write(&real, b"old").unwrap();
@@ -232,17 +243,7 @@ fn a_converters_output_path_is_written_through_links_and_never_replaces_a_non_fi
 
     let dangling = dir.join("dangling.slm");
     std::os::unix::fs::symlink(dir.join("nothing-here"), &dangling).unwrap();
-    refused(
-        &[
-            "convert",
-            "slm",
-            "--model",
-            model,
-            "-o",
-            dangling.to_str().unwrap(),
-        ],
-        "a symbolic link to nothing",
-    );
+    refused_output(&dangling, "a symbolic link to nothing");
     assert!(std::fs::symlink_metadata(&dangling)
         .unwrap()
         .file_type()
@@ -250,17 +251,7 @@ fn a_converters_output_path_is_written_through_links_and_never_replaces_a_non_fi
 
     let sub = dir.join("sub");
     std::fs::create_dir(&sub).unwrap();
-    refused(
-        &[
-            "convert",
-            "slm",
-            "--model",
-            model,
-            "-o",
-            sub.to_str().unwrap(),
-        ],
-        "is not a regular file",
-    );
+    refused_output(&sub, "is not a regular file");
     assert!(sub.is_dir());
     let fifo = dir.join("fifo");
     if Command::new("mkfifo")
@@ -268,17 +259,7 @@ fn a_converters_output_path_is_written_through_links_and_never_replaces_a_non_fi
         .status()
         .is_ok_and(|s| s.success())
     {
-        refused(
-            &[
-                "convert",
-                "slm",
-                "--model",
-                model,
-                "-o",
-                fifo.to_str().unwrap(),
-            ],
-            "is not a regular file",
-        );
+        refused_output(&fifo, "is not a regular file");
         assert!(std::fs::symlink_metadata(&fifo)
             .unwrap()
             .file_type()

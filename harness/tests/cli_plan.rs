@@ -13,6 +13,15 @@ fn tinyrustlm(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// Runs `args`, which the runtime must reject: exit 1, with `needle` in stderr.
+#[track_caller]
+fn rejected(args: &[&str], needle: &str) {
+    let o = tinyrustlm(args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+    assert!(err.contains(needle), "{args:?}: {err}");
+}
+
 fn path(rel: &str) -> String {
     corpus_dir().join(rel).to_str().unwrap().to_string()
 }
@@ -83,12 +92,12 @@ fn check_with_a_plan_compares_receipts_in_every_engine() {
 fn a_plan_for_another_base_fails_the_check() {
     let (_, plan, _) = receipt(0);
     let other = path("byte-mha-tied-q8_0.slm");
-    let o = tinyrustlm(&["check", &other, "--plan", &plan, "--max-tokens", "2"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("error 43 PlanBaseMismatch"));
-    let r = tinyrustlm(&["run", &other, "--plan", &plan, "--max-tokens", "2"]);
-    assert_eq!(r.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&r.stderr).contains("error 43 PlanBaseMismatch"));
+    for cmd in ["check", "run"] {
+        rejected(
+            &[cmd, &other, "--plan", &plan, "--max-tokens", "2"],
+            "error 43 PlanBaseMismatch",
+        );
+    }
     // A plan whose module is missing: still the base first.
     let dir = std::env::temp_dir().join(format!("tinyrustlm-plan-base-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -110,10 +119,7 @@ fn a_plan_for_another_base_fails_the_check() {
         ],
         vec!["run", &other, "--plan", lone.to_str().unwrap()],
     ] {
-        let o = tinyrustlm(&cmd);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(1), "{cmd:?}: {err}");
-        assert!(err.contains("error 43 PlanBaseMismatch"), "{cmd:?}: {err}");
+        rejected(&cmd, "error 43 PlanBaseMismatch");
     }
     assert!(!dir.join("r").exists());
     // A model the runtime rejects is reported as such before anything about the plan.
@@ -122,13 +128,7 @@ fn a_plan_for_another_base_fails_the_check() {
         vec!["run", &bad, "--plan", lone.to_str().unwrap()],
         vec!["check", &bad, "--plan", lone.to_str().unwrap()],
     ] {
-        let o = tinyrustlm(&cmd);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(1), "{cmd:?}: {err}");
-        assert!(
-            err.contains("error 7 InvalidTensorDirectory"),
-            "{cmd:?}: {err}"
-        );
+        rejected(&cmd, "error 7 InvalidTensorDirectory");
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -173,21 +173,15 @@ fn adapter_command_rejections_exit_1_with_the_true_length() {
     let f = std::fs::File::create(&big).unwrap();
     f.set_len(runtime::limits::MAX_ADAPTER_BYTES + 1000)
         .unwrap();
-    let o = tinyrustlm(&["adapter", "inspect", big.to_str().unwrap()]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("error 15 BudgetExceeded at byte 0: the adapter has 33555432 bytes"),
-        "{err}"
+    rejected(
+        &["adapter", "inspect", big.to_str().unwrap()],
+        "error 15 BudgetExceeded at byte 0: the adapter has 33555432 bytes",
     );
     let bad = dir.join("bad.adapter");
     std::fs::write(&bad, b"ADP1\x02\x00").unwrap();
-    let o = tinyrustlm(&["adapter", "inspect", bad.to_str().unwrap()]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("bad.adapter: error 37 UnsupportedAdapterVersion at byte 4"),
-        "{err}"
+    rejected(
+        &["adapter", "inspect", bad.to_str().unwrap()],
+        "bad.adapter: error 37 UnsupportedAdapterVersion at byte 4",
     );
     // A missing file cannot be read: exit 2.
     let o = tinyrustlm(&["adapter", "inspect", dir.join("none").to_str().unwrap()]);
@@ -197,19 +191,16 @@ fn adapter_command_rejections_exit_1_with_the_true_length() {
     std::fs::write(&plan, vec![b'x'; 20_000]).unwrap();
     let base = path("byte-mha-tied-f32.slm");
     let r = dir.join("r");
-    let o = tinyrustlm(&[
-        "adapter",
-        "apply",
-        &base,
-        plan.to_str().unwrap(),
-        "-o",
-        r.to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("error 25 LimitExceeded: the plan has 20000 bytes; the limit is 8192"),
-        "{err}"
+    rejected(
+        &[
+            "adapter",
+            "apply",
+            &base,
+            plan.to_str().unwrap(),
+            "-o",
+            r.to_str().unwrap(),
+        ],
+        "error 25 LimitExceeded: the plan has 20000 bytes; the limit is 8192",
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

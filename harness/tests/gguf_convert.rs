@@ -620,13 +620,7 @@ fn shape_refusals_name_the_gguf_key_and_long_names_are_not_quoted() {
         "t.gguf",
     )
     .unwrap();
-    let provenance = &c
-        .model
-        .metadata
-        .iter()
-        .find(|(k, _)| k == "provenance")
-        .unwrap()
-        .1;
+    let provenance = common::metadata_value(&c.model, "provenance");
     assert!(
         provenance.contains("general.name of 100000 bytes (not shown)"),
         "{provenance}"

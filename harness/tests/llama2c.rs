@@ -727,15 +727,8 @@ fn a_long_provenance_is_cut_not_refused() {
     let c = convert(&w.v0(), &tok, DType::Q8_0, "m.bin").expect("converts");
     assert_eq!(c.kept_f32.len(), 80 * 7 + 1);
     let bytes = format::write(&c.model).expect("writes");
-    let model = Model::load(bytes).expect("loads");
-    let provenance = &c
-        .model
-        .metadata
-        .iter()
-        .find(|(k, _)| k == "provenance")
-        .unwrap()
-        .1;
+    Model::load(bytes).expect("loads");
+    let provenance = common::metadata_value(&c.model, "provenance");
     assert!(provenance.len() <= runtime::limits::MAX_METADATA_VALUE_BYTES);
     assert!(provenance.ends_with(" bytes left out)"), "{provenance}");
-    drop(model);
 }

@@ -100,19 +100,11 @@ fn a_failing_step_leaves_every_generated_byte_shown() {
     let text = WORKER_DRIVER.replace("WORKER_JS", &format!("file://{}", worker.display()));
     std::fs::write(&script, text).unwrap();
     let wasm = wasm_module_path().expect("the scalar module is built");
-    let out = std::process::Command::new("node")
-        .arg(&script)
-        .args([wasm.as_os_str(), model.as_os_str()])
-        .arg("3")
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let got = common::node_json(
+        &script,
+        &[wasm.as_os_str(), model.as_os_str(), "3".as_ref()],
     );
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(
         got,
         serde_json::json!({

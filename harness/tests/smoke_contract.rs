@@ -9,6 +9,8 @@ use harness::serve::{RunningServer, ServeConfig};
 use harness::smoke::{registry_text, smoke_dir, wasm_module_path, REGISTRY_FILE};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
+mod common;
+
 use std::net::TcpStream;
 use std::time::Duration;
 use wasmparser::{Parser, Payload, ValType};
@@ -644,17 +646,8 @@ console.log(JSON.stringify({{
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("form.mjs");
     std::fs::write(&path, script).unwrap();
-    let out = std::process::Command::new("node")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let got = common::node_json(&path, &[]);
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let half = 0x3f00_0000u32; // 0.5
     let one = 0x3f80_0000u32;
     assert_eq!(

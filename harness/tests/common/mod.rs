@@ -246,3 +246,28 @@ pub fn python3_imports(modules: &str, what: &str) -> bool {
     }
     ok
 }
+
+/// The value of metadata key `key` in a model file (panics when absent: a test's expectation).
+pub fn metadata_value<'a>(m: &'a ModelFile, key: &str) -> &'a str {
+    &m.metadata
+        .iter()
+        .find(|(k, _)| k == key)
+        .unwrap_or_else(|| panic!("no metadata key {key:?}"))
+        .1
+}
+
+/// Runs `node SCRIPT ARGS...` and parses its stdout as JSON (asserting it exited 0, with its
+/// stderr in the message).
+pub fn node_json(script: &Path, args: &[&std::ffi::OsStr]) -> serde_json::Value {
+    let out = std::process::Command::new("node")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
