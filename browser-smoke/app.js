@@ -174,6 +174,8 @@ let busy = false;
 function refreshButtons(generating) {
   $('load').disabled = busy;
   $('model').disabled = busy;
+  $('file').disabled = busy;
+  $('load-file').disabled = busy || $('file').files.length === 0;
   $('generate').disabled = busy || !lastLoad;
   $('apply').disabled = busy || !lastLoad || $('family').options.length === 0;
   $('remove').disabled = busy || !adaptersApplied;
@@ -226,9 +228,27 @@ async function loadSelected() {
     showDiagnostics([['model', id], ['error', errorText(e)]]);
     return { ok: false, code: e.code, message: e.message };
   }
+  return loadInWorker(model, (onEvent) => loadModel(model, onEvent));
+}
+
+/**
+ * Loads the .slm file chosen in the file input: read by the page itself (nothing leaves this
+ * machine) and checked by the module like any other file (every format rule and its SHA-256;
+ * its size against the model budget when the load begins). It is no registry entry, so no
+ * adapter family is listed for it.
+ */
+async function loadChosenFile() {
+  const file = $('file').files[0];
+  if (!file) return { ok: false, code: 0, message: 'no file is chosen' };
+  const model = { id: `file: ${file.name}` };
+  return loadInWorker(model, (onEvent) => call({ cmd: 'load', file }, onEvent));
+}
+
+/** Runs `load` (which sends the worker its load command) for `model` and shows the outcome. */
+async function loadInWorker(model, load) {
   $('progress').value = 0;
   setStatus(`loading ${model.id}…`);
-  const ans = await loadModel(model, (ev) => {
+  const ans = await load((ev) => {
     if (ev.type === 'progress' && ev.total > 0) $('progress').value = ev.received / ev.total;
   });
   if (!ans.ok) {
@@ -364,6 +384,10 @@ async function setUp() {
   }
   $('model').value = defaultModel;
   $('load').onclick = () => exclusive(loadSelected);
+  $('file').onchange = () => {
+    if (!busy) refreshButtons(false);
+  };
+  $('load-file').onclick = () => exclusive(loadChosenFile);
   $('apply').onclick = () => exclusive(applySelected);
   $('remove').onclick = () => exclusive(removeAdapters);
   $('generate').onclick = () => exclusive(generateFromForm, true);
@@ -475,16 +499,43 @@ async function smokeAdapted(doc) {
   return out;
 }
 
+/** Loads the bytes at `url` as a Blob, through the worker's path for a file chosen on the
+ * page (no registry size or digest). */
+async function loadAsFile(url) {
+  const resp = await fetch(url);
+  if (!resp.ok) return { ok: false, code: 0, message: `${url}: HTTP ${resp.status}` };
+  return call({ cmd: 'load', file: new Blob([await resp.arrayBuffer()]) });
+}
+
+/** Every malformed case through the registry's path (fetch) and as a chosen file (a Blob). */
 async function smokeMalformed() {
   const manifest = await getJson('corpus/malformed/manifest.json');
   const out = [];
+  const code = (ans) => (ans.ok ? 0 : ans.code);
   for (const c of manifest.cases) {
+    const url = `corpus/malformed/${c.file}`;
     const ans = c.file === null
       ? await call({ cmd: 'begin', total: c.bytes })
-      : await call({ cmd: 'load', url: `corpus/malformed/${c.file}` });
-    out.push({ name: c.name, file: c.file, bytes: c.bytes, ok: ans.ok, code: ans.ok ? 0 : ans.code, message: ans.message || '' });
+      : await call({ cmd: 'load', url });
+    const asFile = c.file === null ? null : await loadAsFile(url);
+    out.push({
+      name: c.name,
+      file: c.file,
+      bytes: c.bytes,
+      ok: ans.ok,
+      code: code(ans),
+      message: ans.message || '',
+      file_code: asFile === null ? null : code(asFile),
+    });
   }
   return out;
+}
+
+/** The default model loaded as a chosen file (a Blob): the digest the module reports. */
+async function smokeFileLoad() {
+  const model = selectModel(params.get('model') || defaultModel);
+  const ans = await loadAsFile(model.path);
+  return { model: model.id, ok: ans.ok, code: ans.ok ? 0 : ans.code, digest: ans.digest || null };
 }
 
 async function smokeMalformedAdapters() {
@@ -590,6 +641,7 @@ async function smoke(modes) {
       }
       else if (mode === 'malformed') {
         report.modes.malformed = await smokeMalformed();
+        report.modes.file_load = await smokeFileLoad();
         report.modes.malformed_adapters = await smokeMalformedAdapters();
       }
       else if (mode === 'missing') report.modes.missing = await smokeMissing();

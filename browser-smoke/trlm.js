@@ -510,7 +510,22 @@ export async function streamLoad(trlm, msg, post) {
     );
   }
   const loader = trlm.beginLoad(total, msg.sha256 || null);
-  const reader = resp.body.getReader();
+  await feed(loader, resp.body.getReader(), total, post);
+}
+
+/**
+ * Streams `file` — a Blob (a File the user chose on the page) — into the chunked loader of
+ * `trlm`, as streamLoad does a fetched file. It has no registry entry, so no size or digest is
+ * expected of it: the module's own checks decide (every format rule and the file's SHA-256
+ * against its digest field, a size over the model budget refused at trlm_load_begin).
+ */
+export async function streamLoadFile(trlm, file, post) {
+  const loader = trlm.beginLoad(file.size, null);
+  await feed(loader, file.stream().getReader(), file.size, post);
+}
+
+/** Pushes what `reader` yields into `loader` and finishes it; on any failure aborts both. */
+async function feed(loader, reader, total, post) {
   let received = 0;
   try {
     for (;;) {

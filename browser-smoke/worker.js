@@ -5,6 +5,8 @@
 //                                         answers {abi_version, variant}
 //   {id, cmd: 'load', url, sha256, bytes} streams the file with fetch + a reader into the
 //                                         chunked loader; posts {type: 'progress'} on the way
+//   {id, cmd: 'load', file}               the same from a Blob (a file chosen on the page; no
+//                                         registry size or digest to hold it to)
 //   {id, cmd: 'begin', total}             only trlm_load_begin (a size the module refuses)
 //   {id, cmd: 'generate', request, digests, perStep}
 //   {id, cmd: 'apply', plan, modules: [{url, bytes, sha256}]}
@@ -26,7 +28,9 @@
 // Every command with an id is answered once: {id, ok: true, ...} or {id, ok: false, code,
 // message[, http_status]}. Events on the way: {id, type: 'progress' | 'piece' | 'step', ...}.
 
-import { instantiate, pickModule, streamLoad, toHex, CODE, TrlmError, STATE_NAMES } from './trlm.js';
+import {
+  instantiate, pickModule, streamLoad, streamLoadFile, toHex, CODE, TrlmError, STATE_NAMES,
+} from './trlm.js';
 import { benchModel } from './bench.js';
 
 let trlm = null;
@@ -62,7 +66,8 @@ async function init(msg) {
 
 async function load(msg, post) {
   const t0 = performance.now();
-  await streamLoad(trlm, msg, post);
+  if (msg.file !== undefined) await streamLoadFile(trlm, msg.file, post);
+  else await streamLoad(trlm, msg, post);
   const d = trlm.diagnostics();
   return {
     digest: d.model_digest,

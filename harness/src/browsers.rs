@@ -2,8 +2,10 @@
 //! browser, and the Node engine, and compares what they report with the native engine: token
 //! ids and logits digests of every registry model × standard case, the receipt and the standard
 //! cases of every registry adapter applied to its base (a one-module plan), and the error codes
-//! of the failure modes (malformed files, a missing model, an overlong prompt, step-by-step
-//! reports), and that commands sent at once run in turn (`race`).
+//! of the failure modes (malformed files — fetched, and again as a file chosen on the page, a
+//! Blob —, a missing model, an overlong prompt, step-by-step reports), that the default model
+//! loaded as a chosen file has its registry digest, and that commands sent at once run in turn
+//! (`race`).
 //!
 //! Each browser starts on a fresh temporary profile with the flags and prefs of
 //! shared/notes BROWSERS.md (no traffic beyond 127.0.0.1), in its own process group, which the
@@ -24,6 +26,7 @@ use anyhow::{bail, Context, Result};
 use launch::Browser;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -185,8 +188,11 @@ struct Expected {
     models: Vec<NativeModel>,
     /// Registry adapters whose base is selected and loads, in registry order.
     adapted: Vec<NativeAdapted>,
-    /// Malformed manifest cases: name, native load code (0 = loaded).
-    malformed: Vec<(String, u32)>,
+    /// Malformed manifest cases: name, native load code (0 = loaded), whether the case is a
+    /// stored file (the page then also loads it as a chosen file).
+    malformed: Vec<(String, u32, bool)>,
+    /// The registry's file digest (hex) of each model, by id.
+    digests: BTreeMap<String, String>,
     /// The adapter, plan and apply cases of corpus/malformed/adapters/ (receipts have no ABI
     /// reader): the manifest's code, which native reports too (harness/tests/malformed_matrix.rs).
     malformed_adapters: Vec<StoredCase>,
@@ -273,6 +279,7 @@ fn expected(opts: &Options, serve: &ServeConfig, registry: &Value) -> Result<Exp
         malformed.push((
             c["name"].as_str().unwrap_or_default().into(),
             native_code(bytes),
+            c["file"].is_string(),
         ));
     }
     let malformed_adapters = crate::malformed::adapters::stored_cases(corpus)?
@@ -293,10 +300,20 @@ fn expected(opts: &Options, serve: &ServeConfig, registry: &Value) -> Result<Exp
     let steps = engine
         .generate(&steps_case().request())
         .map_err(anyhow::Error::msg)?;
+    let digests = registry["models"]
+        .as_array()
+        .context("registry models")?
+        .iter()
+        .map(|m| {
+            let field = |k: &str| m[k].as_str().unwrap_or_default().to_string();
+            (field("id"), field("sha256"))
+        })
+        .collect();
     Ok(Expected {
         models,
         adapted,
         malformed,
+        digests,
         malformed_adapters,
         overlong,
         steps,
@@ -507,7 +524,7 @@ fn compare_report(engine: &str, reports: &[Value], exp: &Expected, out: &mut Out
         compare_adapted(engine, adapted, exp, out);
     }
     if let Some(list) = modes["malformed"].as_array() {
-        for (name, want) in &exp.malformed {
+        for (name, want, stored) in &exp.malformed {
             let got = list.iter().find(|c| c["name"] == name.as_str());
             out.rows.push(code_row(
                 engine,
@@ -516,7 +533,29 @@ fn compare_report(engine: &str, reports: &[Value], exp: &Expected, out: &mut Out
                 got.and_then(|c| c["code"].as_u64()),
                 *want,
             ));
+            // The same bytes as a file chosen on the page (a Blob, no registry entry).
+            if *stored {
+                out.rows.push(code_row(
+                    engine,
+                    "malformed (as a file)",
+                    name,
+                    got.and_then(|c| c["file_code"].as_u64()),
+                    *want,
+                ));
+            }
         }
+    }
+    let file_load = &modes["file_load"];
+    if !file_load.is_null() {
+        let model = file_load["model"].as_str().unwrap_or("-");
+        let want = exp.digests.get(model).map(String::as_str).unwrap_or("none");
+        let mut r = row(engine, model, "loaded as a file");
+        r.ok = file_load["ok"] == true && file_load["digest"] == want;
+        r.detail = format!(
+            "ok {}, code {}, digest {} (registry {want})",
+            file_load["ok"], file_load["code"], file_load["digest"]
+        );
+        out.rows.push(r);
     }
     if let Some(list) = modes["malformed_adapters"].as_array() {
         for c in &exp.malformed_adapters {
@@ -812,7 +851,7 @@ fn run_node(wasm: &Path, opts: &Options, exp: &Expected, out: &mut Outcome) -> R
     if opts.modes.split(',').any(|m| m == "malformed") {
         let manifest: Value =
             serde_json::from_slice(&std::fs::read(corpus.join("malformed/manifest.json"))?)?;
-        for (c, (name, want)) in manifest["cases"]
+        for (c, (name, want, _)) in manifest["cases"]
             .as_array()
             .context("manifest cases")?
             .iter()

@@ -116,3 +116,95 @@ fn a_failing_step_leaves_every_generated_byte_shown() {
         })
     );
 }
+
+/// Drives worker.js's load of a file chosen on the page (a Blob): a good file, then a damaged
+/// one, then a generation; prints what the page would have been answered.
+const FILE_DRIVER: &str = r#"
+import { readFileSync } from 'node:fs';
+const [wasmPath, goodPath, badPath] = process.argv.slice(2);
+let answered = null;
+let lastProgress = null;
+globalThis.self = { postMessage(m) {
+  if (m.type === 'progress') lastProgress = m;
+  if (m.ok !== undefined && answered) answered(m);
+} };
+globalThis.fetch = async () => {
+  const bytes = readFileSync(wasmPath);
+  return { ok: true, status: 200, arrayBuffer: async () => bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length) };
+};
+await import('WORKER_JS');
+const call = (msg) => new Promise((r) => { answered = r; self.onmessage({ data: msg }); });
+await call({ id: 1, cmd: 'init', wasmUrls: { simd128: 'wasm', scalar: 'wasm' } });
+const blob = (p) => new Blob([readFileSync(p)]);
+const good = await call({ id: 2, cmd: 'load', file: blob(goodPath) });
+const progress = lastProgress && { received: lastProgress.received, total: lastProgress.total };
+const bad = await call({ id: 3, cmd: 'load', file: blob(badPath) });
+const one = 0x3f800000;
+const gen = await call({ id: 4, cmd: 'generate', request: {
+  prompt: 'ab', temperature_bits: 0, top_k: null, top_p_bits: one, seed: '1', max_new_tokens: 4,
+} });
+console.log(JSON.stringify({
+  good: { ok: good.ok, digest: good.digest ?? null, bytes: good.bytes ?? null },
+  progress,
+  bad: { ok: bad.ok, code: bad.code ?? null },
+  after: gen.ok ? gen.diagnostics.model_digest : null,
+}));
+process.exit(0);
+"#;
+
+/// A file chosen on the page (no registry entry) goes through the same chunked load as a
+/// fetched one: the module's checks decide, a damaged file is refused with the native code and
+/// leaves the model loaded before it in place.
+#[test]
+fn a_chosen_file_loads_through_the_module_checks() {
+    if !harness::engine::node::node_available() {
+        println!("skipping: node is not installed");
+        return;
+    }
+    let shape = Shape {
+        dim: 32,
+        n_layers: 1,
+        n_heads: 4,
+        n_kv_heads: 2,
+        head_dim: 8,
+        ffn_dim: 64,
+        max_context: 64,
+        tied: true,
+    };
+    let good = build_model(byte_vocab(vec![257]), shape, DType::Q8_0, 11);
+    let digest = runtime::sha256::to_hex(&runtime::format::file_digest(&good));
+    // One payload byte changed: the file digest no longer matches.
+    let mut bad = good.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x40;
+    let bad_code = Model::load(bad.clone()).unwrap_err().code as u32;
+
+    let dir = std::env::temp_dir().join(format!("trlm-page-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (good_path, bad_path) = (dir.join("good.slm"), dir.join("bad.slm"));
+    std::fs::write(&good_path, &good).unwrap();
+    std::fs::write(&bad_path, &bad).unwrap();
+    let script = dir.join("driver.mjs");
+    let worker = smoke_dir().join("worker.js").canonicalize().unwrap();
+    let text = FILE_DRIVER.replace("WORKER_JS", &format!("file://{}", worker.display()));
+    std::fs::write(&script, text).unwrap();
+    let wasm = wasm_module_path().expect("the scalar module is built");
+    let got = common::node_json(
+        &script,
+        &[
+            wasm.as_os_str(),
+            good_path.as_os_str(),
+            bad_path.as_os_str(),
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        got,
+        serde_json::json!({
+            "good": { "ok": true, "digest": digest, "bytes": good.len() },
+            "progress": { "received": good.len(), "total": good.len() },
+            "bad": { "ok": false, "code": bad_code },
+            "after": digest,
+        })
+    );
+}
