@@ -177,7 +177,10 @@ fn a_chosen_file_loads_through_the_module_checks() {
     let mut bad = good.clone();
     let last = bad.len() - 1;
     bad[last] ^= 0x40;
-    let bad_code = Model::load(bad.clone()).unwrap_err().code as u32;
+    let bad_code = Model::load(bad.clone())
+        .err()
+        .expect("the damaged file is refused")
+        .code as u32;
 
     let dir = std::env::temp_dir().join(format!("trlm-page-file-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
