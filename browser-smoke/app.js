@@ -6,9 +6,11 @@
 // unattended and POSTs a report to /report:
 //   1          the standard cases (/cases.json) on every registry model (or ?only=a,b), and on
 //              every registry adapter applied to its (selected) base, with the receipts
-//   malformed  every file of corpus/malformed/manifest.json through the chunked path, and every
-//              adapter, plan and apply case of corpus/malformed/adapters/manifest.json through
-//              validateAdapter / validatePlan / applyPlan (receipt cases have no ABI reader)
+//   malformed  every file of corpus/malformed/manifest.json through the chunked path, fetched
+//              and again as a chosen file (a Blob), every adapter, plan and apply case of
+//              corpus/malformed/adapters/manifest.json through validateAdapter / validatePlan /
+//              applyPlan (receipt cases have no ABI reader), and the default model as a chosen
+//              file (its digest)
 //   missing    a model route that does not exist (404)
 //   overlong   a prompt longer than the context
 //   steps      one generation step by step, a report after each step

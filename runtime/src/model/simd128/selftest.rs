@@ -164,13 +164,16 @@ impl Rng {
 
     /// An activation block's scale.
     fn act_scale(&mut self) -> f32 {
-        const EDGES: [f32; 10] = [
+        const EDGES: [f32; 12] = [
             0.0,
             -0.0,
             f32::MIN_POSITIVE,
             1e-40, // subnormal
             1e-8,
             65504.0,
+            // The prescaled decode's bound (2^16, excluded: times 2^112 it overflows).
+            65536.0,
+            -65536.0,
             f32::MAX,
             f32::INFINITY,
             f32::NEG_INFINITY,
