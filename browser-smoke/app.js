@@ -502,10 +502,11 @@ async function smokeAdapted(doc) {
 }
 
 /** Loads the bytes at `url` as a Blob, through the worker's path for a file chosen on the
- * page (no registry size or digest). */
+ * page (no registry size or digest). A failed fetch has no code (null), so the runner cannot
+ * take it for any module's answer. */
 async function loadAsFile(url) {
   const resp = await fetch(url);
-  if (!resp.ok) return { ok: false, code: 0, message: `${url}: HTTP ${resp.status}` };
+  if (!resp.ok) return { ok: false, code: null, message: `${url}: HTTP ${resp.status}` };
   return call({ cmd: 'load', file: new Blob([await resp.arrayBuffer()]) });
 }
 
