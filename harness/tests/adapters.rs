@@ -3,6 +3,8 @@
 //! receipt bytes; every kind changes the output of f32, q8_0 and q4_0 fixtures deterministically;
 //! the session gate; `adapter diff|inspect|apply`; proptests that the readers never panic.
 
+mod common;
+
 use harness::adapter::diff::{diff, factor};
 use harness::adapter::registry::{self, Registry, RegistryErrorKind as RK};
 use harness::fixtures::{self, SplitMix64};
@@ -1001,26 +1003,21 @@ fn cli_diff_inspect_apply() {
     std::fs::write(dir.join("base.slm"), &base).unwrap();
     std::fs::write(dir.join("tuned.slm"), &tuned).unwrap();
     let exe = env!("CARGO_BIN_EXE_tinyrustlm");
-    let out = std::process::Command::new(exe)
-        .args([
-            "adapter",
-            "diff",
-            "base.slm",
-            "tuned.slm",
-            "--kind",
-            "alr1",
-            "--rank",
-            "2",
-            "-o",
-            "m0.adapter",
-        ])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::succeeded(
+        std::process::Command::new(exe)
+            .args([
+                "adapter",
+                "diff",
+                "base.slm",
+                "tuned.slm",
+                "--kind",
+                "alr1",
+                "--rank",
+                "2",
+                "-o",
+                "m0.adapter",
+            ])
+            .current_dir(&dir),
     );
     let a = std::fs::read(dir.join("m0.adapter")).unwrap();
     let out = std::process::Command::new(exe)
@@ -1034,22 +1031,17 @@ fn cli_diff_inspect_apply() {
     let m = Model::load(base.clone()).unwrap();
     let plan = plan_for(&m, &[&a]);
     std::fs::write(dir.join("stack.plan"), &plan).unwrap();
-    let out = std::process::Command::new(exe)
-        .args([
-            "adapter",
-            "apply",
-            "base.slm",
-            "stack.plan",
-            "-o",
-            "receipt.txt",
-        ])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::succeeded(
+        std::process::Command::new(exe)
+            .args([
+                "adapter",
+                "apply",
+                "base.slm",
+                "stack.plan",
+                "-o",
+                "receipt.txt",
+            ])
+            .current_dir(&dir),
     );
     let receipt = std::fs::read(dir.join("receipt.txt")).unwrap();
     let mut m = m;

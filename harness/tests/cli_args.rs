@@ -202,27 +202,18 @@ fn a_converters_output_path_is_written_through_links_and_never_replaces_a_non_fi
         "/../corpus/byte-mha-tied-f32.slm"
     );
     let expected = std::fs::read(model).unwrap();
-    let convert = |out: &std::path::Path| {
-        tinyrustlm(&[
+    fn args<'a>(model: &'a str, out: &'a std::path::Path) -> [&'a str; 6] {
+        [
             "convert",
             "slm",
             "--model",
             model,
             "-o",
             out.to_str().unwrap(),
-        ])
-    };
-    let refused_output = |out: &std::path::Path, needle: &str| {
-        let args = [
-            "convert",
-            "slm",
-            "--model",
-            model,
-            "-o",
-            out.to_str().unwrap(),
-        ];
-        refused(&args, needle);
-    };
+        ]
+    }
+    let convert = |out: &std::path::Path| tinyrustlm(&args(model, out));
+    let refused_output = |out: &std::path::Path, needle: &str| refused(&args(model, out), needle);
 
     let real = dir.join("real.slm");
     std::fs::write(&real, b"old").unwrap();

@@ -185,16 +185,11 @@ fn tokenize_command_reads_a_gguf() {
         .iter()
         .position(|s| s.contains("Hello world"))
         .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tinyrustlm"))
-        .arg("tokenize")
-        .arg(&path)
-        .args(["--text", &inputs[i], "--no-bos"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::succeeded(
+        Command::new(env!("CARGO_BIN_EXE_tinyrustlm"))
+            .arg("tokenize")
+            .arg(&path)
+            .args(["--text", &inputs[i], "--no-bos"]),
     );
     let want: Vec<String> = expected[i].iter().map(u32::to_string).collect();
     assert_eq!(
@@ -226,16 +221,7 @@ fn gguf_py_fixtures(tag: &str) -> Option<TempDir> {
     }
     let dir = TempDir::new(&format!("gguf-convert-{tag}"));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/tools/gguf_py_fixture.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .arg(&dir.0)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::succeeded(Command::new("python3").arg(&script).arg(&dir.0));
     Some(dir)
 }
 

@@ -3,6 +3,8 @@
 //! (spec/determinism.md, Weight quantization). Needs `python3` with `gguf` and `numpy`
 //! importable (`pip install gguf numpy`); prints "skipped: ..." and passes otherwise.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -217,16 +219,11 @@ fn quantizers_and_f16_match_gguf_py() {
     let input: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
     std::fs::write(dir.join("input.f32"), &input).unwrap();
 
-    let out = Command::new("python3")
-        .arg(&script)
-        .arg(dir.join("input.f32"))
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::succeeded(
+        Command::new("python3")
+            .arg(&script)
+            .arg(dir.join("input.f32"))
+            .arg(&dir),
     );
     println!("reference: {}", String::from_utf8_lossy(&out.stdout).trim());
     let read = |name: &str| std::fs::read(dir.join(name)).unwrap();

@@ -41,6 +41,30 @@ console.log(JSON.stringify({ init: init.ok, load: load.ok, ok: gen.ok, code: gen
 process.exit(0);
 "#;
 
+/// Runs `driver` (a script importing `WORKER_JS`, which becomes the page's worker.js) under
+/// Node with the scalar module's path, then one file per `models` entry (written to a temporary
+/// folder, removed afterwards), then `extra`; returns what it printed, as JSON.
+fn run_driver(driver: &str, tag: &str, models: &[&[u8]], extra: &[&str]) -> serde_json::Value {
+    let dir = std::env::temp_dir().join(format!("trlm-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("driver.mjs");
+    let worker = smoke_dir().join("worker.js").canonicalize().unwrap();
+    let text = driver.replace("WORKER_JS", &format!("file://{}", worker.display()));
+    std::fs::write(&script, text).unwrap();
+    let wasm = wasm_module_path().expect("the scalar module is built");
+    let mut args = vec![wasm.into_os_string()];
+    for (i, bytes) in models.iter().enumerate() {
+        let path = dir.join(format!("model{i}.slm"));
+        std::fs::write(&path, bytes).unwrap();
+        args.push(path.into_os_string());
+    }
+    args.extend(extra.iter().map(std::ffi::OsString::from));
+    let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let got = common::node_json(&script, &refs);
+    let _ = std::fs::remove_dir_all(&dir);
+    got
+}
+
 /// A byte vocabulary plus 1024 control tokens whose pieces are 252 bytes long: sampling at
 /// temperature 1 fills the 64 KiB output limit within the context, so a step fails with
 /// `OutputBufferExceeded` after a generation of many pieces.
@@ -91,20 +115,7 @@ fn a_failing_step_leaves_every_generated_byte_shown() {
     let produced = session.text().len();
     assert!(produced > 60_000, "{produced}");
 
-    let dir = std::env::temp_dir().join(format!("trlm-page-worker-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let model = dir.join("long.slm");
-    std::fs::write(&model, &bytes).unwrap();
-    let script = dir.join("driver.mjs");
-    let worker = smoke_dir().join("worker.js").canonicalize().unwrap();
-    let text = WORKER_DRIVER.replace("WORKER_JS", &format!("file://{}", worker.display()));
-    std::fs::write(&script, text).unwrap();
-    let wasm = wasm_module_path().expect("the scalar module is built");
-    let got = common::node_json(
-        &script,
-        &[wasm.as_os_str(), model.as_os_str(), "3".as_ref()],
-    );
-    let _ = std::fs::remove_dir_all(&dir);
+    let got = run_driver(WORKER_DRIVER, "page-worker", &[&bytes], &["3"]);
     assert_eq!(
         got,
         serde_json::json!({
@@ -139,6 +150,8 @@ const blob = (p) => new Blob([readFileSync(p)]);
 const good = await call({ id: 2, cmd: 'load', file: blob(goodPath) });
 const progress = lastProgress && { received: lastProgress.received, total: lastProgress.total };
 const bad = await call({ id: 3, cmd: 'load', file: blob(badPath) });
+const empty = await call({ id: 5, cmd: 'load', file: new Blob([]) });
+const over = await call({ id: 6, cmd: 'load', file: new Blob([new Uint8Array(BUDGET + 1)]) });
 const one = 0x3f800000;
 const gen = await call({ id: 4, cmd: 'generate', request: {
   prompt: 'ab', temperature_bits: 0, top_k: null, top_p_bits: one, seed: '1', max_new_tokens: 4,
@@ -147,14 +160,17 @@ console.log(JSON.stringify({
   good: { ok: good.ok, digest: good.digest ?? null, bytes: good.bytes ?? null },
   progress,
   bad: { ok: bad.ok, code: bad.code ?? null },
+  empty: { ok: empty.ok, code: empty.code ?? null },
+  over: { ok: over.ok, code: over.code ?? null },
   after: gen.ok ? gen.diagnostics.model_digest : null,
 }));
 process.exit(0);
 "#;
 
 /// A file chosen on the page (no registry entry) goes through the same chunked load as a
-/// fetched one: the module's checks decide, a damaged file is refused with the native code and
-/// leaves the model loaded before it in place.
+/// fetched one: the module's checks decide — a damaged file, an empty one and one over the
+/// model budget are refused with the runtime's codes — and a refusal leaves the model loaded
+/// before it in place.
 #[test]
 fn a_chosen_file_loads_through_the_module_checks() {
     if !harness::engine::node::node_available() {
@@ -182,31 +198,16 @@ fn a_chosen_file_loads_through_the_module_checks() {
         .expect("the damaged file is refused")
         .code as u32;
 
-    let dir = std::env::temp_dir().join(format!("trlm-page-file-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (good_path, bad_path) = (dir.join("good.slm"), dir.join("bad.slm"));
-    std::fs::write(&good_path, &good).unwrap();
-    std::fs::write(&bad_path, &bad).unwrap();
-    let script = dir.join("driver.mjs");
-    let worker = smoke_dir().join("worker.js").canonicalize().unwrap();
-    let text = FILE_DRIVER.replace("WORKER_JS", &format!("file://{}", worker.display()));
-    std::fs::write(&script, text).unwrap();
-    let wasm = wasm_module_path().expect("the scalar module is built");
-    let got = common::node_json(
-        &script,
-        &[
-            wasm.as_os_str(),
-            good_path.as_os_str(),
-            bad_path.as_os_str(),
-        ],
-    );
-    let _ = std::fs::remove_dir_all(&dir);
+    let driver = FILE_DRIVER.replace("BUDGET", &runtime::limits::MAX_MODEL_BYTES.to_string());
+    let got = run_driver(&driver, "page-file", &[&good, &bad], &[]);
     assert_eq!(
         got,
         serde_json::json!({
             "good": { "ok": true, "digest": digest, "bytes": good.len() },
             "progress": { "received": good.len(), "total": good.len() },
             "bad": { "ok": false, "code": bad_code },
+            "empty": { "ok": false, "code": ErrorCode::Truncated as u32 },
+            "over": { "ok": false, "code": ErrorCode::BudgetExceeded as u32 },
             "after": digest,
         })
     );

@@ -256,18 +256,21 @@ pub fn metadata_value<'a>(m: &'a ModelFile, key: &str) -> &'a str {
         .1
 }
 
-/// Runs `node SCRIPT ARGS...` and parses its stdout as JSON (asserting it exited 0, with its
-/// stderr in the message).
-pub fn node_json(script: &Path, args: &[&std::ffi::OsStr]) -> serde_json::Value {
-    let out = std::process::Command::new("node")
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap();
+/// Runs `cmd` to the end and returns its output, asserting it exited 0 (with its stderr in the
+/// message).
+pub fn succeeded(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+/// Runs `node SCRIPT ARGS...` and parses its stdout as JSON (asserting it exited 0, with its
+/// stderr in the message).
+pub fn node_json(script: &Path, args: &[&std::ffi::OsStr]) -> serde_json::Value {
+    let out = succeeded(std::process::Command::new("node").arg(script).args(args));
     serde_json::from_slice(&out.stdout).unwrap()
 }
