@@ -100,7 +100,7 @@ pub struct MatmulScratch {
     max_cols: usize,
     /// `[token][max_cols / 32]` q8_0 blocks (q8_0/q4_0 weights).
     act: Vec<BlockQ8>,
-    /// One f16 row widened to f32 (f16 weights).
+    /// [`F32_ROWS`] f32 or f16 rows as f32 (f32 and f16 weights).
     row: Vec<f32>,
     /// One q4_0 row widened to q8_0 blocks (q4_0 weights).
     row_q8: Vec<u8>,
@@ -139,7 +139,7 @@ impl MatmulScratch {
             capacity,
             max_cols,
             act: filled(size(&[capacity, max_cols / QK])?, BlockQ8::ZERO)?,
-            row: filled(max_cols, 0.0)?,
+            row: filled(size(&[F32_ROWS, max_cols])?, 0.0)?,
             row_q8: filled(size(&[max_cols / QK, Q8_0_BLOCK_BYTES])?, 0u8)?,
             group_dx: filled(size(&[max_cols / QK, GROUP_TOKENS])?, 0.0)?,
             group_bias: filled(size(&[max_cols / QK, GROUP_TOKENS])?, 0)?,
@@ -263,18 +263,60 @@ impl MatmulScratch {
             DType::F32 | DType::F16 => {
                 // Each row read once into f32 (f16 widened exactly by `widen_f16`, told whether
                 // the matrix is known to hold no infinity or NaN: the f16 order is the f32 order
-                // on the widened row), then dotted with the tokens TOKEN_DOTS at a time (one
-                // pass over the row per group), the rest one at a time.
-                let row_f32 = &mut self.row[..w.cols];
+                // on the widened row), then dotted with the tokens. In the simd128 module rows
+                // go F32_TILE_ROWS at a time against F32_TILE_TOKENS tokens per kernel call; the
+                // rest (and elsewhere every row) dotted with TOKEN_DOTS tokens per pass over the
+                // row, the last ones one at a time. Every output is its own f32 order.
+                let cols = w.cols;
+                let (dtype, finite) = (w.dtype, w.f16_finite);
+                let widen = |row: &[u8], into: &mut [f32]| -> Result<()> {
+                    if dtype == DType::F16 {
+                        widen_f16(row, into, finite);
+                        Ok(())
+                    } else {
+                        dequantize(dtype, row, into)
+                    }
+                };
+                let row_f32 = &mut self.row[..F32_ROWS * cols];
                 cpu::run(
                     #[inline(always)]
                     || {
-                        for (r, row) in rows.enumerate() {
-                            if w.dtype == DType::F16 {
-                                widen_f16(row, row_f32, w.f16_finite);
-                            } else {
-                                dequantize(w.dtype, row, row_f32)?;
+                        // Rows done by the simd128 tiles (none elsewhere).
+                        #[cfg_attr(
+                            not(all(target_arch = "wasm32", target_feature = "simd128")),
+                            allow(unused_mut)
+                        )]
+                        let mut done = 0;
+                        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                        {
+                            use simd128::{F32_TILE_ROWS as R, F32_TILE_TOKENS as T};
+                            while cols > 0 && done + R <= w.rows {
+                                for (i, into) in row_f32.chunks_exact_mut(cols).enumerate() {
+                                    let r = done + i;
+                                    widen(&w.bytes[r * rb..(r + 1) * rb], into)?;
+                                }
+                                let tile: [&[f32]; R] =
+                                    core::array::from_fn(|i| &row_f32[i * cols..(i + 1) * cols]);
+                                // Groups of T tokens; a last group of fewer repeats its last
+                                // token (each output is its own order; repeats are not written).
+                                for b0 in (0..n).step_by(T) {
+                                    let dots = simd128::dot_f32_rows_tokens(
+                                        tile,
+                                        core::array::from_fn(|t| token_x((b0 + t).min(n - 1))),
+                                    );
+                                    for (i, row_dots) in dots.into_iter().enumerate() {
+                                        for (t, d) in row_dots.into_iter().enumerate().take(n - b0)
+                                        {
+                                            out[(b0 + t) * out_stride + done + i] = d;
+                                        }
+                                    }
+                                }
+                                done += R;
                             }
+                        }
+                        let row_f32 = &mut row_f32[..cols];
+                        for (r, row) in rows.enumerate().skip(done) {
+                            widen(row, row_f32)?;
                             let row_f32 = &*row_f32;
                             let groups = n / TOKEN_DOTS * TOKEN_DOTS;
                             for b0 in (0..groups).step_by(TOKEN_DOTS) {
@@ -358,6 +400,13 @@ impl MatmulScratch {
         Ok(())
     }
 }
+
+/// Rows batched prefill holds as f32 at a time: the simd128 kernel's tile of rows
+/// (`simd128::dot_f32_rows_tokens`), one elsewhere.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+const F32_ROWS: usize = simd128::F32_TILE_ROWS;
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+const F32_ROWS: usize = 1;
 
 /// Tokens per pass over an f32 (or widened f16) row in batched prefill ([`dot_f32_many`]).
 /// Measured on the stories15M shape's f16 prefill (tok/s): natively 1 → 1046, 2 → 3130,

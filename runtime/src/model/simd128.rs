@@ -32,7 +32,7 @@ pub mod selftest;
 use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES};
 use crate::model::batch::BatchedProduct;
 use crate::model::kernels::{
-    arrays, chain_blocks, finish_f16_row, q4_0_chain, q8_0_chain, LANES, MATVEC_CHUNK,
+    arrays, chain_blocks, finish_f16_row, q4_0_chain, q8_0_chain, reduce_lanes, LANES, MATVEC_CHUNK,
 };
 use crate::model::quant::BlockQ8;
 
@@ -1000,4 +1000,105 @@ pub(crate) fn matvec_f16(
         done += 1;
     }
     done
+}
+
+/// Rows of [`dot_f32_rows_tokens`]: batched prefill widens this many f32 (or f16) rows at a
+/// time.
+pub(crate) const F32_TILE_ROWS: usize = 2;
+
+/// Tokens of [`dot_f32_rows_tokens`].
+pub(crate) const F32_TILE_TOKENS: usize = 4;
+
+/// One f32x4 per (row, token) of a tile: `[row][token]`.
+type TileVectors = [[v128; F32_TILE_TOKENS]; F32_TILE_ROWS];
+
+/// Quarter `G` of the sixteen lanes of the f32 order (lanes `4 G..4 G + 4`, lane `4 G + j` in
+/// lane j) of every row with every token, over the whole chunks of sixteen: one f32x4
+/// accumulator per (row, token), each chunk's elements `16 c + 4 G..16 c + 4 G + 4` multiplied
+/// (`f32x4.mul`, rounded) and added (`f32x4.add`) in ascending chunk order, as the order adds
+/// them to those lanes. One quarter at a time, the eight accumulators, two weight vectors and a
+/// token's vector fit the sixteen vector registers of x86-64 (all sixteen lanes of two rows and
+/// two tokens did not: wasmtime kept half the accumulators on the stack). Not inlined, so that
+/// no quarter's results stay live through the next one's loop (inlined, wasmtime spilled the
+/// accumulators instead).
+#[inline(never)]
+fn f32_quarter_lanes<const G: usize>(
+    w: [&[f32]; F32_TILE_ROWS],
+    x: [&[f32]; F32_TILE_TOKENS],
+) -> TileVectors {
+    let mut acc = [[f32x4_splat(0.0); F32_TILE_TOKENS]; F32_TILE_ROWS];
+    let whole = w.iter().chain(&x).fold(usize::MAX, |n, s| n.min(s.len())) / LANES * LANES;
+    let (w, x) = (w.map(|r| &r[..whole]), x.map(|t| &t[..whole]));
+    for at in (4 * G..whole).step_by(LANES) {
+        let quarter = |s: &[f32]| f32x4_of(core::array::from_fn(|j| s[at + j]));
+        let wv = w.map(quarter);
+        for (t, x) in x.iter().enumerate() {
+            let xv = quarter(x);
+            for (acc, &wv) in acc.iter_mut().zip(&wv) {
+                acc[t] = f32x4_add(acc[t], f32x4_mul(wv, xv));
+            }
+        }
+    }
+    acc
+}
+
+/// The halving of the f32 order's last four lanes for four vectors at once: `[h(p0), h(p1),
+/// h(p2), h(p3)]` with `h(p) = (p_0 + p_2) + (p_1 + p_3)` (lane k plus lane k + 2, then lane 0
+/// plus lane 1), the transpose-add of [`sum4`] in f32.
+#[inline(always)]
+fn halve4_f32(p0: v128, p1: v128, p2: v128, p3: v128) -> v128 {
+    let s01 = f32x4_add(
+        i32x4_shuffle::<0, 1, 4, 5>(p0, p1),
+        i32x4_shuffle::<2, 3, 6, 7>(p0, p1),
+    );
+    let s23 = f32x4_add(
+        i32x4_shuffle::<0, 1, 4, 5>(p2, p3),
+        i32x4_shuffle::<2, 3, 6, 7>(p2, p3),
+    );
+    f32x4_add(
+        i32x4_shuffle::<0, 2, 4, 6>(s01, s23),
+        i32x4_shuffle::<1, 3, 5, 7>(s01, s23),
+    )
+}
+
+/// The f32 dot products of [`F32_TILE_ROWS`] rows with [`F32_TILE_TOKENS`] tokens (batched
+/// prefill on f32 and widened f16 rows): `out[r][t]` is bit for bit `kernels::dot_f32(w[r],
+/// x[t])` over the first `n` elements, `n` the shortest length (callers pass equal lengths).
+/// The sixteen lanes of each (row, token) are computed a quarter at a time
+/// ([`f32_quarter_lanes`]), each lane's additions the order's, in its order. The halving of the
+/// lanes follows: 16 → 8 → 4 as whole quarters (`q0 + q2`, `q1 + q3`, then their sum), the last
+/// four lanes of the four tokens together ([`halve4_f32`]). With a tail past the last whole
+/// chunk, the lanes go through the portable code's tail and halving instead.
+pub(crate) fn dot_f32_rows_tokens(
+    w: [&[f32]; F32_TILE_ROWS],
+    x: [&[f32]; F32_TILE_TOKENS],
+) -> [[f32; F32_TILE_TOKENS]; F32_TILE_ROWS] {
+    let n = w.iter().chain(&x).fold(usize::MAX, |n, s| n.min(s.len()));
+    let (w, x) = (w.map(|r| &r[..n]), x.map(|t| &t[..n]));
+    // Bound one by one: in an array literal each result was copied into place by a
+    // `memory.copy`, a call out of the module under wasmtime.
+    let q0 = f32_quarter_lanes::<0>(w, x);
+    let q1 = f32_quarter_lanes::<1>(w, x);
+    let q2 = f32_quarter_lanes::<2>(w, x);
+    let q3 = f32_quarter_lanes::<3>(w, x);
+    let q = [&q0, &q1, &q2, &q3];
+    let whole = n / LANES * LANES;
+    core::array::from_fn(|r| {
+        if whole == n {
+            let four: [v128; F32_TILE_TOKENS] = core::array::from_fn(|t| {
+                let low = f32x4_add(q[0][r][t], q[2][r][t]);
+                let high = f32x4_add(q[1][r][t], q[3][r][t]);
+                f32x4_add(low, high)
+            });
+            lanes(halve4_f32(four[0], four[1], four[2], four[3]))
+        } else {
+            core::array::from_fn(|t| {
+                let mut l: [f32; LANES] = core::array::from_fn(|k| lanes(q[k / 4][r][t])[k % 4]);
+                for ((s, &p), &q) in l.iter_mut().zip(&w[r][whole..]).zip(&x[t][whole..]) {
+                    *s += p * q;
+                }
+                reduce_lanes(l)
+            })
+        }
+    })
 }

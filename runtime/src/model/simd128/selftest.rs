@@ -24,7 +24,10 @@
 //! and the prefill kernels `matmul_q8_0` / `matmul_q4_0` on 0 to 10 rows × 0 to 10 tokens (one
 //! pass of one or two groups, or two passes); and the f16 whole-matrix kernel `matvec_f16` on 0
 //! to 10 rows of 0 to 74 columns, row by row against `kernels::dot_f16_row` (also with its input
-//! times 2^112 from `scale_input`, where that takes the inputs, and on inputs all below 2^16).
+//! times 2^112 from `scale_input`, where that takes the inputs, and on inputs all below 2^16),
+//! and batched prefill on the same matrix as f16 and as f32 with 1 to 10 tokens (the simd128
+//! tiles of two rows and four tokens, `dot_f32_rows_tokens`, the last group padded; an odd last
+//! row through the portable code), each output against `dot_f16_row`.
 
 use alloc::vec::Vec;
 use core::arch::wasm32::{f32x4_extract_lane, u32x4};
@@ -297,6 +300,8 @@ fn case_agrees(rng: &mut Rng) -> bool {
 /// `dot_f16_row`, and writes nothing past them.
 fn matvec_f16_agrees(rng: &mut Rng) -> bool {
     let (rows, cols) = (rng.below(11) as usize, rng.below(75) as usize);
+    // Batched prefill's tokens: 1 to 10 (groups of four, with and without a shorter last one).
+    let tokens = 1 + rng.below(10) as usize;
     let x: Vec<f32> = (0..cols).map(|_| rng.act_scale()).collect();
     let bytes: Vec<u8> = (0..rows * cols)
         .flat_map(|_| rng.scale().to_le_bytes())
@@ -357,7 +362,7 @@ fn matvec_f16_agrees(rng: &mut Rng) -> bool {
             agrees(&x, None)
                 && scaled_agrees(&x)
                 && scaled_agrees(&tame)
-                && prefill_f16_agrees(rows, cols, bytes, finite, &x)
+                && prefill_f16_agrees(rows, cols, bytes, finite, &x, tokens)
         })
 }
 
@@ -384,37 +389,58 @@ fn scale_input_bounds_hold() -> bool {
 }
 
 /// Batched prefill's product of the f16 matrix `bytes` (`rows` × `cols`, `finite` as
-/// [`MatRef::f16_finite`]) with three tokens (`x`, then `x` reversed and negated): each output
-/// bit for bit `dot_f16_row` of its row and token.
-fn prefill_f16_agrees(rows: usize, cols: usize, bytes: &[u8], finite: bool, x: &[f32]) -> bool {
-    let n = 3;
+/// [`MatRef::f16_finite`]), and of the f32 matrix of the same values, with `n` tokens (token t
+/// is `x` rotated by 3 t, negated for odd t): each output bit for bit `dot_f16_row` of its row
+/// and token. Rows go through the simd128 tiles of two rows and four tokens (the last group of
+/// fewer tokens padded) and, for an odd number of rows, the last row through the portable code.
+fn prefill_f16_agrees(
+    rows: usize,
+    cols: usize,
+    bytes: &[u8],
+    finite: bool,
+    x: &[f32],
+    n: usize,
+) -> bool {
     let row = |r: usize| &bytes[r * 2 * cols..(r + 1) * 2 * cols];
-    let tokens: Vec<f32> = x
-        .iter()
-        .copied()
-        .chain(x.iter().rev().map(|v| -v))
-        .chain(x.iter().copied())
-        .collect();
-    let (Ok(m), Ok(mut scratch)) = (
-        MatRef::new(DType::F16, rows, cols, bytes),
-        MatmulScratch::new(n, cols),
-    ) else {
-        return false;
-    };
-    let m = MatRef {
-        f16_finite: finite,
-        ..m
-    };
-    let mut out = alloc::vec![0.0f32; n * rows];
-    scratch.matmul(&mut out, rows, &m, &tokens, cols, n).is_ok()
-        && (0..n).all(|t| {
-            (0..rows).all(|r| {
-                same(
-                    out[t * rows + r],
-                    dot_f16_row(row(r), &tokens[t * cols..(t + 1) * cols]),
-                )
+    let tokens: Vec<f32> = (0..n)
+        .flat_map(|t| {
+            (0..cols).map(move |i| {
+                let v = x[(i + 3 * t) % cols];
+                if t % 2 == 1 {
+                    -v
+                } else {
+                    v
+                }
             })
         })
+        .collect();
+    let f32_bytes: Vec<u8> = bytes
+        .chunks_exact(2)
+        .flat_map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])).to_le_bytes())
+        .collect();
+    let agrees = |dtype: DType, bytes: &[u8]| {
+        let (Ok(m), Ok(mut scratch)) = (
+            MatRef::new(dtype, rows, cols, bytes),
+            MatmulScratch::new(n, cols),
+        ) else {
+            return false;
+        };
+        let m = MatRef {
+            f16_finite: finite,
+            ..m
+        };
+        let mut out = alloc::vec![0.0f32; n * rows];
+        scratch.matmul(&mut out, rows, &m, &tokens, cols, n).is_ok()
+            && (0..n).all(|t| {
+                (0..rows).all(|r| {
+                    same(
+                        out[t * rows + r],
+                        dot_f16_row(row(r), &tokens[t * cols..(t + 1) * cols]),
+                    )
+                })
+            })
+    };
+    agrees(DType::F16, bytes) && agrees(DType::F32, &f32_bytes)
 }
 
 /// The whole-matrix kernels on a matrix of 0 to 20 rows of `blocks` blocks: they compute
