@@ -13,6 +13,8 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::format::dtype::{DType, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
 use crate::model::cpu;
 use crate::model::kernels::{arrays, widen_f16};
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+use crate::model::simd128;
 
 /// The bits of an f16 infinity with positive sign.
 const F16_INF: u16 = 0x7c00;
@@ -155,7 +157,7 @@ fn q8_0_scale(block: &[f32]) -> (f32, f32) {
 
 /// The q8_0 code of one element: round-half-away(x * id) clamped to [-127, 127].
 #[inline(always)]
-fn q8_0_code(x: f32, id: f32) -> i8 {
+pub(crate) fn q8_0_code(x: f32, id: f32) -> i8 {
     round_half_away(x * id).clamp(-127, 127) as i8
 }
 
@@ -355,15 +357,9 @@ pub fn quantize_act_q8_0(x: &[f32], out: &mut [BlockQ8]) -> Result<()> {
         #[inline(always)]
         || {
             for (block, out) in blocks.zip(out.iter_mut()) {
-                let d = block_amax(block) / 127.0;
+                let d = act_amax(block) / 127.0;
                 let id = if d == 0.0 { 0.0 } else { 1.0 / d };
-                #[cfg(target_arch = "x86_64")]
-                if let Some(codes) = cpu::avx2_act_codes_q8_0(block, id) {
-                    out.qs = codes;
-                    out.d = f16_round(d);
-                    continue;
-                }
-                out.qs = core::array::from_fn(|j| q8_0_code(block[j], id));
+                out.qs = act_codes(block, id);
                 out.d = f16_round(d);
             }
         },
@@ -371,15 +367,55 @@ pub fn quantize_act_q8_0(x: &[f32], out: &mut [BlockQ8]) -> Result<()> {
     Ok(())
 }
 
+/// A block's amax ([`block_amax`]): the simd128 kernel in the simd128 module, else the portable
+/// lanes.
+#[inline(always)]
+fn act_amax(block: &[f32; QK]) -> f32 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        simd128::act_quant::block_amax(block)
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        block_amax(block)
+    }
+}
+
+/// A block's 32 codes with inverse scale `id` ([`q8_0_code`] of each element): the hand-written
+/// kernel of the level where there is one (AVX2, simd128), else element by element.
+#[inline(always)]
+fn act_codes(block: &[f32; QK], id: f32) -> [i8; QK] {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(codes) = cpu::avx2_act_codes_q8_0(block, id) {
+        return codes;
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        simd128::act_quant::act_codes_q8_0(block, id)
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        core::array::from_fn(|j| q8_0_code(block[j], id))
+    }
+}
+
 /// Lanes of [`block_amax`].
+#[cfg_attr(
+    all(target_arch = "wasm32", target_feature = "simd128"),
+    allow(dead_code) // the simd128 kernel replaces it (its selftest compares the two)
+)]
 const AMAX_LANES: usize = 8;
 
 /// The largest |v| of a block (+0.0 when all are zero; NaN elements ignored), as the scan of
 /// [`q8_0_scale`] finds it: per-lane maxima, then their maximum. A maximum does not depend on the
 /// order it is taken in (NaN never compares greater, and |v| clears the sign bit so no -0.0
 /// competes with +0.0), so the lanes give the scan's value bit for bit.
+#[cfg_attr(
+    all(target_arch = "wasm32", target_feature = "simd128"),
+    allow(dead_code) // the simd128 kernel replaces it (its selftest compares the two)
+)]
 #[inline(always)]
-fn block_amax(block: &[f32; QK]) -> f32 {
+pub(crate) fn block_amax(block: &[f32; QK]) -> f32 {
     let mut m = [0.0f32; AMAX_LANES];
     for c in arrays::<f32, AMAX_LANES>(block).0 {
         m = core::array::from_fn(|k| {

@@ -26,6 +26,7 @@ use core::arch::wasm32::{
     u16x8_shr, u16x8_splat, u32x4, u32x4_splat, u64x2, v128, v128_and, v128_any_true, v128_or,
 };
 
+pub(crate) mod act_quant;
 #[cfg(feature = "kernel-selftest")]
 pub mod selftest;
 

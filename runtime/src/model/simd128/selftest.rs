@@ -27,11 +27,14 @@
 //! times 2^112 from `scale_input`, where that takes the inputs, and on inputs all below 2^16),
 //! and batched prefill on the same matrix as f16 and as f32 with 1 to 10 tokens (the simd128
 //! tiles of two rows and four tokens, `dot_f32_rows_tokens`, the last group padded; an odd last
-//! row through the portable code), each output against `dot_f16_row`.
+//! row through the portable code), each output against `dot_f16_row`; and activation
+//! quantization's amax and codes (`act_quant`) on a drawn block — exact half-integers and their
+//! neighbours, edge values, NaNs — against the portable `block_amax` and `q8_0_code`.
 
 use alloc::vec::Vec;
 use core::arch::wasm32::{f32x4_extract_lane, u32x4};
 
+use super::act_quant::{self, act_codes_q8_0};
 use super::{
     dot4_q4_0, dot4_q8_0, f16x4_to_f32x4, matmul_q4_0, matmul_q8_0, matvec_f16, matvec_q4_0,
     matvec_q8_0, scale_input, widen_f16, Widen, MATVEC_GROUP,
@@ -42,7 +45,7 @@ use crate::model::batch::{BatchedProduct, MatmulScratch};
 use crate::model::kernels::{
     dot_f16_row, dot_q4_0_row, dot_q4_0_rows, dot_q8_0_row, dot_q8_0_rows, MatRef,
 };
-use crate::model::quant::{f16_to_f32, BlockQ8};
+use crate::model::quant::{block_amax, f16_to_f32, q8_0_code, BlockQ8};
 use crate::model::weights::{f16_all_finite, scales_all_finite};
 use crate::sha256::{sha256, sha256_x4};
 
@@ -289,6 +292,48 @@ fn case_agrees(rng: &mut Rng) -> bool {
         && long_rows_agree(rng)
         && matmul_agrees(rng, base)
         && matvec_f16_agrees(rng)
+        && act_quant_agrees(rng)
+}
+
+/// Activation quantization's simd128 steps against the portable ones on one drawn block: its
+/// amax (bits), and its codes with the block's own inverse scale, with a drawn one (the
+/// activation scales' values: zero, subnormal, huge, infinite, NaN) and with 1 (each element
+/// near a half-integer: exact halves, one ulp either side, and ±127.5 around the clamp).
+fn act_quant_agrees(rng: &mut Rng) -> bool {
+    let halves = |rng: &mut Rng| -> f32 {
+        let k = rng.below(130) as f32 + 0.5;
+        let v = match rng.below(3) {
+            0 => k,
+            1 => f32::from_bits(k.to_bits() + 1),
+            _ => f32::from_bits(k.to_bits() - 1),
+        };
+        if rng.below(2) == 0 {
+            v
+        } else {
+            -v
+        }
+    };
+    let block: [f32; QK] = match rng.below(4) {
+        0 => core::array::from_fn(|_| halves(rng)),
+        1 => core::array::from_fn(|_| rng.act_scale()),
+        _ => core::array::from_fn(|_| {
+            let v = rng.act_scale() * (rng.below(255) as f32 - 127.0) / 64.0;
+            if rng.below(16) == 0 {
+                f32::NAN
+            } else {
+                v
+            }
+        }),
+    };
+    let amax = block_amax(&block);
+    let d = amax / 127.0;
+    let own = if d == 0.0 { 0.0 } else { 1.0 / d };
+    let codes_agree =
+        |id: f32| act_codes_q8_0(&block, id) == core::array::from_fn(|j| q8_0_code(block[j], id));
+    act_quant::block_amax(&block).to_bits() == amax.to_bits()
+        && codes_agree(own)
+        && codes_agree(rng.act_scale())
+        && codes_agree(1.0)
 }
 
 /// The f16 whole-matrix kernel on 0 to 10 rows of 0 to 74 columns (whole chunks of sixteen and
