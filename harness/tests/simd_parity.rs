@@ -326,7 +326,7 @@ proptest! {
     ) {
         let cols = blocks * QK;
         let (x_stride, out_stride) = (cols + 3, rows + 2);
-        let mut kernel = MatmulScratch::new(18, 4 * QK).unwrap();
+        let mut kernel = MatmulScratch::new(18, 4 * QK, true).unwrap();
         let mut scratch = ActScratch::new(cols).unwrap();
         for dtype in [DType::Q8_0, DType::Q4_0] {
             let len = dtype.bytes_for((rows * cols) as u64).unwrap() as usize;

@@ -59,8 +59,9 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Buffers for a model of `config` and a KV cache of `context` positions.
-    pub fn new(c: &Config, context: usize) -> Result<Batch> {
+    /// Buffers for a model of `config` and a KV cache of `context` positions; `float_rows`:
+    /// whether a layer matrix is f32 or f16 ([`MatmulScratch::new`]).
+    pub fn new(c: &Config, context: usize, float_rows: bool) -> Result<Batch> {
         let capacity = limits::PREFILL_BATCH.min(context);
         let (dim, q_dim, ffn) = (c.dim as usize, c.q_dim() as usize, c.ffn_dim as usize);
         let xb_width = dim.max(q_dim);
@@ -76,7 +77,7 @@ impl Batch {
             hb2: filled(size(&[capacity, ffn])?, 0.0)?,
             rope_cos: filled(size(&[capacity, half])?, 0.0)?,
             rope_sin: filled(size(&[capacity, half])?, 0.0)?,
-            kernel: MatmulScratch::new(capacity, xb_width.max(ffn))?,
+            kernel: MatmulScratch::new(capacity, xb_width.max(ffn), float_rows)?,
         })
     }
 
@@ -100,7 +101,7 @@ pub struct MatmulScratch {
     max_cols: usize,
     /// `[token][max_cols / 32]` q8_0 blocks (q8_0/q4_0 weights).
     act: Vec<BlockQ8>,
-    /// [`F32_ROWS`] f32 or f16 rows as f32 (f32 and f16 weights).
+    /// [`F32_ROWS`] f32 or f16 rows as f32 (f32 and f16 weights; one row for a model without).
     row: Vec<f32>,
     /// One q4_0 row widened to q8_0 blocks (q4_0 weights).
     row_q8: Vec<u8>,
@@ -132,14 +133,19 @@ pub(crate) struct TokenLanes<'a> {
 }
 
 impl MatmulScratch {
-    /// Room for `capacity` tokens of activations up to `max_cols` long.
-    pub fn new(capacity: usize, max_cols: usize) -> Result<MatmulScratch> {
+    /// Room for `capacity` tokens of activations up to `max_cols` long, and for [`F32_ROWS`]
+    /// f32 rows where `float_rows` says the model has f32 or f16 matrices (one otherwise: a
+    /// q8_0/q4_0 model reads none, and the simd128 tiles run only when the rows fit).
+    pub fn new(capacity: usize, max_cols: usize, float_rows: bool) -> Result<MatmulScratch> {
         let max_cols = max_cols.div_ceil(QK) * QK;
         Ok(MatmulScratch {
             capacity,
             max_cols,
             act: filled(size(&[capacity, max_cols / QK])?, BlockQ8::ZERO)?,
-            row: filled(size(&[F32_ROWS, max_cols])?, 0.0)?,
+            row: filled(
+                size(&[if float_rows { F32_ROWS } else { 1 }, max_cols])?,
+                0.0,
+            )?,
             row_q8: filled(size(&[max_cols / QK, Q8_0_BLOCK_BYTES])?, 0u8)?,
             group_dx: filled(size(&[max_cols / QK, GROUP_TOKENS])?, 0.0)?,
             group_bias: filled(size(&[max_cols / QK, GROUP_TOKENS])?, 0)?,
@@ -277,7 +283,7 @@ impl MatmulScratch {
                         dequantize(dtype, row, into)
                     }
                 };
-                let row_f32 = &mut self.row[..F32_ROWS * cols];
+                let row_f32 = &mut self.row[..];
                 cpu::run(
                     #[inline(always)]
                     || {
@@ -290,8 +296,10 @@ impl MatmulScratch {
                         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
                         {
                             use simd128::{F32_TILE_ROWS as R, F32_TILE_TOKENS as T};
-                            while cols > 0 && done + R <= w.rows {
-                                for (i, into) in row_f32.chunks_exact_mut(cols).enumerate() {
+                            let fits = cols > 0 && row_f32.len() >= R * cols;
+                            while fits && done + R <= w.rows {
+                                for (i, into) in row_f32.chunks_exact_mut(cols).take(R).enumerate()
+                                {
                                     let r = done + i;
                                     widen(&w.bytes[r * rb..(r + 1) * rb], into)?;
                                 }
@@ -612,7 +620,7 @@ mod tests {
         let m4 = MatRef::new(DType::Q4_0, rows, cols, &q4).unwrap();
         let m32 = MatRef::new(DType::F32, rows, cols, &f32s).unwrap();
         let m16 = MatRef::new(DType::F16, rows, cols, &f16s).unwrap();
-        let mut scratch = MatmulScratch::new(16, cols).unwrap();
+        let mut scratch = MatmulScratch::new(16, cols, true).unwrap();
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
         let other: Vec<f32> = x.iter().map(|v| -2.0 * v).collect();
         for order in [[&m8, &m32, &m4, &m16], [&m32, &m16, &m4, &m8]] {

@@ -100,7 +100,7 @@ impl State {
             rope_sin: zeros(half)?,
             rope_freq,
             act: ActScratch::new(dim.max(q_dim).max(ffn))?,
-            batch: Batch::new(c, context)?,
+            batch: Batch::new(c, context, model.has_float_layer_matrix())?,
         };
         // Only for a model that can use it, and after every other buffer: allocated before the
         // batch's, it moved them, and the browsers' f16 prefill fell 6-9 % (measured; why their

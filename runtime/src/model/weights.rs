@@ -165,6 +165,16 @@ impl Model {
             })
     }
 
+    /// Whether a layer matrix of this model is f32 or f16: batched prefill then widens rows to
+    /// f32 ([`crate::model::batch::MatmulScratch`]; adapters keep every tensor's dtype).
+    pub fn has_float_layer_matrix(&self) -> bool {
+        self.layers.iter().any(|l| {
+            [&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3]
+                .into_iter()
+                .any(|t| matches!(t.dtype, DType::F32 | DType::F16))
+        })
+    }
+
     /// Verifies `bytes` completely (spec/slm.md, every rule; then the tokenizer) and takes them.
     pub fn load(bytes: Vec<u8>) -> Result<Model> {
         Model::load_known(bytes, &KnownDigests::default())
