@@ -4,7 +4,7 @@
 mod common;
 
 use common::{build_model, byte_vocab, random, Shape};
-use harness::smoke::{smoke_dir, wasm_module_path};
+use harness::smoke::wasm_module_path;
 use runtime::format::{DType, Pieces, TokenType};
 use runtime::generate::session::{Session, Step};
 use runtime::model::Model;
@@ -45,12 +45,7 @@ process.exit(0);
 /// Node with the scalar module's path, then one file per `models` entry (written to a temporary
 /// folder, removed afterwards), then `extra`; returns what it printed, as JSON.
 fn run_driver(driver: &str, tag: &str, models: &[&[u8]], extra: &[&str]) -> serde_json::Value {
-    let dir = std::env::temp_dir().join(format!("trlm-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let script = dir.join("driver.mjs");
-    let worker = smoke_dir().join("worker.js").canonicalize().unwrap();
-    let text = driver.replace("WORKER_JS", &format!("file://{}", worker.display()));
-    std::fs::write(&script, text).unwrap();
+    let (dir, script) = common::smoke_script(tag, "driver.mjs", driver, "WORKER_JS", "worker.js");
     let wasm = wasm_module_path().expect("the scalar module is built");
     let mut args = vec![wasm.into_os_string()];
     for (i, bytes) in models.iter().enumerate() {

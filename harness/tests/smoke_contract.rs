@@ -400,26 +400,21 @@ fn the_wrapper_refuses_what_its_parameters_cannot_carry() {
         "http://{}/corpus/malformed/truncated-header.slm",
         server.addr()
     );
-    let dir = std::env::temp_dir().join(format!("trlm-wrapper-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let script = dir.join("refusals.mjs");
-    let trlm_js = smoke_dir().join("trlm.js").canonicalize().unwrap();
-    let text = WRAPPER_REFUSALS.replace("TRLM_JS", &format!("file://{}", trlm_js.display()));
-    std::fs::write(&script, text).unwrap();
-    let out = std::process::Command::new("node")
-        .arg(&script)
-        .args([wasm.as_os_str(), model.as_os_str()])
-        .args([url, bytes.len().to_string(), digest, bad_url])
-        .output()
-        .unwrap();
+    let (dir, script) = common::smoke_script(
+        "wrapper",
+        "refusals.mjs",
+        WRAPPER_REFUSALS,
+        "TRLM_JS",
+        "trlm.js",
+    );
+    let len = bytes.len().to_string();
+    let args = [wasm.as_os_str(), model.as_os_str()]
+        .into_iter()
+        .chain([&url, &len, &digest, &bad_url].map(|a| std::ffi::OsStr::new(a.as_str())))
+        .collect::<Vec<_>>();
+    let got = common::node_json(&script, &args);
     let _ = std::fs::remove_dir_all(&dir);
     server.shutdown();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     // InvalidSettings (27) for a setting out of its parameter's range (or a seed that is not
     // decimal digits), as the module refuses those it can see; ContextExceeded (11) for a
     // context beyond u32; BudgetExceeded (15) for a length beyond u32 and a plain refusal (0,

@@ -274,3 +274,25 @@ pub fn node_json(script: &Path, args: &[&std::ffi::OsStr]) -> serde_json::Value 
     let out = succeeded(std::process::Command::new("node").arg(script).args(args));
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// Writes `template` as `name` into a fresh temporary folder named after `tag`, with
+/// `placeholder` replaced by the file:// URL of browser-smoke's `smoke_file` (the module the
+/// script imports); returns the folder (the caller removes it) and the script's path.
+pub fn smoke_script(
+    tag: &str,
+    name: &str,
+    template: &str,
+    placeholder: &str,
+    smoke_file: &str,
+) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("trlm-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join(name);
+    let imported = harness::smoke::smoke_dir()
+        .join(smoke_file)
+        .canonicalize()
+        .unwrap();
+    let text = template.replace(placeholder, &format!("file://{}", imported.display()));
+    std::fs::write(&script, text).unwrap();
+    (dir, script)
+}

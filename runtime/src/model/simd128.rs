@@ -163,34 +163,37 @@ fn block_partials(w: &[v128; 4], x: &[v128; 4]) -> v128 {
 /// integer arithmetic).
 #[inline(always)]
 fn sum4(p0: v128, p1: v128, p2: v128, p3: v128) -> v128 {
-    let s01 = i32x4_add(
-        i32x4_shuffle::<0, 1, 4, 5>(p0, p1),
-        i32x4_shuffle::<2, 3, 6, 7>(p0, p1),
-    );
-    let s23 = i32x4_add(
-        i32x4_shuffle::<0, 1, 4, 5>(p2, p3),
-        i32x4_shuffle::<2, 3, 6, 7>(p2, p3),
-    );
-    i32x4_add(
-        i32x4_shuffle::<0, 2, 4, 6>(s01, s23),
-        i32x4_shuffle::<1, 3, 5, 7>(s01, s23),
-    )
+    join2(sum2(p0, p1), sum2(p2, p3))
 }
 
 /// The first half of [`sum4`]: the lane pairs of `p0` and `p1` added, `[p0_0 + p0_2, p0_1 + p0_3,
 /// p1_0 + p1_2, p1_1 + p1_3]`.
 #[inline(always)]
 fn sum2(p0: v128, p1: v128) -> v128 {
-    i32x4_add(
-        i32x4_shuffle::<0, 1, 4, 5>(p0, p1),
-        i32x4_shuffle::<2, 3, 6, 7>(p0, p1),
-    )
+    pair_halves(|a, b| i32x4_add(a, b), p0, p1)
 }
 
 /// The second half of [`sum4`]: `[Σ p0, Σ p1, Σ p2, Σ p3]` from `sum2(p0, p1)` and `sum2(p2, p3)`.
 #[inline(always)]
 fn join2(s01: v128, s23: v128) -> v128 {
-    i32x4_add(
+    join_halves(|a, b| i32x4_add(a, b), s01, s23)
+}
+
+/// `add` of lanes k and k + 2 of `p0` and of `p1`: `[p0_0 + p0_2, p0_1 + p0_3, p1_0 + p1_2,
+/// p1_1 + p1_3]` (the left operand the lower lane).
+#[inline(always)]
+fn pair_halves(add: impl Fn(v128, v128) -> v128, p0: v128, p1: v128) -> v128 {
+    add(
+        i32x4_shuffle::<0, 1, 4, 5>(p0, p1),
+        i32x4_shuffle::<2, 3, 6, 7>(p0, p1),
+    )
+}
+
+/// `add` of lanes 0 and 1, and of lanes 2 and 3, of two [`pair_halves`] results: one lane per
+/// input vector of the pair halving, in order.
+#[inline(always)]
+fn join_halves(add: impl Fn(v128, v128) -> v128, s01: v128, s23: v128) -> v128 {
+    add(
         i32x4_shuffle::<0, 2, 4, 6>(s01, s23),
         i32x4_shuffle::<1, 3, 5, 7>(s01, s23),
     )
@@ -1048,18 +1051,8 @@ fn f32_quarter_lanes<const G: usize>(
 /// plus lane 1), the transpose-add of [`sum4`] in f32.
 #[inline(always)]
 fn halve4_f32(p0: v128, p1: v128, p2: v128, p3: v128) -> v128 {
-    let s01 = f32x4_add(
-        i32x4_shuffle::<0, 1, 4, 5>(p0, p1),
-        i32x4_shuffle::<2, 3, 6, 7>(p0, p1),
-    );
-    let s23 = f32x4_add(
-        i32x4_shuffle::<0, 1, 4, 5>(p2, p3),
-        i32x4_shuffle::<2, 3, 6, 7>(p2, p3),
-    );
-    f32x4_add(
-        i32x4_shuffle::<0, 2, 4, 6>(s01, s23),
-        i32x4_shuffle::<1, 3, 5, 7>(s01, s23),
-    )
+    let add = |a, b| f32x4_add(a, b);
+    join_halves(add, pair_halves(add, p0, p1), pair_halves(add, p2, p3))
 }
 
 /// The f32 dot products of [`F32_TILE_ROWS`] rows with [`F32_TILE_TOKENS`] tokens (batched
