@@ -46,7 +46,12 @@ function u32Arg(name, value, code) {
   return value;
 }
 
-/** A refusal by the module: its stable error code and message. */
+/**
+ * A refusal: by the module, with its stable error code (spec/errors.md) and message, or by this
+ * wrapper, the worker or the page themselves (a module of another ABI version, a response
+ * without a length, an unknown command, a step that ended early), with code 0. The runtime never
+ * reports 0 as an error (spec/errors.md), so code 0 always means a host-side failure.
+ */
 export class TrlmError extends Error {
   constructor(code, message) {
     super(message);

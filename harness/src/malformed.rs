@@ -1213,6 +1213,14 @@ fn directory(m: &mut Matrix) {
         "payloads are packed: each starts at the first multiple of 64 after the previous one",
         b,
     );
+    let first = m.base.payload_field[0];
+    let b = m.patched(|b, _| add_u64(b, first, 64));
+    m.add(
+        "directory-first-payload-gap",
+        LayoutViolation,
+        "the first payload starts at the data section's offset",
+        b,
+    );
     let b = m.patched(|b, built| {
         let (f1, f2) = (built.payload_field[1], built.payload_field[2]);
         let (o1, o2) = (get_u64(b, f1), get_u64(b, f2));

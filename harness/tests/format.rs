@@ -37,6 +37,33 @@ fn every_malformed_case_reports_its_code() {
     );
 }
 
+/// errors.md: directory errors quote the tensor's name — every directory case past the entry's
+/// name (those before it have no valid name to quote).
+#[test]
+fn directory_cases_name_their_tensor() {
+    let before_a_name = [
+        "directory-empty",
+        "directory-count-over-limit",
+        "directory-truncated",
+        "directory-name-bad-char",
+        "directory-name-empty",
+        "directory-name-too-long",
+        "directory-name-not-utf8",
+    ];
+    let mut checked = 0;
+    for c in malformed::cases() {
+        if !c.name.starts_with("directory-") || before_a_name.contains(&c.name.as_str()) {
+            continue;
+        }
+        let e = inspect::verify(&c.bytes).unwrap_err();
+        let quoted = e.message.match_indices('"').count() >= 2
+            && (e.message.contains("tensor \"") || e.message.contains("tensor, \""));
+        assert!(quoted, "{}: {}", c.name, e.message);
+        checked += 1;
+    }
+    assert!(checked >= 15, "{checked} directory cases");
+}
+
 /// The offsets errors.md gives the header's cases: a version at the field that fails, a file
 /// cut short at its length (where the data ran out), whatever the length.
 #[test]

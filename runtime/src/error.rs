@@ -35,17 +35,21 @@ error_codes! {
     Ok = 0,
     /// An ABI call received a null pointer where a buffer was required.
     NullPointer = 1,
-    /// A length argument is invalid (zero where data is needed, beyond a buffer, misaligned).
+    /// A length argument is invalid (zero where data is needed, beyond a buffer, not one the call
+    /// defines; no call requires an aligned length), or a buffer's length does not fit the values
+    /// a kernel was given (quantizers, `dequantize`, the prefill scratch).
     InvalidLength = 2,
     /// Text that must be UTF-8 is not.
     InvalidUtf8 = 3,
     /// The file does not start with the .slm magic.
     InvalidModelMagic = 4,
-    /// The format major version is not one this reader implements.
+    /// The format major version is not one this reader implements, or the minor version is above
+    /// the reader's.
     UnsupportedModelVersion = 5,
     /// A header field is out of range or inconsistent with another.
     InvalidHeader = 6,
-    /// The tensor directory is malformed (bad entry, rank, dims, unordered payloads).
+    /// The tensor directory is malformed (bad entry, name, rank, dims, length). Payloads out of
+    /// order or off their place are `LayoutViolation`.
     InvalidTensorDirectory = 7,
     /// A tensor the architecture requires is absent (an unknown extra one is `InvalidTensorDirectory`).
     MissingTensor = 8,
@@ -87,7 +91,8 @@ error_codes! {
     DuplicateName = 26,
     /// Sampling or generation settings are invalid.
     InvalidSettings = 27,
-    /// The prompt exceeds its byte or token cap.
+    /// The prompt exceeds its byte cap (a prompt of more tokens than the context is
+    /// `ContextExceeded`).
     PromptTooLong = 28,
     /// An ABI call came in a state that does not allow it.
     InvalidState = 29,

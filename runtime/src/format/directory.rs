@@ -48,6 +48,15 @@ fn bad(offset: u64, message: impl Into<String>) -> Error {
     Error::at(ErrorCode::InvalidTensorDirectory, offset, message)
 }
 
+/// For a failed read inside the entry of tensor `name` (the directory ends within it): the
+/// error with its message naming the tensor.
+fn in_entry(name: &str) -> impl Fn(Error) -> Error + '_ {
+    move |e| Error {
+        message: format!("tensor {name:?}: {}", e.message),
+        ..e
+    }
+}
+
 /// Parses the directory and checks each entry and the payload layout against the data section.
 /// Does not hash payloads (see `verify_digests`).
 pub fn parse<'a>(file: &'a [u8], dir: Section, data: Section) -> Result<Vec<TensorEntry<'a>>> {
@@ -89,13 +98,13 @@ pub fn parse<'a>(file: &'a [u8], dir: Section, data: Section) -> Result<Vec<Tens
             ));
         }
         let dtype_at = c.offset();
-        let dtype = DType::from_code(c.u8()?).map_err(|e| Error {
+        let dtype = DType::from_code(c.u8().map_err(in_entry(name))?).map_err(|e| Error {
             offset: Some(dtype_at),
             message: format!("tensor {name:?}: {}", e.message),
             ..e
         })?;
         let rank_at = c.offset();
-        let rank = c.u8()?;
+        let rank = c.u8().map_err(in_entry(name))?;
         if rank == 0 || rank as usize > limits::MAX_RANK {
             return Err(bad(
                 rank_at,
@@ -108,7 +117,7 @@ pub fn parse<'a>(file: &'a [u8], dir: Section, data: Section) -> Result<Vec<Tens
         for d in dims.iter_mut().take(rank as usize) {
             let dim_at = c.offset();
             inner_at = dim_at;
-            *d = c.u32()?;
+            *d = c.u32().map_err(in_entry(name))?;
             if *d == 0 {
                 return Err(bad(dim_at, format!("tensor {name:?} has a zero dimension")));
             }
@@ -135,10 +144,10 @@ pub fn parse<'a>(file: &'a [u8], dir: Section, data: Section) -> Result<Vec<Tens
             ));
         }
         let offset_at = c.offset();
-        let offset = c.u64()?;
+        let offset = c.u64().map_err(in_entry(name))?;
         let length_at = c.offset();
-        let length = c.u64()?;
-        let digest: [u8; 32] = c.array()?;
+        let length = c.u64().map_err(in_entry(name))?;
+        let digest: [u8; 32] = c.array().map_err(in_entry(name))?;
         let want = dtype
             .bytes_for(elements)
             .ok_or_else(|| bad(length_at, format!("tensor {name:?} byte size overflows")))?;
@@ -205,7 +214,12 @@ pub fn parse<'a>(file: &'a [u8], dir: Section, data: Section) -> Result<Vec<Tens
         }
         expected = align_up(end).unwrap_or(u64::MAX);
     }
-    c.finish()?;
+    // `count` ≥ 1 entries were read.
+    let last = entries.last().map_or("", |e| e.name);
+    c.finish().map_err(|e| Error {
+        message: format!("{} (tensor {last:?})", e.message),
+        ..e
+    })?;
     let last_end = entries
         .last()
         .map(|e| e.offset + e.length)
@@ -215,7 +229,7 @@ pub fn parse<'a>(file: &'a [u8], dir: Section, data: Section) -> Result<Vec<Tens
             ErrorCode::LayoutViolation,
             last_end,
             format!(
-                "the data section has {} bytes after the last payload",
+                "the data section has {} bytes after the payload of the last tensor, {last:?}",
                 data.offset + data.length - last_end
             ),
         ));
@@ -318,5 +332,61 @@ mod tests {
             b[at] ^= 0x80;
             let _ = payload_spans(&b, dir.offset);
         }
+    }
+
+    /// errors.md: directory errors quote the tensor's name. A directory cut anywhere after an
+    /// entry's name and before its end is `Truncated` at the first field it cannot hold,
+    /// naming that tensor; bytes left after the last entry are `TrailingBytes` naming the last
+    /// tensor.
+    #[test]
+    fn cut_entries_name_their_tensor() {
+        let slm = Slm::parse(FILE).unwrap();
+        let (dir, data) = (slm.header.sections.directory, slm.header.sections.data);
+        let mut cuts = 0;
+        for t in &slm.tensors {
+            // The fields after the name: dtype, rank, the dims, offset, length, digest.
+            let dtype_at = t.entry_offset + 2 + t.name.len() as u64;
+            let dims_end = dtype_at + 2 + 4 * u64::from(t.rank);
+            let mut fields = alloc::vec![dtype_at, dtype_at + 1];
+            fields.extend((dtype_at + 2..dims_end).step_by(4));
+            fields.extend([dims_end, dims_end + 8, dims_end + 16]);
+            for cut in dtype_at..dims_end + 48 {
+                let short = Section {
+                    offset: dir.offset,
+                    length: cut - dir.offset,
+                };
+                let field = fields.iter().copied().filter(|&f| f <= cut).max();
+                let e = parse(FILE, short, data).unwrap_err();
+                assert_eq!(
+                    (e.code, e.offset),
+                    (ErrorCode::Truncated, field),
+                    "cut at {cut}"
+                );
+                assert!(
+                    e.message.starts_with(&format!("tensor {:?}: ", t.name)),
+                    "cut at {cut}: {}",
+                    e.message
+                );
+                cuts += 1;
+            }
+        }
+        assert!(cuts > 100, "{cuts} cuts");
+        // The directory widened over the three bytes after it (the section table, which would
+        // refuse the overlap, is not parse's to check).
+        let wide = Section {
+            offset: dir.offset,
+            length: dir.length + 3,
+        };
+        let e = parse(FILE, wide, data).unwrap_err();
+        let last = slm.tensors.last().unwrap().name;
+        assert_eq!(
+            (e.code, e.offset),
+            (ErrorCode::TrailingBytes, Some(dir.end().unwrap()))
+        );
+        assert!(
+            e.message.ends_with(&format!("(tensor {last:?})")),
+            "{}",
+            e.message
+        );
     }
 }
