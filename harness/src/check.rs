@@ -263,6 +263,12 @@ pub fn render(r: &CheckReport, name: &str) -> String {
     }
     if let (Err(e), true) = (&r.verify, r.problems.is_empty()) {
         let _ = writeln!(s, "\nREJECTED by every engine with the same code: {e}");
+    } else if r.problems.is_empty() && r.ok && r.engines.len() < 2 {
+        let _ = writeln!(
+            s,
+            "\nOK: {} cases ran on one engine; nothing was compared (give two or more with --engine)",
+            r.cases.len()
+        );
     } else if r.problems.is_empty() && r.ok {
         let _ = writeln!(
             s,

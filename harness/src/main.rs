@@ -60,13 +60,16 @@ enum Command {
         /// P tokens generates N - P + 1).
         #[arg(long, default_value_t = 256)]
         max_tokens: u32,
-        /// 0 = greedy.
-        #[arg(long, default_value_t = 1.0)]
+        /// 0 = greedy (a negative value is passed on, for the sampler to refuse).
+        #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
         temperature: f32,
+        /// Sample from the K most likely tokens only (default: all).
         #[arg(long)]
         top_k: Option<u32>,
-        #[arg(long, default_value_t = 0.9)]
+        /// Nucleus sampling: the smallest set of tokens whose probabilities reach P.
+        #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
         top_p: f32,
+        /// The sampler's seed (1..=2^64-1).
         #[arg(long, default_value_t = 42)]
         seed: u64,
         /// KV cache positions (0 = the model's max context).
@@ -993,7 +996,14 @@ fn isolate_network(isolated_network: bool, no_isolate: bool) -> Result<Option<Ex
             isolate::ISOLATED_FLAG
         );
     }
-    if !isolated_network && !no_isolate && !isolate::loopback_only() {
+    // A namespace of loopback alone whose loopback is down (a bare `unshare --net`) is isolated
+    // but unusable: make a fresh one, whose loopback the re-executed runner brings up.
+    let usable = isolate::loopback_usable();
+    if isolated_network && !usable {
+        bail!("{} given, but 127.0.0.1 cannot be reached in this network namespace (is lo up? `ip link set lo up`)", isolate::ISOLATED_FLAG);
+    }
+    let ready_here = isolate::loopback_only() && usable;
+    if !isolated_network && !no_isolate && !ready_here {
         match isolate::reexec(std::env::args_os().skip(1)) {
             Ok(status) => {
                 return Ok(Some(ExitCode::from(
@@ -1005,6 +1015,9 @@ fn isolate_network(isolated_network: bool, no_isolate: bool) -> Result<Option<Ex
             }
             Err(why) => harness::errln!("note: running without network isolation: {why}"),
         }
+    }
+    if !usable {
+        bail!("127.0.0.1 cannot be reached in this network namespace (is lo up? `ip link set lo up`): the smoke server would be unreachable");
     }
     Ok(None)
 }

@@ -634,9 +634,11 @@ impl RunningServer {
         self.stop.store(true, Ordering::SeqCst);
         self.handler.stop();
         if let Some(acceptor) = self.acceptor.take() {
-            // Wake the blocking accept.
-            let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-            let _ = acceptor.join();
+            // Wake the blocking accept. When no connection can be made (loopback down), the
+            // thread stays blocked in accept: it is left behind rather than waited for forever.
+            if TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)).is_ok() {
+                let _ = acceptor.join();
+            }
         }
     }
 }

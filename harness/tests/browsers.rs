@@ -241,3 +241,44 @@ fn a_corrupted_model_is_rejected_before_activation_in_every_browser() {
         }
     }
 }
+
+/// Inside a namespace whose loopback is down (a bare `unshare --net`, as a cautious user might
+/// wrap the runner), `browsers` makes its own namespace with loopback up and passes, and with
+/// `--no-isolate` it refuses at once with the reason (exit 2: it could not run); it used to hang for ever when it stopped
+/// its server (the wake-up connection to itself could not be made).
+#[test]
+fn a_namespace_with_loopback_down_neither_hangs_nor_passes_silently() {
+    if let Err(why) = isolate::available() {
+        eprintln!("skipping: network isolation unavailable here: {why}");
+        return;
+    }
+    if !harness::engine::node::node_available() {
+        eprintln!("skipping: no node");
+        return;
+    }
+    let run = |extra: &[&str]| {
+        Command::new("unshare")
+            .args(["--net", "--", "timeout", "120"])
+            .arg(env!("CARGO_BIN_EXE_tinyrustlm"))
+            .args(["browsers", "--only", "node", "--timeout", "30"])
+            .args(extra)
+            .output()
+            .expect("runs unshare")
+    };
+    let out = run(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}: {stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("network: a namespace holding only loopback"),
+        "{stdout}"
+    );
+    let out = run(&["--no-isolate"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("127.0.0.1 cannot be reached"), "{stderr}");
+}

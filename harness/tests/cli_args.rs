@@ -38,6 +38,29 @@ fn bench_counts_are_bounded() {
     refused(&["bench", "sha256", "--mib", "0"], "--mib");
 }
 
+/// An unknown shape or dtype is refused before any work or output (the table's first line, the
+/// load average, used to come first).
+#[test]
+fn bench_refuses_unknown_shapes_and_dtypes_before_any_output() {
+    for what in ["model", "browsers"] {
+        for (flag, value, needle) in [
+            ("--shape", "stories99M", "unknown shape"),
+            ("--dtype", "q5_0", "unknown dtype"),
+        ] {
+            let args = ["bench", what, flag, value];
+            let o = tinyrustlm(&args);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+            assert!(err.contains(needle), "{args:?}: {err}");
+            assert!(
+                o.stdout.is_empty(),
+                "{args:?} printed {:?}",
+                String::from_utf8_lossy(&o.stdout)
+            );
+        }
+    }
+}
+
 #[test]
 fn bench_model_refuses_an_empty_selection() {
     // stories42M in f32 is over the model budget: nothing is left to measure.
@@ -336,4 +359,32 @@ fn check_refuses_arguments_before_reading_the_model() {
         String::from_utf8_lossy(&o.stderr)
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `check` on one engine says nothing was compared instead of claiming bit-identical streams.
+#[test]
+fn check_on_one_engine_says_nothing_was_compared() {
+    let o = tinyrustlm(&["check", "--engine", "native"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("nothing was compared"), "{out}");
+    assert!(!out.contains("bit-identical"), "{out}");
+}
+
+/// A negative value after a space reaches the sampler, which names the rule it breaks (clap
+/// used to take `-1` for an unknown flag).
+#[test]
+fn negative_settings_reach_the_sampler() {
+    refused(
+        &["run", "--temperature", "-1"],
+        "error 27 InvalidSettings: temperature",
+    );
+    refused(
+        &["run", "--top-p", "-0.5"],
+        "error 27 InvalidSettings: top_p",
+    );
 }

@@ -356,6 +356,7 @@ pub fn run(sel: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usize>) ->
             "unknown engine {e:?} (engines: {ENGINE_NAMES})"
         );
     }
+    model::check_selection(sel.shape, sel.dtypes)?;
     let wanted = |name: &str| sel.engines.is_empty() || sel.engines.iter().any(|e| e == name);
     let load_average_before = load_average();
     if !json {

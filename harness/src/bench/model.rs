@@ -407,18 +407,7 @@ pub fn select(
     dtypes: &[String],
     mut on_skip: impl FnMut(&Skipped),
 ) -> Result<(Vec<BenchModel>, Vec<Skipped>)> {
-    if let Some(o) = shape {
-        anyhow::ensure!(
-            SHAPES.iter().any(|s| s.name == o),
-            "unknown shape {o:?} (stories15M, stories42M)"
-        );
-    }
-    for d in dtypes {
-        anyhow::ensure!(
-            DType::ALL.iter().any(|t| t.name() == d),
-            "unknown dtype {d:?} (f32, f16, q8_0, q4_0)"
-        );
-    }
+    check_selection(shape, dtypes)?;
     let mut models = Vec::new();
     let mut skipped = Vec::new();
     for s in SHAPES.iter().filter(|s| shape.is_none_or(|o| o == s.name)) {
@@ -452,6 +441,23 @@ pub fn select(
     Ok((models, skipped))
 }
 
+/// Refuses an unknown `--shape` or `--dtype` (before any work or output).
+pub fn check_selection(shape: Option<&str>, dtypes: &[String]) -> Result<()> {
+    if let Some(o) = shape {
+        anyhow::ensure!(
+            SHAPES.iter().any(|s| s.name == o),
+            "unknown shape {o:?} (stories15M, stories42M)"
+        );
+    }
+    for d in dtypes {
+        anyhow::ensure!(
+            DType::ALL.iter().any(|t| t.name() == d),
+            "unknown dtype {d:?} (f32, f16, q8_0, q4_0)"
+        );
+    }
+    Ok(())
+}
+
 /// The prefill prompt: [`PROMPT_TOKENS`] - 1 bytes `a..z` repeated (BOS comes first).
 pub fn prompt() -> Vec<u8> {
     (0..PROMPT_TOKENS - 1)
@@ -469,6 +475,7 @@ pub fn run(selection: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usiz
     let runs = selection.runs;
     anyhow::ensure!(runs > 0, "--runs must be at least 1");
     let engines = engines(selection.engines)?;
+    check_selection(selection.shape, selection.dtypes)?;
     let load_average_before = load_average();
     if !json {
         if let Some([a, b, c]) = load_average_before {

@@ -25,6 +25,20 @@ pub fn loopback_only() -> bool {
         .all(|(name, _)| name.trim() == "lo")
 }
 
+/// Whether a TCP connection to 127.0.0.1 can be made in this network namespace: false when its
+/// loopback is down (as in a fresh `unshare --net` before `ip link set lo up`), where the
+/// server could be bound but never reached.
+pub fn loopback_usable() -> bool {
+    use std::net::{Ipv4Addr, TcpListener, TcpStream};
+    let Ok(listener) = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)) else {
+        return false;
+    };
+    let Ok(addr) = listener.local_addr() else {
+        return false;
+    };
+    TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)).is_ok()
+}
+
 /// Whether a namespace holding only loopback can be made here: `unshare --net` and
 /// `ip link set lo up` both run. Err carries why not.
 pub fn available() -> Result<(), String> {
