@@ -159,7 +159,7 @@ fn verify_rejects_a_flipped_payload_byte_naming_the_tensor() {
 }
 
 #[test]
-fn verify_reports_each_malformed_case_with_its_code() {
+fn verify_reports_each_malformed_case_with_its_code_and_offset() {
     let dir = fixtures::corpus_dir().join("malformed");
     let manifest: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
@@ -171,11 +171,19 @@ fn verify_reports_each_malformed_case_with_its_code() {
             continue;
         };
         let o = verify(&dir.join(file));
-        let want = format!(
-            "error {} {}",
-            case["code"],
-            case["code_name"].as_str().unwrap()
-        );
+        // The code, name and offset as errors.md's text form prints them.
+        let want = match case["offset"].as_u64() {
+            Some(at) => format!(
+                "error {} {} at byte {at}: ",
+                case["code"],
+                case["code_name"].as_str().unwrap()
+            ),
+            None => format!(
+                "error {} {}: ",
+                case["code"],
+                case["code_name"].as_str().unwrap()
+            ),
+        };
         if o.status.code() != Some(1) || !stderr(&o).contains(&want) {
             wrong.push(format!(
                 "{file}: want {want}, got {:?} {}",

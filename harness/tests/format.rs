@@ -64,6 +64,37 @@ fn directory_cases_name_their_tensor() {
     assert!(checked >= 15, "{checked} directory cases");
 }
 
+/// The offsets errors.md gives directory cases, worked out from the base's directory here
+/// (not taken from the reader): the payload offset or length field of the entry whose payload
+/// moved, and the end of the last payload for data after it.
+#[test]
+fn directory_cases_report_their_offsets() {
+    let base = malformed::base_bytes();
+    let slm = Slm::parse(&base).unwrap();
+    // The file offset of entry i's payload offset field (its length field is 8 bytes on).
+    let offset_field = |i: usize| {
+        let t = &slm.tensors[i];
+        t.entry_offset + 2 + t.name.len() as u64 + 2 + 4 * u64::from(t.rank)
+    };
+    let last = slm.tensors.last().unwrap();
+    let expect = [
+        ("directory-first-payload-gap", offset_field(0)),
+        ("directory-payload-misaligned", offset_field(1)),
+        ("directory-payload-gap", offset_field(1)),
+        ("directory-length-wrong", offset_field(1) + 8),
+        (
+            "directory-data-after-last-payload",
+            last.offset + last.length,
+        ),
+    ];
+    let cases = malformed::cases();
+    for (name, at) in expect {
+        let c = cases.iter().find(|c| c.name == name).expect(name);
+        let e = inspect::verify(&c.bytes).unwrap_err();
+        assert_eq!((e.code, e.offset), (c.expected, Some(at)), "{name}: {e}");
+    }
+}
+
 /// The offsets errors.md gives the header's cases: a version at the field that fails, a file
 /// cut short at its length (where the data ran out), whatever the length.
 #[test]

@@ -9,7 +9,7 @@ use harness::engine::native::NativeEngine;
 use harness::engine::wasmtime::{
     AbiInstance, WasmLimits, WasmModule, WasmVariant, WasmtimeEngine, TRAP,
 };
-use harness::engine::{Engine, GenRequest, GenResult};
+use harness::engine::{Engine, EngineError, GenRequest, GenResult};
 use runtime::format::DType;
 use runtime::generate::sampler::SamplerSettings;
 use runtime::model::cpu::{self, Isa};
@@ -310,7 +310,7 @@ fn damaged_files_fail_with_the_same_code_on_every_path() {
 }
 
 #[test]
-fn malformed_corpus_files_fail_with_the_expected_code_in_both_engines() {
+fn malformed_corpus_files_fail_with_the_expected_code_and_offset_in_both_engines() {
     let dir = corpus_dir().join("malformed");
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
@@ -325,16 +325,31 @@ fn malformed_corpus_files_fail_with_the_expected_code_in_both_engines() {
         let Some(file) = case["file"].as_str() else {
             continue;
         };
-        let expected = case["code"].as_u64().unwrap() as u32;
+        // The code, and the offset as the message's text form carries it (none: no " at byte").
+        let at = match case["offset"].as_u64() {
+            Some(o) => format!(" at byte {o}: "),
+            None => String::new(),
+        };
+        let expected = (case["code"].as_u64().unwrap() as u32, true);
+        let located = |e: EngineError| {
+            let has = if at.is_empty() {
+                !e.message.contains(" at byte ")
+            } else {
+                e.message.contains(&at)
+            };
+            (e.code, has)
+        };
         let bytes = std::fs::read(dir.join(file)).unwrap();
         let native = NativeEngine::default()
             .load(&bytes)
             .map(|_| ())
-            .map_err(|e| e.code);
-        let wasmtime = wasm.load(&bytes).map(|_| ()).map_err(|e| e.code);
+            .map_err(located);
+        let wasmtime = wasm.load(&bytes).map(|_| ()).map_err(located);
         if native != Err(expected) || wasmtime != Err(expected) {
             mismatches.push(format!(
-                "{file}: expected {expected}, native {native:?}, wasmtime {wasmtime:?}"
+                "{file}: expected code {} with{at:?}, (code, offset found): native {native:?}, \
+                 wasmtime {wasmtime:?}",
+                expected.0
             ));
         }
         checked += 1;
