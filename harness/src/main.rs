@@ -439,12 +439,17 @@ enum BenchWhat {
 enum ConvertFrom {
     /// A llama2.c checkpoint (legacy v0, v1 or v2) and its tokenizer.bin.
     Llama2c {
+        /// The checkpoint (.bin, as llama2.c's export.py writes it).
         #[arg(long)]
         model: PathBuf,
+        /// Its tokenizer.bin (llama2.c's format; the vocabulary size must be the model's).
         #[arg(long)]
         tokenizer: PathBuf,
+        /// Matrix dtype: f32, f16, q8_0 or q4_0 (norms stay f32; rows that are not whole
+        /// 32-element blocks stay f32 under q8_0/q4_0).
         #[arg(long, default_value = "f32")]
         dtype: String,
+        /// The .slm file to write.
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
     },
@@ -452,18 +457,22 @@ enum ConvertFrom {
     /// current format (2.1): the same metadata, tokenizer and tensor bytes, new digests (and so a
     /// new identity). A current file is written back unchanged.
     Slm {
+        /// The .slm file to rewrite.
         #[arg(long)]
         model: PathBuf,
+        /// The .slm file to write (may be the input).
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
     },
     /// A llama.cpp GGUF of architecture llama (f32, f16, q8_0 and q4_0 tensors).
     Gguf {
+        /// The .gguf file.
         #[arg(long)]
         model: PathBuf,
         /// `keep` copies every tensor's bytes unchanged; a dtype requantizes the matrices.
         #[arg(long, default_value = "keep")]
         dtype: String,
+        /// The .slm file to write.
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
     },
