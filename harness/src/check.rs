@@ -266,7 +266,7 @@ pub fn render(r: &CheckReport, name: &str) -> String {
     } else if r.problems.is_empty() && r.ok && r.engines.len() < 2 {
         let _ = writeln!(
             s,
-            "\nOK: {} cases ran on one engine; nothing was compared (give two or more with --engine)",
+            "\nOK: {} cases ran on one engine; nothing was compared across engines (give two or more with --engine)",
             r.cases.len()
         );
     } else if r.problems.is_empty() && r.ok {

@@ -114,7 +114,7 @@ pub fn read_tokenizer_bin(bytes: &[u8], vocab_size: u32) -> Result<Vocab> {
     ensure!(
         r.at == bytes.len(),
         "{} trailing bytes after token {} at offset {}: the file holds more than the model's \
-         {vocab_size} tokens (the tokenizer of another model?)",
+         {vocab_size} tokens, or other bytes (the tokenizer of another model?)",
         bytes.len() - r.at,
         vocab_size - 1,
         r.at

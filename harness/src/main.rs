@@ -66,7 +66,8 @@ enum Command {
         /// Sample from the K most likely tokens only (default: all).
         #[arg(long)]
         top_k: Option<u32>,
-        /// Nucleus sampling: the smallest set of tokens whose probabilities reach P.
+        /// Nucleus sampling: the most likely tokens up to the first whose cumulative probability
+        /// exceeds P.
         #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
         top_p: f32,
         /// The sampler's seed (1..=2^64-1).
@@ -445,8 +446,8 @@ enum ConvertFrom {
         /// Its tokenizer.bin (llama2.c's format; the vocabulary size must be the model's).
         #[arg(long)]
         tokenizer: PathBuf,
-        /// Matrix dtype: f32, f16, q8_0 or q4_0 (norms stay f32; rows that are not whole
-        /// 32-element blocks stay f32 under q8_0/q4_0).
+        /// Matrix dtype: f32, f16, q8_0 or q4_0 (norms stay f32; under q8_0/q4_0 a tensor whose
+        /// rows are not whole 32-element blocks stays f32).
         #[arg(long, default_value = "f32")]
         dtype: String,
         /// The .slm file to write.
@@ -842,20 +843,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     no_isolate,
                     isolated_network,
                 } => {
+                    let selection = harness::bench::browsers::Selection {
+                        runs,
+                        shape: shape.as_deref(),
+                        dtypes: &dtype,
+                        engines: &engine,
+                        timeout: std::time::Duration::from_secs(timeout),
+                    };
+                    harness::bench::browsers::check_selection(&selection)?;
                     if let Some(code) = isolate_network(isolated_network, no_isolate)? {
                         return Ok(code);
                     }
-                    let report = harness::bench::browsers::run(
-                        &harness::bench::browsers::Selection {
-                            runs,
-                            shape: shape.as_deref(),
-                            dtypes: &dtype,
-                            engines: &engine,
-                            timeout: std::time::Duration::from_secs(timeout),
-                        },
-                        json,
-                        &heap::peak,
-                    )?;
+                    let report = harness::bench::browsers::run(&selection, json, &heap::peak)?;
                     if !report.failures.is_empty() {
                         return Ok(ExitCode::from(1));
                     }

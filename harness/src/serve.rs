@@ -624,8 +624,9 @@ impl RunningServer {
         &self.reports
     }
 
-    /// Stops accepting and waits for the accepting thread. Connections being served finish
-    /// on their own threads (holds answer at once).
+    /// Stops accepting and waits for the accepting thread — unless 127.0.0.1 cannot be reached
+    /// to wake it (loopback down), when it is left blocked rather than waited for. Connections
+    /// being served finish on their own threads (holds answer at once).
     pub fn shutdown(mut self) {
         self.stop_accepting();
     }

@@ -326,17 +326,16 @@ fn malformed_corpus_files_fail_with_the_expected_code_and_offset_in_both_engines
             continue;
         };
         // The code, and the offset as the message's text form carries it (none: no " at byte").
+        let code = case["code"].as_u64().unwrap() as u32;
         let at = match case["offset"].as_u64() {
             Some(o) => format!(" at byte {o}: "),
-            None => String::new(),
+            None => ": ".to_string(),
         };
-        let expected = (case["code"].as_u64().unwrap() as u32, true);
+        // errors.md's text form: "error CODE Name[ at byte N]: message".
+        let head = format!("error {code} {}{at}", case["code_name"].as_str().unwrap());
+        let expected = (code, true);
         let located = |e: EngineError| {
-            let has = if at.is_empty() {
-                !e.message.contains(" at byte ")
-            } else {
-                e.message.contains(&at)
-            };
+            let has = e.message.starts_with(&head);
             (e.code, has)
         };
         let bytes = std::fs::read(dir.join(file)).unwrap();
@@ -347,9 +346,8 @@ fn malformed_corpus_files_fail_with_the_expected_code_and_offset_in_both_engines
         let wasmtime = wasm.load(&bytes).map(|_| ()).map_err(located);
         if native != Err(expected) || wasmtime != Err(expected) {
             mismatches.push(format!(
-                "{file}: expected code {} with{at:?}, (code, offset found): native {native:?}, \
-                 wasmtime {wasmtime:?}",
-                expected.0
+                "{file}: expected {head:?}, (code, head found): native {native:?}, wasmtime \
+                 {wasmtime:?}"
             ));
         }
         checked += 1;

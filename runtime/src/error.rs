@@ -36,8 +36,9 @@ error_codes! {
     /// An ABI call received a null pointer where a buffer was required.
     NullPointer = 1,
     /// A length argument is invalid (zero where data is needed, beyond a buffer, not one the call
-    /// defines; no call requires an aligned length), or a buffer's length does not fit the values
-    /// a kernel was given (quantizers, `dequantize`, the prefill scratch).
+    /// defines; no call requires an aligned length), or, in the library API, a buffer does not
+    /// fit the values it is given (quantizers, `dequantize`, matrix views, the product and
+    /// prefill scratch, logits given to the sampler).
     InvalidLength = 2,
     /// Text that must be UTF-8 is not.
     InvalidUtf8 = 3,

@@ -346,9 +346,9 @@ fn print_text(report: &Report, models: &[BenchModel]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Runs the benchmark on `sel`, prints a table or the [`Report`] as JSON, and returns the
-/// report (its `failures` empty when every figure arrived whole).
-pub fn run(sel: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usize>) -> Result<Report> {
+/// Refuses a selection that cannot run (no runs, an unknown engine, shape or dtype): the CLI
+/// calls it before anything else, network isolation included.
+pub fn check_selection(sel: &Selection) -> Result<()> {
     ensure!(sel.runs > 0, "--runs must be at least 1");
     for e in sel.engines {
         ensure!(
@@ -356,7 +356,13 @@ pub fn run(sel: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usize>) ->
             "unknown engine {e:?} (engines: {ENGINE_NAMES})"
         );
     }
-    model::check_selection(sel.shape, sel.dtypes)?;
+    model::check_selection(sel.shape, sel.dtypes)
+}
+
+/// Runs the benchmark on `sel`, prints a table or the [`Report`] as JSON, and returns the
+/// report (its `failures` empty when every figure arrived whole).
+pub fn run(sel: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usize>) -> Result<Report> {
+    check_selection(sel)?;
     let wanted = |name: &str| sel.engines.is_empty() || sel.engines.iter().any(|e| e == name);
     let load_average_before = load_average();
     if !json {
