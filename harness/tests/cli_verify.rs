@@ -172,18 +172,14 @@ fn verify_reports_each_malformed_case_with_its_code_and_offset() {
         };
         let o = verify(&dir.join(file));
         // The code, name and offset as errors.md's text form prints them.
-        let want = match case["offset"].as_u64() {
-            Some(at) => format!(
-                "error {} {} at byte {at}: ",
-                case["code"],
-                case["code_name"].as_str().unwrap()
-            ),
-            None => format!(
-                "error {} {}: ",
-                case["code"],
-                case["code_name"].as_str().unwrap()
-            ),
-        };
+        let at = case["offset"]
+            .as_u64()
+            .map_or(String::new(), |o| format!(" at byte {o}"));
+        let want = format!(
+            "error {} {}{at}: ",
+            case["code"],
+            case["code_name"].as_str().unwrap()
+        );
         if o.status.code() != Some(1) || !stderr(&o).contains(&want) {
             wrong.push(format!(
                 "{file}: want {want}, got {:?} {}",

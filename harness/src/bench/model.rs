@@ -401,13 +401,13 @@ fn unpaired(r: f64) -> Rate {
 
 /// The models of `shape` (all when None) in `dtypes` (all when empty), built, in [`SHAPES`] and
 /// [`DType::ALL`] order; the ones over the model budget are returned as skipped. `on_skip` sees
-/// each skipped one as it is found.
+/// each skipped one as it is found. The names are the caller's to check first
+/// ([`check_selection`]: an unknown one selects nothing).
 pub fn select(
     shape: Option<&str>,
     dtypes: &[String],
     mut on_skip: impl FnMut(&Skipped),
 ) -> Result<(Vec<BenchModel>, Vec<Skipped>)> {
-    check_selection(shape, dtypes)?;
     let mut models = Vec::new();
     let mut skipped = Vec::new();
     for s in SHAPES.iter().filter(|s| shape.is_none_or(|o| o == s.name)) {

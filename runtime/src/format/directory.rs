@@ -48,8 +48,8 @@ fn bad(offset: u64, message: impl Into<String>) -> Error {
     Error::at(ErrorCode::InvalidTensorDirectory, offset, message)
 }
 
-/// For a failed read inside the entry of tensor `name` (the directory ends within it): the
-/// error with its message naming the tensor.
+/// An error found inside the entry of tensor `name` (a read the directory cannot hold, a bad
+/// dtype code), its message naming the tensor.
 fn in_entry(name: &str) -> impl Fn(Error) -> Error + '_ {
     move |e| Error {
         message: format!("tensor {name:?}: {}", e.message),
@@ -100,8 +100,7 @@ pub fn parse<'a>(file: &'a [u8], dir: Section, data: Section) -> Result<Vec<Tens
         let dtype_at = c.offset();
         let dtype = DType::from_code(c.u8().map_err(in_entry(name))?).map_err(|e| Error {
             offset: Some(dtype_at),
-            message: format!("tensor {name:?}: {}", e.message),
-            ..e
+            ..in_entry(name)(e)
         })?;
         let rank_at = c.offset();
         let rank = c.u8().map_err(in_entry(name))?;
