@@ -628,6 +628,7 @@ fn matmul_groups<const BB: usize, const W: usize, const P: usize, U: Copy>(
         acts,
         nb,
         n,
+        ..
     } = p;
     let (Some(rb), Some(lanes_len), Some(words_len)) = (
         nb.checked_mul(BB),

@@ -367,6 +367,7 @@ impl MatmulScratch {
                     acts: act,
                     nb,
                     n,
+                    finite: w.f16_finite,
                 };
                 let done = matmul_groups(w.dtype, product, lanes);
                 if done == n {
@@ -430,7 +431,9 @@ struct Tokens<'a> {
 
 /// The operands of a batched q8_0/q4_0 product as the hand-written kernels take them: `n`
 /// tokens' activations of `nb` blocks each (`acts`, token-major) against every row of `bytes`
-/// (`nb` blocks per row); row r with token t goes to `out[t * out_stride + r]`.
+/// (`nb` blocks per row); row r with token t goes to `out[t * out_stride + r]`. `finite`: no block
+/// scale in `bytes` is an infinity or a NaN (as [`MatRef::f16_finite`]; `false` is always
+/// correct).
 #[cfg_attr(
     not(any(
         target_arch = "x86_64",
@@ -445,6 +448,11 @@ pub(crate) struct BatchedProduct<'a> {
     pub acts: &'a [BlockQ8],
     pub nb: usize,
     pub n: usize,
+    #[cfg_attr(
+        not(all(target_arch = "wasm32", target_feature = "simd128")),
+        allow(dead_code) // only the simd128 kernels read it
+    )]
+    pub finite: bool,
 }
 
 /// The tokens of a batched q8_0/q4_0 product that a hand-written whole-product kernel computes
@@ -558,6 +566,7 @@ mod tests {
                 acts: &acts,
                 nb,
                 n,
+                finite: false,
             };
             let lanes = TokenLanes {
                 dx: &mut dx,

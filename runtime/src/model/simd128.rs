@@ -212,8 +212,7 @@ fn join_halves(add: impl Fn(v128, v128) -> v128, s01: v128, s23: v128) -> v128 {
 /// exponent bit (an `or`) makes it the infinity or the NaN with that payload and sign.
 #[inline(always)]
 fn f16x4_to_f32x4(h: v128, k: &Widen) -> v128 {
-    let placed = v128_and(i32x4_shr(i32x4_shl(h, 16), 3), k.placed_bits);
-    let finite = f32x4_mul(placed, k.pow112);
+    let finite = f32x4_mul(f16x4_placed(h, k), k.pow112);
     let is_inf_nan = i32x4_eq(v128_and(h, k.exponent_bits), k.exponent_bits);
     v128_or(finite, v128_and(is_inf_nan, k.f32_exponent))
 }
@@ -222,10 +221,14 @@ fn f16x4_to_f32x4(h: v128, k: &Widen) -> v128 {
 /// below 31): the same placed bits times 2^112, without the step for exponent 31.
 #[inline(always)]
 fn f16x4_finite_to_f32x4(h: v128, k: &Widen) -> v128 {
-    f32x4_mul(
-        v128_and(i32x4_shr(i32x4_shl(h, 16), 3), k.placed_bits),
-        k.pow112,
-    )
+    f32x4_mul(f16x4_placed(h, k), k.pow112)
+}
+
+/// The placed bits of [`f16x4_to_f32x4`]: each f16's value times 2^-112 as an f32 (exact for
+/// an exponent below 31).
+#[inline(always)]
+fn f16x4_placed(h: v128, k: &Widen) -> v128 {
+    v128_and(i32x4_shr(i32x4_shl(h, 16), 3), k.placed_bits)
 }
 
 /// The vector constants of [`f16x4_to_f32x4`]. The block loops of the matrix-vector kernels
@@ -234,7 +237,8 @@ fn f16x4_finite_to_f32x4(h: v128, k: &Widen) -> v128 {
 /// rebuilds each one there on every block (three instructions each) and spills it (measured:
 /// Chromium q4_0 decode +10 %, Firefox +3 %, wasmtime unchanged, which hoists constants itself).
 /// The prefill kernel converts one scale per row block for all its tokens and keeps
-/// [`Widen::plain`] (hidden, they cost wasmtime 2–3 % there).
+/// [`Widen::plain`] (hidden, they cost wasmtime 2–3 % there); its prescaled passes need no
+/// vector constant in the float steps at all.
 #[derive(Clone, Copy)]
 struct Widen {
     placed_bits: v128,
@@ -640,8 +644,11 @@ type GroupBlock = ([[v128; 4]; MATMUL_GROUP], v128, v128);
 /// Batched prefill's product for every token: for every row r of `bytes` (`nb` blocks of `BB`
 /// bytes) and token t, `out[t * out_stride + r]` = the chain of row r with
 /// `acts[t * nb..(t + 1) * nb]`, bit for bit the single-row product. The tokens go in passes of
-/// up to [`MATMUL_PASS`] groups of [`MATMUL_GROUP`] ([`matmul_pass`]). Returns the number of
-/// tokens done: all of them, or 0 when the operands do not fit (the caller then does them).
+/// up to [`MATMUL_PASS`] groups of [`MATMUL_GROUP`] ([`matmul_pass`]); a whole pass whose
+/// matrix is `finite` and whose tokens' activation scales all lie below
+/// [`PRESCALED_ACT_BOUND`] takes the scales prescaled ([`step_prescaled`]'s argument, once per
+/// row block for all its tokens). Returns the number of tokens done: all of them, or 0 when the
+/// operands do not fit (the caller then does them).
 #[inline(always)]
 fn matmul_groups<const BB: usize>(
     mut p: BatchedProduct,
@@ -656,10 +663,16 @@ fn matmul_groups<const BB: usize>(
     let mut t0 = 0;
     while t0 < n {
         let count = (n - t0).min(MATMUL_GROUP * MATMUL_PASS);
-        if count > MATMUL_GROUP {
-            matmul_pass::<BB, MATMUL_PASS>(&mut p, t0, count, codes, recast, bias);
+        let prescaled = p.finite
+            && p.acts[t0 * nb..(t0 + count) * nb]
+                .iter()
+                .all(|a| a.d.abs() < PRESCALED_ACT_BOUND);
+        if count <= MATMUL_GROUP {
+            matmul_pass::<BB, 1, false>(&mut p, t0, count, codes, recast, bias);
+        } else if prescaled {
+            matmul_pass::<BB, MATMUL_PASS, true>(&mut p, t0, count, codes, recast, bias);
         } else {
-            matmul_pass::<BB, 1>(&mut p, t0, count, codes, recast, bias);
+            matmul_pass::<BB, MATMUL_PASS, false>(&mut p, t0, count, codes, recast, bias);
         }
         t0 += count;
     }
@@ -678,8 +691,13 @@ fn matmul_groups<const BB: usize>(
 /// arithmetic after the loads it needs, so with one [`sum4`] per group all 16 activation vectors
 /// and the row block were live at once and five of them spilled to the stack (q4_0 and q8_0
 /// prefill about 10 % faster under wasmtime with the halves; Chromium and Firefox unchanged).
+/// `PRESCALED`: every block scale of the rows is finite and every activation scale of the
+/// pass's tokens lies below [`PRESCALED_ACT_BOUND`]; the activation scales are prepared times
+/// 2^112 and each row block's scale widened to its placed bits only, the same reals as in
+/// [`step_prescaled`], so the same bits (no vector constant is left in the float steps, which
+/// V8 rebuilds there on every block: see [`Widen`]).
 #[inline(always)]
-fn matmul_pass<const BB: usize, const G: usize>(
+fn matmul_pass<const BB: usize, const G: usize, const PRESCALED: bool>(
     p: &mut BatchedProduct,
     t0: usize,
     count: usize,
@@ -709,7 +727,13 @@ fn matmul_pass<const BB: usize, const G: usize>(
             for (pg, tg) in p.iter_mut().zip(&token) {
                 let x = tg.map(|a| act_codes(&a[b]));
                 let [d0, d1, d2, d3] = tg.map(|a| a[b].d);
-                *pg = (x.map(|x| recast(&x)), bias(&x), f32x4(d0, d1, d2, d3));
+                let dx = f32x4(d0, d1, d2, d3);
+                let dx = if PRESCALED {
+                    f32x4_mul(dx, f32x4_splat(f32::from_bits((127 + 112) << 23)))
+                } else {
+                    dx
+                };
+                *pg = (x.map(|x| recast(&x)), bias(&x), dx);
             }
         }
         let chunk = &prepared[..len];
@@ -734,7 +758,12 @@ fn matmul_pass<const BB: usize, const G: usize>(
                 }
             });
             for ((blk, s), groups) in arrays::<u8, BB>(row).0.zip(&sums).zip(chunk) {
-                let dw = f16x4_to_f32x4(u32x4_splat(scale_bits(blk)), &k);
+                let h = u32x4_splat(scale_bits(blk));
+                let dw = if PRESCALED {
+                    f16x4_placed(h, &k)
+                } else {
+                    f16x4_to_f32x4(h, &k)
+                };
                 for ((a, &(s01, s23)), (_, bias, dx)) in acc.iter_mut().zip(s).zip(groups) {
                     let sumi = &i32x4_sub(join2(s01, s23), *bias);
                     *a = f32x4_add(

@@ -22,7 +22,9 @@
 //! "no infinite or NaN scale" flag the load would set, and with those scales made finite and the
 //! flag set —
 //! and the prefill kernels `matmul_q8_0` / `matmul_q4_0` on 0 to 10 rows × 0 to 10 tokens (one
-//! pass of one or two groups, or two passes); and the f16 whole-matrix kernel `matvec_f16` on 0
+//! pass of one or two groups, or two passes), likewise as drawn and with finite scales flagged,
+//! each with the activation scales as drawn and with all of them below 2^16 (the passes that
+//! take them prescaled); and the f16 whole-matrix kernel `matvec_f16` on 0
 //! to 10 rows of 0 to 74 columns, row by row against `kernels::dot_f16_row` (also with its input
 //! times 2^112 from `scale_input`, where that takes the inputs, and on inputs all below 2^16),
 //! and batched prefill on the same matrix as f16 and as f32 with 1 to 10 tokens (the simd128
@@ -551,7 +553,11 @@ fn matvec_agrees(rng: &mut Rng, blocks: usize) -> bool {
 /// stride wider than the rows and room for more tokens: they compute every token (none for rows
 /// of no blocks), each output bit for bit its single-row product, and write nothing else. In one
 /// case of eight the rows have 60 to 139 blocks: longer than a column chunk, whose accumulators
-/// the next chunk continues.
+/// the next chunk continues. As [`matvec_agrees`], the rows go as drawn with the flag the load
+/// would set, then with every infinite or NaN scale made finite and the matrix flagged finite;
+/// each with the activations as drawn and with every activation scale of magnitude 2^16 or more
+/// (or NaN) made the largest f32 below 2^16 of its sign, so that the passes of eight tokens
+/// that take the scales prescaled are reached too.
 fn matmul_agrees(rng: &mut Rng, blocks: usize) -> bool {
     let blocks = if rng.below(8) == 0 {
         60 + rng.below(80) as usize
@@ -561,11 +567,27 @@ fn matmul_agrees(rng: &mut Rng, blocks: usize) -> bool {
     let rows = rng.below(11) as usize;
     let n = rng.below(11) as usize;
     let stride = rows + 1;
-    let acts = rng.act(blocks * n);
+    let drawn_acts = rng.act(blocks * n);
+    let below = f32::from_bits(0x477f_ffff);
+    let tame_acts: Vec<BlockQ8> = drawn_acts
+        .iter()
+        .map(|a| BlockQ8 {
+            qs: a.qs,
+            d: match (a.d.abs() < 65536.0, a.d.is_sign_negative()) {
+                (true, _) => a.d,
+                (false, false) => below,
+                (false, true) => -below,
+            },
+        })
+        .collect();
     let whole = if blocks == 0 { 0 } else { n };
     type Kernel = fn(BatchedProduct) -> usize;
-    let check = |bb: usize, rng: &mut Rng, kernel: Kernel, dot: fn(&[u8], &[BlockQ8]) -> f32| {
-        let bytes: Vec<u8> = (0..rows).flat_map(|_| rng.row(blocks, bb, 0)).collect();
+    let agrees = |bytes: &[u8],
+                  bb: usize,
+                  finite: bool,
+                  acts: &[BlockQ8],
+                  kernel: Kernel,
+                  dot: fn(&[u8], &[BlockQ8]) -> f32| {
         let sentinel = f32::from_bits(0x7fc0_0bad);
         // Room for a whole group of tokens more than `n`: the padded lanes of a last partial
         // group must not be written.
@@ -574,10 +596,11 @@ fn matmul_agrees(rng: &mut Rng, blocks: usize) -> bool {
         let done = kernel(BatchedProduct {
             out: &mut out,
             out_stride: stride,
-            bytes: &bytes,
-            acts: &acts,
+            bytes,
+            acts,
             nb: blocks,
             n,
+            finite,
         });
         done == whole
             && (0..len).all(|i| {
@@ -589,6 +612,22 @@ fn matmul_agrees(rng: &mut Rng, blocks: usize) -> bool {
                     out[i].to_bits() == sentinel.to_bits()
                 }
             })
+    };
+    let check = |bb: usize, rng: &mut Rng, kernel: Kernel, dot: fn(&[u8], &[BlockQ8]) -> f32| {
+        let mut bytes: Vec<u8> = (0..rows).flat_map(|_| rng.row(blocks, bb, 0)).collect();
+        let both = |bytes: &[u8], finite: bool| {
+            [&drawn_acts, &tame_acts]
+                .into_iter()
+                .all(|acts| agrees(bytes, bb, finite, acts, kernel, dot))
+        };
+        let drawn = both(&bytes, scales_all_finite(&bytes, bb));
+        for b in bytes.chunks_exact_mut(bb) {
+            if b[1] & 0x7c == 0x7c {
+                b[0] = 0xff;
+                b[1] = (b[1] & 0x80) | 0x7b;
+            }
+        }
+        drawn && scales_all_finite(&bytes, bb) && both(&bytes, true)
     };
     check(Q8_0_BLOCK_BYTES, rng, matmul_q8_0, dot_q8_0_row)
         && check(Q4_0_BLOCK_BYTES, rng, matmul_q4_0, dot_q4_0_row)
