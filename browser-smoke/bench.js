@@ -10,7 +10,10 @@
 //   decode_ms      set_sampling (greedy, `decodeTokens` tokens) + start with BOS only + that
 //                  many steps
 // Logits digest off (trlm_set_logits_digest(0)), no diagnostics read between steps. One
-// untimed warm-up of everything, then `runs` timed runs of each. Wasm memory
+// untimed warm-up of everything, then `runs` timed runs of each: the prefills and decodes in
+// rounds (a prefill, then a decode), so that run r of each is made back to back and the
+// harness pairs them for the prefill/decode ratio (a change of the machine's load between
+// rounds moves both), then the loads. Wasm memory
 // (memory.buffer.byteLength of the instance given, a fresh one per model) after the first
 // load and at the end: linear memory never shrinks, so the end figure is the peak.
 
@@ -86,10 +89,11 @@ export async function benchModel(trlm, msg, post) {
   const generated = trlm.diagnostics().generated_tokens;
 
   const times = { fetch_ms: [], load_ms: [], fetch_load_ms: [], prefill_ms: [], decode_ms: [] };
-  phase('prefill');
-  for (let r = 0; r < runs; r++) times.prefill_ms.push(await timed(() => prefill(trlm, prompt)));
-  phase('decode');
-  for (let r = 0; r < runs; r++) times.decode_ms.push(await timed(() => decode(trlm, decodeTokens)));
+  phase('prefill and decode');
+  for (let r = 0; r < runs; r++) {
+    times.prefill_ms.push(await timed(() => prefill(trlm, prompt)));
+    times.decode_ms.push(await timed(() => decode(trlm, decodeTokens)));
+  }
   phase('load');
   for (let r = 0; r < runs; r++) {
     let bytes = null;

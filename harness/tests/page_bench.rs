@@ -155,6 +155,22 @@ fn the_page_reports_every_bench_figure_in_every_browser() {
             let ms = positive(&page["times"][key][0], key);
             assert!((r - tokens / (ms / 1e3)).abs() <= 1e-9 * r, "{key}");
         }
+        // The page runs its prefills and decodes in rounds: prefill/decode is the ratio of the
+        // round's (here the one run's) rates, with that spread.
+        let round = |key: &str, tokens: f64| tokens / (positive(&page["times"][key][0], key) / 1e3);
+        let r = round("prefill_ms", 128.0) / round("decode_ms", 32.0);
+        let over = positive(&row["prefill_over_decode"], "prefill/decode");
+        assert!(
+            (over - r).abs() <= 1e-9 * r,
+            "prefill/decode {over}, round {r}"
+        );
+        let spread = &row["prefill_over_decode_spread"];
+        assert!(
+            [&spread[0], &spread[1]]
+                .iter()
+                .all(|v| v.as_f64().is_some_and(|v| (v - r).abs() <= 1e-9 * r)),
+            "prefill/decode spread {spread}, round {r}"
+        );
         assert_eq!(page["prompt_tokens"], 128);
         assert_eq!(page["decode_tokens"], 32);
         assert_eq!(row["decode_logits_digest"], false);

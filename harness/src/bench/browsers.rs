@@ -115,20 +115,24 @@ fn engine_name(browser: Browser, variant: &str) -> &'static str {
     }
 }
 
-/// Every run's time of `key` in seconds: `runs` positive finite numbers of milliseconds.
-fn times(entry: &Value, key: &str, runs: usize) -> Result<Stats> {
+/// Every run's time of `key` in seconds, in the page's order: `runs` positive finite numbers
+/// of milliseconds.
+fn run_secs(entry: &Value, key: &str, runs: usize) -> Result<Vec<f64>> {
     let list = entry["times"][key]
         .as_array()
         .with_context(|| format!("no {key} times"))?;
     ensure!(list.len() == runs, "{key}: {} runs, not {runs}", list.len());
-    let secs = list
-        .iter()
+    list.iter()
         .map(|v| match v.as_f64() {
             Some(ms) if ms.is_finite() && ms > 0.0 => Ok(ms / 1e3),
             _ => bail!("{key}: {v} is not a positive time"),
         })
-        .collect::<Result<Vec<f64>>>()?;
-    Ok(Stats::of(secs))
+        .collect()
+}
+
+/// [`run_secs`] as [`Stats`].
+fn times(entry: &Value, key: &str, runs: usize) -> Result<Stats> {
+    run_secs(entry, key, runs).map(Stats::of)
 }
 
 fn count(entry: &Value, key: &str) -> Result<u64> {
@@ -169,12 +173,19 @@ fn page_row(
         after_load > 0 && after_load <= end,
         "wasm memory {after_load} after load, {end} at the end"
     );
+    // The page times its prefills and decodes in rounds (bench.js): run r of each made back to
+    // back, so its prefill/decode pairs them as `bench model`'s engines do.
+    let (prefill_s, decode_s) = (
+        run_secs(entry, "prefill_ms", runs)?,
+        run_secs(entry, "decode_ms", runs)?,
+    );
     let measured = Measured {
         load: times(entry, "load_ms", runs)?,
-        prefill: times(entry, "prefill_ms", runs)?,
-        decode: times(entry, "decode_ms", runs)?,
-        prefill_rounds_s: Vec::new(),
-        decode_rounds_s: Vec::new(),
+        prefill: Stats::of(prefill_s.clone()),
+        decode: Stats::of(decode_s.clone()),
+        prefill_rounds_s: prefill_s,
+        decode_rounds_s: decode_s,
+        rounds_with_native: false,
         decode_logits_digest: false,
         peak_bytes: Some(end),
         peak_kind: "wasm linear memory",
@@ -337,8 +348,9 @@ fn print_text(report: &Report, models: &[BenchModel]) -> std::io::Result<()> {
     crate::outln!(
         "(browsers: times by performance.now() in the page's worker; load+verify = the ABI's \
          chunked load of bytes already in memory; peak = the page's wasm memory at the end; a \
-         page's decode/native is the lower of its medians' ratios to native measured before and \
-         after the browsers, in parentheses both)"
+         page runs its prefills and decodes in rounds of its own, and its prefill/decode is the \
+         median of those rounds' ratios; a page's decode/native is the lower of its medians' \
+         ratios to native measured before and after the browsers, in parentheses both)"
     )?;
     for f in &report.failures {
         crate::outln!("FAILED: {f}")?;

@@ -60,11 +60,14 @@ pub struct Measured {
     pub prefill: Stats,
     /// `start` with BOS only, then `decode_tokens` steps.
     pub decode: Stats,
-    /// The prefill and decode times (seconds) in round order when the engines of the run were
-    /// measured in rounds by [`measure`] (the runs of one round were made back to back); empty
-    /// otherwise.
+    /// The prefill and decode times (seconds) in round order when they were measured in rounds
+    /// (a round's prefill and decode made back to back: by [`measure`], or by a browser page);
+    /// empty otherwise.
     pub prefill_rounds_s: Vec<f64>,
     pub decode_rounds_s: Vec<f64>,
+    /// Whether round r was made back to back with round r of the run's other engines, native's
+    /// included ([`measure`]'s rounds; a page's are its own), so that decode/native pairs them.
+    pub rounds_with_native: bool,
     /// Whether decode steps computed the logits digest.
     pub decode_logits_digest: bool,
     /// Peak memory of the model and its session, and what was counted.
@@ -162,6 +165,7 @@ pub fn measure(ctx: &mut Context, case: &Case, engines: &[&Engine]) -> Result<Ve
             decode: Stats::of(decode.clone()),
             prefill_rounds_s: prefill,
             decode_rounds_s: decode,
+            rounds_with_native: true,
             decode_logits_digest: p.decode_logits_digest,
             peak_kind: p.peak_kind,
         })

@@ -120,9 +120,9 @@ pub struct Row {
     pub decode_tok_s: Rate,
     /// Whether the decode steps computed the logits digest (spec/determinism.md).
     pub decode_logits_digest: bool,
-    /// Prefill tok/s over decode tok/s: when measured in rounds (`bench model`), the median of
-    /// the rounds' ratios, with their lowest and highest in `prefill_over_decode_spread`;
-    /// otherwise the ratio of the medians.
+    /// Prefill tok/s over decode tok/s: when measured in rounds (`bench model`, and a browser
+    /// page's own rounds), the median of the rounds' ratios, with their lowest and highest in
+    /// `prefill_over_decode_spread`; otherwise the ratio of the medians.
     pub prefill_over_decode: f64,
     pub prefill_over_decode_spread: Option<[f64; 2]>,
     /// Decode tok/s over the `native` row's of the same model in this run (None when `native`
@@ -321,7 +321,9 @@ impl BenchModel {
     ) -> Row {
         let tokens = f64::from(DECODE_TOKENS);
         let vs_native = native.map(|n| {
-            paired_ratio(&m.decode_rounds_s, tokens, &n.decode_rounds_s, tokens)
+            (m.rounds_with_native && n.rounds_with_native)
+                .then(|| paired_ratio(&m.decode_rounds_s, tokens, &n.decode_rounds_s, tokens))
+                .flatten()
                 .map(|r| (r, true))
                 .unwrap_or((unpaired(n.decode.median_s / m.decode.median_s), false))
         });
@@ -584,6 +586,7 @@ pub(crate) mod tests {
             decode: Stats::of(decode_s.to_vec()),
             prefill_rounds_s: rounds_of(prefill_s),
             decode_rounds_s: rounds_of(decode_s),
+            rounds_with_native: rounds,
             decode_logits_digest: false,
             peak_bytes: None,
             peak_kind: "none",
@@ -624,13 +627,25 @@ pub(crate) mod tests {
         assert_eq!(row.prefill_over_decode, 8.0);
         assert_eq!(row.prefill_over_decode_spread, Some([4.0, 16.0]));
 
-        // Runs not made in rounds (a browser page's): the ratios of the medians, no spread.
-        let page = measured(&[2.0; 5], &decode, false);
-        let row = model.row("page", &page, Some(&native), None);
+        // Runs not made in rounds: the ratios of the medians, no spread.
+        let unpaired = measured(&[2.0; 5], &decode, false);
+        let row = model.row("unpaired", &unpaired, Some(&native), None);
         assert_eq!(row.decode_vs_native, Some(0.25));
         assert_eq!(row.decode_vs_native_spread, None);
         assert_eq!(row.prefill_over_decode, 8.0);
         assert_eq!(row.prefill_over_decode_spread, None);
+
+        // A browser page's own rounds (a prefill then a decode, not made with native's): its
+        // prefill/decode pairs them, its decode/native is the ratio of the medians.
+        let page = Measured {
+            rounds_with_native: false,
+            ..measured(&[2.0; 5], &decode, true)
+        };
+        let row = model.row("page", &page, Some(&native), None);
+        assert_eq!(row.decode_vs_native, Some(0.25));
+        assert_eq!(row.decode_vs_native_spread, None);
+        assert_eq!(row.prefill_over_decode, 8.0);
+        assert_eq!(row.prefill_over_decode_spread, Some([4.0, 16.0]));
     }
 
     #[test]
