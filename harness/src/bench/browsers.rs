@@ -539,6 +539,40 @@ mod tests {
     }
 
     #[test]
+    fn a_page_row_pairs_its_own_rounds_but_not_with_native() {
+        let (model, mut entry) = tiny();
+        // Round 1: prefill 2 ms, decode 3 ms; round 2: 3 ms and 2 ms. Paired, the rounds'
+        // prefill/decode ratios are 6 and 8/3 (128 tokens against 32); the ratio of the
+        // medians would be 4.
+        entry["times"]["prefill_ms"] = json!([2.0, 3.0]);
+        entry["times"]["decode_ms"] = json!([3.0, 2.0]);
+        let fin = json!({ "wasm_variant": "simd128", "user_agent": "test" });
+        let native = crate::bench::engines::Measured {
+            load: Stats::of(vec![1.0; 2]),
+            prefill: Stats::of(vec![1.0; 2]),
+            decode: Stats::of(vec![1e-3, 4e-3]),
+            prefill_rounds_s: vec![1.0, 1.0],
+            decode_rounds_s: vec![1e-3, 4e-3],
+            rounds_with_native: true,
+            decode_logits_digest: false,
+            peak_bytes: None,
+            peak_kind: "test",
+        };
+        let p = page_row(Browser::Chromium, &fin, &entry, &model, 2, Some(&native)).unwrap();
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b;
+        let spread = p.row.prefill_over_decode_spread.expect("paired rounds");
+        assert!(
+            close(spread[0], 8.0 / 3.0) && close(spread[1], 6.0),
+            "{spread:?}"
+        );
+        assert!(close(p.row.prefill_over_decode, (6.0 + 8.0 / 3.0) / 2.0));
+        // decode/native: the ratio of the medians (2.5 ms native, 2.5 ms page), no pairing
+        // with native's rounds (which would give 1/3 and 2, median 7/6).
+        assert!(close(p.row.decode_vs_native.unwrap(), 1.0));
+        assert_eq!(p.row.decode_vs_native_spread, None);
+    }
+
+    #[test]
     fn a_page_row_names_its_module_or_is_malformed() {
         let (model, entry) = tiny();
         let row = |variant: Value| {

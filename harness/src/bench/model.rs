@@ -126,8 +126,9 @@ pub struct Row {
     pub prefill_over_decode: f64,
     pub prefill_over_decode_spread: Option<[f64; 2]>,
     /// Decode tok/s over the `native` row's of the same model in this run (None when `native`
-    /// was not measured): when the two were measured in rounds (`bench model`), the median of
-    /// the rounds' ratios (each of two runs made back to back), with their lowest and highest in
+    /// was not measured): when the two were measured in the same rounds (`bench model`:
+    /// `Measured::rounds_with_native`), the median of the rounds' ratios (each of two runs made
+    /// back to back), with their lowest and highest in
     /// `decode_vs_native_spread`; otherwise the ratio of the medians (`bench browsers`: the
     /// lower of the ratios to native measured before and after the browsers, the spread both).
     pub decode_vs_native: Option<f64>,
@@ -370,7 +371,8 @@ impl BenchModel {
 }
 
 /// `num / den` of two rates measured over the same runs: `num_s[r]` and `den_s[r]` are the
-/// times of round r (made back to back by [`engines::measure`]) for `num_units` and `den_units`;
+/// times of round r (made back to back: by [`engines::measure`], or by a browser page) for
+/// `num_units` and `den_units`;
 /// the median of the rounds' ratios with their lowest and highest, so that a change of the
 /// machine's load between rounds does not move the ratio. None unless both have the same
 /// (nonzero) number of rounds.

@@ -644,11 +644,11 @@ type GroupBlock = ([[v128; 4]; MATMUL_GROUP], v128, v128);
 /// Batched prefill's product for every token: for every row r of `bytes` (`nb` blocks of `BB`
 /// bytes) and token t, `out[t * out_stride + r]` = the chain of row r with
 /// `acts[t * nb..(t + 1) * nb]`, bit for bit the single-row product. The tokens go in passes of
-/// up to [`MATMUL_PASS`] groups of [`MATMUL_GROUP`] ([`matmul_pass`]); a whole pass whose
-/// matrix is `finite` and whose tokens' activation scales all lie below
-/// [`PRESCALED_ACT_BOUND`] takes the scales prescaled ([`step_prescaled`]'s argument, once per
-/// row block for all its tokens). Returns the number of tokens done: all of them, or 0 when the
-/// operands do not fit (the caller then does them).
+/// up to [`MATMUL_PASS`] groups of [`MATMUL_GROUP`] ([`matmul_pass`]); a pass of two groups
+/// (five to eight tokens) whose matrix is `finite` and whose tokens' activation scales all lie
+/// below [`PRESCALED_ACT_BOUND`] takes the scales prescaled ([`step_prescaled`]'s argument,
+/// once per row block for all its tokens; a pass of one group never does). Returns the number
+/// of tokens done: all of them, or 0 when the operands do not fit (the caller then does them).
 #[inline(always)]
 fn matmul_groups<const BB: usize>(
     mut p: BatchedProduct,
@@ -663,13 +663,15 @@ fn matmul_groups<const BB: usize>(
     let mut t0 = 0;
     while t0 < n {
         let count = (n - t0).min(MATMUL_GROUP * MATMUL_PASS);
-        let prescaled = p.finite
-            && p.acts[t0 * nb..(t0 + count) * nb]
+        // This pass's tokens' activation scales (in bounds: t0 + count <= n, n * nb <= len).
+        let tame = || {
+            p.acts[t0 * nb..(t0 + count) * nb]
                 .iter()
-                .all(|a| a.d.abs() < PRESCALED_ACT_BOUND);
+                .all(|a| a.d.abs() < PRESCALED_ACT_BOUND)
+        };
         if count <= MATMUL_GROUP {
             matmul_pass::<BB, 1, false>(&mut p, t0, count, codes, recast, bias);
-        } else if prescaled {
+        } else if p.finite && tame() {
             matmul_pass::<BB, MATMUL_PASS, true>(&mut p, t0, count, codes, recast, bias);
         } else {
             matmul_pass::<BB, MATMUL_PASS, false>(&mut p, t0, count, codes, recast, bias);

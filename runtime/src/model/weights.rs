@@ -28,7 +28,8 @@ pub struct TensorLoc {
     pub len: usize,
     /// No f16 in the payload, as the file holds it, is an infinity or a NaN: for an f16 tensor
     /// its elements, for a q8_0/q4_0 tensor its block scales. The wasm simd128 matrix-vector
-    /// kernels and batched prefill's f16 widening then widen them without handling exponent 31.
+    /// kernels, batched prefill's f16 widening and its q8_0/q4_0 kernels then widen them without
+    /// handling exponent 31.
     /// Set by [`Model::load`] on the model's layer, embedding and classifier locations, in the
     /// simd128 module only (elsewhere nothing reads it); never on the copies in
     /// [`Model::tensors`]. `false` is always correct.

@@ -21,10 +21,10 @@
 //! of 60 to 139 blocks), row by row against the same single-row kernels — as drawn, with the
 //! "no infinite or NaN scale" flag the load would set, and with those scales made finite and the
 //! flag set —
-//! and the prefill kernels `matmul_q8_0` / `matmul_q4_0` on 0 to 10 rows × 0 to 10 tokens (one
-//! pass of one or two groups, or two passes), likewise as drawn and with finite scales flagged,
-//! each with the activation scales as drawn and with all of them below 2^16 (the passes that
-//! take them prescaled); and the f16 whole-matrix kernel `matvec_f16` on 0
+//! and the prefill kernels `matmul_q8_0` / `matmul_q4_0` on 0 to 10 rows × 0 to 16 tokens (one,
+//! two or three passes of one or two groups), likewise as drawn and with finite scales flagged,
+//! each with the activation scales as drawn, with all of them below 2^16 (the passes that take
+//! them prescaled) and with only the first pass's below 2^16; and the f16 whole-matrix kernel `matvec_f16` on 0
 //! to 10 rows of 0 to 74 columns, row by row against `kernels::dot_f16_row` (also with its input
 //! times 2^112 from `scale_input`, where that takes the inputs, and on inputs all below 2^16),
 //! and batched prefill on the same matrix as f16 and as f32 with 1 to 10 tokens (the simd128
@@ -548,16 +548,18 @@ fn matvec_agrees(rng: &mut Rng, blocks: usize) -> bool {
         && check(Q4_0_BLOCK_BYTES, rng, matvec_q4_0, dot_q4_0_row)
 }
 
-/// The whole-product prefill kernels on 0 to 10 rows of `blocks` blocks and 0 to 10 tokens
-/// (passes of one or two groups of [`super::MATMUL_GROUP`], the last partial), with an output
+/// The whole-product prefill kernels on 0 to 10 rows of `blocks` blocks and 0 to 10 tokens, in
+/// one case of four 11 to 16 (passes of one or two groups of [`super::MATMUL_GROUP`], the last
+/// partial), with an output
 /// stride wider than the rows and room for more tokens: they compute every token (none for rows
 /// of no blocks), each output bit for bit its single-row product, and write nothing else. In one
 /// case of eight the rows have 60 to 139 blocks: longer than a column chunk, whose accumulators
 /// the next chunk continues. As [`matvec_agrees`], the rows go as drawn with the flag the load
 /// would set, then with every infinite or NaN scale made finite and the matrix flagged finite;
-/// each with the activations as drawn and with every activation scale of magnitude 2^16 or more
-/// (or NaN) made the largest f32 below 2^16 of its sign, so that the passes of eight tokens
-/// that take the scales prescaled are reached too.
+/// each with the activations as drawn, with every activation scale of magnitude 2^16 or more
+/// (or NaN) made the largest f32 below 2^16 of its sign, so that the passes of two groups that
+/// take the scales prescaled are reached too, and with only the first pass's tokens (the first
+/// eight) made so: a later pass must look at its own tokens' scales.
 fn matmul_agrees(rng: &mut Rng, blocks: usize) -> bool {
     let blocks = if rng.below(8) == 0 {
         60 + rng.below(80) as usize
@@ -565,20 +567,32 @@ fn matmul_agrees(rng: &mut Rng, blocks: usize) -> bool {
         blocks
     };
     let rows = rng.below(11) as usize;
-    let n = rng.below(11) as usize;
+    let n = if rng.below(4) == 0 {
+        11 + rng.below(6)
+    } else {
+        rng.below(11)
+    } as usize;
     let stride = rows + 1;
     let drawn_acts = rng.act(blocks * n);
-    let below = f32::from_bits(0x477f_ffff);
-    let tame_acts: Vec<BlockQ8> = drawn_acts
+    // The largest f32 below the bound.
+    let below = f32::from_bits(super::PRESCALED_ACT_BOUND.to_bits() - 1);
+    let tame = |a: &BlockQ8| BlockQ8 {
+        qs: a.qs,
+        d: match (
+            a.d.abs() < super::PRESCALED_ACT_BOUND,
+            a.d.is_sign_negative(),
+        ) {
+            (true, _) => a.d,
+            (false, false) => below,
+            (false, true) => -below,
+        },
+    };
+    let tame_acts: Vec<BlockQ8> = drawn_acts.iter().map(tame).collect();
+    let first_pass = super::MATMUL_GROUP * super::MATMUL_PASS * blocks;
+    let first_tame_acts: Vec<BlockQ8> = drawn_acts
         .iter()
-        .map(|a| BlockQ8 {
-            qs: a.qs,
-            d: match (a.d.abs() < 65536.0, a.d.is_sign_negative()) {
-                (true, _) => a.d,
-                (false, false) => below,
-                (false, true) => -below,
-            },
-        })
+        .enumerate()
+        .map(|(i, a)| if i < first_pass { tame(a) } else { *a })
         .collect();
     let whole = if blocks == 0 { 0 } else { n };
     type Kernel = fn(BatchedProduct) -> usize;
@@ -616,7 +630,7 @@ fn matmul_agrees(rng: &mut Rng, blocks: usize) -> bool {
     let check = |bb: usize, rng: &mut Rng, kernel: Kernel, dot: fn(&[u8], &[BlockQ8]) -> f32| {
         let mut bytes: Vec<u8> = (0..rows).flat_map(|_| rng.row(blocks, bb, 0)).collect();
         let both = |bytes: &[u8], finite: bool| {
-            [&drawn_acts, &tame_acts]
+            [&drawn_acts, &tame_acts, &first_tame_acts]
                 .into_iter()
                 .all(|acts| agrees(bytes, bb, finite, acts, kernel, dot))
         };
