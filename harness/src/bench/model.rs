@@ -128,9 +128,9 @@ pub struct Row {
     /// Decode tok/s over the `native` row's of the same model in this run (None when `native`
     /// was not measured): when the two were measured in the same rounds (`bench model`:
     /// `Measured::rounds_with_native`), the median of the rounds' ratios (each of two runs made
-    /// back to back), with their lowest and highest in
-    /// `decode_vs_native_spread`; otherwise the ratio of the medians (`bench browsers`: the
-    /// lower of the ratios to native measured before and after the browsers, the spread both).
+    /// back to back), with their lowest and highest in `decode_vs_native_spread`; otherwise the
+    /// ratio of the medians (`bench browsers`: the lower of the ratios to native measured before
+    /// and after the browsers, the spread both).
     pub decode_vs_native: Option<f64>,
     pub decode_vs_native_spread: Option<[f64; 2]>,
     /// Bytes of the file's tensors, which a decode step reads once each (the tied classifier
@@ -372,10 +372,9 @@ impl BenchModel {
 
 /// `num / den` of two rates measured over the same runs: `num_s[r]` and `den_s[r]` are the
 /// times of round r (made back to back: by [`engines::measure`], or by a browser page) for
-/// `num_units` and `den_units`;
-/// the median of the rounds' ratios with their lowest and highest, so that a change of the
-/// machine's load between rounds does not move the ratio. None unless both have the same
-/// (nonzero) number of rounds.
+/// `num_units` and `den_units`; the median of the rounds' ratios with their lowest and highest,
+/// so that a change of the machine's load between rounds does not move the ratio. None unless
+/// both have the same (nonzero) number of rounds.
 fn paired_ratio(num_s: &[f64], num_units: f64, den_s: &[f64], den_units: f64) -> Option<Rate> {
     if num_s.is_empty() || num_s.len() != den_s.len() {
         return None;
