@@ -322,9 +322,12 @@ impl BenchModel {
     ) -> Row {
         let tokens = f64::from(DECODE_TOKENS);
         let vs_native = native.map(|n| {
-            (m.rounds_with_native && n.rounds_with_native)
-                .then(|| paired_ratio(&m.decode_rounds_s, tokens, &n.decode_rounds_s, tokens))
-                .flatten()
+            let paired = if m.rounds_with_native && n.rounds_with_native {
+                paired_ratio(&m.decode_rounds_s, tokens, &n.decode_rounds_s, tokens)
+            } else {
+                None
+            };
+            paired
                 .map(|r| (r, true))
                 .unwrap_or((unpaired(n.decode.median_s / m.decode.median_s), false))
         });
