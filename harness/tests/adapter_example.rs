@@ -115,7 +115,7 @@ fn assert_rows_exchanged(model: &Model, ex: &Example) {
     };
     let loc = &model.tensors[*i].loc;
     assert_eq!(loc.offset, model.embedding.offset);
-    let base = model.base_payload(loc);
+    let base = &*model.base_payload(loc).unwrap();
     let row = base.len() / loc.rows;
     let mut expected = base.to_vec();
     for &(a, b) in &ex.swaps {

@@ -631,7 +631,7 @@ fn sparse_on_quantized_touches_only_covered_blocks() {
         assert_ne!(now[2 * bb..3 * bb], base[2 * bb..3 * bb]);
         assert_eq!(now[..2 * bb], base[..2 * bb]);
         assert_eq!(now[3 * bb..], base[3 * bb..]);
-        assert_eq!(m.base_payload(&t), &base[..]);
+        assert_eq!(&*m.base_payload(&t).unwrap(), &base[..]);
         assert_eq!(m.overlay_len(), 1);
     }
 }
@@ -669,7 +669,7 @@ fn stack_applies_in_order_and_receipt_replays() {
         small(90, 2 * cols, 0.6),
         small(95, 2 * rows, 0.6),
     );
-    let want: Vec<f32> = f32s(m.base_payload(&q))
+    let want: Vec<f32> = f32s(&m.base_payload(&q).unwrap())
         .iter()
         .enumerate()
         .map(|(j, &w)| {

@@ -13,6 +13,7 @@ use harness::engine::{Engine, EngineError, GenRequest, GenResult};
 use runtime::format::DType;
 use runtime::generate::sampler::SamplerSettings;
 use runtime::model::cpu::{self, Isa};
+use runtime::model::interleave;
 use runtime::model::Model;
 use runtime::ErrorCode;
 use std::path::{Path, PathBuf};
@@ -704,5 +705,54 @@ fn matrices_with_infinities_and_nans_decode_identically() {
             digests[0], digests[1],
             "{dtype:?}: the -inf changes the logits"
         );
+    }
+}
+
+/// The simd128 module holds each q4_0 layer matrix and the classifier (here tied: the
+/// embedding's bytes) with its whole groups of four rows interleaved (spec/determinism.md, SIMD
+/// paths), the scalar module as the file has them: each payload is looked for in the module's
+/// memory after the load, in both orders. The load goes in chunks shorter than any of them, so
+/// the host's buffer never holds one whole. (The results are the same either way: the parity
+/// tests above run both modules on q4_0 models.)
+#[test]
+fn the_simd128_module_holds_q4_0_rows_interleaved() {
+    let shape = Shape {
+        dim: 64,
+        n_layers: 2,
+        n_heads: 4,
+        n_kv_heads: 2,
+        head_dim: 16,
+        ffn_dim: 96,
+        max_context: 64,
+        tied: true,
+    };
+    let file = build_model_file(byte_vocab(vec![]), shape, DType::Q4_0, 5);
+    let bytes = runtime::format::write(&file).unwrap();
+    let payloads: Vec<(&str, Vec<u8>, Vec<u8>)> = ["blk.0.ffn_down.weight", "token_embd.weight"]
+        .into_iter()
+        .map(|name| {
+            let t = file.tensors.iter().find(|t| t.name == name).unwrap();
+            let rb = t.shape[1] as usize / 32 * DType::Q4_0.block_bytes();
+            let mut held = t.bytes.clone();
+            assert!(interleave::interleave(&mut held, rb, &mut vec![0; 4 * rb]));
+            assert!(t.bytes.len() > 1024 && held != t.bytes, "{name}");
+            (name, t.bytes.clone(), held)
+        })
+        .collect();
+    for variant in WasmVariant::ALL {
+        let module = WasmModule::compile(&variant.bytes().unwrap()).unwrap();
+        let mut wasm = AbiInstance::new(&module, WasmLimits::default()).unwrap();
+        assert_eq!(wasm.load_chunked(&bytes, 256).unwrap(), 0);
+        let memory = wasm.read(0, wasm.memory_size()).unwrap();
+        let holds = |b: &[u8]| memory.windows(b.len()).any(|w| w == b);
+        let interleaves = variant == WasmVariant::Simd128;
+        for (name, in_file, interleaved) in &payloads {
+            assert_eq!(
+                (holds(interleaved), holds(in_file)),
+                (interleaves, !interleaves),
+                "{name} in the {} module",
+                variant.name()
+            );
+        }
     }
 }

@@ -111,7 +111,10 @@ pub fn build(base: &[u8]) -> Result<Example> {
             bail!("tensor {:?} has only {} rows", info.name, loc.rows);
         }
         let mut w = vec![0.0f32; loc.rows * loc.cols];
-        quant::dequantize(loc.dtype, model.base_payload(loc), &mut w)
+        let base = model
+            .base_payload(loc)
+            .map_err(|e| anyhow!("{}", crate::inspect::describe_error(&e)))?;
+        quant::dequantize(loc.dtype, &base, &mut w)
             .map_err(|e| anyhow!("{}", crate::inspect::describe_error(&e)))?;
         let (indices, deltas) = swap_rows(&w, loc.cols, &swaps);
         touched.push(Touched {

@@ -90,12 +90,17 @@ pub fn for_model(file: &[u8]) -> usize {
         (chunks, digest::SCRATCH_BYTES_PER_CHUNK),
         (h.config.n_layers as usize, BYTES_PER_LAYER),
         (1, limits::MODEL_BUILD_FIXED_BYTES),
+        // The simd128 module's scratch for interleaving q4_0 rows (model/interleave.rs).
+        (usize::from(INTERLEAVES), limits::INTERLEAVE_MAX_GROUP_BYTES),
     ]
     .iter()
     .fold(0usize, |sum, &(count, each)| {
         sum.saturating_add(count.saturating_mul(each))
     })
 }
+
+/// Whether a model's load may interleave q4_0 rows (the wasm simd128 module).
+const INTERLEAVES: bool = cfg!(all(target_arch = "wasm32", target_feature = "simd128"));
 
 /// What one allocation may cost beyond its bytes (header, rounding, minimum chunk).
 const ALLOCATION_OVERHEAD: usize = limits::ALLOCATION_OVERHEAD_WORDS * size_of::<usize>();

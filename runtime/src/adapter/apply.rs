@@ -188,10 +188,10 @@ pub fn assemble(model: &Model, adapters: &[Adapter<'_>]) -> Result<Assembly> {
     let mut tensors = Vec::with_capacity(touched.len());
     for &ti in &touched {
         let t = &model.tensors[ti];
-        let base = model.base_payload(&t.loc);
+        let base = model.base_payload(&t.loc)?;
         let n = t.loc.rows * t.loc.cols;
         let mut w = alloc_f32(n)?;
-        quant::dequantize(t.loc.dtype, base, &mut w)?;
+        quant::dequantize(t.loc.dtype, &base, &mut w)?;
         let be = t.loc.dtype.block_elems();
         let mut covered = alloc_covered(n / be)?;
         for (a, tgt) in adapters.iter().zip(&targets) {
@@ -202,7 +202,7 @@ pub fn assemble(model: &Model, adapters: &[Adapter<'_>]) -> Result<Assembly> {
         let mut out = Vec::new();
         out.try_reserve_exact(base.len())
             .map_err(|_| Error::new(ErrorCode::OutOfMemory, "cannot allocate a tensor"))?;
-        out.extend_from_slice(base);
+        out.extend_from_slice(&base);
         store(t, &w, &covered, &mut out)?;
         tensors.push((ti, out));
     }

@@ -11,8 +11,9 @@ use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
 use crate::format::{Config, DType};
 use crate::limits;
 use crate::model::cpu;
+use crate::model::interleave;
 use crate::model::kernels::{
-    dot4_q8_0, dot_f32_body, dot_f32_many, dot_q8_0_row, widen_f16, MatRef, ROW_GROUP,
+    arrays, dot4_q8_0, dot_f32_body, dot_f32_many, dot_q8_0_row, widen_f16, MatRef, ROW_GROUP,
 };
 use crate::model::quant::{dequantize, quantize_act_q8_0, BlockQ8};
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -368,6 +369,7 @@ impl MatmulScratch {
                     nb,
                     n,
                     finite: w.f16_finite,
+                    interleaved: w.interleaved,
                 };
                 let done = matmul_groups(w.dtype, product, lanes);
                 if done == n {
@@ -376,7 +378,11 @@ impl MatmulScratch {
                 let widened = &mut self.row_q8[..nb * Q8_0_BLOCK_BYTES];
                 for (r, row) in rows.enumerate() {
                     let row = if w.dtype == DType::Q4_0 {
-                        q4_0_to_q8_0(row, widened);
+                        if w.interleaved {
+                            q4_0_to_q8_0(interleave::row_blocks(w.bytes, rb, r), widened);
+                        } else {
+                            q4_0_to_q8_0(arrays::<u8, Q4_0_BLOCK_BYTES>(row).0.copied(), widened);
+                        }
                         &widened[..]
                     } else {
                         row
@@ -453,6 +459,13 @@ pub(crate) struct BatchedProduct<'a> {
         allow(dead_code) // only the simd128 kernels read it
     )]
     pub finite: bool,
+    /// The rows' whole groups of four are interleaved (as [`MatRef::interleaved`]: q4_0 rows in
+    /// the simd128 module).
+    #[cfg_attr(
+        not(all(target_arch = "wasm32", target_feature = "simd128")),
+        allow(dead_code) // only the simd128 kernels read it
+    )]
+    pub interleaved: bool,
 }
 
 /// The tokens of a batched q8_0/q4_0 product that a hand-written whole-product kernel computes
@@ -482,11 +495,8 @@ fn matmul_groups(dtype: DType, p: BatchedProduct, lanes: TokenLanes) -> usize {
 /// Rewrites q4_0 blocks as q8_0 blocks: the same f16 scale bytes, and code j as the i8
 /// `(nibble j) - 8` (low nibbles are codes 0..16, high nibbles 16..32). Exact: a q8_0 dot
 /// product of the result is the q4_0 dot product of the input, bit for bit.
-fn q4_0_to_q8_0(q4: &[u8], q8: &mut [u8]) {
-    for (src, dst) in q4
-        .chunks_exact(Q4_0_BLOCK_BYTES)
-        .zip(q8.chunks_exact_mut(Q8_0_BLOCK_BYTES))
-    {
+fn q4_0_to_q8_0(q4: impl Iterator<Item = [u8; Q4_0_BLOCK_BYTES]>, q8: &mut [u8]) {
+    for (src, dst) in q4.zip(q8.chunks_exact_mut(Q8_0_BLOCK_BYTES)) {
         let (scale, codes) = dst.split_at_mut(2);
         scale.copy_from_slice(&src[..2]);
         let (lo, hi) = codes.split_at_mut(QK / 2);
@@ -567,6 +577,7 @@ mod tests {
                 nb,
                 n,
                 finite: false,
+                interleaved: false,
             };
             let lanes = TokenLanes {
                 dx: &mut dx,
@@ -692,7 +703,7 @@ mod tests {
             })
             .collect();
         let mut q8 = alloc::vec![0u8; 2 * Q8_0_BLOCK_BYTES];
-        q4_0_to_q8_0(&q4, &mut q8);
+        q4_0_to_q8_0(arrays::<u8, Q4_0_BLOCK_BYTES>(&q4).0.copied(), &mut q8);
         assert_eq!(
             dot_q8_0_row(&q8, &act).to_bits(),
             dot_q4_0_row(&q4, &act).to_bits()

@@ -16,6 +16,7 @@ use alloc::vec::Vec;
 use crate::error::{Error, ErrorCode, Result};
 use crate::format::dtype::{DType, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
 use crate::model::cpu;
+use crate::model::interleave;
 use crate::model::quant::{dequantize, f16_to_f32, f16_to_f32_lanes, quantize_act_q8_0, BlockQ8};
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 use crate::model::simd128;
@@ -536,6 +537,10 @@ pub struct MatRef<'a> {
     /// matrix's block scales (spares the wasm simd128 kernels their handling of exponent 31;
     /// `false` is always correct).
     pub f16_finite: bool,
+    /// The whole groups of four rows are interleaved ([`crate::model::interleave`]): q4_0 only,
+    /// and only in the wasm simd128 module, whose kernels read that order
+    /// ([`MatRef::check`] refuses it elsewhere).
+    pub interleaved: bool,
 }
 
 impl<'a> MatRef<'a> {
@@ -548,6 +553,7 @@ impl<'a> MatRef<'a> {
             cols,
             bytes,
             f16_finite: false,
+            interleaved: false,
         };
         m.check()?;
         Ok(m)
@@ -576,8 +582,19 @@ impl<'a> MatRef<'a> {
             })
     }
 
-    /// Re-validates the fields (they are public): the constructor's checks.
+    /// Re-validates the fields (they are public): the constructor's checks, and
+    /// [`MatRef::interleaved`] only on a q4_0 matrix in the simd128 module (`ShapeMismatch`).
     pub fn check(&self) -> Result<()> {
+        let interleaves = cfg!(all(target_arch = "wasm32", target_feature = "simd128"));
+        if self.interleaved && (self.dtype != DType::Q4_0 || !interleaves) {
+            return Err(Error::new(
+                ErrorCode::ShapeMismatch,
+                alloc::format!(
+                    "interleaved rows are q4_0 rows of the simd128 module, not {} rows here",
+                    self.dtype.name()
+                ),
+            ));
+        }
         let row = self.row_bytes()?;
         if row.checked_mul(self.rows) != Some(self.bytes.len()) {
             return Err(Error::new(
@@ -818,7 +835,7 @@ fn product(
         }
         DType::Q8_0 | DType::Q4_0 => {
             // Whole groups of rows in a whole-matrix kernel where there is one, the rest here.
-            let done = matvec_groups(w.dtype, out, w.bytes, act, w.f16_finite);
+            let done = matvec_groups(w, out, act);
             let (out, bytes) = (&mut out[done..], &w.bytes[done * rb..]);
             if w.dtype == DType::Q8_0 {
                 all_rows(
@@ -848,28 +865,22 @@ fn product(
 /// The rows of a quantized matrix (`act.len()` blocks per row) that a hand-written
 /// whole-matrix kernel computes: whole groups of rows from the first, each bit for bit its
 /// single-row product. Returns the number of rows done (0 where there is no such kernel).
+/// An interleaved matrix ([`MatRef::interleaved`], simd128 only) has all its whole groups done
+/// here; the rows after them are in the file's order.
 #[inline]
-fn matvec_groups(
-    dtype: DType,
-    out: &mut [f32],
-    bytes: &[u8],
-    act: &[BlockQ8],
-    finite: bool,
-) -> usize {
+fn matvec_groups(w: &MatRef, out: &mut [f32], act: &[BlockQ8]) -> usize {
+    let (dtype, bytes) = (w.dtype, w.bytes);
     #[cfg(target_arch = "x86_64")]
-    return {
-        let _ = finite;
-        cpu::avx2_matvec(dtype, out, bytes, act)
-    };
+    return cpu::avx2_matvec(dtype, out, bytes, act);
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     return match dtype {
-        DType::Q8_0 => simd128::matvec_q8_0(out, bytes, act, finite),
-        DType::Q4_0 => simd128::matvec_q4_0(out, bytes, act, finite),
+        DType::Q8_0 => simd128::matvec_q8_0(out, bytes, act, w.f16_finite),
+        DType::Q4_0 => simd128::matvec_q4_0(out, bytes, act, w.f16_finite, w.interleaved),
         _ => 0,
     };
     #[allow(unreachable_code)]
     {
-        let _ = (dtype, out, bytes, act, finite);
+        let _ = (dtype, out, bytes, act);
         0
     }
 }
@@ -893,6 +904,14 @@ pub fn row_to_f32(w: &MatRef, row: usize, out: &mut [f32]) -> Result<()> {
         ));
     }
     let rb = w.row_bytes()?;
+    if w.interleaved {
+        // check() passed: a q4_0 matrix; `out` has a block's elements per row block.
+        let be = w.dtype.block_elems();
+        for (blk, out) in interleave::row_blocks(w.bytes, rb, row).zip(out.chunks_exact_mut(be)) {
+            dequantize(w.dtype, &blk, out)?;
+        }
+        return Ok(());
+    }
     dequantize(w.dtype, w.row(row, rb), out)
 }
 
@@ -1112,8 +1131,20 @@ mod tests {
             cols: 2,
             bytes: &bytes,
             f16_finite: false,
+            interleaved: false,
         };
         assert_eq!(bad.check().unwrap_err().code, ErrorCode::InvalidLength);
+        // Interleaved rows are q4_0 rows, and natively there are none.
+        for (dtype, rows) in [(DType::F32, 1), (DType::Q4_0, 4)] {
+            let bytes = vec![0u8; rows * 32 / dtype.block_elems() * dtype.block_bytes()];
+            let mut m = MatRef::new(dtype, rows, 32, &bytes).unwrap();
+            m.interleaved = true;
+            assert_eq!(
+                m.check().unwrap_err().code,
+                ErrorCode::ShapeMismatch,
+                "{dtype:?}"
+            );
+        }
     }
 
     /// Bit equality, or NaN in both (a NaN's bits are unspecified, spec rule 8).

@@ -1,12 +1,13 @@
 //! Numbers and the network: f16 and ggml-compatible block quantization, the runtime's own math
-//! functions, the dot-product and matrix-vector kernels, the batched product of prefill, the loaded
-//! weights and the forward pass.
+//! functions, the dot-product and matrix-vector kernels, the batched product of prefill, the
+//! loaded weights (and the simd128 module's interleaved q4_0 rows) and the forward pass.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 pub mod batch;
 pub mod cpu;
 pub mod forward;
+pub mod interleave;
 pub mod kernels;
 pub mod math;
 pub mod quant;

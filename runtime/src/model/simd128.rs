@@ -32,6 +32,7 @@ pub mod selftest;
 
 use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES};
 use crate::model::batch::BatchedProduct;
+use crate::model::interleave::{self, QUAD_BYTES};
 use crate::model::kernels::{
     arrays, chain_blocks, finish_f16_row, q4_0_chain, q8_0_chain, reduce_lanes, LANES, MATVEC_CHUNK,
 };
@@ -108,12 +109,56 @@ fn q4_0_nibbles(blk: &[u8; Q4_0_BLOCK_BYTES]) -> Codes {
 #[inline(always)]
 fn q4_0_packed(blk: &[u8; Q4_0_BLOCK_BYTES]) -> Codes {
     const N: usize = Q4_0_BLOCK_BYTES;
-    let b0 = u8x8_to_u16x8(bytes::<N, 2, 8>(blk));
-    let b1 = u8x8_to_u16x8(bytes::<N, 10, 8>(blk));
+    packed_codes(
+        scale_bits(blk),
+        bytes::<N, 2, 8>(blk),
+        bytes::<N, 10, 8>(blk),
+    )
+}
+
+/// [`q4_0_packed`] of a block given as its scale and its code bytes 0..8 and 8..16.
+#[inline(always)]
+fn packed_codes(scale: u32, low: [u8; 8], high: [u8; 8]) -> Codes {
+    let (b0, b1) = (u8x8_to_u16x8(low), u8x8_to_u16x8(high));
     Codes {
-        scale: scale_bits(blk),
+        scale,
         w: [b0, b1, u16x8_shr(b0, 4), u16x8_shr(b1, 4)],
     }
+}
+
+/// [`q4_0_packed`] of the four blocks of an interleaved quad ([`interleave`]: row i's scale at
+/// bytes `2 i`, its code bytes at `8 + 16 i`), row order.
+#[inline(always)]
+fn quad_codes(q: &[u8; QUAD_BYTES]) -> [Codes; 4] {
+    const N: usize = QUAD_BYTES;
+    const { assert!(interleave::QUAD_CODES_AT == 8 && N == 72) };
+    let s = |i: usize| u32::from(u16::from_le_bytes([q[2 * i], q[2 * i + 1]]));
+    [
+        packed_codes(s(0), bytes::<N, 8, 8>(q), bytes::<N, 16, 8>(q)),
+        packed_codes(s(1), bytes::<N, 24, 8>(q), bytes::<N, 32, 8>(q)),
+        packed_codes(s(2), bytes::<N, 40, 8>(q), bytes::<N, 48, 8>(q)),
+        packed_codes(s(3), bytes::<N, 56, 8>(q), bytes::<N, 64, 8>(q)),
+    ]
+}
+
+/// The first `M` bytes of every [`QUAD_BYTES`]-byte step of `b` from its start (the last step
+/// may be shorter, not shorter than `M`): one row's fields in a run of quads, when `b` starts at
+/// the field's offset in the first quad.
+#[inline(always)]
+fn strided<const M: usize>(b: &[u8]) -> impl Iterator<Item = &[u8; M]> {
+    b.chunks(QUAD_BYTES).filter_map(|c| c.first_chunk::<M>())
+}
+
+/// [`packed_codes`] of a block's 16 code bytes (without its scale).
+#[inline(always)]
+fn packed_code_bytes(c: &[u8; 16]) -> [v128; 4] {
+    packed_codes(0, bytes::<16, 0, 8>(c), bytes::<16, 8, 8>(c)).w
+}
+
+/// The four f16 scales of an interleaved quad joined in a u64 (row i's in bits 16 i..16 i + 16).
+#[inline(always)]
+fn quad_joined_scales(q: &[u8; QUAD_BYTES]) -> u64 {
+    u64::from_le_bytes(bytes::<QUAD_BYTES, 0, 8>(q))
 }
 
 /// The activation codes `x` (as [`act_codes`]) recast for [`q4_0_packed`]: `x_0..16` and
@@ -318,7 +363,12 @@ const PRESCALED_ACT_BOUND: f32 = 65536.0;
 /// block and four rows; the activation scale comes from the block's prepared vectors.
 #[inline(always)]
 fn step_prescaled(acc: v128, sumi: v128, c: [&Codes; 4], dx: v128, k: &Widen) -> v128 {
-    let placed = placed_scales(c, k);
+    step_placed(acc, sumi, placed_scales(c, k), dx)
+}
+
+/// [`step_prescaled`] given the scales' placed bits.
+#[inline(always)]
+fn step_placed(acc: v128, sumi: v128, placed: v128, dx: v128) -> v128 {
     f32x4_add(
         acc,
         f32x4_mul(f32x4_convert_i32x4(sumi), f32x4_mul(placed, dx)),
@@ -336,8 +386,14 @@ fn step_prescaled(acc: v128, sumi: v128, c: [&Codes; 4], dx: v128, k: &Widen) ->
 #[inline(always)]
 fn placed_scales(c: [&Codes; 4], k: &Widen) -> v128 {
     let [s0, s1, s2, s3] = c.map(|c| u64::from(c.scale & 0xffff));
-    let packed = s0 | (s1 << 16) | (s2 << 32) | (s3 << 48);
-    let h = i32x4_extend_low_i16x8(u64x2(packed, 0));
+    placed_joined_scales(s0 | (s1 << 16) | (s2 << 32) | (s3 << 48), k)
+}
+
+/// [`placed_scales`] of four f16 scales joined in a u64 (scale i in bits 16 i..16 i + 16), as an
+/// interleaved quad holds them in its first eight bytes (one load).
+#[inline(always)]
+fn placed_joined_scales(joined: u64, k: &Widen) -> v128 {
+    let h = i32x4_extend_low_i16x8(u64x2(joined, 0));
     v128_and(i32x4_shl(h, 13), k.placed_bits)
 }
 
@@ -491,6 +547,7 @@ pub(crate) fn dot4_q4_0(rows: [&[u8]; 4], act: &[BlockQ8]) -> [f32; 4] {
 /// Rows per group of the whole-matrix kernels (four chains, as [`dot4_shared`]; eight rows per
 /// pass measured slower under wasmtime).
 pub(crate) const MATVEC_GROUP: usize = 4;
+const _: () = assert!(MATVEC_GROUP == interleave::GROUP_ROWS);
 
 /// The whole-matrix product of the `BB`-byte-block rows in `bytes` (rows of `act.len()` blocks
 /// each) with `act`, for the whole groups of [`MATVEC_GROUP`] rows: `out[r]` is bit for bit the
@@ -500,10 +557,17 @@ pub(crate) const MATVEC_GROUP: usize = 4;
 /// continuing the accumulators kept in `out`. `FINITE`: no block scale of the matrix is an
 /// infinity or a NaN ([`step_scales`]); `PRESCALED` (only with `FINITE`): besides, every
 /// activation scale lies below [`PRESCALED_ACT_BOUND`] in magnitude ([`step_prescaled`]; each
-/// case is its own loop, so the inner loop holds no test of it). Returns the number of rows
-/// computed; the caller does the rest.
+/// case is its own loop, so the inner loop holds no test of it). `INTERLEAVED` (q4_0 only): the
+/// groups are held as quads ([`interleave`]), read as one stream, the four scales of a prescaled
+/// step in one load ([`placed_joined_scales`]). Returns the number of rows computed; the caller
+/// does the rest.
 #[inline(always)]
-fn matvec_groups<const BB: usize, const FINITE: bool, const PRESCALED: bool>(
+fn matvec_groups<
+    const BB: usize,
+    const FINITE: bool,
+    const PRESCALED: bool,
+    const INTERLEAVED: bool,
+>(
     out: &mut [f32],
     bytes: &[u8],
     act: &[BlockQ8],
@@ -521,6 +585,7 @@ fn matvec_groups<const BB: usize, const FINITE: bool, const PRESCALED: bool>(
     // 2^112 of the scales' widening moves to the activation scales, once per block for all
     // rows ([`step_prescaled`]).
     const { assert!(FINITE || !PRESCALED) };
+    const { assert!(!INTERLEAVED || BB == Q4_0_BLOCK_BYTES) };
     let pow112 = f32::from_bits((127 + 112) << 23);
     let mut prepared = [([zero; 4], zero, zero); MATVEC_CHUNK];
     let mut done = 0;
@@ -540,33 +605,57 @@ fn matvec_groups<const BB: usize, const FINITE: bool, const PRESCALED: bool>(
             let Some(o) = o.first_chunk_mut::<MATVEC_GROUP>() else {
                 break;
             };
-            let [r0, r1, r2, r3] = core::array::from_fn(|i| {
-                let start = i * rb + first;
-                arrays::<u8, BB>(&g[start..start + len]).0
-            });
             let mut acc = if c == 0 {
                 f32x4_splat(0.0)
             } else {
                 f32x4(o[0], o[1], o[2], o[3])
             };
-            let blocks = r0.zip(r1).zip(r2).zip(r3);
-            for ((((b0, b1), b2), b3), (x, bias, dx)) in blocks.zip(&prepared[..chunk.len()]) {
-                let (c0, c1, c2, c3) = (codes(b0), codes(b1), codes(b2), codes(b3));
-                let sumi = i32x4_sub(
-                    sum4(
-                        block_partials(&c0.w, x),
-                        block_partials(&c1.w, x),
-                        block_partials(&c2.w, x),
-                        block_partials(&c3.w, x),
-                    ),
-                    *bias,
-                );
-                let c = [&c0, &c1, &c2, &c3];
-                acc = if PRESCALED {
-                    step_prescaled(acc, sumi, c, *dx, &k)
-                } else {
-                    step_scales::<FINITE>(acc, sumi, c, *dx, &k)
-                };
+            let prepared = &prepared[..chunk.len()];
+            if INTERLEAVED {
+                // One stream of quads: the chunk's blocks of the four rows, block by block.
+                let quads = &g[first * MATVEC_GROUP..(first + len) * MATVEC_GROUP];
+                for (q, (x, bias, dx)) in arrays::<u8, QUAD_BYTES>(quads).0.zip(prepared) {
+                    let [c0, c1, c2, c3] = quad_codes(q);
+                    let sumi = i32x4_sub(
+                        sum4(
+                            block_partials(&c0.w, x),
+                            block_partials(&c1.w, x),
+                            block_partials(&c2.w, x),
+                            block_partials(&c3.w, x),
+                        ),
+                        *bias,
+                    );
+                    acc = if PRESCALED {
+                        let joined = quad_joined_scales(q);
+                        step_placed(acc, sumi, placed_joined_scales(joined, &k), *dx)
+                    } else {
+                        step_scales::<FINITE>(acc, sumi, [&c0, &c1, &c2, &c3], *dx, &k)
+                    };
+                }
+            } else {
+                let [r0, r1, r2, r3] = core::array::from_fn(|i| {
+                    let start = i * rb + first;
+                    arrays::<u8, BB>(&g[start..start + len]).0
+                });
+                let blocks = r0.zip(r1).zip(r2).zip(r3);
+                for ((((b0, b1), b2), b3), (x, bias, dx)) in blocks.zip(prepared) {
+                    let (c0, c1, c2, c3) = (codes(b0), codes(b1), codes(b2), codes(b3));
+                    let sumi = i32x4_sub(
+                        sum4(
+                            block_partials(&c0.w, x),
+                            block_partials(&c1.w, x),
+                            block_partials(&c2.w, x),
+                            block_partials(&c3.w, x),
+                        ),
+                        *bias,
+                    );
+                    let c = [&c0, &c1, &c2, &c3];
+                    acc = if PRESCALED {
+                        step_prescaled(acc, sumi, c, *dx, &k)
+                    } else {
+                        step_scales::<FINITE>(acc, sumi, c, *dx, &k)
+                    };
+                }
             }
             *o = lanes(acc);
             done += MATVEC_GROUP;
@@ -579,7 +668,7 @@ fn matvec_groups<const BB: usize, const FINITE: bool, const PRESCALED: bool>(
 /// matrix times `act`, each bit for bit `kernels::dot_q8_0_row(row, act)`. `finite`: no block
 /// scale is an infinity or a NaN (`false` is always correct). Returns the rows computed.
 pub(crate) fn matvec_q8_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8], finite: bool) -> usize {
-    matvec_cases(
+    matvec_cases::<_, false>(
         out,
         bytes,
         act,
@@ -590,22 +679,26 @@ pub(crate) fn matvec_q8_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8], finite
     )
 }
 
-/// The q4_0 rows (18-byte blocks) of the whole groups of four, as [`matvec_q8_0`].
-pub(crate) fn matvec_q4_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8], finite: bool) -> usize {
-    matvec_cases(
-        out,
-        bytes,
-        act,
-        finite,
-        q4_0_packed,
-        packed_act_codes,
-        nibble_bias,
-    )
+/// The q4_0 rows (18-byte blocks) of the whole groups of four, as [`matvec_q8_0`];
+/// `interleaved`: those groups are held interleaved ([`interleave`]).
+pub(crate) fn matvec_q4_0(
+    out: &mut [f32],
+    bytes: &[u8],
+    act: &[BlockQ8],
+    finite: bool,
+    interleaved: bool,
+) -> usize {
+    let (c, r, b) = (q4_0_packed, packed_act_codes, nibble_bias);
+    if interleaved {
+        matvec_cases::<_, true>(out, bytes, act, finite, c, r, b)
+    } else {
+        matvec_cases::<_, false>(out, bytes, act, finite, c, r, b)
+    }
 }
 
 /// [`matvec_groups`] in the case `finite` and the activation scales select.
 #[inline(always)]
-fn matvec_cases<const BB: usize>(
+fn matvec_cases<const BB: usize, const INTERLEAVED: bool>(
     out: &mut [f32],
     bytes: &[u8],
     act: &[BlockQ8],
@@ -616,11 +709,11 @@ fn matvec_cases<const BB: usize>(
 ) -> usize {
     let (c, r, b) = (codes, recast, bias);
     if !finite {
-        matvec_groups::<_, false, false>(out, bytes, act, c, r, b)
+        matvec_groups::<_, false, false, INTERLEAVED>(out, bytes, act, c, r, b)
     } else if act.iter().all(|a| a.d.abs() < PRESCALED_ACT_BOUND) {
-        matvec_groups::<_, true, true>(out, bytes, act, c, r, b)
+        matvec_groups::<_, true, true, INTERLEAVED>(out, bytes, act, c, r, b)
     } else {
-        matvec_groups::<_, true, false>(out, bytes, act, c, r, b)
+        matvec_groups::<_, true, false, INTERLEAVED>(out, bytes, act, c, r, b)
     }
 }
 
@@ -650,7 +743,7 @@ type GroupBlock = ([[v128; 4]; MATMUL_GROUP], v128, v128);
 /// once per row block for all its tokens; a pass of one group never does). Returns the number
 /// of tokens done: all of them, or 0 when the operands do not fit (the caller then does them).
 #[inline(always)]
-fn matmul_groups<const BB: usize>(
+fn matmul_groups<const BB: usize, const INTERLEAVED: bool>(
     mut p: BatchedProduct,
     codes: impl Fn(&[u8; BB]) -> Codes + Copy,
     recast: impl Fn(&[v128; 4]) -> [v128; 4] + Copy,
@@ -670,11 +763,15 @@ fn matmul_groups<const BB: usize>(
                 .all(|a| a.d.abs() < PRESCALED_ACT_BOUND)
         };
         if count <= MATMUL_GROUP {
-            matmul_pass::<BB, 1, false>(&mut p, t0, count, codes, recast, bias);
+            matmul_pass::<BB, 1, false, INTERLEAVED>(&mut p, t0, count, codes, recast, bias);
         } else if p.finite && tame() {
-            matmul_pass::<BB, MATMUL_PASS, true>(&mut p, t0, count, codes, recast, bias);
+            matmul_pass::<BB, MATMUL_PASS, true, INTERLEAVED>(
+                &mut p, t0, count, codes, recast, bias,
+            );
         } else {
-            matmul_pass::<BB, MATMUL_PASS, false>(&mut p, t0, count, codes, recast, bias);
+            matmul_pass::<BB, MATMUL_PASS, false, INTERLEAVED>(
+                &mut p, t0, count, codes, recast, bias,
+            );
         }
         t0 += count;
     }
@@ -699,7 +796,7 @@ fn matmul_groups<const BB: usize>(
 /// [`step_prescaled`], so the same bits (no vector constant is left in the float steps, which
 /// V8 rebuilds there on every block: see [`Widen`]).
 #[inline(always)]
-fn matmul_pass<const BB: usize, const G: usize, const PRESCALED: bool>(
+fn matmul_pass<const BB: usize, const G: usize, const PRESCALED: bool, const INTERLEAVED: bool>(
     p: &mut BatchedProduct,
     t0: usize,
     count: usize,
@@ -711,7 +808,6 @@ fn matmul_pass<const BB: usize, const G: usize, const PRESCALED: bool>(
     let out = &mut *p.out;
     let rb = nb * BB;
     let zero = u32x4_splat(0);
-    let k = Widen::plain();
     let mut prepared: [[GroupBlock; G]; MATMUL_CHUNK] =
         [[([[zero; 4]; MATMUL_GROUP], zero, zero); G]; MATMUL_CHUNK];
     let mut sums = [[(zero, zero); G]; MATMUL_CHUNK];
@@ -739,49 +835,135 @@ fn matmul_pass<const BB: usize, const G: usize, const PRESCALED: bool>(
             }
         }
         let chunk = &prepared[..len];
-        for (r, row) in bytes.chunks_exact(rb).enumerate() {
-            let row = &row[first * BB..(first + len) * BB];
-            for (s, (blk, groups)) in sums.iter_mut().zip(arrays::<u8, BB>(row).0.zip(chunk)) {
-                let w = codes(blk).w;
-                for (sg, (x, _, _)) in s.iter_mut().zip(groups) {
-                    sg.0 = sum2(block_partials(&w, &x[0]), block_partials(&w, &x[1]));
-                    sg.1 = sum2(block_partials(&w, &x[2]), block_partials(&w, &x[3]));
-                }
-            }
-            let at: [[usize; MATMUL_GROUP]; G] = core::array::from_fn(|g| {
-                core::array::from_fn(|i| (t0 + g * MATMUL_GROUP + i) * out_stride + r)
-            });
-            let mut acc = at.map(|at| {
-                if first == 0 {
-                    f32x4_splat(0.0)
-                } else {
-                    let [a0, a1, a2, a3] = at.map(|i| out.get(i).copied().unwrap_or(0.0));
-                    f32x4(a0, a1, a2, a3)
-                }
-            });
-            for ((blk, s), groups) in arrays::<u8, BB>(row).0.zip(&sums).zip(chunk) {
-                let h = u32x4_splat(scale_bits(blk));
-                let dw = if PRESCALED {
-                    f16x4_placed(h, &k)
-                } else {
-                    f16x4_to_f32x4(h, &k)
-                };
-                for ((a, &(s01, s23)), (_, bias, dx)) in acc.iter_mut().zip(s).zip(groups) {
-                    let sumi = &i32x4_sub(join2(s01, s23), *bias);
-                    *a = f32x4_add(
-                        *a,
-                        f32x4_mul(f32x4_convert_i32x4(*sumi), f32x4_mul(dw, *dx)),
+        // The rows of an interleaved matrix's whole groups: row i of a group reads its code
+        // bytes and its scale at fixed offsets in each quad of the group.
+        let mut done = 0;
+        if INTERLEAVED {
+            let group = MATVEC_GROUP * rb;
+            for (g, quads) in bytes.chunks_exact(group).enumerate() {
+                let quads = &quads[first * QUAD_BYTES..(first + len) * QUAD_BYTES];
+                for i in 0..MATVEC_GROUP {
+                    let r = g * MATVEC_GROUP + i;
+                    let mut acc = pass_acc::<G>(out, first, t0, out_stride, r);
+                    let (codes_at, scale_at) = (interleave::QUAD_CODES_AT + 16 * i, 2 * i);
+                    row_steps::<_, _, _, _, G, PRESCALED>(
+                        || strided::<16>(&quads[codes_at..]),
+                        packed_code_bytes,
+                        || strided::<2>(&quads[scale_at..]),
+                        |s| u32::from(u16::from_le_bytes(*s)),
+                        &mut sums,
+                        chunk,
+                        &mut acc,
                     );
+                    store_pass(out, acc, t0, count, out_stride, r);
                 }
+                done += MATVEC_GROUP;
             }
-            for (g, (at, acc)) in at.iter().zip(acc).enumerate() {
-                let written = count.saturating_sub(g * MATMUL_GROUP).min(MATMUL_GROUP);
-                for (&i, v) in at.iter().zip(lanes(acc)).take(written) {
-                    if let Some(o) = out.get_mut(i) {
-                        *o = v;
-                    }
-                }
+        }
+        for (r, row) in bytes.chunks_exact(rb).enumerate().skip(done) {
+            let mut acc = pass_acc::<G>(out, first, t0, out_stride, r);
+            let row = &row[first * BB..(first + len) * BB];
+            row_steps::<_, _, _, _, G, PRESCALED>(
+                || arrays::<u8, BB>(row).0,
+                |blk| codes(blk).w,
+                || arrays::<u8, BB>(row).0,
+                scale_bits,
+                &mut sums,
+                chunk,
+                &mut acc,
+            );
+            store_pass(out, acc, t0, count, out_stride, r);
+        }
+    }
+}
+
+/// The accumulators of row `r` for a pass's groups (tokens from `t0`): zero for the first
+/// column chunk, else what the previous chunk left in `out`.
+#[inline(always)]
+fn pass_acc<const G: usize>(
+    out: &[f32],
+    first: usize,
+    t0: usize,
+    out_stride: usize,
+    r: usize,
+) -> [v128; G] {
+    core::array::from_fn(|g| {
+        if first == 0 {
+            f32x4_splat(0.0)
+        } else {
+            let [a0, a1, a2, a3] = core::array::from_fn(|i| {
+                let at = (t0 + g * MATMUL_GROUP + i) * out_stride + r;
+                out.get(at).copied().unwrap_or(0.0)
+            });
+            f32x4(a0, a1, a2, a3)
+        }
+    })
+}
+
+/// Writes row `r`'s accumulators of a pass's groups to `out`, for its `count` tokens from `t0`
+/// only (a last group's padded lanes are not written).
+#[inline(always)]
+fn store_pass<const G: usize>(
+    out: &mut [f32],
+    acc: [v128; G],
+    t0: usize,
+    count: usize,
+    out_stride: usize,
+    r: usize,
+) {
+    for (g, acc) in acc.into_iter().enumerate() {
+        let written = count.saturating_sub(g * MATMUL_GROUP).min(MATMUL_GROUP);
+        for (i, v) in lanes(acc).into_iter().enumerate().take(written) {
+            let at = (t0 + g * MATMUL_GROUP + i) * out_stride + r;
+            if let Some(o) = out.get_mut(at) {
+                *o = v;
             }
+        }
+    }
+}
+
+/// One row of [`matmul_pass`] against a chunk of its groups' prepared blocks (`chunk`): the
+/// integer block sums of every group first (`codes_of` widens each of the row's blocks once
+/// for all groups), then the float steps continuing `acc` (`scale_of` gives each block's f16
+/// scale bits, widened once for all groups). `blocks` makes the iterator of the row's blocks.
+#[inline(always)]
+fn row_steps<
+    B,
+    I: Iterator<Item = B>,
+    S,
+    J: Iterator<Item = S>,
+    const G: usize,
+    const PRESCALED: bool,
+>(
+    blocks: impl Fn() -> I,
+    codes_of: impl Fn(B) -> [v128; 4],
+    scales: impl Fn() -> J,
+    scale_of: impl Fn(S) -> u32,
+    sums: &mut [[(v128, v128); G]; MATMUL_CHUNK],
+    chunk: &[[GroupBlock; G]],
+    acc: &mut [v128; G],
+) {
+    let k = Widen::plain();
+    for (s, (blk, groups)) in sums.iter_mut().zip(blocks().zip(chunk)) {
+        let w = codes_of(blk);
+        for (sg, (x, _, _)) in s.iter_mut().zip(groups) {
+            sg.0 = sum2(block_partials(&w, &x[0]), block_partials(&w, &x[1]));
+            sg.1 = sum2(block_partials(&w, &x[2]), block_partials(&w, &x[3]));
+        }
+    }
+    for ((blk, s), groups) in scales().zip(sums.iter()).zip(chunk) {
+        let h = u32x4_splat(scale_of(blk));
+        let dw = if PRESCALED {
+            f16x4_placed(h, &k)
+        } else {
+            f16x4_to_f32x4(h, &k)
+        };
+        for ((a, &(s01, s23)), (_, bias, dx)) in acc.iter_mut().zip(s).zip(groups) {
+            let sumi = &i32x4_sub(join2(s01, s23), *bias);
+            *a = f32x4_add(
+                *a,
+                f32x4_mul(f32x4_convert_i32x4(*sumi), f32x4_mul(dw, *dx)),
+            );
         }
     }
 }
@@ -806,12 +988,21 @@ fn nibble_bias4(x: &[[v128; 4]; MATMUL_GROUP]) -> v128 {
 
 /// [`matmul_groups`] of q8_0 rows (34-byte blocks).
 pub(crate) fn matmul_q8_0(p: BatchedProduct) -> usize {
-    matmul_groups(p, q8_0_codes, plain_act_codes, no_bias4)
+    if p.interleaved {
+        return 0; // q4_0 rows only: MatRef::check refuses others
+    }
+    matmul_groups::<_, false>(p, q8_0_codes, plain_act_codes, no_bias4)
 }
 
-/// [`matmul_groups`] of q4_0 rows (18-byte blocks).
+/// [`matmul_groups`] of q4_0 rows (18-byte blocks), whose whole groups of four may be held
+/// interleaved ([`BatchedProduct::interleaved`]).
 pub(crate) fn matmul_q4_0(p: BatchedProduct) -> usize {
-    matmul_groups(p, q4_0_packed, packed_act_codes, nibble_bias4)
+    let (c, r, b) = (q4_0_packed, packed_act_codes, nibble_bias4);
+    if p.interleaved {
+        matmul_groups::<_, true>(p, c, r, b)
+    } else {
+        matmul_groups::<_, false>(p, c, r, b)
+    }
 }
 
 /// Sixteen f16 (32 bytes, little-endian) widened exactly to f32 (the value of `f16_to_f32`),

@@ -15,7 +15,9 @@ use crate::format::digest::KnownDigests;
 use crate::format::{llama, Config, DType, Slm, TensorEntry};
 use crate::generate::tokenizer::Tokenizer;
 use crate::limits;
+use crate::model::interleave;
 use crate::model::kernels::MatRef;
+use alloc::borrow::Cow;
 use alloc::{collections::BTreeMap, string::String, vec::Vec};
 
 /// Where one tensor's payload lies in the file, and its matrix shape (a vector is `[1, n]`).
@@ -34,6 +36,11 @@ pub struct TensorLoc {
     /// simd128 module only (elsewhere nothing reads it); never on the copies in
     /// [`Model::tensors`]. `false` is always correct.
     pub f16_finite: bool,
+    /// The payload's whole groups of four rows are held interleaved in memory
+    /// ([`crate::model::interleave`]): a q4_0 layer or classifier matrix in the simd128 module
+    /// (set by [`Model::load`] on every location of that payload, the copies in
+    /// [`Model::tensors`] included). Never set elsewhere.
+    pub interleaved: bool,
 }
 
 impl TensorLoc {
@@ -52,6 +59,7 @@ impl TensorLoc {
             offset: e.offset as usize,
             len: e.length as usize,
             f16_finite: false,
+            interleaved: false,
         }
     }
 
@@ -93,6 +101,50 @@ pub fn scales_all_finite(payload: &[u8], block: usize) -> bool {
         && payload
             .chunks_exact(block)
             .all(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7fff < 0x7c00)
+}
+
+/// Interleaves in place ([`interleave`]) each distinct q4_0 payload of `mats` with at least one
+/// whole group of four rows no longer than [`limits::INTERLEAVE_MAX_GROUP_BYTES`], through one
+/// scratch buffer; returns their offsets, ascending. `OutOfMemory` when the scratch cannot be
+/// had (nothing is then changed).
+fn interleave_q4_0(bytes: &mut [u8], mats: &[TensorLoc]) -> Result<Vec<usize>> {
+    let row_bytes = |t: &TensorLoc| t.cols / DType::Q4_0.block_elems() * DType::Q4_0.block_bytes();
+    let mut chosen: Vec<&TensorLoc> = mats
+        .iter()
+        .filter(|t| {
+            let group = row_bytes(t) * interleave::GROUP_ROWS;
+            t.dtype == DType::Q4_0
+                && t.rows >= interleave::GROUP_ROWS
+                && group > 0
+                && group <= limits::INTERLEAVE_MAX_GROUP_BYTES
+                && t.rows.checked_mul(row_bytes(t)) == Some(t.len)
+        })
+        .collect();
+    chosen.sort_unstable_by_key(|t| t.offset);
+    chosen.dedup_by_key(|t| t.offset);
+    let scratch = chosen
+        .iter()
+        .map(|t| row_bytes(t) * interleave::GROUP_ROWS)
+        .max();
+    let mut tmp = Vec::new();
+    let mut offsets = Vec::new();
+    if tmp.try_reserve_exact(scratch.unwrap_or(0)).is_err()
+        || offsets.try_reserve_exact(chosen.len()).is_err()
+    {
+        return Err(Error::new(
+            ErrorCode::OutOfMemory,
+            "cannot allocate the scratch that interleaves q4_0 rows",
+        ));
+    }
+    tmp.resize(scratch.unwrap_or(0), 0u8);
+    for t in chosen {
+        if let Some(payload) = bytes.get_mut(t.offset..t.offset.saturating_add(t.len)) {
+            if interleave::interleave(payload, row_bytes(t), &mut tmp) {
+                offsets.push(t.offset);
+            }
+        }
+    }
+    Ok(offsets)
 }
 
 /// One tensor of the file's directory: name, shape and where its payload lies.
@@ -230,9 +282,7 @@ impl Model {
             embedding.mark_f16_finite(file);
             classifier.mark_f16_finite(file);
         }
-        let name = String::from(slm.metadata("name").unwrap_or(""));
-        let digest = slm.digest();
-        let tensors = slm
+        let mut tensors: Vec<TensorInfo> = slm
             .tensors
             .iter()
             .map(|e| TensorInfo {
@@ -242,7 +292,32 @@ impl Model {
                 loc: TensorLoc::from_entry(e),
             })
             .collect();
+        let name = String::from(slm.metadata("name").unwrap_or(""));
+        let digest = slm.digest();
         drop(slm);
+        let mut bytes = bytes;
+        if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) {
+            // The payloads the products read (every layer matrix and the classifier), then
+            // every location of them (a tied embedding, the directory's copies).
+            let products: Vec<TensorLoc> = layers
+                .iter()
+                .flat_map(|l| [l.wq, l.wk, l.wv, l.wo, l.w1, l.w2, l.w3])
+                .chain([classifier])
+                .collect();
+            let done = interleave_q4_0(&mut bytes, &products)?;
+            let locs = layers
+                .iter_mut()
+                .flat_map(|l| {
+                    [
+                        &mut l.wq, &mut l.wk, &mut l.wv, &mut l.wo, &mut l.w1, &mut l.w2, &mut l.w3,
+                    ]
+                })
+                .chain([&mut embedding, &mut classifier])
+                .chain(tensors.iter_mut().map(|t| &mut t.loc));
+            for t in locs {
+                t.interleaved = done.binary_search(&t.offset).is_ok();
+            }
+        }
         Ok(Model {
             bytes,
             config,
@@ -272,24 +347,44 @@ impl Model {
             rows: t.rows,
             cols: t.cols,
             bytes: self.payload(t),
-            // An adapter's assembled payload is not the one the flag describes.
+            // An adapter's assembled payload is not the one the flags describe (it is in the
+            // file's order).
             f16_finite: t.f16_finite && !self.overlay.contains_key(&t.offset),
+            interleaved: t.interleaved && !self.overlay.contains_key(&t.offset),
         }
     }
 
-    /// The current payload bytes of a tensor: the overlay's when it has one, else the file's.
+    /// The current payload bytes of a tensor as held in memory: the overlay's when it has one
+    /// (in the file's order), else the loaded file's (interleaved when
+    /// [`TensorLoc::interleaved`]).
     pub fn payload(&self, t: &TensorLoc) -> &[u8] {
         if !self.overlay.is_empty() {
             if let Some(bytes) = self.overlay.get(&t.offset) {
                 return bytes;
             }
         }
-        self.base_payload(t)
+        &self.bytes[t.offset..t.offset + t.len]
     }
 
-    /// The payload bytes of a tensor as the file holds them (ignoring any overlay).
-    pub fn base_payload(&self, t: &TensorLoc) -> &[u8] {
-        &self.bytes[t.offset..t.offset + t.len]
+    /// The payload bytes of a tensor as the file holds them (ignoring any overlay): borrowed, or
+    /// for an interleaved payload ([`TensorLoc::interleaved`]) a copy put back in the file's
+    /// order (`OutOfMemory` when it cannot be allocated).
+    pub fn base_payload(&self, t: &TensorLoc) -> Result<Cow<'_, [u8]>> {
+        let held = &self.bytes[t.offset..t.offset + t.len];
+        if !t.interleaved {
+            return Ok(Cow::Borrowed(held));
+        }
+        let mut file = Vec::new();
+        file.try_reserve_exact(held.len()).map_err(|_| {
+            Error::new(
+                ErrorCode::OutOfMemory,
+                "cannot allocate a tensor in the file's order",
+            )
+        })?;
+        file.resize(held.len(), 0);
+        let rb = t.cols / DType::Q4_0.block_elems() * DType::Q4_0.block_bytes();
+        interleave::deinterleave_into(held, rb, &mut file);
+        Ok(Cow::Owned(file))
     }
 
     /// Replaces the overlay and the receipt of the plan that made it (an empty map and `None`
