@@ -3,7 +3,9 @@
 //! one exact code per refusal of the adapter calls, calls out of order (InvalidState), and
 //! receipts identical to the native runtime's.
 
-use harness::adapter::fixtures::{read_all, AdapterFixture};
+use harness::adapter::fixtures::{
+    build_adapter, build_plan, read_all, AdapterFixture, AdapterRecipe,
+};
 use harness::engine::native::NativeEngine;
 use harness::engine::wasmtime::{AbiInstance, WasmLimits, WasmModule, WasmtimeEngine};
 use harness::engine::{Engine, GenRequest};
@@ -106,6 +108,49 @@ fn receipts_are_the_native_runtime_s_for_every_fixture() {
             w.generate(&request()).unwrap(),
             n.generate(&request()).unwrap()
         );
+    }
+}
+
+/// An adapter on a tied quantized embedding — the classifier's bytes too, which the simd128
+/// module holds interleaved (spec/determinism.md, SIMD paths) — and on a layer matrix: the
+/// simd128 module assembles the same bytes (the receipt) and generates the same text as native.
+#[test]
+fn an_adapter_on_a_tied_quantized_embedding_matches_native() {
+    let wasm = harness::engine::wasmtime::wasm_bytes().unwrap();
+    let mut w = WasmtimeEngine::new(&wasm).unwrap();
+    let mut n = NativeEngine::default();
+    for (seed, base) in [(31, "byte-mha-tied-q8_0"), (32, "byte-mha-tied-q4_0")] {
+        let bytes = std::fs::read(corpus_dir().join(format!("{base}.slm"))).unwrap();
+        for kind in ["adp1", "asp1", "alr1"] {
+            let recipe = AdapterRecipe {
+                name: format!("{base}-{kind}-embd"),
+                base: base.into(),
+                kind: kind.into(),
+                seed,
+                tensors: vec!["blk.0.attn_q.weight".into(), "token_embd.weight".into()],
+            };
+            let adapter = build_adapter(&recipe, &bytes).unwrap();
+            let plan = build_plan(&recipe, &bytes, &adapter).unwrap();
+            for e in [&mut w as &mut dyn Engine, &mut n] {
+                e.load(&bytes).unwrap();
+            }
+            let a = w.apply_plan(&plan, &[&adapter]).unwrap();
+            let b = n.apply_plan(&plan, &[&adapter]).unwrap();
+            assert_eq!(a, b, "{}", recipe.name);
+            let (got, want) = (
+                w.generate(&request()).unwrap(),
+                n.generate(&request()).unwrap(),
+            );
+            assert_eq!(got, want, "{}", recipe.name);
+            // The adapter changed what the model computes.
+            n.load(&bytes).unwrap();
+            assert_ne!(
+                n.generate(&request()).unwrap().step_digests,
+                want.step_digests,
+                "{}",
+                recipe.name
+            );
+        }
     }
 }
 

@@ -708,51 +708,69 @@ fn matrices_with_infinities_and_nans_decode_identically() {
     }
 }
 
-/// The simd128 module holds each q4_0 layer matrix and the classifier (here tied: the
-/// embedding's bytes) with its whole groups of four rows interleaved (spec/determinism.md, SIMD
-/// paths), the scalar module as the file has them: each payload is looked for in the module's
-/// memory after the load, in both orders. The load goes in chunks shorter than any of them, so
-/// the host's buffer never holds one whole. (The results are the same either way: the parity
-/// tests above run both modules on q4_0 models.)
+/// The simd128 module holds each q8_0 and q4_0 layer matrix and the classifier (a tied one is
+/// the embedding's bytes) with its whole groups of four rows interleaved (spec/determinism.md,
+/// SIMD paths), and an untied embedding as the file has it; the scalar module holds every payload
+/// as the file has it. Every quantized payload is looked for in the module's memory after the
+/// load, in both orders. The load goes in chunks shorter than any of them, so the host's buffer
+/// never holds one whole. (The results are the same either way: the parity tests above run both
+/// modules on q8_0 and q4_0 models.)
 #[test]
-fn the_simd128_module_holds_q4_0_rows_interleaved() {
-    let shape = Shape {
-        dim: 64,
-        n_layers: 2,
-        n_heads: 4,
-        n_kv_heads: 2,
-        head_dim: 16,
-        ffn_dim: 96,
-        max_context: 64,
-        tied: true,
-    };
-    let file = build_model_file(byte_vocab(vec![]), shape, DType::Q4_0, 5);
-    let bytes = runtime::format::write(&file).unwrap();
-    let payloads: Vec<(&str, Vec<u8>, Vec<u8>)> = ["blk.0.ffn_down.weight", "token_embd.weight"]
+fn the_simd128_module_holds_quantized_rows_interleaved() {
+    let modules: Vec<(WasmVariant, WasmModule)> = WasmVariant::ALL
         .into_iter()
-        .map(|name| {
-            let t = file.tensors.iter().find(|t| t.name == name).unwrap();
-            let rb = t.shape[1] as usize / 32 * DType::Q4_0.block_bytes();
-            let mut held = t.bytes.clone();
-            assert!(interleave::interleave(&mut held, rb, &mut vec![0; 4 * rb]));
-            assert!(t.bytes.len() > 1024 && held != t.bytes, "{name}");
-            (name, t.bytes.clone(), held)
-        })
+        .map(|v| (v, WasmModule::compile(&v.bytes().unwrap()).unwrap()))
         .collect();
-    for variant in WasmVariant::ALL {
-        let module = WasmModule::compile(&variant.bytes().unwrap()).unwrap();
-        let mut wasm = AbiInstance::new(&module, WasmLimits::default()).unwrap();
-        assert_eq!(wasm.load_chunked(&bytes, 256).unwrap(), 0);
-        let memory = wasm.read(0, wasm.memory_size()).unwrap();
-        let holds = |b: &[u8]| memory.windows(b.len()).any(|w| w == b);
-        let interleaves = variant == WasmVariant::Simd128;
-        for (name, in_file, interleaved) in &payloads {
-            assert_eq!(
-                (holds(interleaved), holds(in_file)),
-                (interleaves, !interleaves),
-                "{name} in the {} module",
-                variant.name()
-            );
+    for tied in [true, false] {
+        let shape = Shape {
+            dim: 64,
+            n_layers: 2,
+            n_heads: 4,
+            n_kv_heads: 2,
+            head_dim: 16,
+            ffn_dim: 96,
+            max_context: 64,
+            tied,
+        };
+        for dtype in [DType::Q8_0, DType::Q4_0] {
+            let file = build_model_file(byte_vocab(vec![]), shape, dtype, 5);
+            let bytes = runtime::format::write(&file).unwrap();
+            let bb = dtype.block_bytes();
+            // (name, the file's bytes, interleaved, whether the simd128 module interleaves it)
+            let payloads: Vec<(&str, &[u8], Vec<u8>, bool)> = file
+                .tensors
+                .iter()
+                .filter(|t| t.dtype == dtype)
+                .map(|t| {
+                    let rb = t.shape[1] as usize / 32 * bb;
+                    let mut held = t.bytes.clone();
+                    assert!(interleave::interleave(
+                        &mut held,
+                        rb,
+                        bb,
+                        &mut vec![0; 4 * rb]
+                    ));
+                    assert!(t.bytes.len() > 1024 && held != t.bytes, "{}", t.name);
+                    let read = tied || t.name != "token_embd.weight";
+                    (t.name.as_str(), &t.bytes[..], held, read)
+                })
+                .collect();
+            assert_eq!(payloads.len(), 7 * 2 + 1 + usize::from(!tied));
+            for (variant, module) in &modules {
+                let mut wasm = AbiInstance::new(module, WasmLimits::default()).unwrap();
+                assert_eq!(wasm.load_chunked(&bytes, 256).unwrap(), 0);
+                let memory = wasm.read(0, wasm.memory_size()).unwrap();
+                let holds = |b: &[u8]| memory.windows(b.len()).any(|w| w == b);
+                for (name, in_file, interleaved, read) in &payloads {
+                    let interleaves = *variant == WasmVariant::Simd128 && *read;
+                    assert_eq!(
+                        (holds(interleaved), holds(in_file)),
+                        (interleaves, !interleaves),
+                        "{dtype:?} {name} (tied {tied}) in the {} module",
+                        variant.name()
+                    );
+                }
+            }
         }
     }
 }

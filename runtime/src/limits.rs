@@ -101,10 +101,10 @@ pub const MAX_PLAN_STAGED_BYTES: u64 = 33_554_432;
 /// gives the bits of token-serial prefill (spec/determinism.md, Prefill).
 pub const PREFILL_BATCH: usize = if cfg!(target_arch = "x86_64") { 16 } else { 8 };
 
-/// The largest group of four q4_0 rows (bytes) the wasm simd128 module stores interleaved
-/// (runtime/src/model/interleave.rs): a matrix with longer rows (more than 7,281 columns) keeps
-/// the file's order. The load rearranges each group through one scratch buffer of this size at
-/// most, freed when the model is built.
+/// The largest group of four q8_0 or q4_0 rows (bytes) the wasm simd128 module stores
+/// interleaved (runtime/src/model/interleave.rs): a matrix with longer rows (q8_0 rows of more
+/// than 3,840 columns, q4_0 rows of more than 7,264) keeps the file's order. The load rearranges
+/// each group through one scratch buffer of this size at most, freed when the model is built.
 pub const INTERLEAVE_MAX_GROUP_BYTES: usize = 16_384;
 
 // harden: abi memory headroom (spec/abi.md, Memory; runtime/src/abi/headroom.rs).

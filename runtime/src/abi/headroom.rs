@@ -90,8 +90,14 @@ pub fn for_model(file: &[u8]) -> usize {
         (chunks, digest::SCRATCH_BYTES_PER_CHUNK),
         (h.config.n_layers as usize, BYTES_PER_LAYER),
         (1, limits::MODEL_BUILD_FIXED_BYTES),
-        // The simd128 module's scratch for interleaving q4_0 rows (model/interleave.rs).
-        (usize::from(INTERLEAVES), limits::INTERLEAVE_MAX_GROUP_BYTES),
+        // The simd128 module's interleaving of q8_0/q4_0 rows (model/interleave.rs): its
+        // scratch and the offsets of the payloads it rearranged (a layer's seven matrices and
+        // the classifier).
+        (usize::from(INTERLEAVES), INTERLEAVE_FIXED_BYTES),
+        (
+            h.config.n_layers as usize * usize::from(INTERLEAVES),
+            7 * size_of::<usize>(),
+        ),
     ]
     .iter()
     .fold(0usize, |sum, &(count, each)| {
@@ -99,8 +105,13 @@ pub fn for_model(file: &[u8]) -> usize {
     })
 }
 
-/// Whether a model's load may interleave q4_0 rows (the wasm simd128 module).
+/// Whether a model's load may interleave q8_0/q4_0 rows (the wasm simd128 module).
 const INTERLEAVES: bool = cfg!(all(target_arch = "wasm32", target_feature = "simd128"));
+
+/// The interleaving's fixed part: its scratch, the classifier's offset, and the two
+/// allocations' overhead.
+const INTERLEAVE_FIXED_BYTES: usize =
+    limits::INTERLEAVE_MAX_GROUP_BYTES + size_of::<usize>() + 2 * ALLOCATION_OVERHEAD;
 
 /// What one allocation may cost beyond its bytes (header, rounding, minimum chunk).
 const ALLOCATION_OVERHEAD: usize = limits::ALLOCATION_OVERHEAD_WORDS * size_of::<usize>();

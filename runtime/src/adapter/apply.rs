@@ -9,7 +9,7 @@ use crate::format::DType;
 use crate::model::quant::{self, f32_to_f16};
 use crate::model::weights::{Model, TensorInfo};
 use crate::sha256::Sha256;
-use alloc::{format, vec::Vec};
+use alloc::{borrow::Cow, format, vec::Vec};
 
 /// The assembled tensors of a stack of adapters on one base.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -199,10 +199,18 @@ pub fn assemble(model: &Model, adapters: &[Adapter<'_>]) -> Result<Assembly> {
                 add_record(&mut w, &mut covered, be, r);
             }
         }
-        let mut out = Vec::new();
-        out.try_reserve_exact(base.len())
-            .map_err(|_| Error::new(ErrorCode::OutOfMemory, "cannot allocate a tensor"))?;
-        out.extend_from_slice(&base);
+        // The base payload in the file's order, as a new payload: the copy base_payload made of
+        // an interleaved one (simd128), else a copy of the file's bytes.
+        let mut out = match base {
+            Cow::Owned(file_order) => file_order,
+            Cow::Borrowed(bytes) => {
+                let mut out = Vec::new();
+                out.try_reserve_exact(bytes.len())
+                    .map_err(|_| Error::new(ErrorCode::OutOfMemory, "cannot allocate a tensor"))?;
+                out.extend_from_slice(bytes);
+                out
+            }
+        };
         store(t, &w, &covered, &mut out)?;
         tensors.push((ti, out));
     }

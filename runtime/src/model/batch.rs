@@ -376,17 +376,10 @@ impl MatmulScratch {
                     return Ok(());
                 }
                 let widened = &mut self.row_q8[..nb * Q8_0_BLOCK_BYTES];
+                // Reached only when no whole-product kernel took the tokens (none on the
+                // portable levels; on AVX2 and simd128, operands the kernels refuse).
                 for (r, row) in rows.enumerate() {
-                    let row = if w.dtype == DType::Q4_0 {
-                        if w.interleaved {
-                            q4_0_to_q8_0(interleave::row_blocks(w.bytes, rb, r), widened);
-                        } else {
-                            q4_0_to_q8_0(arrays::<u8, Q4_0_BLOCK_BYTES>(row).0.copied(), widened);
-                        }
-                        &widened[..]
-                    } else {
-                        row
-                    };
+                    let row = q8_0_row(w, r, row, widened);
                     // Tokens in groups of ROW_GROUP through the four-chain kernel (the row
                     // four times), the rest one at a time; every chain is one token's order.
                     let token_act = |b: usize| &act[b * nb..(b + 1) * nb];
@@ -437,9 +430,9 @@ struct Tokens<'a> {
 
 /// The operands of a batched q8_0/q4_0 product as the hand-written kernels take them: `n`
 /// tokens' activations of `nb` blocks each (`acts`, token-major) against every row of `bytes`
-/// (`nb` blocks per row); row r with token t goes to `out[t * out_stride + r]`. `finite`: no block
-/// scale in `bytes` is an infinity or a NaN (as [`MatRef::f16_finite`]; `false` is always
-/// correct).
+/// (`nb` blocks per row, row-major or with whole groups of four rows interleaved: `interleaved`);
+/// row r with token t goes to `out[t * out_stride + r]`. `finite`: no block scale in `bytes` is
+/// an infinity or a NaN (as [`MatRef::f16_finite`]; `false` is always correct).
 #[cfg_attr(
     not(any(
         target_arch = "x86_64",
@@ -459,8 +452,8 @@ pub(crate) struct BatchedProduct<'a> {
         allow(dead_code) // only the simd128 kernels read it
     )]
     pub finite: bool,
-    /// The rows' whole groups of four are interleaved (as [`MatRef::interleaved`]: q4_0 rows in
-    /// the simd128 module).
+    /// The rows' whole groups of four are interleaved (as [`MatRef::interleaved`]: q8_0 or q4_0
+    /// rows in the simd128 module).
     #[cfg_attr(
         not(all(target_arch = "wasm32", target_feature = "simd128")),
         allow(dead_code) // only the simd128 kernels read it
@@ -489,6 +482,32 @@ fn matmul_groups(dtype: DType, p: BatchedProduct, lanes: TokenLanes) -> usize {
     {
         let _ = (dtype, p, lanes);
         0
+    }
+}
+
+/// Row `r` of a checked q8_0/q4_0 matrix (`row`: its bytes where the file's order has them) as
+/// q8_0 blocks in the file's order: the row itself, or written into `widened` (`nb` q8_0 blocks)
+/// — q4_0 rewritten ([`q4_0_to_q8_0`]), interleaved rows put back in order.
+fn q8_0_row<'a>(w: &MatRef, r: usize, row: &'a [u8], widened: &'a mut [u8]) -> &'a [u8] {
+    let rb = row.len();
+    match (w.dtype, w.interleaved) {
+        (DType::Q8_0, false) => row,
+        (DType::Q8_0, true) => {
+            let blocks = interleave::row_blocks::<Q8_0_BLOCK_BYTES>(w.bytes, rb, r);
+            for (dst, b) in widened.chunks_exact_mut(Q8_0_BLOCK_BYTES).zip(blocks) {
+                dst.copy_from_slice(&b);
+            }
+            widened
+        }
+        (_, false) => {
+            q4_0_to_q8_0(arrays::<u8, Q4_0_BLOCK_BYTES>(row).0.copied(), widened);
+            widened
+        }
+        (_, true) => {
+            let blocks = interleave::row_blocks::<Q4_0_BLOCK_BYTES>(w.bytes, rb, r);
+            q4_0_to_q8_0(blocks, widened);
+            widened
+        }
     }
 }
 
@@ -684,6 +703,46 @@ mod tests {
             first.iter().all(|&v| v == 7.0),
             "nothing is computed when a product fails its checks"
         );
+    }
+
+    #[test]
+    fn interleaved_rows_come_back_as_the_file_s_rows() {
+        // The portable fallback's rows (q8_0_row) of a matrix and of its interleaved copy.
+        for (dtype, bb) in [
+            (DType::Q8_0, Q8_0_BLOCK_BYTES),
+            (DType::Q4_0, Q4_0_BLOCK_BYTES),
+        ] {
+            for rows in [1, 4, 7, 9] {
+                let nb = 3;
+                let rb = nb * bb;
+                let file: Vec<u8> = (0..rows * rb).map(|i| (i * 7 % 253) as u8).collect();
+                let mut held = file.clone();
+                assert!(interleave::interleave(
+                    &mut held,
+                    rb,
+                    bb,
+                    &mut alloc::vec![0; 4 * rb]
+                ));
+                let plain = MatRef::new(dtype, rows, nb * QK, &file).unwrap();
+                // (check() refuses the flag natively; q8_0_row does not check.)
+                let interleaved = MatRef {
+                    bytes: &held,
+                    interleaved: true,
+                    ..plain
+                };
+                for r in 0..rows {
+                    let row = &file[r * rb..(r + 1) * rb];
+                    let (mut a, mut b) = (alloc::vec![0; nb * 34], alloc::vec![0; nb * 34]);
+                    let want = q8_0_row(&plain, r, row, &mut a).to_vec();
+                    let at = &held[r * rb..(r + 1) * rb];
+                    assert_eq!(
+                        q8_0_row(&interleaved, r, at, &mut b),
+                        &want[..],
+                        "{dtype:?} {r}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

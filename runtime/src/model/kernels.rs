@@ -526,7 +526,8 @@ fn all_rows(
     }
 }
 
-/// A row-major `[rows, cols]` weight matrix in its storage bytes (little-endian).
+/// A `[rows, cols]` weight matrix in its storage bytes (little-endian): row-major, or with its
+/// whole groups of four rows interleaved ([`MatRef::interleaved`]).
 #[derive(Clone, Copy, Debug)]
 pub struct MatRef<'a> {
     pub dtype: DType,
@@ -537,9 +538,9 @@ pub struct MatRef<'a> {
     /// matrix's block scales (spares the wasm simd128 kernels their handling of exponent 31;
     /// `false` is always correct).
     pub f16_finite: bool,
-    /// The whole groups of four rows are interleaved ([`crate::model::interleave`]): q4_0 only,
-    /// and only in the wasm simd128 module, whose kernels read that order
-    /// ([`MatRef::check`] refuses it elsewhere).
+    /// The whole groups of four rows are interleaved ([`crate::model::interleave`]): q8_0 and
+    /// q4_0 only, and only in the wasm simd128 module, whose kernels read that order
+    /// ([`MatRef::check`] refuses it elsewhere). Not a hint: it must describe `bytes`.
     pub interleaved: bool,
 }
 
@@ -583,14 +584,16 @@ impl<'a> MatRef<'a> {
     }
 
     /// Re-validates the fields (they are public): the constructor's checks, and
-    /// [`MatRef::interleaved`] only on a q4_0 matrix in the simd128 module (`ShapeMismatch`).
+    /// [`MatRef::interleaved`] only on a q8_0 or q4_0 matrix in the simd128 module
+    /// (`ShapeMismatch`).
     pub fn check(&self) -> Result<()> {
         let interleaves = cfg!(all(target_arch = "wasm32", target_feature = "simd128"));
-        if self.interleaved && (self.dtype != DType::Q4_0 || !interleaves) {
+        let quantized = interleave::block_bytes(self.dtype).is_some();
+        if self.interleaved && !(quantized && interleaves) {
             return Err(Error::new(
                 ErrorCode::ShapeMismatch,
                 alloc::format!(
-                    "interleaved rows are q4_0 rows of the simd128 module, not {} rows here",
+                    "interleaved rows are q8_0 or q4_0 rows of the simd128 module, not {} rows here",
                     self.dtype.name()
                 ),
             ));
@@ -611,7 +614,8 @@ impl<'a> MatRef<'a> {
         Ok(())
     }
 
-    /// The storage bytes of row `r` (after [`MatRef::check`] passed and for `r < rows`).
+    /// The storage bytes of row `r` (after [`MatRef::check`] passed and for `r < rows`) of a
+    /// row-major matrix (not [`MatRef::interleaved`]).
     fn row(&self, r: usize, row_bytes: usize) -> &'a [u8] {
         let start = r * row_bytes;
         &self.bytes[start..start + row_bytes]
@@ -874,7 +878,7 @@ fn matvec_groups(w: &MatRef, out: &mut [f32], act: &[BlockQ8]) -> usize {
     return cpu::avx2_matvec(dtype, out, bytes, act);
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     return match dtype {
-        DType::Q8_0 => simd128::matvec_q8_0(out, bytes, act, w.f16_finite),
+        DType::Q8_0 => simd128::matvec_q8_0(out, bytes, act, w.f16_finite, w.interleaved),
         DType::Q4_0 => simd128::matvec_q4_0(out, bytes, act, w.f16_finite, w.interleaved),
         _ => 0,
     };
@@ -905,12 +909,19 @@ pub fn row_to_f32(w: &MatRef, row: usize, out: &mut [f32]) -> Result<()> {
     }
     let rb = w.row_bytes()?;
     if w.interleaved {
-        // check() passed: a q4_0 matrix; `out` has a block's elements per row block.
-        let be = w.dtype.block_elems();
-        for (blk, out) in interleave::row_blocks(w.bytes, rb, row).zip(out.chunks_exact_mut(be)) {
-            dequantize(w.dtype, &blk, out)?;
-        }
-        return Ok(());
+        // check() passed: a q8_0 or q4_0 matrix; `out` has a block's elements per row block.
+        let out = out.chunks_exact_mut(w.dtype.block_elems());
+        return if w.dtype == DType::Q8_0 {
+            let blocks = interleave::row_blocks::<Q8_0_BLOCK_BYTES>(w.bytes, rb, row);
+            blocks
+                .zip(out)
+                .try_for_each(|(b, o)| dequantize(w.dtype, &b, o))
+        } else {
+            let blocks = interleave::row_blocks::<Q4_0_BLOCK_BYTES>(w.bytes, rb, row);
+            blocks
+                .zip(out)
+                .try_for_each(|(b, o)| dequantize(w.dtype, &b, o))
+        };
     }
     dequantize(w.dtype, w.row(row, rb), out)
 }
@@ -1134,8 +1145,8 @@ mod tests {
             interleaved: false,
         };
         assert_eq!(bad.check().unwrap_err().code, ErrorCode::InvalidLength);
-        // Interleaved rows are q4_0 rows, and natively there are none.
-        for (dtype, rows) in [(DType::F32, 1), (DType::Q4_0, 4)] {
+        // Interleaved rows are q8_0 or q4_0 rows, and natively there are none.
+        for (dtype, rows) in [(DType::F32, 1), (DType::Q8_0, 4), (DType::Q4_0, 4)] {
             let bytes = vec![0u8; rows * 32 / dtype.block_elems() * dtype.block_bytes()];
             let mut m = MatRef::new(dtype, rows, 32, &bytes).unwrap();
             m.interleaved = true;

@@ -1,6 +1,6 @@
 //! Numbers and the network: f16 and ggml-compatible block quantization, the runtime's own math
 //! functions, the dot-product and matrix-vector kernels, the batched product of prefill, the
-//! loaded weights (and the simd128 module's interleaved q4_0 rows) and the forward pass.
+//! loaded weights (and the simd128 module's interleaved quantized rows) and the forward pass.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;

@@ -32,7 +32,7 @@ pub mod selftest;
 
 use crate::format::dtype::{Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES};
 use crate::model::batch::BatchedProduct;
-use crate::model::interleave::{self, QUAD_BYTES};
+use crate::model::interleave::{self, Q4_0_QUAD_BYTES, Q8_0_QUAD_BYTES};
 use crate::model::kernels::{
     arrays, chain_blocks, finish_f16_row, q4_0_chain, q8_0_chain, reduce_lanes, LANES, MATVEC_CHUNK,
 };
@@ -126,11 +126,62 @@ fn packed_codes(scale: u32, low: [u8; 8], high: [u8; 8]) -> Codes {
     }
 }
 
-/// [`q4_0_packed`] of the four blocks of an interleaved quad ([`interleave`]: row i's scale at
-/// bytes `2 i`, its code bytes at `8 + 16 i`), row order.
+/// [`q8_0_codes`] of the four blocks of an interleaved q8_0 quad ([`interleave`]: row i's scale
+/// at bytes `2 i`, its code bytes at `8 + 32 i`), row order.
 #[inline(always)]
-fn quad_codes(q: &[u8; QUAD_BYTES]) -> [Codes; 4] {
-    const N: usize = QUAD_BYTES;
+fn quad_codes_q8_0(q: &[u8; Q8_0_QUAD_BYTES]) -> [Codes; 4] {
+    const N: usize = Q8_0_QUAD_BYTES;
+    const { assert!(interleave::QUAD_CODES_AT == 8 && N == 136) };
+    let s = |i: usize| u32::from(u16::from_le_bytes([q[2 * i], q[2 * i + 1]]));
+    let codes = |scale, w: [[u8; 8]; 4]| Codes {
+        scale,
+        w: w.map(i8x8_to_i16x8),
+    };
+    [
+        codes(
+            s(0),
+            [
+                bytes::<N, 8, 8>(q),
+                bytes::<N, 16, 8>(q),
+                bytes::<N, 24, 8>(q),
+                bytes::<N, 32, 8>(q),
+            ],
+        ),
+        codes(
+            s(1),
+            [
+                bytes::<N, 40, 8>(q),
+                bytes::<N, 48, 8>(q),
+                bytes::<N, 56, 8>(q),
+                bytes::<N, 64, 8>(q),
+            ],
+        ),
+        codes(
+            s(2),
+            [
+                bytes::<N, 72, 8>(q),
+                bytes::<N, 80, 8>(q),
+                bytes::<N, 88, 8>(q),
+                bytes::<N, 96, 8>(q),
+            ],
+        ),
+        codes(
+            s(3),
+            [
+                bytes::<N, 104, 8>(q),
+                bytes::<N, 112, 8>(q),
+                bytes::<N, 120, 8>(q),
+                bytes::<N, 128, 8>(q),
+            ],
+        ),
+    ]
+}
+
+/// [`q4_0_packed`] of the four blocks of an interleaved q4_0 quad (row i's scale at bytes `2 i`,
+/// its code bytes at `8 + 16 i`), row order.
+#[inline(always)]
+fn quad_codes_q4_0(q: &[u8; Q4_0_QUAD_BYTES]) -> [Codes; 4] {
+    const N: usize = Q4_0_QUAD_BYTES;
     const { assert!(interleave::QUAD_CODES_AT == 8 && N == 72) };
     let s = |i: usize| u32::from(u16::from_le_bytes([q[2 * i], q[2 * i + 1]]));
     [
@@ -141,24 +192,36 @@ fn quad_codes(q: &[u8; QUAD_BYTES]) -> [Codes; 4] {
     ]
 }
 
-/// The first `M` bytes of every [`QUAD_BYTES`]-byte step of `b` from its start (the last step
-/// may be shorter, not shorter than `M`): one row's fields in a run of quads, when `b` starts at
-/// the field's offset in the first quad.
+/// The first `M` bytes of every `step`-byte step of `b` from its start (the last step may be
+/// shorter, not shorter than `M`): one row's fields in a run of quads of `step` bytes, when `b`
+/// starts at the field's offset in the first quad.
 #[inline(always)]
-fn strided<const M: usize>(b: &[u8]) -> impl Iterator<Item = &[u8; M]> {
-    b.chunks(QUAD_BYTES).filter_map(|c| c.first_chunk::<M>())
+fn strided<const M: usize>(b: &[u8], step: usize) -> impl Iterator<Item = &[u8; M]> {
+    b.chunks(step).filter_map(|c| c.first_chunk::<M>())
 }
 
-/// [`packed_codes`] of a block's 16 code bytes (without its scale).
+/// [`q8_0_codes`] of a block's 32 code bytes (without its scale).
+#[inline(always)]
+fn q8_0_code_bytes(c: &[u8; 32]) -> [v128; 4] {
+    [
+        i8x8_to_i16x8(bytes::<32, 0, 8>(c)),
+        i8x8_to_i16x8(bytes::<32, 8, 8>(c)),
+        i8x8_to_i16x8(bytes::<32, 16, 8>(c)),
+        i8x8_to_i16x8(bytes::<32, 24, 8>(c)),
+    ]
+}
+
+/// [`packed_codes`] of a q4_0 block's 16 code bytes (without its scale).
 #[inline(always)]
 fn packed_code_bytes(c: &[u8; 16]) -> [v128; 4] {
     packed_codes(0, bytes::<16, 0, 8>(c), bytes::<16, 8, 8>(c)).w
 }
 
-/// The four f16 scales of an interleaved quad joined in a u64 (row i's in bits 16 i..16 i + 16).
+/// The four f16 scales of an interleaved quad of `Q` bytes joined in a u64 (row i's in bits
+/// 16 i..16 i + 16).
 #[inline(always)]
-fn quad_joined_scales(q: &[u8; QUAD_BYTES]) -> u64 {
-    u64::from_le_bytes(bytes::<QUAD_BYTES, 0, 8>(q))
+fn quad_joined_scales<const Q: usize>(q: &[u8; Q]) -> u64 {
+    u64::from_le_bytes(bytes::<Q, 0, 8>(q))
 }
 
 /// The activation codes `x` (as [`act_codes`]) recast for [`q4_0_packed`]: `x_0..16` and
@@ -557,13 +620,14 @@ const _: () = assert!(MATVEC_GROUP == interleave::GROUP_ROWS);
 /// continuing the accumulators kept in `out`. `FINITE`: no block scale of the matrix is an
 /// infinity or a NaN ([`step_scales`]); `PRESCALED` (only with `FINITE`): besides, every
 /// activation scale lies below [`PRESCALED_ACT_BOUND`] in magnitude ([`step_prescaled`]; each
-/// case is its own loop, so the inner loop holds no test of it). `INTERLEAVED` (q4_0 only): the
-/// groups are held as quads ([`interleave`]), read as one stream, the four scales of a prescaled
-/// step in one load ([`placed_joined_scales`]). Returns the number of rows computed; the caller
+/// case is its own loop, so the inner loop holds no test of it). `INTERLEAVED`: the groups are
+/// held as quads of `Q` bytes ([`interleave`]), read as one stream (`quad` gives a quad's four
+/// blocks), the four scales of a prescaled step in one load ([`placed_joined_scales`]). Returns the number of rows computed; the caller
 /// does the rest.
 #[inline(always)]
 fn matvec_groups<
     const BB: usize,
+    const Q: usize,
     const FINITE: bool,
     const PRESCALED: bool,
     const INTERLEAVED: bool,
@@ -572,6 +636,7 @@ fn matvec_groups<
     bytes: &[u8],
     act: &[BlockQ8],
     codes: impl Fn(&[u8; BB]) -> Codes + Copy,
+    quad: impl Fn(&[u8; Q]) -> [Codes; 4] + Copy,
     recast: impl Fn(&[v128; 4]) -> [v128; 4] + Copy,
     bias: impl Fn(&[v128; 4]) -> v128 + Copy,
 ) -> usize {
@@ -585,7 +650,7 @@ fn matvec_groups<
     // 2^112 of the scales' widening moves to the activation scales, once per block for all
     // rows ([`step_prescaled`]).
     const { assert!(FINITE || !PRESCALED) };
-    const { assert!(!INTERLEAVED || BB == Q4_0_BLOCK_BYTES) };
+    const { assert!(Q == MATVEC_GROUP * BB) };
     let pow112 = f32::from_bits((127 + 112) << 23);
     let mut prepared = [([zero; 4], zero, zero); MATVEC_CHUNK];
     let mut done = 0;
@@ -614,8 +679,8 @@ fn matvec_groups<
             if INTERLEAVED {
                 // One stream of quads: the chunk's blocks of the four rows, block by block.
                 let quads = &g[first * MATVEC_GROUP..(first + len) * MATVEC_GROUP];
-                for (q, (x, bias, dx)) in arrays::<u8, QUAD_BYTES>(quads).0.zip(prepared) {
-                    let [c0, c1, c2, c3] = quad_codes(q);
+                for (q, (x, bias, dx)) in arrays::<u8, Q>(quads).0.zip(prepared) {
+                    let [c0, c1, c2, c3] = quad(q);
                     let sumi = i32x4_sub(
                         sum4(
                             block_partials(&c0.w, x),
@@ -667,20 +732,23 @@ fn matvec_groups<
 /// The q8_0 rows (34-byte blocks, `act.len()` per row) of the whole groups of four of a
 /// matrix times `act`, each bit for bit `kernels::dot_q8_0_row(row, act)`. `finite`: no block
 /// scale is an infinity or a NaN (`false` is always correct). Returns the rows computed.
-pub(crate) fn matvec_q8_0(out: &mut [f32], bytes: &[u8], act: &[BlockQ8], finite: bool) -> usize {
-    matvec_cases::<_, false>(
-        out,
-        bytes,
-        act,
-        finite,
-        q8_0_codes,
-        plain_act_codes,
-        no_bias,
-    )
+/// `interleaved`: those groups are held interleaved ([`interleave`]).
+pub(crate) fn matvec_q8_0(
+    out: &mut [f32],
+    bytes: &[u8],
+    act: &[BlockQ8],
+    finite: bool,
+    interleaved: bool,
+) -> usize {
+    let (c, q, r, b) = (q8_0_codes, quad_codes_q8_0, plain_act_codes, no_bias);
+    if interleaved {
+        matvec_cases::<_, _, true>(out, bytes, act, finite, c, q, r, b)
+    } else {
+        matvec_cases::<_, _, false>(out, bytes, act, finite, c, q, r, b)
+    }
 }
 
-/// The q4_0 rows (18-byte blocks) of the whole groups of four, as [`matvec_q8_0`];
-/// `interleaved`: those groups are held interleaved ([`interleave`]).
+/// The q4_0 rows (18-byte blocks) of the whole groups of four, as [`matvec_q8_0`].
 pub(crate) fn matvec_q4_0(
     out: &mut [f32],
     bytes: &[u8],
@@ -688,32 +756,34 @@ pub(crate) fn matvec_q4_0(
     finite: bool,
     interleaved: bool,
 ) -> usize {
-    let (c, r, b) = (q4_0_packed, packed_act_codes, nibble_bias);
+    let (c, q, r, b) = (q4_0_packed, quad_codes_q4_0, packed_act_codes, nibble_bias);
     if interleaved {
-        matvec_cases::<_, true>(out, bytes, act, finite, c, r, b)
+        matvec_cases::<_, _, true>(out, bytes, act, finite, c, q, r, b)
     } else {
-        matvec_cases::<_, false>(out, bytes, act, finite, c, r, b)
+        matvec_cases::<_, _, false>(out, bytes, act, finite, c, q, r, b)
     }
 }
 
 /// [`matvec_groups`] in the case `finite` and the activation scales select.
 #[inline(always)]
-fn matvec_cases<const BB: usize, const INTERLEAVED: bool>(
+#[allow(clippy::too_many_arguments)] // the operands, then how to read and prepare blocks
+fn matvec_cases<const BB: usize, const Q: usize, const INTERLEAVED: bool>(
     out: &mut [f32],
     bytes: &[u8],
     act: &[BlockQ8],
     finite: bool,
     codes: impl Fn(&[u8; BB]) -> Codes + Copy,
+    quad: impl Fn(&[u8; Q]) -> [Codes; 4] + Copy,
     recast: impl Fn(&[v128; 4]) -> [v128; 4] + Copy,
     bias: impl Fn(&[v128; 4]) -> v128 + Copy,
 ) -> usize {
-    let (c, r, b) = (codes, recast, bias);
+    let (c, q, r, b) = (codes, quad, recast, bias);
     if !finite {
-        matvec_groups::<_, false, false, INTERLEAVED>(out, bytes, act, c, r, b)
+        matvec_groups::<_, _, false, false, INTERLEAVED>(out, bytes, act, c, q, r, b)
     } else if act.iter().all(|a| a.d.abs() < PRESCALED_ACT_BOUND) {
-        matvec_groups::<_, true, true, INTERLEAVED>(out, bytes, act, c, r, b)
+        matvec_groups::<_, _, true, true, INTERLEAVED>(out, bytes, act, c, q, r, b)
     } else {
-        matvec_groups::<_, true, false, INTERLEAVED>(out, bytes, act, c, r, b)
+        matvec_groups::<_, _, true, false, INTERLEAVED>(out, bytes, act, c, q, r, b)
     }
 }
 
@@ -743,9 +813,10 @@ type GroupBlock = ([[v128; 4]; MATMUL_GROUP], v128, v128);
 /// once per row block for all its tokens; a pass of one group never does). Returns the number
 /// of tokens done: all of them, or 0 when the operands do not fit (the caller then does them).
 #[inline(always)]
-fn matmul_groups<const BB: usize, const INTERLEAVED: bool>(
+fn matmul_groups<const BB: usize, const M: usize, const INTERLEAVED: bool>(
     mut p: BatchedProduct,
     codes: impl Fn(&[u8; BB]) -> Codes + Copy,
+    code_bytes: impl Fn(&[u8; M]) -> [v128; 4] + Copy,
     recast: impl Fn(&[v128; 4]) -> [v128; 4] + Copy,
     bias: impl Fn(&[[v128; 4]; MATMUL_GROUP]) -> v128 + Copy,
 ) -> usize {
@@ -763,14 +834,16 @@ fn matmul_groups<const BB: usize, const INTERLEAVED: bool>(
                 .all(|a| a.d.abs() < PRESCALED_ACT_BOUND)
         };
         if count <= MATMUL_GROUP {
-            matmul_pass::<BB, 1, false, INTERLEAVED>(&mut p, t0, count, codes, recast, bias);
+            matmul_pass::<BB, M, 1, false, INTERLEAVED>(
+                &mut p, t0, count, codes, code_bytes, recast, bias,
+            );
         } else if p.finite && tame() {
-            matmul_pass::<BB, MATMUL_PASS, true, INTERLEAVED>(
-                &mut p, t0, count, codes, recast, bias,
+            matmul_pass::<BB, M, MATMUL_PASS, true, INTERLEAVED>(
+                &mut p, t0, count, codes, code_bytes, recast, bias,
             );
         } else {
-            matmul_pass::<BB, MATMUL_PASS, false, INTERLEAVED>(
-                &mut p, t0, count, codes, recast, bias,
+            matmul_pass::<BB, M, MATMUL_PASS, false, INTERLEAVED>(
+                &mut p, t0, count, codes, code_bytes, recast, bias,
             );
         }
         t0 += count;
@@ -796,14 +869,22 @@ fn matmul_groups<const BB: usize, const INTERLEAVED: bool>(
 /// [`step_prescaled`], so the same bits (no vector constant is left in the float steps, which
 /// V8 rebuilds there on every block: see [`Widen`]).
 #[inline(always)]
-fn matmul_pass<const BB: usize, const G: usize, const PRESCALED: bool, const INTERLEAVED: bool>(
+fn matmul_pass<
+    const BB: usize,
+    const M: usize,
+    const G: usize,
+    const PRESCALED: bool,
+    const INTERLEAVED: bool,
+>(
     p: &mut BatchedProduct,
     t0: usize,
     count: usize,
     codes: impl Fn(&[u8; BB]) -> Codes + Copy,
+    code_bytes: impl Fn(&[u8; M]) -> [v128; 4] + Copy,
     recast: impl Fn(&[v128; 4]) -> [v128; 4] + Copy,
     bias: impl Fn(&[[v128; 4]; MATMUL_GROUP]) -> v128 + Copy,
 ) {
+    const { assert!(M + 2 == BB) };
     let (out_stride, bytes, acts, nb) = (p.out_stride, p.bytes, p.acts, p.nb);
     let out = &mut *p.out;
     let rb = nb * BB;
@@ -841,15 +922,16 @@ fn matmul_pass<const BB: usize, const G: usize, const PRESCALED: bool, const INT
         if INTERLEAVED {
             let group = MATVEC_GROUP * rb;
             for (g, quads) in bytes.chunks_exact(group).enumerate() {
-                let quads = &quads[first * QUAD_BYTES..(first + len) * QUAD_BYTES];
+                let quad = MATVEC_GROUP * BB;
+                let quads = &quads[first * quad..(first + len) * quad];
                 for i in 0..MATVEC_GROUP {
                     let r = g * MATVEC_GROUP + i;
                     let mut acc = pass_acc::<G>(out, first, t0, out_stride, r);
-                    let (codes_at, scale_at) = (interleave::QUAD_CODES_AT + 16 * i, 2 * i);
+                    let (codes_at, scale_at) = (interleave::QUAD_CODES_AT + M * i, 2 * i);
                     row_steps::<_, _, _, _, G, PRESCALED>(
-                        || strided::<16>(&quads[codes_at..]),
-                        packed_code_bytes,
-                        || strided::<2>(&quads[scale_at..]),
+                        || strided::<M>(&quads[codes_at..], quad),
+                        code_bytes,
+                        || strided::<2>(&quads[scale_at..], quad),
                         |s| u32::from(u16::from_le_bytes(*s)),
                         &mut sums,
                         chunk,
@@ -986,22 +1068,29 @@ fn nibble_bias4(x: &[[v128; 4]; MATMUL_GROUP]) -> v128 {
     )
 }
 
-/// [`matmul_groups`] of q8_0 rows (34-byte blocks).
+/// [`matmul_groups`] of q8_0 rows (34-byte blocks), whose whole groups of four may be held
+/// interleaved ([`BatchedProduct::interleaved`]).
 pub(crate) fn matmul_q8_0(p: BatchedProduct) -> usize {
+    let (c, m, r, b) = (q8_0_codes, q8_0_code_bytes, plain_act_codes, no_bias4);
     if p.interleaved {
-        return 0; // q4_0 rows only: MatRef::check refuses others
+        matmul_groups::<_, _, true>(p, c, m, r, b)
+    } else {
+        matmul_groups::<_, _, false>(p, c, m, r, b)
     }
-    matmul_groups::<_, false>(p, q8_0_codes, plain_act_codes, no_bias4)
 }
 
-/// [`matmul_groups`] of q4_0 rows (18-byte blocks), whose whole groups of four may be held
-/// interleaved ([`BatchedProduct::interleaved`]).
+/// [`matmul_groups`] of q4_0 rows (18-byte blocks), as [`matmul_q8_0`].
 pub(crate) fn matmul_q4_0(p: BatchedProduct) -> usize {
-    let (c, r, b) = (q4_0_packed, packed_act_codes, nibble_bias4);
+    let (c, m, r, b) = (
+        q4_0_packed,
+        packed_code_bytes,
+        packed_act_codes,
+        nibble_bias4,
+    );
     if p.interleaved {
-        matmul_groups::<_, true>(p, c, r, b)
+        matmul_groups::<_, _, true>(p, c, m, r, b)
     } else {
-        matmul_groups::<_, false>(p, c, r, b)
+        matmul_groups::<_, _, false>(p, c, m, r, b)
     }
 }
 

@@ -37,9 +37,10 @@ pub struct TensorLoc {
     /// [`Model::tensors`]. `false` is always correct.
     pub f16_finite: bool,
     /// The payload's whole groups of four rows are held interleaved in memory
-    /// ([`crate::model::interleave`]): a q4_0 layer or classifier matrix in the simd128 module
-    /// (set by [`Model::load`] on every location of that payload, the copies in
-    /// [`Model::tensors`] included). Never set elsewhere.
+    /// ([`crate::model::interleave`]): a q8_0 or q4_0 layer or classifier matrix in the simd128
+    /// module (set by [`Model::load`] on every location of that payload, the copies in
+    /// [`Model::tensors`] included). Never set elsewhere. Unlike `f16_finite` it is not a hint:
+    /// it says where the payload's bytes lie, and must be read with them.
     pub interleaved: bool,
 }
 
@@ -103,47 +104,52 @@ pub fn scales_all_finite(payload: &[u8], block: usize) -> bool {
             .all(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7fff < 0x7c00)
 }
 
-/// Interleaves in place ([`interleave`]) each distinct q4_0 payload of `mats` with at least one
+/// Interleaves in place ([`interleave`]) each q8_0 or q4_0 payload of `mats` with at least one
 /// whole group of four rows no longer than [`limits::INTERLEAVE_MAX_GROUP_BYTES`], through one
-/// scratch buffer; returns their offsets, ascending. `OutOfMemory` when the scratch cannot be
-/// had (nothing is then changed).
-fn interleave_q4_0(bytes: &mut [u8], mats: &[TensorLoc]) -> Result<Vec<usize>> {
-    let row_bytes = |t: &TensorLoc| t.cols / DType::Q4_0.block_elems() * DType::Q4_0.block_bytes();
-    let mut chosen: Vec<&TensorLoc> = mats
-        .iter()
-        .filter(|t| {
-            let group = row_bytes(t) * interleave::GROUP_ROWS;
-            t.dtype == DType::Q4_0
-                && t.rows >= interleave::GROUP_ROWS
-                && group > 0
-                && group <= limits::INTERLEAVE_MAX_GROUP_BYTES
-                && t.rows.checked_mul(row_bytes(t)) == Some(t.len)
-        })
-        .collect();
-    chosen.sort_unstable_by_key(|t| t.offset);
-    chosen.dedup_by_key(|t| t.offset);
-    let scratch = chosen
-        .iter()
-        .map(|t| row_bytes(t) * interleave::GROUP_ROWS)
-        .max();
+/// scratch buffer; returns their offsets, ascending (a payload met twice is rearranged once).
+/// `OutOfMemory` when the scratch or the offsets cannot be had (nothing is then changed).
+fn interleave_quantized(
+    bytes: &mut [u8],
+    mats: impl Iterator<Item = TensorLoc> + Clone,
+) -> Result<Vec<usize>> {
+    // (block bytes, row bytes) of a payload to interleave.
+    let plan = |t: &TensorLoc| -> Option<(usize, usize)> {
+        let bb = interleave::block_bytes(t.dtype)?;
+        let rb = (t.cols / t.dtype.block_elems()).checked_mul(bb)?;
+        let group = rb.checked_mul(interleave::GROUP_ROWS)?;
+        let fits = t.rows >= interleave::GROUP_ROWS
+            && group > 0
+            && group <= limits::INTERLEAVE_MAX_GROUP_BYTES
+            && t.rows.checked_mul(rb) == Some(t.len);
+        fits.then_some((bb, rb))
+    };
+    let (count, scratch) = mats
+        .clone()
+        .filter_map(|t| plan(&t))
+        .fold((0usize, 0usize), |(n, most), (_, rb)| {
+            (n + 1, most.max(rb * interleave::GROUP_ROWS))
+        });
     let mut tmp = Vec::new();
     let mut offsets = Vec::new();
-    if tmp.try_reserve_exact(scratch.unwrap_or(0)).is_err()
-        || offsets.try_reserve_exact(chosen.len()).is_err()
-    {
+    if tmp.try_reserve_exact(scratch).is_err() || offsets.try_reserve_exact(count).is_err() {
         return Err(Error::new(
             ErrorCode::OutOfMemory,
-            "cannot allocate the scratch that interleaves q4_0 rows",
+            "cannot allocate the scratch that interleaves quantized rows",
         ));
     }
-    tmp.resize(scratch.unwrap_or(0), 0u8);
-    for t in chosen {
+    tmp.resize(scratch, 0u8);
+    for t in mats {
+        let Some((bb, rb)) = plan(&t) else { continue };
+        if offsets.contains(&t.offset) {
+            continue;
+        }
         if let Some(payload) = bytes.get_mut(t.offset..t.offset.saturating_add(t.len)) {
-            if interleave::interleave(payload, row_bytes(t), &mut tmp) {
+            if interleave::interleave(payload, rb, bb, &mut tmp) {
                 offsets.push(t.offset);
             }
         }
     }
+    offsets.sort_unstable();
     Ok(offsets)
 }
 
@@ -299,12 +305,11 @@ impl Model {
         if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) {
             // The payloads the products read (every layer matrix and the classifier), then
             // every location of them (a tied embedding, the directory's copies).
-            let products: Vec<TensorLoc> = layers
+            let products = layers
                 .iter()
                 .flat_map(|l| [l.wq, l.wk, l.wv, l.wo, l.w1, l.w2, l.w3])
-                .chain([classifier])
-                .collect();
-            let done = interleave_q4_0(&mut bytes, &products)?;
+                .chain([classifier]);
+            let done = interleave_quantized(&mut bytes, products)?;
             let locs = layers
                 .iter_mut()
                 .flat_map(|l| {
@@ -335,7 +340,9 @@ impl Model {
         })
     }
 
-    /// The file bytes the model was loaded from.
+    /// The file bytes the model was loaded from, as held in memory: in the simd128 module the
+    /// payloads flagged [`TensorLoc::interleaved`] have their rows rearranged (the same bytes,
+    /// elsewhere; [`Model::base_payload`] gives a payload in the file's order).
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
@@ -371,9 +378,9 @@ impl Model {
     /// order (`OutOfMemory` when it cannot be allocated).
     pub fn base_payload(&self, t: &TensorLoc) -> Result<Cow<'_, [u8]>> {
         let held = &self.bytes[t.offset..t.offset + t.len];
-        if !t.interleaved {
+        let Some(bb) = interleave::block_bytes(t.dtype).filter(|_| t.interleaved) else {
             return Ok(Cow::Borrowed(held));
-        }
+        };
         let mut file = Vec::new();
         file.try_reserve_exact(held.len()).map_err(|_| {
             Error::new(
@@ -382,8 +389,8 @@ impl Model {
             )
         })?;
         file.resize(held.len(), 0);
-        let rb = t.cols / DType::Q4_0.block_elems() * DType::Q4_0.block_bytes();
-        interleave::deinterleave_into(held, rb, &mut file);
+        let rb = t.cols / t.dtype.block_elems() * bb;
+        interleave::deinterleave_into(held, rb, bb, &mut file);
         Ok(Cow::Owned(file))
     }
 

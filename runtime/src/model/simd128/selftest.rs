@@ -20,11 +20,11 @@
 //! `matvec_q8_0` / `matvec_q4_0` on 0 to 20 rows (of up to 23 blocks, and in one case of eight
 //! of 60 to 139 blocks), row by row against the same single-row kernels — as drawn, with the
 //! "no infinite or NaN scale" flag the load would set, and with those scales made finite and the
-//! flag set, the q4_0 rows also held interleaved (`model/interleave.rs`) —
+//! flag set, the rows also held interleaved (`model/interleave.rs`) —
 //! and the prefill kernels `matmul_q8_0` / `matmul_q4_0` on 0 to 10 rows × 0 to 16 tokens (one,
 //! two or three passes of one or two groups), likewise as drawn and with finite scales flagged,
 //! each with the activation scales as drawn, with all of them below 2^16 (the passes that take
-//! them prescaled) and with only the first pass's below 2^16, the q4_0 rows again interleaved;
+//! them prescaled) and with only the first pass's below 2^16, the rows again interleaved;
 //! and the f16 whole-matrix kernel `matvec_f16` on 0
 //! to 10 rows of 0 to 74 columns, row by row against `kernels::dot_f16_row` (also with its input
 //! times 2^112 from `scale_input`, where that takes the inputs, and on inputs all below 2^16),
@@ -547,34 +547,56 @@ fn matvec_agrees(rng: &mut Rng, blocks: usize) -> bool {
         }
         drawn && scales_all_finite(&bytes, bb) && agrees(&bytes, bb, true, kernel, dot)
     };
-    check(Q8_0_BLOCK_BYTES, rng, matvec_q8_0, dot_q8_0_row)
-        && check(Q4_0_BLOCK_BYTES, rng, matvec_q4_0_plain, dot_q4_0_row)
+    check(
+        Q8_0_BLOCK_BYTES,
+        rng,
+        |o, b, a, f| matvec_q8_0(o, b, a, f, false),
+        dot_q8_0_row,
+    ) && check(Q8_0_BLOCK_BYTES, rng, matvec_q8_0_interleaved, dot_q8_0_row)
+        && check(
+            Q4_0_BLOCK_BYTES,
+            rng,
+            |o, b, a, f| matvec_q4_0(o, b, a, f, false),
+            dot_q4_0_row,
+        )
         && check(Q4_0_BLOCK_BYTES, rng, matvec_q4_0_interleaved, dot_q4_0_row)
 }
 
-/// `matvec_q4_0` of rows in the file's order.
-fn matvec_q4_0_plain(out: &mut [f32], bytes: &[u8], act: &[BlockQ8], finite: bool) -> usize {
-    matvec_q4_0(out, bytes, act, finite, false)
-}
-
-/// A copy of `bytes` (q4_0 rows of `blocks` blocks) with its whole groups interleaved.
-fn interleaved(bytes: &[u8], blocks: usize) -> Vec<u8> {
-    let rb = blocks * Q4_0_BLOCK_BYTES;
+/// A copy of `bytes` (rows of `blocks` blocks of `bb` bytes) with its whole groups interleaved.
+fn interleaved(bytes: &[u8], blocks: usize, bb: usize) -> Vec<u8> {
+    let rb = blocks * bb;
     let mut held = bytes.to_vec();
     let mut tmp = alloc::vec![0u8; rb * MATVEC_GROUP];
     // Rows of no blocks stay as they are (there is nothing to interleave).
-    let _ = interleave::interleave(&mut held, rb, &mut tmp);
+    let _ = interleave::interleave(&mut held, rb, bb, &mut tmp);
     held
 }
 
-/// `matvec_q4_0` of the same rows held interleaved (their results must not change).
+/// `matvec_q8_0` of the same rows held interleaved (their results must not change).
+fn matvec_q8_0_interleaved(out: &mut [f32], bytes: &[u8], act: &[BlockQ8], finite: bool) -> usize {
+    let held = interleaved(bytes, act.len(), Q8_0_BLOCK_BYTES);
+    matvec_q8_0(out, &held, act, finite, true)
+}
+
+/// `matvec_q4_0` of the same rows held interleaved.
 fn matvec_q4_0_interleaved(out: &mut [f32], bytes: &[u8], act: &[BlockQ8], finite: bool) -> usize {
-    matvec_q4_0(out, &interleaved(bytes, act.len()), act, finite, true)
+    let held = interleaved(bytes, act.len(), Q4_0_BLOCK_BYTES);
+    matvec_q4_0(out, &held, act, finite, true)
+}
+
+/// `matmul_q8_0` of the same rows held interleaved.
+fn matmul_q8_0_interleaved(p: BatchedProduct) -> usize {
+    let held = interleaved(p.bytes, p.nb, Q8_0_BLOCK_BYTES);
+    matmul_q8_0(BatchedProduct {
+        bytes: &held,
+        interleaved: true,
+        ..p
+    })
 }
 
 /// `matmul_q4_0` of the same rows held interleaved.
 fn matmul_q4_0_interleaved(p: BatchedProduct) -> usize {
-    let held = interleaved(p.bytes, p.nb);
+    let held = interleaved(p.bytes, p.nb, Q4_0_BLOCK_BYTES);
     matmul_q4_0(BatchedProduct {
         bytes: &held,
         interleaved: true,
@@ -679,6 +701,7 @@ fn matmul_agrees(rng: &mut Rng, blocks: usize) -> bool {
         drawn && scales_all_finite(&bytes, bb) && both(&bytes, true)
     };
     check(Q8_0_BLOCK_BYTES, rng, matmul_q8_0, dot_q8_0_row)
+        && check(Q8_0_BLOCK_BYTES, rng, matmul_q8_0_interleaved, dot_q8_0_row)
         && check(Q4_0_BLOCK_BYTES, rng, matmul_q4_0, dot_q4_0_row)
         && check(Q4_0_BLOCK_BYTES, rng, matmul_q4_0_interleaved, dot_q4_0_row)
 }
