@@ -109,7 +109,7 @@ pub fn row_blocks<const BB: usize>(
     rb: usize,
     r: usize,
 ) -> impl Iterator<Item = [u8; BB]> + '_ {
-    let group = rb * GROUP_ROWS;
+    let group = rb.saturating_mul(GROUP_ROWS);
     let grouped = bytes.len().checked_div(group).unwrap_or(0) * GROUP_ROWS;
     let (quads, row): (&[u8], &[u8]) = if r < grouped {
         (&bytes[r / GROUP_ROWS * group..][..group], &[])
@@ -123,11 +123,13 @@ pub fn row_blocks<const BB: usize>(
 }
 
 /// Writes the file's order of an interleaved matrix of `bb`-byte blocks (`bytes`, `rb`-byte
-/// rows) into `out` (as long as `bytes`; anything else leaves `out` as it is).
-pub fn deinterleave_into(bytes: &[u8], rb: usize, bb: usize, out: &mut [u8]) {
+/// rows) into `out` (as long as `bytes`) and returns `true`; blocks shorter than a scale, a row
+/// length that is not a whole number of blocks or an `out` of another length leave `out` as it
+/// is and return `false`.
+pub fn deinterleave_into(bytes: &[u8], rb: usize, bb: usize, out: &mut [u8]) -> bool {
     let group = rb.saturating_mul(GROUP_ROWS);
     if bb <= 2 || rb == 0 || !rb.is_multiple_of(bb) || out.len() != bytes.len() {
-        return;
+        return false;
     }
     out.copy_from_slice(bytes);
     for (g, held) in out.chunks_exact_mut(group).zip(bytes.chunks_exact(group)) {
@@ -140,6 +142,7 @@ pub fn deinterleave_into(bytes: &[u8], rb: usize, bb: usize, out: &mut [u8]) {
             }
         }
     }
+    true
 }
 
 #[cfg(test)]
@@ -181,7 +184,7 @@ mod tests {
                     }
                 }
                 let mut back = vec![0u8; m.len()];
-                deinterleave_into(&m, rb, BB, &mut back);
+                assert!(deinterleave_into(&m, rb, BB, &mut back));
                 assert_eq!(back, file);
             }
         }
@@ -207,8 +210,8 @@ mod tests {
         assert!(!interleave(&mut m, 0, 18, &mut []));
         assert_eq!(m, file);
         let mut out = vec![7u8; m.len()];
-        deinterleave_into(&m, 35, 18, &mut out);
-        deinterleave_into(&m, 36, 18, &mut out[1..]);
+        assert!(!deinterleave_into(&m, 35, 18, &mut out));
+        assert!(!deinterleave_into(&m, 36, 18, &mut out[1..]));
         assert!(out.iter().all(|&b| b == 7));
     }
 }

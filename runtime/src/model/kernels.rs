@@ -593,7 +593,7 @@ impl<'a> MatRef<'a> {
             return Err(Error::new(
                 ErrorCode::ShapeMismatch,
                 alloc::format!(
-                    "interleaved rows are q8_0 or q4_0 rows of the simd128 module, not {} rows here",
+                    "interleaved rows are q8_0/q4_0 rows of the simd128 module, not {} rows here",
                     self.dtype.name()
                 ),
             ));

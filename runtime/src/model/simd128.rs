@@ -622,8 +622,8 @@ const _: () = assert!(MATVEC_GROUP == interleave::GROUP_ROWS);
 /// activation scale lies below [`PRESCALED_ACT_BOUND`] in magnitude ([`step_prescaled`]; each
 /// case is its own loop, so the inner loop holds no test of it). `INTERLEAVED`: the groups are
 /// held as quads of `Q` bytes ([`interleave`]), read as one stream (`quad` gives a quad's four
-/// blocks), the four scales of a prescaled step in one load ([`placed_joined_scales`]). Returns the number of rows computed; the caller
-/// does the rest.
+/// blocks), the four scales of a prescaled step in one load ([`placed_joined_scales`]). Returns
+/// the number of rows computed; the caller does the rest.
 #[inline(always)]
 fn matvec_groups<
     const BB: usize,

@@ -320,7 +320,10 @@ impl Model {
                 .chain([&mut embedding, &mut classifier])
                 .chain(tensors.iter_mut().map(|t| &mut t.loc));
             for t in locs {
-                t.interleaved = done.binary_search(&t.offset).is_ok();
+                // By offset: the payload's own (a payload of no bytes may share its offset).
+                t.interleaved = t.len > 0
+                    && interleave::block_bytes(t.dtype).is_some()
+                    && done.binary_search(&t.offset).is_ok();
             }
         }
         Ok(Model {
@@ -390,7 +393,12 @@ impl Model {
         })?;
         file.resize(held.len(), 0);
         let rb = t.cols / t.dtype.block_elems() * bb;
-        interleave::deinterleave_into(held, rb, bb, &mut file);
+        if !interleave::deinterleave_into(held, rb, bb, &mut file) {
+            return Err(Error::new(
+                ErrorCode::InvalidLength,
+                "an interleaved payload does not match its shape",
+            ));
+        }
         Ok(Cow::Owned(file))
     }
 
