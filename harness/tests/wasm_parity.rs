@@ -616,6 +616,20 @@ fn the_memory_limit_makes_allocations_fail_cleanly() {
     );
 }
 
+/// A two-layer grouped-query shape of 64 dimensions, its classifier `tied` or not.
+fn small_gqa(tied: bool) -> Shape {
+    Shape {
+        dim: 64,
+        n_layers: 2,
+        n_heads: 4,
+        n_kv_heads: 2,
+        head_dim: 16,
+        ffn_dim: 96,
+        max_context: 64,
+        tied,
+    }
+}
+
 /// Matrices holding an infinity or a NaN: f16 weights, or q8_0/q4_0 block scales. The simd128
 /// module widens the f16 rows, or the block scales, of a matrix that has none without handling
 /// exponent 31 (a flag set at load), and handles it in one that has. Native and both modules
@@ -626,16 +640,7 @@ fn the_memory_limit_makes_allocations_fail_cleanly() {
 /// specified).
 #[test]
 fn matrices_with_infinities_and_nans_decode_identically() {
-    let shape = Shape {
-        dim: 64,
-        n_layers: 2,
-        n_heads: 4,
-        n_kv_heads: 2,
-        head_dim: 16,
-        ffn_dim: 96,
-        max_context: 64,
-        tied: false,
-    };
+    let shape = small_gqa(false);
     let mut wasm: Vec<WasmtimeEngine> = WasmVariant::ALL
         .iter()
         .map(|&v| WasmtimeEngine::of(v).unwrap())
@@ -722,16 +727,7 @@ fn the_simd128_module_holds_quantized_rows_interleaved() {
         .map(|v| (v, WasmModule::compile(&v.bytes().unwrap()).unwrap()))
         .collect();
     for tied in [true, false] {
-        let shape = Shape {
-            dim: 64,
-            n_layers: 2,
-            n_heads: 4,
-            n_kv_heads: 2,
-            head_dim: 16,
-            ffn_dim: 96,
-            max_context: 64,
-            tied,
-        };
+        let shape = small_gqa(tied);
         for dtype in [DType::Q8_0, DType::Q4_0] {
             let file = build_model_file(byte_vocab(vec![]), shape, dtype, 5);
             let bytes = runtime::format::write(&file).unwrap();

@@ -74,15 +74,9 @@ fn scale_bits<const N: usize>(blk: &[u8; N]) -> u32 {
 /// A q8_0 block (34 bytes): scale bytes 0..2, code j is byte 2 + j as i8.
 #[inline(always)]
 fn q8_0_codes(blk: &[u8; Q8_0_BLOCK_BYTES]) -> Codes {
-    const N: usize = Q8_0_BLOCK_BYTES;
     Codes {
         scale: scale_bits(blk),
-        w: [
-            i8x8_to_i16x8(bytes::<N, 2, 8>(blk)),
-            i8x8_to_i16x8(bytes::<N, 10, 8>(blk)),
-            i8x8_to_i16x8(bytes::<N, 18, 8>(blk)),
-            i8x8_to_i16x8(bytes::<N, 26, 8>(blk)),
-        ],
+        w: q8_0_code_bytes(&bytes::<Q8_0_BLOCK_BYTES, 2, 32>(blk)),
     }
 }
 
@@ -133,47 +127,15 @@ fn quad_codes_q8_0(q: &[u8; Q8_0_QUAD_BYTES]) -> [Codes; 4] {
     const N: usize = Q8_0_QUAD_BYTES;
     const { assert!(interleave::QUAD_CODES_AT == 8 && N == 136) };
     let s = |i: usize| u32::from(u16::from_le_bytes([q[2 * i], q[2 * i + 1]]));
-    let codes = |scale, w: [[u8; 8]; 4]| Codes {
+    let codes = |scale, c: [u8; 32]| Codes {
         scale,
-        w: w.map(i8x8_to_i16x8),
+        w: q8_0_code_bytes(&c),
     };
     [
-        codes(
-            s(0),
-            [
-                bytes::<N, 8, 8>(q),
-                bytes::<N, 16, 8>(q),
-                bytes::<N, 24, 8>(q),
-                bytes::<N, 32, 8>(q),
-            ],
-        ),
-        codes(
-            s(1),
-            [
-                bytes::<N, 40, 8>(q),
-                bytes::<N, 48, 8>(q),
-                bytes::<N, 56, 8>(q),
-                bytes::<N, 64, 8>(q),
-            ],
-        ),
-        codes(
-            s(2),
-            [
-                bytes::<N, 72, 8>(q),
-                bytes::<N, 80, 8>(q),
-                bytes::<N, 88, 8>(q),
-                bytes::<N, 96, 8>(q),
-            ],
-        ),
-        codes(
-            s(3),
-            [
-                bytes::<N, 104, 8>(q),
-                bytes::<N, 112, 8>(q),
-                bytes::<N, 120, 8>(q),
-                bytes::<N, 128, 8>(q),
-            ],
-        ),
+        codes(s(0), bytes::<N, 8, 32>(q)),
+        codes(s(1), bytes::<N, 40, 32>(q)),
+        codes(s(2), bytes::<N, 72, 32>(q)),
+        codes(s(3), bytes::<N, 104, 32>(q)),
     ]
 }
 
@@ -200,7 +162,7 @@ fn strided<const M: usize>(b: &[u8], step: usize) -> impl Iterator<Item = &[u8; 
     b.chunks(step).filter_map(|c| c.first_chunk::<M>())
 }
 
-/// [`q8_0_codes`] of a block's 32 code bytes (without its scale).
+/// A q8_0 block's 32 code bytes (without its scale) sign-extended to i16, as [`Codes::w`].
 #[inline(always)]
 fn q8_0_code_bytes(c: &[u8; 32]) -> [v128; 4] {
     [
@@ -265,6 +227,14 @@ fn block_partials(w: &[v128; 4], x: &[v128; 4]) -> v128 {
         i32x4_add(i32x4_dot_i16x8(w[0], x[0]), i32x4_dot_i16x8(w[1], x[1])),
         i32x4_add(i32x4_dot_i16x8(w[2], x[2]), i32x4_dot_i16x8(w[3], x[3])),
     )
+}
+
+/// The exact integer block sums of four rows' blocks `c` against one activation block `x`, less
+/// `bias` (lane i: row i).
+#[inline(always)]
+fn rows_sumi(c: [&Codes; 4], x: &[v128; 4], bias: v128) -> v128 {
+    let [p0, p1, p2, p3] = c.map(|c| block_partials(&c.w, x));
+    i32x4_sub(sum4(p0, p1, p2, p3), bias)
 }
 
 /// The lane sums of four i32x4 vectors: `[Σ p0, Σ p1, Σ p2, Σ p3]` (a 4×4 transpose-add; exact
@@ -488,15 +458,7 @@ fn dot4_shared<const BB: usize>(
     for ((((b0, b1), b2), b3), a) in r0.zip(r1).zip(r2).zip(r3).zip(act) {
         let x = act_codes(a);
         let (c0, c1, c2, c3) = (codes(b0), codes(b1), codes(b2), codes(b3));
-        let sumi = i32x4_sub(
-            sum4(
-                block_partials(&c0.w, &x),
-                block_partials(&c1.w, &x),
-                block_partials(&c2.w, &x),
-                block_partials(&c3.w, &x),
-            ),
-            bias(&x),
-        );
+        let sumi = rows_sumi([&c0, &c1, &c2, &c3], &x, bias(&x));
         acc = step(acc, sumi, [&c0, &c1, &c2, &c3], f32x4_splat(a.d), &k);
     }
     lanes(acc)
@@ -681,15 +643,7 @@ fn matvec_groups<
                 let quads = &g[first * MATVEC_GROUP..(first + len) * MATVEC_GROUP];
                 for (q, (x, bias, dx)) in arrays::<u8, Q>(quads).0.zip(prepared) {
                     let [c0, c1, c2, c3] = quad(q);
-                    let sumi = i32x4_sub(
-                        sum4(
-                            block_partials(&c0.w, x),
-                            block_partials(&c1.w, x),
-                            block_partials(&c2.w, x),
-                            block_partials(&c3.w, x),
-                        ),
-                        *bias,
-                    );
+                    let sumi = rows_sumi([&c0, &c1, &c2, &c3], x, *bias);
                     acc = if PRESCALED {
                         let joined = quad_joined_scales(q);
                         step_placed(acc, sumi, placed_joined_scales(joined, &k), *dx)
@@ -705,16 +659,8 @@ fn matvec_groups<
                 let blocks = r0.zip(r1).zip(r2).zip(r3);
                 for ((((b0, b1), b2), b3), (x, bias, dx)) in blocks.zip(prepared) {
                     let (c0, c1, c2, c3) = (codes(b0), codes(b1), codes(b2), codes(b3));
-                    let sumi = i32x4_sub(
-                        sum4(
-                            block_partials(&c0.w, x),
-                            block_partials(&c1.w, x),
-                            block_partials(&c2.w, x),
-                            block_partials(&c3.w, x),
-                        ),
-                        *bias,
-                    );
                     let c = [&c0, &c1, &c2, &c3];
+                    let sumi = rows_sumi(c, x, *bias);
                     acc = if PRESCALED {
                         step_prescaled(acc, sumi, c, *dx, &k)
                     } else {

@@ -547,19 +547,35 @@ fn matvec_agrees(rng: &mut Rng, blocks: usize) -> bool {
         }
         drawn && scales_all_finite(&bytes, bb) && agrees(&bytes, bb, true, kernel, dot)
     };
-    check(
-        Q8_0_BLOCK_BYTES,
-        rng,
-        |o, b, a, f| matvec_q8_0(o, b, a, f, false),
-        dot_q8_0_row,
-    ) && check(Q8_0_BLOCK_BYTES, rng, matvec_q8_0_interleaved, dot_q8_0_row)
-        && check(
-            Q4_0_BLOCK_BYTES,
-            rng,
+    const Q8: usize = Q8_0_BLOCK_BYTES;
+    const Q4: usize = Q4_0_BLOCK_BYTES;
+    type Matvec = fn(&mut [f32], &[u8], &[BlockQ8], bool) -> usize;
+    type Dot = fn(&[u8], &[BlockQ8]) -> f32;
+    let kernels: [(usize, Matvec, Dot); 4] = [
+        (
+            Q8,
+            |o, b, a, f| matvec_q8_0(o, b, a, f, false),
+            dot_q8_0_row,
+        ),
+        (
+            Q8,
+            |o, b, a, f| matvec_interleaved(matvec_q8_0, Q8, (o, b, a, f)),
+            dot_q8_0_row,
+        ),
+        (
+            Q4,
             |o, b, a, f| matvec_q4_0(o, b, a, f, false),
             dot_q4_0_row,
-        )
-        && check(Q4_0_BLOCK_BYTES, rng, matvec_q4_0_interleaved, dot_q4_0_row)
+        ),
+        (
+            Q4,
+            |o, b, a, f| matvec_interleaved(matvec_q4_0, Q4, (o, b, a, f)),
+            dot_q4_0_row,
+        ),
+    ];
+    kernels
+        .into_iter()
+        .all(|(bb, kernel, dot)| check(bb, rng, kernel, dot))
 }
 
 /// A copy of `bytes` (rows of `blocks` blocks of `bb` bytes) with its whole groups interleaved.
@@ -572,32 +588,23 @@ fn interleaved(bytes: &[u8], blocks: usize, bb: usize) -> Vec<u8> {
     held
 }
 
-/// `matvec_q8_0` of the same rows held interleaved (their results must not change).
-fn matvec_q8_0_interleaved(out: &mut [f32], bytes: &[u8], act: &[BlockQ8], finite: bool) -> usize {
-    let held = interleaved(bytes, act.len(), Q8_0_BLOCK_BYTES);
-    matvec_q8_0(out, &held, act, finite, true)
+/// `matvec_q8_0` / `matvec_q4_0`: output, rows, activation, `finite`, `interleaved`.
+type MatvecKernel = fn(&mut [f32], &[u8], &[BlockQ8], bool, bool) -> usize;
+
+/// A whole-matrix kernel (`matvec_q8_0` or `matvec_q4_0`, its last argument `interleaved`) on
+/// the same rows held interleaved: its results must not change.
+fn matvec_interleaved(
+    kernel: MatvecKernel,
+    bb: usize,
+    (out, bytes, act, finite): (&mut [f32], &[u8], &[BlockQ8], bool),
+) -> usize {
+    kernel(out, &interleaved(bytes, act.len(), bb), act, finite, true)
 }
 
-/// `matvec_q4_0` of the same rows held interleaved.
-fn matvec_q4_0_interleaved(out: &mut [f32], bytes: &[u8], act: &[BlockQ8], finite: bool) -> usize {
-    let held = interleaved(bytes, act.len(), Q4_0_BLOCK_BYTES);
-    matvec_q4_0(out, &held, act, finite, true)
-}
-
-/// `matmul_q8_0` of the same rows held interleaved.
-fn matmul_q8_0_interleaved(p: BatchedProduct) -> usize {
-    let held = interleaved(p.bytes, p.nb, Q8_0_BLOCK_BYTES);
-    matmul_q8_0(BatchedProduct {
-        bytes: &held,
-        interleaved: true,
-        ..p
-    })
-}
-
-/// `matmul_q4_0` of the same rows held interleaved.
-fn matmul_q4_0_interleaved(p: BatchedProduct) -> usize {
-    let held = interleaved(p.bytes, p.nb, Q4_0_BLOCK_BYTES);
-    matmul_q4_0(BatchedProduct {
+/// A prefill kernel (`matmul_q8_0` or `matmul_q4_0`) on the same rows held interleaved.
+fn matmul_interleaved(kernel: fn(BatchedProduct) -> usize, bb: usize, p: BatchedProduct) -> usize {
+    let held = interleaved(p.bytes, p.nb, bb);
+    kernel(BatchedProduct {
         bytes: &held,
         interleaved: true,
         ..p
@@ -701,7 +708,17 @@ fn matmul_agrees(rng: &mut Rng, blocks: usize) -> bool {
         drawn && scales_all_finite(&bytes, bb) && both(&bytes, true)
     };
     check(Q8_0_BLOCK_BYTES, rng, matmul_q8_0, dot_q8_0_row)
-        && check(Q8_0_BLOCK_BYTES, rng, matmul_q8_0_interleaved, dot_q8_0_row)
+        && check(
+            Q8_0_BLOCK_BYTES,
+            rng,
+            |p| matmul_interleaved(matmul_q8_0, Q8_0_BLOCK_BYTES, p),
+            dot_q8_0_row,
+        )
         && check(Q4_0_BLOCK_BYTES, rng, matmul_q4_0, dot_q4_0_row)
-        && check(Q4_0_BLOCK_BYTES, rng, matmul_q4_0_interleaved, dot_q4_0_row)
+        && check(
+            Q4_0_BLOCK_BYTES,
+            rng,
+            |p| matmul_interleaved(matmul_q4_0, Q4_0_BLOCK_BYTES, p),
+            dot_q4_0_row,
+        )
 }
