@@ -67,7 +67,7 @@ fn simd128_kernels_equal_the_portable_kernels() {
             0,
             "seed {seed}: {}",
             match failed {
-                1 => "the simd128 f16 widening differs from quant::f16_to_f32, or a SHA-256 lane from sha256".to_string(),
+                1 => "the simd128 f16 widening differs from quant::f16_to_f32, a SHA-256 lane from sha256, the simd128 exp from exp_f32 or its greedy pick from the portable one".to_string(),
                 n => format!("case {} differs from the portable kernels", n - 1),
             }
         );

@@ -320,7 +320,7 @@ impl Defined {
 /// [`order_key`] in 32 bits, without branches (so a loop over it vectorizes): the same order,
 /// since every non-NaN key lies in `-0x7f80_0000..=0x7f80_0000` and NaN maps below them all.
 #[inline(always)]
-fn order_key32(v: f32) -> i32 {
+pub(crate) fn order_key32(v: f32) -> i32 {
     let bits = v.to_bits() as i32;
     let sign = bits >> 31; // 0 or -1
                            // Negative values: -(bits & 0x7fff_ffff), i.e. the low 31 bits flipped, plus one.
@@ -332,11 +332,27 @@ fn order_key32(v: f32) -> i32 {
     }
 }
 
-/// The first index of the largest logit (order of [`order_key`]: ±0 equal, NaN lowest).
-///
-/// In chunks: the largest key of each chunk (a branch-free maximum the compiler vectorizes),
-/// the first chunk holding the overall largest, then the first index in that chunk.
+/// The first index of the largest logit (order of [`order_key`]: ±0 equal, NaN lowest): the
+/// simd128 kernel in the simd128 module (the same index), else [`argmax_portable`].
 fn argmax(logits: &[f32]) -> u32 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        crate::model::simd128::argmax::argmax(logits, order_key32)
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        argmax_portable(logits)
+    }
+}
+
+/// [`argmax`] in portable code, in chunks: the largest key of each chunk (a branch-free maximum
+/// the compiler vectorizes), the first chunk holding the overall largest, then the first index
+/// in that chunk. The simd128 module keeps it for its kernel selftest.
+#[cfg_attr(
+    all(target_arch = "wasm32", target_feature = "simd128"),
+    allow(dead_code)
+)]
+pub(crate) fn argmax_portable(logits: &[f32]) -> u32 {
     const CHUNK: usize = 64;
     let mut best_key = i32::MIN;
     let mut best_chunk = 0;

@@ -10,18 +10,18 @@
 // Constants (hex-float spellings in spec/math.md)
 
 /// 1/ln 2 rounded to f64 (0x1.71547652b82fep+0).
-const INV_LN2: f64 = f64::from_bits(0x3ff7_1547_652b_82fe);
+pub(crate) const INV_LN2: f64 = f64::from_bits(0x3ff7_1547_652b_82fe);
 /// ln 2 truncated to 33 significant bits (0x1.62e42feep-1): `k * LN2_HI` is exact for |k| < 2^20.
-const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
+pub(crate) const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
 /// ln 2 - LN2_HI rounded to f64 (0x1.a39ef35793c76p-33).
-const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
+pub(crate) const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
 /// sqrt(2) rounded to f64 (0x1.6a09e667f3bcdp+0).
 const SQRT2: f64 = f64::from_bits(0x3ff6_a09e_667f_3bcd);
 /// pi/2 rounded to f64 (0x1.921fb54442d18p+0).
 const PIO2: f64 = f64::from_bits(0x3ff9_21fb_5444_2d18);
 
 /// exp(r) = sum of r^n/n! for n = 0..=13; entry n is 1/n! rounded to f64.
-const EXP_COEFFS: [f64; 14] = [
+pub(crate) const EXP_COEFFS: [f64; 14] = [
     f64::from_bits(0x3ff0_0000_0000_0000), // 1/0!
     f64::from_bits(0x3ff0_0000_0000_0000), // 1/1!
     f64::from_bits(0x3fe0_0000_0000_0000), // 1/2!
@@ -107,7 +107,7 @@ fn horner(v: f64, coeffs: &[f64]) -> f64 {
 /// the f64 spacing is 1, so the addition rounds s to an integer (ties to even) and subtracting
 /// ROUND_MAGIC again is exact; and for an integer k with |k| < 2^51, the bits of
 /// `k + ROUND_MAGIC` are `0x4338_0000_0000_0000 + k`.
-const ROUND_MAGIC: f64 = f64::from_bits(0x4338_0000_0000_0000);
+pub(crate) const ROUND_MAGIC: f64 = f64::from_bits(0x4338_0000_0000_0000);
 
 /// The sign bit of an f64.
 const SIGN_F64: u64 = 1 << 63;
@@ -143,7 +143,7 @@ fn abs_f32(x: f32) -> f32 {
 }
 
 /// exp(x) for |x| <= 110 (so 2^k stays normal in f64).
-fn exp_f64(x: f64) -> f64 {
+pub(crate) fn exp_f64(x: f64) -> f64 {
     let k = round_half_away_f64(x * INV_LN2);
     let r = (x - k * LN2_HI) - k * LN2_LO;
     horner(r, &EXP_COEFFS) * pow2_f64(k)
@@ -482,12 +482,22 @@ pub(crate) fn softmax_body(x: &mut [f32]) {
             max = v;
         }
     }
-    for v in x.iter_mut() {
-        *v = exp_f32(*v - max);
-    }
+    exp_shifted(x, max);
     let sum = sum_lanes(x);
     for v in x.iter_mut() {
         *v /= sum;
+    }
+}
+
+/// `x[i] = exp_f32(x[i] - max)`: the simd128 kernel in the simd128 module (the same bits), else
+/// element by element.
+#[inline(always)]
+fn exp_shifted(x: &mut [f32], max: f32) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    crate::model::simd128::activation::exp_shifted(x, max);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    for v in x.iter_mut() {
+        *v = exp_f32(*v - max);
     }
 }
 
@@ -499,8 +509,12 @@ pub fn silu_f32(x: f32) -> f32 {
 
 /// SwiGLU's gate, element by element: `gate[i] = silu(gate[i]) * up[i]` (over the shorter of
 /// the two). Element-wise, so the compiled instance of the level (`cpu::run`)
-/// may vectorize it without changing a bit.
+/// may vectorize it without changing a bit; the simd128 module runs its own kernel
+/// (`simd128/activation.rs`, the same bits).
 pub fn swiglu_in_place(gate: &mut [f32], up: &[f32]) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    crate::model::simd128::activation::swiglu(gate, up);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     crate::model::cpu::run(
         #[inline(always)]
         || {

@@ -27,6 +27,8 @@ use core::arch::wasm32::{
 };
 
 pub(crate) mod act_quant;
+pub(crate) mod activation;
+pub(crate) mod argmax;
 #[cfg(feature = "kernel-selftest")]
 pub mod selftest;
 

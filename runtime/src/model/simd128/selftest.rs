@@ -32,7 +32,11 @@
 //! tiles of two rows and four tokens, `dot_f32_rows_tokens`, the last group padded; an odd last
 //! row through the portable code), each output against `dot_f16_row`; and activation
 //! quantization's amax and codes (`act_quant`) on a drawn block — exact half-integers and their
-//! neighbours, edge values, NaNs — against the portable `block_amax` and `q8_0_code`.
+//! neighbours, edge values, NaNs — against the portable `block_amax` and `q8_0_code`; and
+//! SwiGLU, softmax's exponentials and the greedy pick (`activation`, `argmax`) on short drawn
+//! runs against the portable code. Case 0 also runs the simd128 exp over a sweep of f32 bit
+//! patterns and exp's edges, and the greedy pick over runs of 32,000 logits
+//! (`selftest/elementwise.rs`).
 
 use alloc::vec::Vec;
 use core::arch::wasm32::{f32x4_extract_lane, u32x4};
@@ -53,10 +57,16 @@ use crate::model::quant::{block_amax, f16_to_f32, q8_0_code, BlockQ8};
 use crate::model::weights::{f16_all_finite, scales_all_finite};
 use crate::sha256::{sha256, sha256_x4};
 
+mod elementwise;
+
 /// Runs the f16 check and `cases` random cases drawn from `seed`. Returns 0 when every result
 /// agrees, else 1 + the number of the first failing case (case 0 is the f16 check).
 pub fn run(seed: u32, cases: u32) -> u32 {
-    if !f16_widening_agrees() || !sha256_lanes_agree() {
+    if !f16_widening_agrees()
+        || !sha256_lanes_agree()
+        || !elementwise::exp_agrees()
+        || !elementwise::argmax_agrees()
+    {
         return 1;
     }
     let mut rng = Rng(u64::from(seed) ^ 0x9e37_79b9_7f4a_7c15);
@@ -297,6 +307,7 @@ fn case_agrees(rng: &mut Rng) -> bool {
         && matmul_agrees(rng, base)
         && matvec_f16_agrees(rng)
         && act_quant_agrees(rng)
+        && elementwise::elementwise_agrees(rng)
 }
 
 /// Activation quantization's simd128 steps against the portable ones on one drawn block: its
