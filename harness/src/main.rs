@@ -393,6 +393,12 @@ enum BenchWhat {
         /// Only these dtypes, comma-separated (default: every dtype within the model budget).
         #[arg(long, value_delimiter = ',')]
         dtype: Vec<String>,
+        /// Also measure this wasm module (a build of the runtime with its ABI, e.g. an
+        /// experimental kernel) under wasmtime as engine wasmtime-file, in the same rounds as
+        /// the others; its rows add its prefill and decode speed over engine wasmtime's, round
+        /// by round.
+        #[arg(long)]
+        wasm: Option<PathBuf>,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -868,6 +874,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     shape,
                     engine,
                     dtype,
+                    wasm,
                     json,
                 } => harness::bench::model::run(
                     &harness::bench::model::Selection {
@@ -875,6 +882,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         shape: shape.as_deref(),
                         engines: &engine,
                         dtypes: &dtype,
+                        wasm: wasm.as_deref(),
                     },
                     json,
                     &heap::peak,

@@ -61,6 +61,33 @@ fn bench_refuses_unknown_shapes_and_dtypes_before_any_output() {
     }
 }
 
+/// `bench model --wasm` refuses a module it cannot read or compile before any output.
+#[test]
+fn bench_model_refuses_a_wasm_module_it_cannot_use() {
+    let dir = std::env::temp_dir().join(format!("trlm-bench-wasm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing = dir.join("missing.wasm");
+    let not_wasm = dir.join("not.wasm");
+    std::fs::write(&not_wasm, b"not a wasm module").unwrap();
+    for (path, needle) in [
+        (&missing, "missing.wasm"),
+        (&not_wasm, "compiling the wasm module"),
+    ] {
+        let path = path.to_str().unwrap();
+        let args = ["bench", "model", "--shape", "stories15M", "--wasm", path];
+        let o = tinyrustlm(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(
+            o.stdout.is_empty(),
+            "{args:?} printed {:?}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn bench_model_refuses_an_empty_selection() {
     // stories42M in f32 is over the model budget: nothing is left to measure.

@@ -32,6 +32,20 @@ pub const ENGINES: &[Engine] = &[
     },
 ];
 
+/// A wasm module given on the command line (`bench model --wasm`), run under wasmtime as
+/// [`ENGINES`]' `wasmtime` is, in the same rounds: an experimental build against the built one.
+/// Not in [`ENGINES`]: `bench model` adds it when a module is given ([`Context::module_file`]).
+pub const MODULE_FILE: Engine = Engine {
+    name: "wasmtime-file",
+    prepare: |ctx, case| {
+        let path = ctx
+            .module_file
+            .clone()
+            .ok_or_else(|| anyhow!("no wasm module given for engine wasmtime-file"))?;
+        wasmtime_at(ctx, case, &path)
+    },
+};
+
 /// An engine: its name and how it gets ready to measure one model.
 pub struct Engine {
     pub name: &'static str,
@@ -103,6 +117,8 @@ pub struct Context<'p> {
     /// `peak(true)` resets the peak-heap counter to the bytes in use now and returns them;
     /// `peak(false)` returns the peak since (None: not counted).
     pub peak: &'p dyn Fn(bool) -> Option<usize>,
+    /// The module engine [`MODULE_FILE`] runs.
+    pub module_file: Option<PathBuf>,
     modules: HashMap<PathBuf, WasmModule>,
 }
 
@@ -110,6 +126,7 @@ impl<'p> Context<'p> {
     pub fn new(peak: &'p dyn Fn(bool) -> Option<usize>) -> Context<'p> {
         Context {
             peak,
+            module_file: None,
             modules: HashMap::new(),
         }
     }
@@ -334,7 +351,12 @@ impl Runner for Wasmtime<'_> {
 /// Peak memory: the instance's linear memory after the timed rounds (it never shrinks, so this
 /// is its peak over every load, prefill and decode, as the page reads its own at the end).
 fn wasmtime<'a>(ctx: &mut Context, case: &Case<'a>, variant: WasmVariant) -> Result<Prepared<'a>> {
-    let module = ctx.wasm_module(&variant.path())?;
+    wasmtime_at(ctx, case, &variant.path())
+}
+
+/// [`wasmtime`] with the module at `path`.
+fn wasmtime_at<'a>(ctx: &mut Context, case: &Case<'a>, path: &Path) -> Result<Prepared<'a>> {
+    let module = ctx.wasm_module(path)?;
     let mut inst = AbiInstance::new(module, WasmLimits::default())?;
     ok("set_logits_digest", inst.set_logits_digest(0))?;
     ok("load", inst.load_chunked(case.bytes, LOAD_CHUNK_BYTES))?;

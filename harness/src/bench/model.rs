@@ -9,6 +9,7 @@ use crate::fixtures::{byte_vocab, encode_tensor, SplitMix64};
 use anyhow::{anyhow, Result};
 use runtime::format::{self, llama, Config, DType, ModelFile, TensorData};
 use serde::Serialize;
+use std::path::Path;
 
 /// Tokens of the prefill prompt: BOS and 127 bytes (one token each in the byte vocabulary).
 pub const PROMPT_TOKENS: usize = 128;
@@ -148,6 +149,31 @@ pub struct Row {
     /// "native heap" (the harness's counting allocator) or "wasm linear memory".
     pub peak_kind: &'static str,
     pub over_budget: Option<bool>,
+    /// Engine `wasmtime-file`'s speed over engine `wasmtime`'s on this model when both ran
+    /// (`--wasm`): the median of the rounds' ratios, with their lowest and highest.
+    pub against_wasmtime: Option<Against>,
+}
+
+/// An engine's prefill and decode speed over another's measured in the same rounds.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Against {
+    pub engine: &'static str,
+    pub prefill: Rate,
+    pub decode: Rate,
+}
+
+impl Against {
+    /// `m`'s speed over `base`'s (named `engine`), round by round; None unless both were
+    /// measured in the same rounds.
+    pub fn of(m: &Measured, base: &Measured, engine: &'static str) -> Option<Against> {
+        let p = PROMPT_TOKENS as f64;
+        let d = f64::from(DECODE_TOKENS);
+        Some(Against {
+            engine,
+            prefill: paired_ratio(&m.prefill_rounds_s, p, &base.prefill_rounds_s, p)?,
+            decode: paired_ratio(&m.decode_rounds_s, d, &base.decode_rounds_s, d)?,
+        })
+    }
 }
 
 /// A shape and dtype not measured, and why.
@@ -263,7 +289,18 @@ pub fn print_row(row: &Row) -> std::io::Result<()> {
                 row.decode_read_bytes_per_s / 1e9
             ))
             .unwrap_or_default(),
-    )
+    )?;
+    if let Some(a) = row.against_wasmtime {
+        let (p, d) = (a.prefill, a.decode);
+        crate::outln!(
+            "{:<33} against {}: prefill x{} decode x{} (median of the rounds' ratios)",
+            "",
+            a.engine,
+            ratio(p.median, Some([p.min, p.max])),
+            ratio(d.median, Some([d.min, d.max])),
+        )?;
+    }
+    Ok(())
 }
 
 /// What `bench model` measures: empty lists mean all.
@@ -276,6 +313,8 @@ pub struct Selection<'a> {
     pub engines: &'a [String],
     /// Dtype names (f32, f16, q8_0, q4_0).
     pub dtypes: &'a [String],
+    /// A wasm module to measure as engine `wasmtime-file` ([`engines::MODULE_FILE`]) too.
+    pub wasm: Option<&'a Path>,
 }
 
 /// A model `bench` measures: its shape and dtype, and the file's bytes.
@@ -369,6 +408,7 @@ impl BenchModel {
             peak_bytes: m.peak_bytes,
             peak_kind: m.peak_kind,
             over_budget: m.peak_bytes.map(|p| p > budget_bytes),
+            against_wasmtime: None,
         }
     }
 }
@@ -480,15 +520,21 @@ pub fn print_skipped(s: &Skipped) -> std::io::Result<()> {
 pub fn run(selection: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usize>) -> Result<()> {
     let runs = selection.runs;
     anyhow::ensure!(runs > 0, "--runs must be at least 1");
-    let engines = engines(selection.engines)?;
+    let mut engines = engines(selection.engines)?;
     check_selection(selection.shape, selection.dtypes)?;
+    let mut ctx = Context::new(peak);
+    if let Some(path) = selection.wasm {
+        // Compiled before any output: a missing or invalid module is refused first.
+        ctx.wasm_module(path)?;
+        ctx.module_file = Some(path.to_path_buf());
+        engines.push(&engines::MODULE_FILE);
+    }
     let load_average_before = load_average();
     if !json {
         if let Some([a, b, c]) = load_average_before {
             crate::outln!("load average {a:.2} {b:.2} {c:.2} (the machine may be shared)")?;
         }
     }
-    let mut ctx = Context::new(peak);
     let prompt = prompt();
     let mut rows = Vec::new();
     let (models, skipped) = select(selection.shape, selection.dtypes, |s| {
@@ -525,9 +571,17 @@ pub fn run(selection: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usiz
             .zip(&measured)
             .find(|(e, _)| e.name == "native")
             .map(|(_, m)| m);
+        let built = engines
+            .iter()
+            .zip(&measured)
+            .find(|(e, _)| e.name == "wasmtime")
+            .map(|(_, m)| m);
         for (engine, m) in engines.iter().zip(&measured) {
             let baseline = native.filter(|n| !std::ptr::eq(*n, m));
-            let row = model.row(engine.name, m, baseline, Some(stream));
+            let mut row = model.row(engine.name, m, baseline, Some(stream));
+            if engine.name == engines::MODULE_FILE.name {
+                row.against_wasmtime = built.and_then(|b| Against::of(m, b, "wasmtime"));
+            }
             if !json {
                 print_row(&row)?;
             }
@@ -679,5 +733,40 @@ pub(crate) mod tests {
         let [lo, hi] = row.decode_vs_native_spread.expect("paired by rounds");
         let r = row.decode_vs_native.unwrap();
         assert!(0.0 < lo && lo <= r && r <= hi, "{lo} {r} {hi}");
+    }
+
+    /// `--wasm`: the module given runs as engine `wasmtime-file` in the same rounds, and its
+    /// speed over `wasmtime`'s pairs them (here the same module, so both run the same code).
+    #[test]
+    fn a_module_file_runs_in_the_rounds_of_the_built_one() {
+        let model = tiny();
+        let peak = |_: bool| None;
+        let mut ctx = Context::new(&peak);
+        let case = Case {
+            bytes: &model.bytes,
+            runs: 3,
+            prompt: b"once upon a time",
+            decode_tokens: 4,
+        };
+        let built = ENGINES.iter().find(|e| e.name == "wasmtime").unwrap();
+        assert!(
+            measure(&mut ctx, &case, &[&engines::MODULE_FILE]).is_err(),
+            "without a module given, wasmtime-file refuses to run"
+        );
+        ctx.module_file = Some(crate::engine::wasmtime::WasmVariant::Simd128.path());
+        let m = measure(&mut ctx, &case, &[built, &engines::MODULE_FILE])
+            .expect("the built module runs as a file too");
+        let a = Against::of(&m[1], &m[0], "wasmtime").expect("paired by rounds");
+        for r in [a.prefill, a.decode] {
+            assert!(
+                0.0 < r.min && r.min <= r.median && r.median <= r.max,
+                "{r:?}"
+            );
+        }
+        let unpaired = Measured {
+            prefill_rounds_s: Vec::new(),
+            ..measured(&[1.0], &[1.0], false)
+        };
+        assert!(Against::of(&unpaired, &m[0], "wasmtime").is_none());
     }
 }
