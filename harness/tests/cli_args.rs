@@ -61,7 +61,8 @@ fn bench_refuses_unknown_shapes_and_dtypes_before_any_output() {
     }
 }
 
-/// `bench model --wasm` refuses a module it cannot read or compile before any output.
+/// `bench model --wasm` refuses a module it cannot read, compile or call as the runtime before
+/// any output.
 #[test]
 fn bench_model_refuses_a_wasm_module_it_cannot_use() {
     let dir = std::env::temp_dir().join(format!("trlm-bench-wasm-{}", std::process::id()));
@@ -69,9 +70,13 @@ fn bench_model_refuses_a_wasm_module_it_cannot_use() {
     let missing = dir.join("missing.wasm");
     let not_wasm = dir.join("not.wasm");
     std::fs::write(&not_wasm, b"not a wasm module").unwrap();
+    // A valid module with nothing in it: not the runtime's ABI.
+    let empty = dir.join("empty.wasm");
+    std::fs::write(&empty, b"\0asm\x01\0\0\0").unwrap();
     for (path, needle) in [
         (&missing, "missing.wasm"),
         (&not_wasm, "compiling the wasm module"),
+        (&empty, "not a module of the runtime"),
     ] {
         let path = path.to_str().unwrap();
         let args = ["bench", "model", "--shape", "stories15M", "--wasm", path];

@@ -35,6 +35,8 @@ pub const ENGINES: &[Engine] = &[
 /// A wasm module given on the command line (`bench model --wasm`), run under wasmtime as
 /// [`ENGINES`]' `wasmtime` is, in the same rounds: an experimental build against the built one.
 /// Not in [`ENGINES`]: `bench model` adds it when a module is given ([`Context::module_file`]).
+/// Before it is timed, its greedy run of the model (tokens and logits digest) must equal the
+/// built module's ([`greedy_fingerprint`]): an A/B of a kernel change compares equal results.
 pub const MODULE_FILE: Engine = Engine {
     name: "wasmtime-file",
     prepare: |ctx, case| {
@@ -42,9 +44,38 @@ pub const MODULE_FILE: Engine = Engine {
             .module_file
             .clone()
             .ok_or_else(|| anyhow!("no wasm module given for engine wasmtime-file"))?;
+        let built = greedy_fingerprint(ctx, case, &WasmVariant::Simd128.path())?;
+        ensure!(
+            greedy_fingerprint(ctx, case, &path)? == built,
+            "{}: its greedy tokens or logits digest differ from the built simd128 module's",
+            path.display()
+        );
         wasmtime_at(ctx, case, &path)
     },
 };
+
+/// The generated token ids and the diagnostics (logits digest included) of a greedy run of
+/// `case` (its prompt, then up to `decode_tokens` steps) in a fresh instance of the module at
+/// `path`.
+fn greedy_fingerprint(ctx: &mut Context, case: &Case, path: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
+    let module = ctx.wasm_module(path)?;
+    let mut inst = AbiInstance::new(module, WasmLimits::default())?;
+    ok("load", inst.load_chunked(case.bytes, LOAD_CHUNK_BYTES))?;
+    ok("set_logits_digest", inst.set_logits_digest(1))?;
+    let out = inst.alloc(16)?;
+    let prompt = inst.alloc_with(case.prompt)?;
+    let n = case.decode_tokens;
+    ok("set_sampling", inst.set_sampling(0.0, u32::MAX, 1.0, 1, n))?;
+    ok("start", inst.start(prompt, case.prompt.len() as u32))?;
+    for _ in 0..n {
+        ok("step", inst.step(out))?;
+    }
+    let output = |inst: &mut AbiInstance, kind: u32| -> Result<Vec<u8>> {
+        inst.output(kind)?
+            .map_err(|code| anyhow!("output {kind} failed with code {code}"))
+    };
+    Ok((output(&mut inst, 2)?, output(&mut inst, 4)?))
+}
 
 /// An engine: its name and how it gets ready to measure one model.
 pub struct Engine {
@@ -145,7 +176,9 @@ impl<'p> Context<'p> {
 
 /// Measures `engines` on `case` in rounds. Each engine is prepared first (loaded, one untimed
 /// prefill and decode, peak memory taken). Then come `case.runs` rounds of loads, then
-/// `case.runs` rounds of a prefill and a decode. In a round every engine runs once, in turn, so
+/// `case.runs` rounds of a prefill and a decode. In a round every engine runs once, in turn (in
+/// the list's order in even rounds and in reverse in odd ones, so that no engine always runs
+/// right after another: a constant bias of the position cancels out of the median), so
 /// that engine i's run r and engine j's run r are a fraction of a second apart, as are an
 /// engine's prefill and decode of one round: on a shared machine, whose load changes from
 /// minute to minute, their ratios compare like with like ([`Measured::decode_rounds_s`]). Each
@@ -159,13 +192,16 @@ pub fn measure(ctx: &mut Context, case: &Case, engines: &[&Engine]) -> Result<Ve
     }
     let n = prepared.len();
     let mut times = vec![[const { Vec::new() }; 3]; n];
-    for _ in 0..case.runs {
-        for (p, t) in prepared.iter_mut().zip(&mut times) {
-            t[0].push(p.runner.load()?);
+    // Engine indices of round r: forward in even rounds, backward in odd ones.
+    let order = |r: usize| (0..n).map(move |i| if r.is_multiple_of(2) { i } else { n - 1 - i });
+    for r in 0..case.runs {
+        for i in order(r) {
+            times[i][0].push(prepared[i].runner.load()?);
         }
     }
-    for _ in 0..case.runs {
-        for (p, t) in prepared.iter_mut().zip(&mut times) {
+    for r in 0..case.runs {
+        for i in order(r) {
+            let (p, t) = (&mut prepared[i], &mut times[i]);
             p.runner.prefill()?;
             t[1].push(p.runner.prefill()?);
             p.runner.decode()?;

@@ -5,10 +5,13 @@
 
 use super::engines::{self, Case, Context, Engine, Measured, ENGINES};
 use super::{load_average, stream_read, Rate, Stats, STREAM_BYTES};
+use crate::engine::wasmtime::{AbiInstance, WasmLimits};
+use crate::engine::ABI_VERSION;
 use crate::fixtures::{byte_vocab, encode_tensor, SplitMix64};
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context as _, Result};
 use runtime::format::{self, llama, Config, DType, ModelFile, TensorData};
 use serde::Serialize;
+use sha2::Digest;
 use std::path::Path;
 
 /// Tokens of the prefill prompt: BOS and 127 bytes (one token each in the byte vocabulary).
@@ -149,9 +152,9 @@ pub struct Row {
     /// "native heap" (the harness's counting allocator) or "wasm linear memory".
     pub peak_kind: &'static str,
     pub over_budget: Option<bool>,
-    /// Engine `wasmtime-file`'s speed over engine `wasmtime`'s on this model when both ran
-    /// (`--wasm`): the median of the rounds' ratios, with their lowest and highest.
-    pub against_wasmtime: Option<Against>,
+    /// Engine `wasmtime-file`'s speed over engine `wasmtime`'s on this model (`--wasm`): the
+    /// median of the rounds' ratios, with their lowest and highest. None in other rows.
+    pub against: Option<Against>,
 }
 
 /// An engine's prefill and decode speed over another's measured in the same rounds.
@@ -163,8 +166,8 @@ pub struct Against {
 }
 
 impl Against {
-    /// `m`'s speed over `base`'s (named `engine`), round by round; None unless both were
-    /// measured in the same rounds.
+    /// `m`'s speed over `base`'s (named `engine`), round r's over round r's; None unless both
+    /// have the same nonzero number of rounds (for [`engines::measure`]'s, made together).
     pub fn of(m: &Measured, base: &Measured, engine: &'static str) -> Option<Against> {
         let p = PROMPT_TOKENS as f64;
         let d = f64::from(DECODE_TOKENS);
@@ -185,10 +188,20 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// The module `--wasm` measured as engine `wasmtime-file`.
+#[derive(Clone, Debug, Serialize)]
+pub struct WasmFile {
+    pub path: String,
+    /// SHA-256 of its bytes, lowercase hex.
+    pub sha256: String,
+}
+
 /// The whole report (`--json` prints it).
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub bench: &'static str,
+    /// The module of engine `wasmtime-file` (`--wasm`), if any.
+    pub wasm_file: Option<WasmFile>,
     pub runs: usize,
     pub prompt_tokens: usize,
     pub decode_tokens: u32,
@@ -290,7 +303,7 @@ pub fn print_row(row: &Row) -> std::io::Result<()> {
             ))
             .unwrap_or_default(),
     )?;
-    if let Some(a) = row.against_wasmtime {
+    if let Some(a) = row.against {
         let (p, d) = (a.prefill, a.decode);
         crate::outln!(
             "{:<33} against {}: prefill x{} decode x{} (median of the rounds' ratios)",
@@ -408,7 +421,7 @@ impl BenchModel {
             peak_bytes: m.peak_bytes,
             peak_kind: m.peak_kind,
             over_budget: m.peak_bytes.map(|p| p > budget_bytes),
-            against_wasmtime: None,
+            against: None,
         }
     }
 }
@@ -520,15 +533,42 @@ pub fn print_skipped(s: &Skipped) -> std::io::Result<()> {
 pub fn run(selection: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usize>) -> Result<()> {
     let runs = selection.runs;
     anyhow::ensure!(runs > 0, "--runs must be at least 1");
-    let mut engines = engines(selection.engines)?;
+    let mut selected = engines(selection.engines)?;
     check_selection(selection.shape, selection.dtypes)?;
     let mut ctx = Context::new(peak);
-    if let Some(path) = selection.wasm {
-        // Compiled before any output: a missing or invalid module is refused first.
-        ctx.wasm_module(path)?;
-        ctx.module_file = Some(path.to_path_buf());
-        engines.push(&engines::MODULE_FILE);
-    }
+    let wasm_file = match selection.wasm {
+        Some(path) => {
+            // Before any output: a module that is missing, not wasm or not the runtime's ABI
+            // is refused first.
+            let bytes = std::fs::read(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            let module = ctx.wasm_module(path)?;
+            let mut inst = AbiInstance::new(module, WasmLimits::default())
+                .with_context(|| format!("{}: not a module of the runtime", path.display()))?;
+            let version = inst.abi_version()?;
+            anyhow::ensure!(
+                version == ABI_VERSION,
+                "{}: ABI version {version}, the harness speaks {ABI_VERSION}",
+                path.display()
+            );
+            ctx.module_file = Some(path.to_path_buf());
+            // Compared with engine wasmtime, right after it in every round.
+            if !selected.iter().any(|e| e.name == "wasmtime") {
+                let built = ENGINES.iter().find(|e| e.name == "wasmtime");
+                selected.extend(built);
+                selected.sort_by_key(|e| ENGINES.iter().position(|x| x.name == e.name));
+            }
+            let at = selected
+                .iter()
+                .position(|e| e.name == "wasmtime")
+                .map_or(0, |i| i + 1);
+            selected.insert(at, &engines::MODULE_FILE);
+            Some(WasmFile {
+                path: path.display().to_string(),
+                sha256: crate::smoke::hex(&sha2::Sha256::digest(&bytes)),
+            })
+        }
+        None => None,
+    };
     let load_average_before = load_average();
     if !json {
         if let Some([a, b, c]) = load_average_before {
@@ -565,22 +605,22 @@ pub fn run(selection: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usiz
                 mib(model.tensor_bytes()),
             )?;
         }
-        let measured = engines::measure(&mut ctx, &case, &engines)?;
-        let native = engines
+        let measured = engines::measure(&mut ctx, &case, &selected)?;
+        let native = selected
             .iter()
             .zip(&measured)
             .find(|(e, _)| e.name == "native")
             .map(|(_, m)| m);
-        let built = engines
+        let built = selected
             .iter()
             .zip(&measured)
             .find(|(e, _)| e.name == "wasmtime")
             .map(|(_, m)| m);
-        for (engine, m) in engines.iter().zip(&measured) {
+        for (engine, m) in selected.iter().zip(&measured) {
             let baseline = native.filter(|n| !std::ptr::eq(*n, m));
             let mut row = model.row(engine.name, m, baseline, Some(stream));
             if engine.name == engines::MODULE_FILE.name {
-                row.against_wasmtime = built.and_then(|b| Against::of(m, b, "wasmtime"));
+                row.against = built.and_then(|b| Against::of(m, b, "wasmtime"));
             }
             if !json {
                 print_row(&row)?;
@@ -590,6 +630,7 @@ pub fn run(selection: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usiz
     }
     let report = Report {
         bench: "model",
+        wasm_file,
         runs,
         prompt_tokens: PROMPT_TOKENS,
         decode_tokens: DECODE_TOKENS,
@@ -755,7 +796,7 @@ pub(crate) mod tests {
         );
         ctx.module_file = Some(crate::engine::wasmtime::WasmVariant::Simd128.path());
         let m = measure(&mut ctx, &case, &[built, &engines::MODULE_FILE])
-            .expect("the built module runs as a file too");
+            .expect("the built module runs as a file too (the same greedy run)");
         let a = Against::of(&m[1], &m[0], "wasmtime").expect("paired by rounds");
         for r in [a.prefill, a.decode] {
             assert!(

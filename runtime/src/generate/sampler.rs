@@ -347,11 +347,11 @@ fn argmax(logits: &[f32]) -> u32 {
 
 /// [`argmax`] in portable code, in chunks: the largest key of each chunk (a branch-free maximum
 /// the compiler vectorizes), the first chunk holding the overall largest, then the first index
-/// in that chunk. The simd128 module keeps it for its kernel selftest.
-#[cfg_attr(
-    all(target_arch = "wasm32", target_feature = "simd128"),
-    allow(dead_code)
-)]
+/// in that chunk. In the simd128 module only its kernel selftest uses it.
+#[cfg(any(
+    not(all(target_arch = "wasm32", target_feature = "simd128")),
+    feature = "kernel-selftest"
+))]
 pub(crate) fn argmax_portable(logits: &[f32]) -> u32 {
     const CHUNK: usize = 64;
     let mut best_key = i32::MIN;

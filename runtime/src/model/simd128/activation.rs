@@ -11,20 +11,19 @@
 //! +inf above 89, +0 below −104 and a NaN argument returned as it came.
 //!
 //! LLVM vectorizes the portable loops too; these kernels are a few percent faster (measured:
-//! prefill 1 to 3 %, which is where SwiGLU and softmax weigh). LLVM's wasm backend emits each
-//! f64x2 chain's 26 dependent operations together, and wasmtime keeps that order, so four
-//! chains written side by side do not run side by side.
+//! prefill 1 to 3 %, decode about 1 %: `tinyrustlm bench model --wasm`).
 
 use core::arch::wasm32::{
-    f32x4, f32x4_add, f32x4_demote_f64x2_zero, f32x4_div, f32x4_extract_lane, f32x4_gt, f32x4_lt,
-    f32x4_mul, f32x4_ne, f32x4_neg, f32x4_pmax, f32x4_pmin, f32x4_splat, f32x4_sub, f64x2_add,
-    f64x2_gt, f64x2_mul, f64x2_promote_low_f32x4, f64x2_splat, f64x2_sub, i32x4_shuffle, i64x2_add,
-    i64x2_shl, i64x2_splat, u64x2_splat, v128, v128_and, v128_andnot, v128_bitselect, v128_or,
+    f32x4, f32x4_add, f32x4_demote_f64x2_zero, f32x4_div, f32x4_gt, f32x4_lt, f32x4_mul, f32x4_ne,
+    f32x4_neg, f32x4_pmax, f32x4_pmin, f32x4_splat, f32x4_sub, f64x2_add, f64x2_gt, f64x2_mul,
+    f64x2_promote_low_f32x4, f64x2_splat, f64x2_sub, i32x4_shuffle, i64x2_add, i64x2_shl,
+    i64x2_splat, u64x2_splat, v128, v128_and, v128_andnot, v128_bitselect, v128_or,
 };
 
+use super::lanes;
 use crate::model::math::{self, EXP_COEFFS, INV_LN2, LN2_HI, LN2_LO, ROUND_MAGIC};
 
-/// Elements per step of the kernels: two f32x4, four f64x2 chains.
+/// Elements per step of the kernels: two f32x4, four f64x2.
 pub(crate) const EXP_LANES: usize = 8;
 
 /// An f32x4 of four elements.
@@ -36,12 +35,7 @@ fn load(x: &[f32]) -> v128 {
 /// Writes an f32x4's lanes to four elements.
 #[inline(always)]
 fn store(out: &mut [f32], v: v128) {
-    out[..4].copy_from_slice(&[
-        f32x4_extract_lane::<0>(v),
-        f32x4_extract_lane::<1>(v),
-        f32x4_extract_lane::<2>(v),
-        f32x4_extract_lane::<3>(v),
-    ]);
+    out[..4].copy_from_slice(&lanes(v));
 }
 
 /// `math::round_half_away_f64` of each f64 lane: `s = v ± 0.5` (v's sign), then |s| truncated
@@ -65,9 +59,7 @@ pub(crate) fn exp_f64x2(d: v128) -> v128 {
     let k = round_half_away(f64x2_mul(d, f64x2_splat(INV_LN2)));
     let hi = f64x2_sub(d, f64x2_mul(k, f64x2_splat(LN2_HI)));
     let r = f64x2_sub(hi, f64x2_mul(k, f64x2_splat(LN2_LO)));
-    let Some((&top, rest)) = EXP_COEFFS.split_last() else {
-        return d;
-    };
+    let [rest @ .., top] = EXP_COEFFS;
     let mut p = f64x2_splat(top);
     for &c in rest.iter().rev() {
         p = f64x2_add(f64x2_mul(p, r), f64x2_splat(c));

@@ -59,8 +59,9 @@ use crate::sha256::{sha256, sha256_x4};
 
 mod elementwise;
 
-/// Runs the f16 check and `cases` random cases drawn from `seed`. Returns 0 when every result
-/// agrees, else 1 + the number of the first failing case (case 0 is the f16 check).
+/// Runs the checks of case 0 (f16 widening, the SHA-256 lanes, exp and the greedy pick) and
+/// `cases` random cases drawn from `seed`. Returns 0 when every result agrees, else 1 + the
+/// number of the first failing case.
 pub fn run(seed: u32, cases: u32) -> u32 {
     if !f16_widening_agrees()
         || !sha256_lanes_agree()

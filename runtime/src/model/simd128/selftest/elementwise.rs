@@ -6,7 +6,7 @@ use super::{same, Rng};
 use crate::generate::sampler::argmax_portable;
 use core::arch::wasm32::{f64x2, f64x2_extract_lane};
 
-use crate::model::math::{exp_f32, exp_f64, silu_f32};
+use crate::model::math::{exp_f32, exp_f64, silu_f32, INV_LN2};
 use crate::model::simd128::activation::{exp8, exp_f64x2, exp_shifted, swiglu, EXP_LANES};
 use crate::model::simd128::argmax::argmax;
 use crate::model::simd128::{f32x4_of, lanes};
@@ -45,10 +45,11 @@ fn exp8_agrees(x: &[f32; EXP_LANES]) -> bool {
         f32x4_of([x[4], x[5], x[6], x[7]]),
     ];
     let got = exp8(v).map(lanes);
+    // Exact bits, NaNs included: exp returns a NaN argument as it came (spec/math.md).
     let f32_ok = x
         .iter()
         .enumerate()
-        .all(|(i, &x)| same(got[i / 4][i % 4], exp_f32(x)));
+        .all(|(i, &x)| got[i / 4][i % 4].to_bits() == exp_f32(x).to_bits());
     // Before the rounding to f32, on the clamped arguments: the f64 bits themselves, so that a
     // difference too small to change the f32 result still shows.
     let d = x.map(|x| f64::from(x.clamp(-104.0, 89.0)));
@@ -64,8 +65,9 @@ fn exp8_agrees(x: &[f32; EXP_LANES]) -> bool {
 }
 
 /// exp over a sweep of every 509th f32 bit pattern (about 8.4 million, every exponent and sign),
-/// the edges and their neighbours, and the half-integer multiples of ln 2 in the clamped range
-/// (where `x / ln 2` is rounded half away from zero) and their neighbours, eight at a time.
+/// the edges and their neighbours, and the f32 values nearest the half-integer multiples of
+/// ln 2 in the clamped range (where k's rounding turns) and their neighbours, eight at a time;
+/// and the f64 part on exact ties of k's rounding ([`exact_ties_agree`]).
 pub(super) fn exp_agrees() -> bool {
     let mut xs: Vec<f32> = Vec::new();
     for e in EXP_EDGES {
@@ -80,20 +82,46 @@ pub(super) fn exp_agrees() -> bool {
     let edges_ok = xs
         .chunks(EXP_LANES)
         .all(|c| exp8_agrees(&core::array::from_fn(|i| c.get(i).copied().unwrap_or(1.0))));
-    let mut bits = 0u32;
-    let mut batch = [0.0f32; EXP_LANES];
-    let mut ok = edges_ok;
-    for n in 0.. {
-        let Some(next) = bits.checked_add(509) else {
-            break;
-        };
-        batch[n % EXP_LANES] = f32::from_bits(bits);
-        bits = next;
-        if n % EXP_LANES == EXP_LANES - 1 {
+    let mut ok = edges_ok && exact_ties_agree();
+    let mut batch = [1.0f32; EXP_LANES];
+    let mut filled = 0;
+    let mut bits = Some(0u32);
+    while let Some(b) = bits {
+        batch[filled] = f32::from_bits(b);
+        filled += 1;
+        bits = b.checked_add(509);
+        if filled == EXP_LANES || bits.is_none() {
             ok &= exp8_agrees(&batch);
+            filled = 0;
         }
     }
     ok
+}
+
+/// [`exp_f64x2`] against `exp_f64` where `x / ln 2` is exactly a half-integer (k's rounding
+/// half away from zero decides): f64 arguments near each (h + ½)·ln 2 in [−104, 89] whose
+/// product by INV_LN2 is exactly h + ½, found by trying neighbours (no f32 argument lands on
+/// one). Fails if fewer than ten such arguments are found.
+fn exact_ties_agree() -> bool {
+    let mut found = 0;
+    let mut ok = true;
+    for h in -151..=128 {
+        let half = f64::from(h) + 0.5;
+        let near = (half * core::f64::consts::LN_2).to_bits();
+        for step in 0..4096u64 {
+            let d = f64::from_bits(near.wrapping_add(step).wrapping_sub(2048));
+            if !(-104.0..=89.0).contains(&d) || d * INV_LN2 != half {
+                continue;
+            }
+            found += 1;
+            let e = exp_f64x2(f64x2(d, -d));
+            ok &= f64x2_extract_lane::<0>(e).to_bits() == exp_f64(d).to_bits();
+            if (-104.0..=89.0).contains(&-d) {
+                ok &= f64x2_extract_lane::<1>(e).to_bits() == exp_f64(-d).to_bits();
+            }
+        }
+    }
+    ok && found >= 10
 }
 
 /// An activation-like f32: mostly moderate values, sometimes an exp edge, a huge value or any
