@@ -658,9 +658,9 @@ pub fn run(selection: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usiz
 }
 
 /// How the in-process engines were timed ([`engines::measure`]).
-pub const ROUNDS_NOTE: &str = "(in-process engines run in turn: rounds of a load, then rounds of \
-     a prefill and a decode, each after an untimed one; a ratio in parentheses is the median \
-     (lowest..highest) of the rounds' ratios)";
+pub const ROUNDS_NOTE: &str = "(in-process engines run in turn, in the opposite order every \
+     other round: rounds of a load, then rounds of a prefill and a decode, each after an untimed \
+     one; a ratio in parentheses is the median (lowest..highest) of the rounds' ratios)";
 
 /// What the table's figures mean.
 pub fn footnote(runs: usize) -> String {
