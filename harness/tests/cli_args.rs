@@ -19,11 +19,22 @@ fn closed_pipe() -> std::io::PipeWriter {
 }
 
 /// Runs `args` and requires exit code 2 with `needle` in stderr.
-fn refused(args: &[&str], needle: &str) {
+fn refused(args: &[&str], needle: &str) -> std::process::Output {
     let o = tinyrustlm(args);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
     assert!(err.contains(needle), "{args:?}: {err}");
+    o
+}
+
+/// [`refused`], and nothing printed on stdout.
+fn refused_before_any_output(args: &[&str], needle: &str) {
+    let o = refused(args, needle);
+    assert!(
+        o.stdout.is_empty(),
+        "{args:?} printed {:?}",
+        String::from_utf8_lossy(&o.stdout)
+    );
 }
 
 #[test]
@@ -47,16 +58,7 @@ fn bench_refuses_unknown_shapes_and_dtypes_before_any_output() {
             ("--shape", "stories99M", "unknown shape"),
             ("--dtype", "q5_0", "unknown dtype"),
         ] {
-            let args = ["bench", what, flag, value];
-            let o = tinyrustlm(&args);
-            let err = String::from_utf8_lossy(&o.stderr);
-            assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
-            assert!(err.contains(needle), "{args:?}: {err}");
-            assert!(
-                o.stdout.is_empty(),
-                "{args:?} printed {:?}",
-                String::from_utf8_lossy(&o.stdout)
-            );
+            refused_before_any_output(&["bench", what, flag, value], needle);
         }
     }
 }
@@ -80,15 +82,7 @@ fn bench_model_refuses_a_wasm_module_it_cannot_use() {
     ] {
         let path = path.to_str().unwrap();
         let args = ["bench", "model", "--shape", "stories15M", "--wasm", path];
-        let o = tinyrustlm(&args);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?}: {err}");
-        assert!(
-            o.stdout.is_empty(),
-            "{args:?} printed {:?}",
-            String::from_utf8_lossy(&o.stdout)
-        );
+        refused_before_any_output(&args, needle);
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

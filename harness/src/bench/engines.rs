@@ -167,8 +167,16 @@ impl<'p> Context<'p> {
     pub fn wasm_module(&mut self, path: &Path) -> Result<&WasmModule> {
         if !self.modules.contains_key(path) {
             let bytes = std::fs::read(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            return self.wasm_module_of(path, &bytes);
+        }
+        Ok(&self.modules[path])
+    }
+
+    /// [`Context::wasm_module`] for a caller that has read `path`'s `bytes` already.
+    pub fn wasm_module_of(&mut self, path: &Path, bytes: &[u8]) -> Result<&WasmModule> {
+        if !self.modules.contains_key(path) {
             self.modules
-                .insert(path.to_path_buf(), WasmModule::compile_unmetered(&bytes)?);
+                .insert(path.to_path_buf(), WasmModule::compile_unmetered(bytes)?);
         }
         Ok(&self.modules[path])
     }

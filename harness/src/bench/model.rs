@@ -541,7 +541,7 @@ pub fn run(selection: &Selection, json: bool, peak: &dyn Fn(bool) -> Option<usiz
             // Before any output: a module that is missing, not wasm or not the runtime's ABI
             // is refused first.
             let bytes = std::fs::read(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-            let module = ctx.wasm_module(path)?;
+            let module = ctx.wasm_module_of(path, &bytes)?;
             let mut inst = AbiInstance::new(module, WasmLimits::default())
                 .with_context(|| format!("{}: not a module of the runtime", path.display()))?;
             let version = inst.abi_version()?;
@@ -747,17 +747,22 @@ pub(crate) mod tests {
         assert_eq!(row.prefill_over_decode_spread, Some([4.0, 16.0]));
     }
 
+    /// Three rounds of `model` with a short prompt and four decode steps.
+    fn tiny_case(model: &BenchModel) -> Case<'_> {
+        Case {
+            bytes: &model.bytes,
+            runs: 3,
+            prompt: b"once upon a time",
+            decode_tokens: 4,
+        }
+    }
+
     #[test]
     fn engines_measured_together_run_in_rounds() {
         let model = tiny();
         let peak = |_: bool| None;
         let mut ctx = Context::new(&peak);
-        let case = Case {
-            bytes: &model.bytes,
-            runs: 3,
-            prompt: b"once upon a time",
-            decode_tokens: 4,
-        };
+        let case = tiny_case(&model);
         let engines: Vec<_> = ENGINES
             .iter()
             .filter(|e| e.name == "native" || e.name == "wasmtime")
@@ -783,12 +788,7 @@ pub(crate) mod tests {
         let model = tiny();
         let peak = |_: bool| None;
         let mut ctx = Context::new(&peak);
-        let case = Case {
-            bytes: &model.bytes,
-            runs: 3,
-            prompt: b"once upon a time",
-            decode_tokens: 4,
-        };
+        let case = tiny_case(&model);
         let built = ENGINES.iter().find(|e| e.name == "wasmtime").unwrap();
         assert!(
             measure(&mut ctx, &case, &[&engines::MODULE_FILE]).is_err(),

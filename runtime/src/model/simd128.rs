@@ -689,11 +689,7 @@ pub(crate) fn matvec_q8_0(
     interleaved: bool,
 ) -> usize {
     let (c, q, r, b) = (q8_0_codes, quad_codes_q8_0, plain_act_codes, no_bias);
-    if interleaved {
-        matvec_cases::<_, _, true>(out, bytes, act, finite, c, q, r, b)
-    } else {
-        matvec_cases::<_, _, false>(out, bytes, act, finite, c, q, r, b)
-    }
+    matvec_cases(out, bytes, act, (finite, interleaved), c, q, r, b)
 }
 
 /// The q4_0 rows (18-byte blocks) of the whole groups of four, as [`matvec_q8_0`].
@@ -705,17 +701,35 @@ pub(crate) fn matvec_q4_0(
     interleaved: bool,
 ) -> usize {
     let (c, q, r, b) = (q4_0_packed, quad_codes_q4_0, packed_act_codes, nibble_bias);
+    matvec_cases(out, bytes, act, (finite, interleaved), c, q, r, b)
+}
+
+/// [`matvec_groups`] in the case the matrix's `(finite, interleaved)` and the activation
+/// scales select.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)] // the operands, then how to read and prepare blocks
+fn matvec_cases<const BB: usize, const Q: usize>(
+    out: &mut [f32],
+    bytes: &[u8],
+    act: &[BlockQ8],
+    (finite, interleaved): (bool, bool),
+    codes: impl Fn(&[u8; BB]) -> Codes + Copy,
+    quad: impl Fn(&[u8; Q]) -> [Codes; 4] + Copy,
+    recast: impl Fn(&[v128; 4]) -> [v128; 4] + Copy,
+    bias: impl Fn(&[v128; 4]) -> v128 + Copy,
+) -> usize {
+    let (c, q, r, b) = (codes, quad, recast, bias);
     if interleaved {
-        matvec_cases::<_, _, true>(out, bytes, act, finite, c, q, r, b)
+        matvec_scales::<_, _, true>(out, bytes, act, finite, c, q, r, b)
     } else {
-        matvec_cases::<_, _, false>(out, bytes, act, finite, c, q, r, b)
+        matvec_scales::<_, _, false>(out, bytes, act, finite, c, q, r, b)
     }
 }
 
-/// [`matvec_groups`] in the case `finite` and the activation scales select.
+/// [`matvec_cases`] for one layout of the rows (`INTERLEAVED`).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)] // the operands, then how to read and prepare blocks
-fn matvec_cases<const BB: usize, const Q: usize, const INTERLEAVED: bool>(
+fn matvec_scales<const BB: usize, const Q: usize, const INTERLEAVED: bool>(
     out: &mut [f32],
     bytes: &[u8],
     act: &[BlockQ8],
