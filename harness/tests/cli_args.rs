@@ -87,6 +87,102 @@ fn bench_model_refuses_a_wasm_module_it_cannot_use() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The built simd128 module with `patch` applied, written to `path` (a module of the runtime in
+/// every way the patch leaves).
+fn patched_module(path: &std::path::Path, patch: impl FnOnce(&mut Vec<u8>)) {
+    let built = harness::engine::wasmtime::WasmVariant::Simd128.path();
+    let mut bytes = std::fs::read(&built).unwrap();
+    patch(&mut bytes);
+    std::fs::write(path, &bytes).unwrap();
+}
+
+/// The byte range of the body of the function the module exports as `name` (the module imports
+/// no function, as the runtime's never does).
+fn exported_body(bytes: &[u8], name: &str) -> std::ops::Range<usize> {
+    use wasmparser::{ExternalKind, Parser, Payload};
+    let (mut index, mut bodies) = (None, Vec::new());
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.unwrap() {
+            Payload::ImportSection(_) => panic!("the runtime module imports nothing"),
+            Payload::ExportSection(exports) => {
+                for e in exports {
+                    let e = e.unwrap();
+                    if e.name == name && e.kind == ExternalKind::Func {
+                        index = Some(e.index as usize);
+                    }
+                }
+            }
+            Payload::CodeSectionEntry(body) => bodies.push(body.range()),
+            _ => {}
+        }
+    }
+    bodies[index.unwrap_or_else(|| panic!("{name} is not exported"))].clone()
+}
+
+/// A module that exports the runtime's whole ABI but answers another ABI version is refused
+/// before any output: the built module with `trlm_abi_version`'s constant raised by one.
+#[test]
+fn bench_model_refuses_a_module_of_another_abi_version() {
+    let dir = std::env::temp_dir().join(format!("trlm-bench-abi-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let other = dir.join("abi3.wasm");
+    patched_module(&other, |bytes| {
+        let body = exported_body(bytes, "trlm_abi_version");
+        // No locals, `i32.const 2`, `end`.
+        assert_eq!(bytes[body.clone()], [0x00, 0x41, 0x02, 0x0b]);
+        bytes[body.start + 2] = 0x03;
+    });
+    let path = other.to_str().unwrap();
+    let args = ["bench", "model", "--shape", "stories15M", "--wasm", path];
+    refused_before_any_output(&args, "ABI version 3, the harness speaks 2");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A module of the runtime's ABI whose results differ from the built module's is refused before
+/// it is timed: the built module with exp's coefficient 1/3! (an f64 constant of spec/math.md's
+/// `exp_f64`, in every place it occurs) replaced by 1/8, which changes the logits.
+#[test]
+fn bench_model_refuses_a_module_whose_results_differ() {
+    let dir = std::env::temp_dir().join(format!("trlm-bench-differ-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let other = dir.join("exp.wasm");
+    patched_module(&other, |bytes| {
+        let (third, eighth) = (1.0f64 / 6.0, 0.125f64);
+        assert_eq!(third.to_bits(), 0x3fc5_5555_5555_5555);
+        let (from, to) = (third.to_le_bytes(), eighth.to_le_bytes());
+        let mut found = 0;
+        for at in 0..bytes.len() - 8 {
+            if bytes[at..at + 8] == from {
+                bytes[at..at + 8].copy_from_slice(&to);
+                found += 1;
+            }
+        }
+        assert!(found > 0, "1/3! is not in the module");
+    });
+    let path = other.to_str().unwrap();
+    let args = [
+        "bench",
+        "model",
+        "--shape",
+        "stories15M",
+        "--dtype",
+        "q4_0",
+        "--engine",
+        "wasmtime",
+        "--runs",
+        "1",
+        "--wasm",
+        path,
+    ];
+    let o = refused(&args, "differ from the built simd128 module's");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        !out.contains("wasmtime-file"),
+        "no figures of the module: {out}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn bench_model_refuses_an_empty_selection() {
     // stories42M in f32 is over the model budget: nothing is left to measure.

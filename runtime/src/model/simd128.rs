@@ -6,9 +6,9 @@
 //! Chain i is the q8_0 / q4_0 dot product of spec/determinism.md, bit for bit:
 //! - the 32 code products of a block are summed exactly in i32 (codes loaded sign-extended to
 //!   i16 with `v128.load8x8_s`, q4_0 nibbles unpacked in i16 lanes — or, in the whole-matrix
-//!   and prefill kernels, the packed bytes against recast activation codes
-//!   ([`packed_act_codes`]) — then
-//!   `i32x4.dot_i16x8_s` and `i32x4.add`); the four chains' i32x4 partial sums are reduced
+//!   and prefill kernels, a block's code bytes read as i16 lanes ([`q4_0_lanes`]) against
+//!   recast activation codes ([`lane_act_codes`]) — then `i32x4.dot_i16x8_s` and
+//!   `i32x4.add`); the four chains' i32x4 partial sums are reduced
 //!   together by a 4×4 transpose-add into one i32x4 `[sumi_0, .., sumi_3]` (integer sums are
 //!   exact, their order is free);
 //! - the float part is 4-wide with lane i = chain i: `acc = acc + (f32(sumi) * (dw * dx))`, one
@@ -19,11 +19,12 @@
 //!   [`crate::model::quant::f16_to_f32`] (a power-of-two product, see [`f16x4_to_f32x4`]).
 
 use core::arch::wasm32::{
-    f32x4, f32x4_add, f32x4_convert_i32x4, f32x4_extract_lane, f32x4_mul, f32x4_splat, i16x8_eq,
-    i16x8_extend_low_i8x16, i16x8_shl, i16x8_shr, i16x8_shuffle, i16x8_splat, i16x8_sub, i32x4_add,
-    i32x4_dot_i16x8, i32x4_eq, i32x4_extend_high_i16x8, i32x4_extend_low_i16x8, i32x4_shl,
-    i32x4_shr, i32x4_shuffle, i32x4_sub, u16x8_extend_low_u8x16, u16x8_extract_lane, u16x8_max,
-    u16x8_shr, u16x8_splat, u32x4, u32x4_splat, u64x2, v128, v128_and, v128_any_true, v128_or,
+    f32x4, f32x4_add, f32x4_convert_i32x4, f32x4_extract_lane, f32x4_mul, f32x4_splat, i16x8,
+    i16x8_eq, i16x8_extend_low_i8x16, i16x8_shl, i16x8_shr, i16x8_shuffle, i16x8_splat, i16x8_sub,
+    i32x4_add, i32x4_dot_i16x8, i32x4_eq, i32x4_extend_high_i16x8, i32x4_extend_low_i16x8,
+    i32x4_shl, i32x4_shr, i32x4_shuffle, i32x4_sub, u16x8_extend_low_u8x16, u16x8_extract_lane,
+    u16x8_max, u16x8_shr, u16x8_splat, u32x4, u32x4_splat, u64x2, v128, v128_and, v128_any_true,
+    v128_or, v128_xor,
 };
 
 pub(crate) mod act_quant;
@@ -99,26 +100,17 @@ fn q4_0_nibbles(blk: &[u8; Q4_0_BLOCK_BYTES]) -> Codes {
     }
 }
 
-/// A q4_0 block's 16 packed bytes zero-extended to i16 (bytes 0..8 and 8..16) and their high
-/// nibbles (the same shifted right by 4): against [`packed_act_codes`] its block sums are those
-/// of the bare nibbles of [`q4_0_nibbles`] (no mask for the low nibbles).
+/// A q4_0 block's 16 code bytes as eight i16 lanes, lane i = bytes 2 i and 2 i + 1 with the top
+/// bit flipped (`v128.xor` of 0x8000: nibbles n0 = elements 2 i, n1 = 2 i + 16, n2 = 2 i + 1 and
+/// n3 − 8 = 2 i + 17 as `n0 + 16 n1 + 256 n2 + 4096 (n3 − 8)`, an i16), and that shifted right
+/// arithmetically by 4, 8 and 12 (`n1 + 16 n2 + 256 (n3 − 8)`, `n2 + 16 (n3 − 8)`, `n3 − 8`,
+/// exact): against [`lane_act_codes`] its block sums are those of the bare nibbles except the
+/// last, which carries its −8 (see [`lane_bias`]).
 #[inline(always)]
-fn q4_0_packed(blk: &[u8; Q4_0_BLOCK_BYTES]) -> Codes {
-    const N: usize = Q4_0_BLOCK_BYTES;
-    packed_codes(
-        scale_bits(blk),
-        bytes::<N, 2, 8>(blk),
-        bytes::<N, 10, 8>(blk),
-    )
-}
-
-/// [`q4_0_packed`] of a block given as its scale and its code bytes 0..8 and 8..16.
-#[inline(always)]
-fn packed_codes(scale: u32, low: [u8; 8], high: [u8; 8]) -> Codes {
-    let (b0, b1) = (u8x8_to_u16x8(low), u8x8_to_u16x8(high));
+fn q4_0_lanes(blk: &[u8; Q4_0_BLOCK_BYTES]) -> Codes {
     Codes {
-        scale,
-        w: [b0, b1, u16x8_shr(b0, 4), u16x8_shr(b1, 4)],
+        scale: scale_bits(blk),
+        w: lane_code_bytes(&bytes::<{ Q4_0_BLOCK_BYTES }, 2, 16>(blk)),
     }
 }
 
@@ -141,18 +133,22 @@ fn quad_codes_q8_0(q: &[u8; Q8_0_QUAD_BYTES]) -> [Codes; 4] {
     ]
 }
 
-/// [`q4_0_packed`] of the four blocks of an interleaved q4_0 quad (row i's scale at bytes `2 i`,
-/// its code bytes at `8 + 16 i`), row order.
+/// [`q4_0_lanes`] of the four blocks of an interleaved q4_0 quad (row i's scale at bytes `2 i`,
+/// its code bytes at `8 + 16 i`, held as [`held_lane_code_bytes`] reads them), row order.
 #[inline(always)]
 fn quad_codes_q4_0(q: &[u8; Q4_0_QUAD_BYTES]) -> [Codes; 4] {
     const N: usize = Q4_0_QUAD_BYTES;
     const { assert!(interleave::QUAD_CODES_AT == 8 && N == 72) };
     let s = |i: usize| u32::from(u16::from_le_bytes([q[2 * i], q[2 * i + 1]]));
+    let codes = |scale, c: [u8; 16]| Codes {
+        scale,
+        w: held_lane_code_bytes(&c),
+    };
     [
-        packed_codes(s(0), bytes::<N, 8, 8>(q), bytes::<N, 16, 8>(q)),
-        packed_codes(s(1), bytes::<N, 24, 8>(q), bytes::<N, 32, 8>(q)),
-        packed_codes(s(2), bytes::<N, 40, 8>(q), bytes::<N, 48, 8>(q)),
-        packed_codes(s(3), bytes::<N, 56, 8>(q), bytes::<N, 64, 8>(q)),
+        codes(s(0), bytes::<N, 8, 16>(q)),
+        codes(s(1), bytes::<N, 24, 16>(q)),
+        codes(s(2), bytes::<N, 40, 16>(q)),
+        codes(s(3), bytes::<N, 56, 16>(q)),
     ]
 }
 
@@ -175,10 +171,27 @@ fn q8_0_code_bytes(c: &[u8; 32]) -> [v128; 4] {
     ]
 }
 
-/// [`packed_codes`] of a q4_0 block's 16 code bytes (without its scale).
+/// [`q4_0_lanes`] of a q4_0 block's 16 code bytes (without its scale), as the file has them.
 #[inline(always)]
-fn packed_code_bytes(c: &[u8; 16]) -> [v128; 4] {
-    packed_codes(0, bytes::<16, 0, 8>(c), bytes::<16, 8, 8>(c)).w
+fn lane_code_bytes(c: &[u8; 16]) -> [v128; 4] {
+    shifted_lanes(v128_xor(v128_of(c), i16x8_splat(i16::MIN)))
+}
+
+/// [`q4_0_lanes`] of a q4_0 block's 16 code bytes as an interleaved quad holds them, the top
+/// bit of every odd byte already flipped ([`interleave::held_code`]).
+#[inline(always)]
+fn held_lane_code_bytes(c: &[u8; 16]) -> [v128; 4] {
+    const {
+        assert!(interleave::held_code::<Q4_0_BLOCK_BYTES>(1, 0) == 0x80);
+        assert!(interleave::held_code::<Q4_0_BLOCK_BYTES>(0, 0) == 0);
+    };
+    shifted_lanes(v128_of(c))
+}
+
+/// `[l, l >> 4, l >> 8, l >> 12]` (arithmetic shifts of the i16 lanes).
+#[inline(always)]
+fn shifted_lanes(l: v128) -> [v128; 4] {
+    [l, i16x8_shr(l, 4), i16x8_shr(l, 8), i16x8_shr(l, 12)]
 }
 
 /// The four f16 scales of an interleaved quad of `Q` bytes joined in a u64 (row i's in bits
@@ -188,18 +201,19 @@ fn quad_joined_scales<const Q: usize>(q: &[u8; Q]) -> u64 {
     u64::from_le_bytes(bytes::<Q, 0, 8>(q))
 }
 
-/// The activation codes `x` (as [`act_codes`]) recast for [`q4_0_packed`]: `x_0..16` and
-/// `y_j = x_(j+16) - 16 x_j` for j < 16 (|y_j| ≤ 2175, and |high nibble × y_j| ≤ 32625: i16
-/// operands, exact i32 products). With byte_j = low_j + 16 high_j:
-/// Σ byte_j x_j + Σ high_j y_j = Σ low_j x_j + Σ high_j x_(j+16), the bare-nibble block sum.
+/// The activation codes `x` (as [`act_codes`]) recast for [`q4_0_lanes`]: with `a_i = x_(2i)`,
+/// `b_i = x_(2i+16)`, `c_i = x_(2i+1)` and `d_i = x_(2i+17)` (i < 8), the lanes `a`, `b − 16 a`,
+/// `c − 16 b` and `d − 16 c` (each |·| ≤ 2176: i16 operands, exact i32 products). Lane by lane,
+/// `L a + (L >> 4)(b − 16 a) + (L >> 8)(c − 16 b) + (L >> 12)(d − 16 c)` is
+/// `n0 a + n1 b + n2 c + (n3 − 8) d`.
 #[inline(always)]
-fn packed_act_codes(x: &[v128; 4]) -> [v128; 4] {
-    [
-        x[0],
-        x[1],
-        i16x8_sub(x[2], i16x8_shl(x[0], 4)),
-        i16x8_sub(x[3], i16x8_shl(x[1], 4)),
-    ]
+fn lane_act_codes(x: &[v128; 4]) -> [v128; 4] {
+    let a = i16x8_shuffle::<0, 2, 4, 6, 8, 10, 12, 14>(x[0], x[1]);
+    let c = i16x8_shuffle::<1, 3, 5, 7, 9, 11, 13, 15>(x[0], x[1]);
+    let b = i16x8_shuffle::<0, 2, 4, 6, 8, 10, 12, 14>(x[2], x[3]);
+    let d = i16x8_shuffle::<1, 3, 5, 7, 9, 11, 13, 15>(x[2], x[3]);
+    let less16 = |v, u| i16x8_sub(v, i16x8_shl(u, 4));
+    [a, less16(b, a), less16(c, b), less16(d, c)]
 }
 
 /// The activation codes as they are (rows whose codes are stored as they are).
@@ -481,6 +495,21 @@ fn nibble_bias(x: &[v128; 4]) -> v128 {
     sum4(p, p, p, p)
 }
 
+/// The bias of [`q4_0_lanes`] in every lane: 8 × the sum of the activation block's codes but the
+/// eight `d` codes of [`lane_act_codes`] (elements 17, 19, .., 31), whose −8 the lanes carry.
+#[inline(always)]
+fn lane_bias(x: &[v128; 4]) -> v128 {
+    let p = block_partials(&lane_eights(), x);
+    sum4(p, p, p, p)
+}
+
+/// [`lane_bias`]'s multipliers of the activation codes: 8, and 0 for the elements 17, 19, .., 31.
+#[inline(always)]
+fn lane_eights() -> [v128; 4] {
+    let (eight, even) = (i16x8_splat(8), i16x8(8, 0, 8, 0, 8, 0, 8, 0));
+    [eight, eight, even, even]
+}
+
 /// Four (row, activation) chains of `BB`-byte blocks. Uses the fewest blocks of any chain.
 #[inline(always)]
 fn dot4_each<const BB: usize>(
@@ -700,7 +729,7 @@ pub(crate) fn matvec_q4_0(
     finite: bool,
     interleaved: bool,
 ) -> usize {
-    let (c, q, r, b) = (q4_0_packed, quad_codes_q4_0, packed_act_codes, nibble_bias);
+    let (c, q, r, b) = (q4_0_lanes, quad_codes_q4_0, lane_act_codes, lane_bias);
     matvec_cases(out, bytes, act, (finite, interleaved), c, q, r, b)
 }
 
@@ -1018,15 +1047,15 @@ fn no_bias4(_: &[[v128; 4]; MATMUL_GROUP]) -> v128 {
     u32x4_splat(0)
 }
 
-/// [`nibble_bias`] of each token, lane i for token i: 8 × the sum of its block's 32 codes.
+/// [`lane_bias`] of each token, lane i for token i.
 #[inline(always)]
-fn nibble_bias4(x: &[[v128; 4]; MATMUL_GROUP]) -> v128 {
-    let eight = [i16x8_splat(8); 4];
+fn lane_bias4(x: &[[v128; 4]; MATMUL_GROUP]) -> v128 {
+    let e = lane_eights();
     sum4(
-        block_partials(&eight, &x[0]),
-        block_partials(&eight, &x[1]),
-        block_partials(&eight, &x[2]),
-        block_partials(&eight, &x[3]),
+        block_partials(&e, &x[0]),
+        block_partials(&e, &x[1]),
+        block_partials(&e, &x[2]),
+        block_partials(&e, &x[3]),
     )
 }
 
@@ -1043,12 +1072,7 @@ pub(crate) fn matmul_q8_0(p: BatchedProduct) -> usize {
 
 /// [`matmul_groups`] of q4_0 rows (18-byte blocks), as [`matmul_q8_0`].
 pub(crate) fn matmul_q4_0(p: BatchedProduct) -> usize {
-    let (c, m, r, b) = (
-        q4_0_packed,
-        packed_code_bytes,
-        packed_act_codes,
-        nibble_bias4,
-    );
+    let (c, m, r, b) = (q4_0_lanes, held_lane_code_bytes, lane_act_codes, lane_bias4);
     if p.interleaved {
         matmul_groups::<_, _, true>(p, c, m, r, b)
     } else {

@@ -11,8 +11,9 @@
 //! (every padding case) and at 64 KiB ± 1, against the scalar [`sha256`]. Every
 //! further case draws four (row, activation) chains with edge values weighted in — f16 scales
 //! zero, subnormal, normal, largest, infinite and NaN; activation scales zero, subnormal, huge,
-//! infinite and NaN; codes −128 and 127; random bytes, which cover every q4_0 nibble; block
-//! counts 0, 1, odd and uneven per chain, rows with trailing partial blocks — and compares each
+//! infinite and NaN; codes −128 and 127, q4_0 nibbles all −8 and all 7; random bytes, which
+//! cover every q4_0 nibble; block counts 0, 1, odd and uneven per chain, rows with trailing
+//! partial blocks — and compares each
 //! chain of `dot4_q8_0` (four rows and four activations, four rows and one activation, one row
 //! and four activations), `dot4_q4_0` and the
 //! wired `kernels::dot_q8_0_rows` / `dot_q4_0_rows` with the portable single-row kernels
@@ -207,12 +208,15 @@ impl Rng {
         }
     }
 
-    /// 32 codes: random, or extremes.
+    /// 32 codes: random, or extremes (q8_0's −128 and 127; as q4_0 bytes, 0x00 and 0xff are
+    /// nibbles all −8 and all 7, the extreme i16 lanes of `matvec_q4_0`).
     fn codes(&mut self) -> [u8; QK] {
-        match self.below(8) {
+        match self.below(10) {
             0 => [0x80; QK],
             1 => [0x7f; QK],
             2 => core::array::from_fn(|_| if self.below(2) == 0 { 0x80 } else { 0x7f }),
+            3 => [0x00; QK],
+            4 => [0xff; QK],
             _ => core::array::from_fn(|_| self.byte()),
         }
     }
