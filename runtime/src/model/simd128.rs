@@ -100,17 +100,19 @@ fn q4_0_nibbles(blk: &[u8; Q4_0_BLOCK_BYTES]) -> Codes {
     }
 }
 
-/// A q4_0 block's 16 code bytes as eight i16 lanes, lane i = bytes 2 i and 2 i + 1 with the top
-/// bit flipped (`v128.xor` of 0x8000: nibbles n0 = elements 2 i, n1 = 2 i + 16, n2 = 2 i + 1 and
-/// n3 − 8 = 2 i + 17 as `n0 + 16 n1 + 256 n2 + 4096 (n3 − 8)`, an i16), and that shifted right
-/// arithmetically by 4, 8 and 12 (`n1 + 16 n2 + 256 (n3 − 8)`, `n2 + 16 (n3 − 8)`, `n3 − 8`,
-/// exact): against [`lane_act_codes`] its block sums are those of the bare nibbles except the
-/// last, which carries its −8 (see [`lane_bias`]).
+/// A q4_0 block's 16 code bytes as eight i16 lanes `L`, lane i being bytes 2 i and 2 i + 1 with
+/// the top bit flipped (`v128.xor` of 0x8000). Its nibbles are n0 (element 2 i), n1 (element
+/// 2 i + 16), n2 (element 2 i + 1) and n3 (element 2 i + 17), so the lane is the i16
+/// `n0 + 16 n1 + 256 n2 + 4096 (n3 − 8)`; with it come `L >> 4`, `L >> 8` and `L >> 12`
+/// (arithmetic, exact: `n1 + 16 n2 + 256 (n3 − 8)`, `n2 + 16 (n3 − 8)`, `n3 − 8`). Against
+/// [`lane_act_codes`] its block sums are those of the bare nibbles except n3, which carries its
+/// −8 ([`lane_bias`] takes the other −8s off).
 #[inline(always)]
 fn q4_0_lanes(blk: &[u8; Q4_0_BLOCK_BYTES]) -> Codes {
+    const N: usize = Q4_0_BLOCK_BYTES;
     Codes {
         scale: scale_bits(blk),
-        w: lane_code_bytes(&bytes::<{ Q4_0_BLOCK_BYTES }, 2, 16>(blk)),
+        w: lane_code_bytes(&bytes::<N, 2, 16>(blk)),
     }
 }
 
