@@ -126,15 +126,19 @@ fn bench_model_refuses_a_module_of_another_abi_version() {
     let dir = std::env::temp_dir().join(format!("trlm-bench-abi-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let other = dir.join("abi3.wasm");
+    let version = harness::engine::ABI_VERSION;
+    // A one-byte signed LEB128 for the version and the next one.
+    assert!(version < 63, "the test patches a one-byte i32.const");
     patched_module(&other, |bytes| {
         let body = exported_body(bytes, "trlm_abi_version");
-        // No locals, `i32.const 2`, `end`.
-        assert_eq!(bytes[body.clone()], [0x00, 0x41, 0x02, 0x0b]);
-        bytes[body.start + 2] = 0x03;
+        // No locals, `i32.const version`, `end`.
+        assert_eq!(bytes[body.clone()], [0x00, 0x41, version as u8, 0x0b]);
+        bytes[body.start + 2] = version as u8 + 1;
     });
     let path = other.to_str().unwrap();
     let args = ["bench", "model", "--shape", "stories15M", "--wasm", path];
-    refused_before_any_output(&args, "ABI version 3, the harness speaks 2");
+    let said = format!("ABI version {}, the harness speaks {version}", version + 1);
+    refused_before_any_output(&args, &said);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -151,7 +155,7 @@ fn bench_model_refuses_a_module_whose_results_differ() {
         assert_eq!(third.to_bits(), 0x3fc5_5555_5555_5555);
         let (from, to) = (third.to_le_bytes(), eighth.to_le_bytes());
         let mut found = 0;
-        for at in 0..bytes.len() - 8 {
+        for at in 0..=bytes.len() - 8 {
             if bytes[at..at + 8] == from {
                 bytes[at..at + 8].copy_from_slice(&to);
                 found += 1;

@@ -1,7 +1,7 @@
 //! Four-row interleaved q8_0 and q4_0 storage: how the wasm simd128 module holds a quantized
 //! matrix in memory once its file is verified (spec/determinism.md, SIMD paths: Interleaved
 //! rows). The file format and every result are unchanged; only where a row's blocks lie in memory
-//! moves.
+//! moves, and in q4_0 quads one bit of every odd code byte (see below).
 //!
 //! Rows go in groups of [`GROUP_ROWS`]; a whole group of `nb`-block rows (blocks of `bb` bytes: 34
 //! for q8_0, 18 for q4_0, each an f16 scale then `c = bb − 2` code bytes) is stored as `nb`
@@ -80,7 +80,8 @@ fn copy_codes<const BB: usize>(to: &mut [u8], from: &[u8]) {
 }
 
 /// Rearranges the whole groups of a matrix of `bb`-byte blocks (34 or 18: q8_0 or q4_0;
-/// `rb`-byte rows, a whole number of blocks) from the file's order into quads, in place. `tmp` is
+/// `rb`-byte rows, a whole number of blocks) from the file's order into quads, in place (q4_0's
+/// odd code bytes flipped as [`held_code`] says). `tmp` is
 /// at least `4 × rb` bytes long (the caller's one allocation); another block size, a shorter
 /// `tmp` or a row length that is not a whole number of blocks leave `bytes` as they are and
 /// return `false`.

@@ -45,7 +45,8 @@ use crate::model::quant::BlockQ8;
 struct Codes {
     /// The f16 scale bits in the low 16 bits (the high 16 bits are ignored).
     scale: u32,
-    /// Codes 0..8, 8..16, 16..24 and 24..32, each as an i16x8.
+    /// Codes 0..8, 8..16, 16..24 and 24..32, each as an i16x8; for [`q4_0_nibbles`] the bare
+    /// nibbles in that order, and for [`q4_0_lanes`] its four lane vectors.
     w: [v128; 4],
 }
 
@@ -205,7 +206,7 @@ fn quad_joined_scales<const Q: usize>(q: &[u8; Q]) -> u64 {
 
 /// The activation codes `x` (as [`act_codes`]) recast for [`q4_0_lanes`]: with `a_i = x_(2i)`,
 /// `b_i = x_(2i+16)`, `c_i = x_(2i+1)` and `d_i = x_(2i+17)` (i < 8), the lanes `a`, `b − 16 a`,
-/// `c − 16 b` and `d − 16 c` (each |·| ≤ 2176: i16 operands, exact i32 products). Lane by lane,
+/// `c − 16 b` and `d − 16 c` (each within −2160..=2175: i16 operands, exact i32 products). Lane by lane,
 /// `L a + (L >> 4)(b − 16 a) + (L >> 8)(c − 16 b) + (L >> 12)(d − 16 c)` is
 /// `n0 a + n1 b + n2 c + (n3 − 8) d`.
 #[inline(always)]
@@ -238,7 +239,9 @@ fn act_codes(a: &BlockQ8) -> [v128; 4] {
 
 /// Four i32 partial sums whose total is the exact integer dot product of a block's 32 weight
 /// codes with its 32 activation codes (products of i16 values summed pairwise in i32 by
-/// `i32x4.dot_i16x8_s`: |product| ≤ 2^14, no overflow anywhere).
+/// `i32x4.dot_i16x8_s`: every |product| is below 2^23 — q4_0's lanes [`q4_0_lanes`] reach
+/// 2^15 against activation codes of at most 2^7, their shifts 2^11 against recast codes of at
+/// most 2175 — so no sum of a block's products overflows).
 #[inline(always)]
 fn block_partials(w: &[v128; 4], x: &[v128; 4]) -> v128 {
     i32x4_add(

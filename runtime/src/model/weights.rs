@@ -344,8 +344,9 @@ impl Model {
     }
 
     /// The file bytes the model was loaded from, as held in memory: in the simd128 module the
-    /// payloads flagged [`TensorLoc::interleaved`] have their rows rearranged (the same bytes,
-    /// elsewhere; [`Model::base_payload`] gives a payload in the file's order).
+    /// payloads flagged [`TensorLoc::interleaved`] have their rows rearranged (the same bytes
+    /// elsewhere, but for the top bit of q4_0's odd code bytes, `interleave::held_code`;
+    /// [`Model::base_payload`] gives a payload in the file's order).
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }

@@ -209,7 +209,8 @@ impl Rng {
     }
 
     /// 32 codes: random, or extremes (q8_0's −128 and 127; as q4_0 bytes, 0x00 and 0xff are
-    /// nibbles all −8 and all 7, the extreme i16 lanes of `matvec_q4_0`).
+    /// nibbles all −8 and all 7, the extreme i16 lanes of the q4_0 whole-matrix and prefill
+    /// kernels).
     fn codes(&mut self) -> [u8; QK] {
         match self.below(10) {
             0 => [0x80; QK],
