@@ -27,6 +27,14 @@ fn refused(args: &[&str], needle: &str) -> std::process::Output {
     o
 }
 
+/// A fresh directory for one test's files: `name` and this process's id under the system's
+/// temporary directory (the test removes it when it is done).
+fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// [`refused`], and nothing printed on stdout.
 fn refused_before_any_output(args: &[&str], needle: &str) {
     let o = refused(args, needle);
@@ -67,8 +75,7 @@ fn bench_refuses_unknown_shapes_and_dtypes_before_any_output() {
 /// any output.
 #[test]
 fn bench_model_refuses_a_wasm_module_it_cannot_use() {
-    let dir = std::env::temp_dir().join(format!("trlm-bench-wasm-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("trlm-bench-wasm");
     let missing = dir.join("missing.wasm");
     let not_wasm = dir.join("not.wasm");
     std::fs::write(&not_wasm, b"not a wasm module").unwrap();
@@ -123,8 +130,7 @@ fn exported_body(bytes: &[u8], name: &str) -> std::ops::Range<usize> {
 /// before any output: the built module with `trlm_abi_version`'s constant raised by one.
 #[test]
 fn bench_model_refuses_a_module_of_another_abi_version() {
-    let dir = std::env::temp_dir().join(format!("trlm-bench-abi-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("trlm-bench-abi");
     let other = dir.join("abi3.wasm");
     let version = harness::engine::ABI_VERSION;
     // A one-byte signed LEB128 for the version and the next one.
@@ -147,8 +153,7 @@ fn bench_model_refuses_a_module_of_another_abi_version() {
 /// `exp_f64`, in every place it occurs) replaced by 1/8, which changes the logits.
 #[test]
 fn bench_model_refuses_a_module_whose_results_differ() {
-    let dir = std::env::temp_dir().join(format!("trlm-bench-differ-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("trlm-bench-differ");
     let other = dir.join("exp.wasm");
     patched_module(&other, |bytes| {
         let (third, eighth) = (1.0f64 / 6.0, 0.125f64);
@@ -311,8 +316,7 @@ fn bench_browsers_native_alone_passes() {
 /// would lose it) before reading anything, and leaves the file as it was.
 #[test]
 fn a_converter_refuses_to_write_over_its_input() {
-    let dir = std::env::temp_dir().join(format!("trlm-convert-over-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("trlm-convert-over");
     let input = dir.join("in.gguf");
     let tokenizer = dir.join("tok.bin");
     std::fs::write(&input, b"not read").unwrap();
@@ -344,8 +348,7 @@ fn a_converter_refuses_to_write_over_its_input() {
 /// temporary file beside it has a short name of its own).
 #[test]
 fn a_converters_output_path_is_written_through_links_and_never_replaces_a_non_file() {
-    let dir = std::env::temp_dir().join(format!("trlm-convert-out-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("trlm-convert-out");
     let model = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../corpus/byte-mha-tied-f32.slm"
@@ -465,8 +468,7 @@ fn fixtures_check_names_a_damaged_fixture() {
 /// top-k or engine name exits 2 even with a file they would reject (exit 1) once read.
 #[test]
 fn check_refuses_arguments_before_reading_the_model() {
-    let dir = std::env::temp_dir().join(format!("trlm-check-args-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("trlm-check-args");
     let big = dir.join("big.slm");
     std::fs::File::create(&big)
         .unwrap()
